@@ -1,0 +1,233 @@
+//! One WebSocket connection: the only code that touches frames.
+//!
+//! A connection is split in two: a [`ConnReader`] that the owner polls with `recv()`, and a
+//! [`ConnSender`] (cheap to clone) that queues frames for a writer task. The reader is never put
+//! inside `select!` with the socket: fastwebsockets' `read_frame` is not cancel-safe, so the
+//! owner runs `recv()` in its own task and the writer runs in another. Pongs and close replies the
+//! reader owes the peer go through the same writer queue.
+//!
+//! Text frames are JSON control messages (see `wire`), binary frames are [`wire::DataFrame`]s.
+//! Fragmented messages are refused: every message must fit in one frame of at most
+//! [`MAX_WS_MESSAGE_BYTES`].
+
+use crate::limits::{MAX_WS_MESSAGE_BYTES, WS_SEND_QUEUE};
+use crate::wire::{DataFrame, JobId, Stream, DATA_HEADER_LEN};
+use anyhow::{anyhow, Result};
+use bytes::{Bytes, BytesMut};
+use fastwebsockets::{Frame, OpCode, Payload, WebSocket, WebSocketError, WebSocketRead};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use tokio::io::{AsyncRead, AsyncWrite, BufWriter, ReadHalf};
+use tokio::sync::mpsc;
+
+/// Close code for a message we cannot accept (RFC 6455 1008: policy violation).
+pub const CLOSE_POLICY: u16 = 1008;
+/// Close code for a message that is too big (RFC 6455 1009).
+pub const CLOSE_TOO_BIG: u16 = 1009;
+
+/// What `recv` returns.
+#[derive(Debug)]
+pub enum Incoming<T> {
+    /// A control message.
+    Msg(T),
+    /// A binary frame, header included; decode it with [`DataFrame::decode`].
+    Data(Bytes),
+    /// A text frame that is not a message we know. Answer it with an error and keep going.
+    Bad(String),
+}
+
+enum Out {
+    Frame(OpCode, Vec<u8>),
+    Close(u16, String),
+}
+
+/// The sending half: queues frames for the connection's writer task.
+#[derive(Clone)]
+pub struct ConnSender {
+    tx: mpsc::Sender<Out>,
+}
+
+/// The receiving half.
+pub struct ConnReader<S> {
+    ws: WebSocketRead<ReadHalf<S>>,
+    tx: mpsc::Sender<Out>,
+}
+
+/// Splits an upgraded WebSocket and starts its writer task. The task ends when every
+/// [`ConnSender`] (the reader holds one for pongs) is dropped, after sending what was queued.
+pub fn start<S>(mut ws: WebSocket<S>) -> (ConnReader<S>, ConnSender)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    ws.set_max_message_size(MAX_WS_MESSAGE_BYTES);
+    ws.set_auto_pong(true);
+    ws.set_auto_close(true);
+    let (rd, wr) = ws.split(|s| {
+        let (r, w) = tokio::io::split(s);
+        (r, BufWriter::new(w))
+    });
+    let (tx, mut rx) = mpsc::channel::<Out>(WS_SEND_QUEUE);
+    tokio::spawn(async move {
+        // The buffered writer batches small frames (acks, keystrokes) into one write; it is
+        // flushed whenever the queue runs empty, so nothing waits in it.
+        let mut sink = WsSink {
+            ws: wr,
+            closed: false,
+        };
+        while let Some(out) = rx.recv().await {
+            if sink.write(out).await.is_err() {
+                break;
+            }
+            while let Ok(out) = rx.try_recv() {
+                if sink.write(out).await.is_err() {
+                    return;
+                }
+            }
+            if sink.ws.flush().await.is_err() || sink.closed {
+                break;
+            }
+        }
+    });
+    (
+        ConnReader {
+            ws: rd,
+            tx: tx.clone(),
+        },
+        ConnSender { tx },
+    )
+}
+
+struct WsSink<W> {
+    ws: fastwebsockets::WebSocketWrite<W>,
+    closed: bool,
+}
+
+impl<W: AsyncWrite + Unpin> WsSink<W> {
+    async fn write(&mut self, out: Out) -> Result<(), WebSocketError> {
+        if self.closed {
+            return Ok(());
+        }
+        let frame = match out {
+            Out::Frame(OpCode::Close, payload) => {
+                self.closed = true;
+                Frame::close_raw(Payload::Owned(payload))
+            }
+            Out::Frame(op, payload) => Frame::new(true, op, None, Payload::Owned(payload)),
+            Out::Close(code, reason) => {
+                self.closed = true;
+                Frame::close(code, reason.as_bytes())
+            }
+        };
+        self.ws.write_frame(frame).await
+    }
+}
+
+impl ConnSender {
+    /// Queues a control message. Fails only when the connection is gone.
+    pub async fn send<T: Serialize>(&self, msg: &T) -> Result<()> {
+        // Serializing our own wire types cannot fail: they hold only strings, numbers and maps
+        // with string keys.
+        let text = serde_json::to_vec(msg).expect("wire messages serialize");
+        self.queue(Out::Frame(OpCode::Text, text)).await
+    }
+
+    /// Queues a data frame: the header and a copy of `data`.
+    pub async fn send_data(
+        &self,
+        stream: Stream,
+        job: JobId,
+        offset: u64,
+        data: &[u8],
+    ) -> Result<()> {
+        let mut buf = Vec::with_capacity(DATA_HEADER_LEN + data.len());
+        buf.extend_from_slice(&DataFrame::header(stream, job, offset));
+        buf.extend_from_slice(data);
+        self.queue(Out::Frame(OpCode::Binary, buf)).await
+    }
+
+    /// Queues a data frame already laid out as header + bytes.
+    pub async fn send_raw_data(&self, frame: Vec<u8>) -> Result<()> {
+        self.queue(Out::Frame(OpCode::Binary, frame)).await
+    }
+
+    /// Queues a close frame; nothing is sent after it.
+    pub async fn close(&self, code: u16, reason: &str) -> Result<()> {
+        self.queue(Out::Close(code, reason.to_string())).await
+    }
+
+    /// Whether the writer task has stopped (peer gone or close sent).
+    pub fn is_closed(&self) -> bool {
+        self.tx.is_closed()
+    }
+
+    async fn queue(&self, out: Out) -> Result<()> {
+        self.tx
+            .send(out)
+            .await
+            .map_err(|_| anyhow!("connection closed"))
+    }
+}
+
+impl<S: AsyncRead + Unpin> ConnReader<S> {
+    /// The next message; `Ok(None)` when the peer closed the connection cleanly or went away.
+    pub async fn recv<T: DeserializeOwned>(&mut self) -> Result<Option<Incoming<T>>> {
+        loop {
+            let frame = match self.read_frame().await? {
+                Some(f) => f,
+                None => return Ok(None),
+            };
+            if !frame.fin || frame.opcode == OpCode::Continuation {
+                let reason = "fragmented messages are not supported";
+                let _ = self.tx.send(Out::Close(CLOSE_POLICY, reason.into())).await;
+                return Err(anyhow!(reason));
+            }
+            return Ok(Some(match frame.opcode {
+                OpCode::Close => return Ok(None),
+                OpCode::Text => match serde_json::from_slice::<T>(&frame.payload) {
+                    Ok(msg) => Incoming::Msg(msg),
+                    Err(e) => Incoming::Bad(format!("bad message: {e}")),
+                },
+                OpCode::Binary => Incoming::Data(payload_bytes(frame.payload)),
+                // Pings are answered by the reader itself; unsolicited pongs mean nothing.
+                _ => continue,
+            }));
+        }
+    }
+
+    async fn read_frame(&mut self) -> Result<Option<Frame<'_>>> {
+        let tx = self.tx.clone();
+        let mut obligated = move |f: Frame<'_>| {
+            let out = Out::Frame(f.opcode, f.payload.to_vec());
+            let tx = tx.clone();
+            async move { tx.send(out).await.map_err(|_| anyhow!("connection closed")) }
+        };
+        match self.ws.read_frame(&mut obligated).await {
+            Ok(f) => Ok(Some(f)),
+            Err(WebSocketError::ConnectionClosed | WebSocketError::UnexpectedEOF) => Ok(None),
+            Err(WebSocketError::IoError(e))
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::BrokenPipe
+                ) =>
+            {
+                Ok(None)
+            }
+            Err(WebSocketError::FrameTooLarge) => {
+                let reason = format!("message larger than {MAX_WS_MESSAGE_BYTES} bytes");
+                let _ = self
+                    .tx
+                    .send(Out::Close(CLOSE_TOO_BIG, reason.clone()))
+                    .await;
+                Err(anyhow!(reason))
+            }
+            Err(e) => Err(anyhow!("websocket: {e}")),
+        }
+    }
+}
+
+fn payload_bytes(p: Payload<'_>) -> Bytes {
+    match p {
+        Payload::Bytes(b) => b.freeze(),
+        other => BytesMut::from(&other[..]).freeze(),
+    }
+}

@@ -1,0 +1,220 @@
+//! The HTTP client side shared by `xn` and `xnslave`: parse a hub URL, make one REST call, open
+//! a WebSocket. Errors name the hub URL so a user knows what could not be reached.
+
+use crate::wire::ErrorBody;
+use anyhow::{anyhow, bail, Context, Result};
+use base64::Engine;
+use bytes::Bytes;
+use fastwebsockets::{Role, WebSocket};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::upgrade::Upgraded;
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use tokio::net::TcpStream;
+
+/// An upgraded client WebSocket.
+pub type ClientWs = WebSocket<TokioIo<Upgraded>>;
+
+/// Where the hub is: parsed once from `--hub` / `XN_HUB`.
+#[derive(Clone, Debug)]
+pub struct HubUrl {
+    /// As the user wrote it, for messages.
+    pub url: String,
+    /// `host:port`, for connecting and for the `Host` header.
+    authority: String,
+}
+
+/// A REST call the hub answered with an error status.
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct HubError {
+    pub status: StatusCode,
+    pub message: String,
+}
+
+impl HubUrl {
+    pub fn parse(url: &str) -> Result<HubUrl> {
+        let rest = if let Some(rest) = url.strip_prefix("http://") {
+            rest
+        } else if url.starts_with("https://") {
+            bail!("hub URL {url}: https is not supported by this build yet; use http://");
+        } else if url.contains("://") {
+            bail!("hub URL {url}: only http:// URLs are supported");
+        } else {
+            url
+        };
+        let authority = rest.trim_end_matches('/');
+        if authority.is_empty() || authority.contains('/') {
+            bail!("hub URL {url}: expected http://HOST:PORT");
+        }
+        let authority = if has_port(authority) {
+            authority.to_string()
+        } else {
+            format!("{authority}:80")
+        };
+        Ok(HubUrl {
+            url: url.trim_end_matches('/').to_string(),
+            authority,
+        })
+    }
+
+    async fn connect(&self) -> Result<TcpStream> {
+        let stream = TcpStream::connect(&self.authority)
+            .await
+            .with_context(|| format!("cannot reach hub at {}", self.url))?;
+        // Keystrokes and small control messages must not wait for Nagle.
+        stream.set_nodelay(true).ok();
+        Ok(stream)
+    }
+
+    /// Sends one request on a fresh connection and returns the response with its body unread.
+    pub async fn request(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Vec<u8>>,
+    ) -> Result<Response<Incoming>> {
+        let stream = self.connect().await?;
+        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .with_context(|| format!("cannot reach hub at {}", self.url))?;
+        tokio::spawn(async move {
+            // Errors surface through `send_request` and the body; nothing more to report here.
+            let _ = conn.await;
+        });
+        let mut req = Request::builder()
+            .method(method)
+            .uri(path)
+            .header(hyper::header::HOST, &self.authority);
+        if body.is_some() {
+            req = req.header(hyper::header::CONTENT_TYPE, "application/json");
+        }
+        let req = req
+            .body(Full::new(Bytes::from(body.unwrap_or_default())))
+            .context("building request")?;
+        sender
+            .send_request(req)
+            .await
+            .with_context(|| format!("hub at {} did not answer", self.url))
+    }
+
+    /// A REST call with a JSON answer; an error status becomes a [`HubError`].
+    pub async fn call<B: Serialize, T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&B>,
+    ) -> Result<T> {
+        let body = body.map(|b| serde_json::to_vec(b).expect("request bodies serialize"));
+        let resp = self.request(method, path, body).await?;
+        let status = resp.status();
+        let bytes = read_all(resp).await?;
+        if !status.is_success() {
+            return Err(error_from(status, &bytes).into());
+        }
+        serde_json::from_slice(&bytes)
+            .with_context(|| format!("hub at {} sent an answer we cannot read", self.url))
+    }
+
+    /// Opens a WebSocket at `path`. A refusal is reported with the hub's own error message.
+    pub async fn websocket(&self, path: &str) -> Result<ClientWs> {
+        let stream = self.connect().await?;
+        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .with_context(|| format!("cannot reach hub at {}", self.url))?;
+        tokio::spawn(async move {
+            let _ = conn.with_upgrades().await;
+        });
+        let mut key = [0u8; 16];
+        getrandom::fill(&mut key).map_err(|e| anyhow!("no randomness: {e}"))?;
+        let req = Request::builder()
+            .method(Method::GET)
+            .uri(path)
+            .header(hyper::header::HOST, &self.authority)
+            .header(hyper::header::UPGRADE, "websocket")
+            .header(hyper::header::CONNECTION, "upgrade")
+            .header(
+                "Sec-WebSocket-Key",
+                base64::engine::general_purpose::STANDARD.encode(key),
+            )
+            .header("Sec-WebSocket-Version", "13")
+            .body(Full::new(Bytes::new()))
+            .context("building request")?;
+        let mut resp = sender
+            .send_request(req)
+            .await
+            .with_context(|| format!("hub at {} did not answer", self.url))?;
+        if resp.status() != StatusCode::SWITCHING_PROTOCOLS {
+            let status = resp.status();
+            let bytes = read_all(resp).await?;
+            return Err(error_from(status, &bytes).into());
+        }
+        let upgraded = hyper::upgrade::on(&mut resp)
+            .await
+            .with_context(|| format!("websocket upgrade with {} failed", self.url))?;
+        Ok(WebSocket::after_handshake(
+            TokioIo::new(upgraded),
+            Role::Client,
+        ))
+    }
+}
+
+fn has_port(authority: &str) -> bool {
+    match authority.rsplit_once(':') {
+        // `[::1]` alone has colons but no port; `[::1]:5000` ends in `]:digits`.
+        Some((host, port)) => {
+            !port.is_empty()
+                && port.bytes().all(|b| b.is_ascii_digit())
+                && (!host.contains(':') || host.ends_with(']'))
+        }
+        None => false,
+    }
+}
+
+/// Reads a whole (small) response body.
+pub async fn read_all(resp: Response<Incoming>) -> Result<Bytes> {
+    Ok(resp
+        .into_body()
+        .collect()
+        .await
+        .context("reading the hub's answer")?
+        .to_bytes())
+}
+
+/// The hub's error message from an error body, or the bare status.
+pub fn error_from(status: StatusCode, body: &[u8]) -> HubError {
+    let message = match serde_json::from_slice::<ErrorBody>(body) {
+        Ok(e) => e.error,
+        Err(_) => format!("hub answered {status}"),
+    };
+    HubError { status, message }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_hub_urls() {
+        assert_eq!(
+            HubUrl::parse("http://127.0.0.1:5000/").unwrap().authority,
+            "127.0.0.1:5000"
+        );
+        assert_eq!(
+            HubUrl::parse("localhost:7").unwrap().authority,
+            "localhost:7"
+        );
+        assert_eq!(HubUrl::parse("http://hub").unwrap().authority, "hub:80");
+        assert_eq!(
+            HubUrl::parse("http://[::1]:5000").unwrap().authority,
+            "[::1]:5000"
+        );
+        assert_eq!(HubUrl::parse("http://[::1]").unwrap().authority, "[::1]:80");
+        assert!(HubUrl::parse("ftp://x").is_err());
+        assert!(HubUrl::parse("http://").is_err());
+        assert!(HubUrl::parse("http://h:1/path").is_err());
+    }
+}

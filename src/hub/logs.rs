@@ -1,0 +1,125 @@
+//! Output logs: one append-only file per job and stream, `DATA/logs/ID.out` and `ID.err`.
+//!
+//! The hub is the only writer. Every consumer reads by offset, from the file (the page cache
+//! keeps recent bytes hot), so replaying history and following live output are one code path,
+//! and a slow reader costs a file offset, not memory. All calls here block: run them on
+//! `spawn_blocking`, never on the async runtime.
+
+use crate::wire::{JobId, Stream};
+use std::fs::{File, OpenOptions};
+use std::io::{self, Write};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+/// The log directory.
+#[derive(Clone, Debug)]
+pub struct Logs {
+    dir: PathBuf,
+}
+
+/// One job's two log files, opened on first use and closed when dropped.
+#[derive(Debug)]
+pub struct JobLog {
+    out_path: PathBuf,
+    err_path: PathBuf,
+    out: OnceLock<File>,
+    err: OnceLock<File>,
+}
+
+impl Logs {
+    pub fn open(data: &Path) -> io::Result<Logs> {
+        let dir = data.join("logs");
+        std::fs::create_dir_all(&dir)?;
+        Ok(Logs { dir })
+    }
+
+    pub fn job(&self, id: JobId) -> JobLog {
+        JobLog {
+            out_path: self.dir.join(format!("{id}.out")),
+            err_path: self.dir.join(format!("{id}.err")),
+            out: OnceLock::new(),
+            err: OnceLock::new(),
+        }
+    }
+
+    /// Bytes stored for a job's stream (0 when it has none).
+    pub fn len(&self, id: JobId, stream: Stream) -> u64 {
+        let ext = if stream == Stream::Stderr {
+            "err"
+        } else {
+            "out"
+        };
+        std::fs::metadata(self.dir.join(format!("{id}.{ext}")))
+            .map(|m| m.len())
+            .unwrap_or(0)
+    }
+}
+
+impl JobLog {
+    fn file(&self, stream: Stream) -> io::Result<&File> {
+        let (cell, path) = match stream {
+            Stream::Stderr => (&self.err, &self.err_path),
+            _ => (&self.out, &self.out_path),
+        };
+        if let Some(f) = cell.get() {
+            return Ok(f);
+        }
+        let f = OpenOptions::new()
+            .read(true)
+            .append(true)
+            .create(true)
+            .open(path)?;
+        // Another thread may have won the race; either file handle is equally good.
+        Ok(cell.get_or_init(|| f))
+    }
+
+    /// Appends bytes. The caller knows the length and passes only new bytes.
+    pub fn append(&self, stream: Stream, data: &[u8]) -> io::Result<()> {
+        let mut f = self.file(stream)?;
+        f.write_all(data)
+    }
+
+    /// Reads up to `max` bytes at `offset`; shorter only at the end of what is stored.
+    pub fn read_at(&self, stream: Stream, offset: u64, max: usize) -> io::Result<Vec<u8>> {
+        let mut buf = Vec::new();
+        self.read_into(stream, offset, max, &mut buf)?;
+        Ok(buf)
+    }
+
+    /// Appends up to `max` bytes read at `offset` to `buf` (which may already hold a frame
+    /// header, so the bytes are read straight into the frame that will be sent).
+    pub fn read_into(
+        &self,
+        stream: Stream,
+        offset: u64,
+        max: usize,
+        buf: &mut Vec<u8>,
+    ) -> io::Result<usize> {
+        let f = self.file(stream)?;
+        let start = buf.len();
+        buf.resize(start + max, 0);
+        let mut got = 0;
+        while got < max {
+            match f.read_at(&mut buf[start + got..], offset + got as u64) {
+                Ok(0) => break,
+                Ok(n) => got += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    buf.truncate(start);
+                    return Err(e);
+                }
+            }
+        }
+        buf.truncate(start + got);
+        Ok(got)
+    }
+
+    /// Flushes both files to disk (those that were opened).
+    pub fn sync(&self) -> io::Result<()> {
+        for f in [self.out.get(), self.err.get()].into_iter().flatten() {
+            f.sync_data()?;
+        }
+        Ok(())
+    }
+}

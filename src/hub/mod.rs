@@ -1,0 +1,126 @@
+//! The hub: one server that keeps every job and every output byte, hands jobs to slaves and
+//! streams output to clients. It never runs a job itself and never dials a slave.
+//!
+//! `run` takes an already bound listener, an opened [`Hub`] and a cancellation token, so tests
+//! and `main` start it the same way.
+
+mod logs;
+mod respond;
+mod routes;
+mod slaves;
+mod state;
+mod store;
+mod stream;
+
+pub use state::{now_ms, Hub, HubOptions, SlaveInfo};
+
+use crate::limits::HANDSHAKE_TIMEOUT;
+use anyhow::{Context, Result};
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+/// How long a graceful stop waits for open connections.
+const SHUTDOWN_WAIT: Duration = Duration::from_secs(5);
+
+/// What every connection handler shares.
+pub struct Ctx {
+    pub hub: Arc<Hub>,
+    pub shutdown: CancellationToken,
+    /// Upgraded WebSocket sessions, which hyper's graceful shutdown does not track.
+    pub sessions: TaskTracker,
+}
+
+impl Hub {
+    /// Opens the data directory: the job store and the output logs.
+    pub fn open(data: &Path, opts: HubOptions) -> Result<Hub> {
+        std::fs::create_dir_all(data)
+            .with_context(|| format!("creating data directory {}", data.display()))?;
+        let (store, jobs) = store::Store::open(data)?;
+        let logs = logs::Logs::open(data)
+            .with_context(|| format!("opening logs under {}", data.display()))?;
+        Ok(Hub::new(store, logs, jobs, opts))
+    }
+}
+
+/// Serves until `shutdown` is cancelled, then stops accepting, ends sessions, flushes the
+/// store and returns.
+pub async fn run(listener: TcpListener, hub: Hub, shutdown: CancellationToken) -> Result<()> {
+    let hub = Arc::new(hub);
+    let ctx = Arc::new(Ctx {
+        hub: hub.clone(),
+        shutdown: shutdown.clone(),
+        sessions: TaskTracker::new(),
+    });
+    let orphans = hub.orphans();
+    if !orphans.is_empty() {
+        tracing::info!(
+            "{} job(s) were running when the hub stopped; waiting {:?} for their slaves",
+            orphans.len(),
+            hub.opts.slave_timeout
+        );
+        slaves::expire_later(
+            &ctx,
+            orphans,
+            "its slave did not come back after a hub restart",
+        );
+    }
+    let conns = TaskTracker::new();
+    loop {
+        let (sock, peer) = tokio::select! {
+            _ = shutdown.cancelled() => break,
+            acc = listener.accept() => match acc {
+                Ok(a) => a,
+                Err(e) => {
+                    // EMFILE and friends: log, wait a moment, keep serving.
+                    tracing::warn!("accept: {e}");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        sock.set_nodelay(true).ok();
+        let ctx = ctx.clone();
+        conns.spawn(async move {
+            let svc = service_fn(|req| routes::route(ctx.clone(), req));
+            let mut builder = http1::Builder::new();
+            builder
+                .timer(TokioTimer::new())
+                .header_read_timeout(HANDSHAKE_TIMEOUT);
+            let conn = builder
+                .serve_connection(TokioIo::new(sock), svc)
+                .with_upgrades();
+            tokio::pin!(conn);
+            tokio::select! {
+                res = conn.as_mut() => {
+                    if let Err(e) = res {
+                        tracing::debug!(%peer, "connection: {e}");
+                    }
+                }
+                _ = ctx.shutdown.cancelled() => {
+                    conn.as_mut().graceful_shutdown();
+                    let _ = conn.await;
+                }
+            }
+        });
+    }
+    tracing::info!("shutting down");
+    conns.close();
+    ctx.sessions.close();
+    let drained = tokio::time::timeout(SHUTDOWN_WAIT, async {
+        conns.wait().await;
+        ctx.sessions.wait().await;
+    })
+    .await;
+    if drained.is_err() {
+        tracing::warn!("some connections did not close within {SHUTDOWN_WAIT:?}");
+    }
+    hub.store.sync().await?;
+    Ok(())
+}

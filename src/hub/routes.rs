@@ -1,0 +1,165 @@
+//! The REST API and the WebSocket upgrades, all on one port. Each handler answers one route;
+//! an error is a JSON body with a 4xx/5xx status and the connection goes on.
+
+use super::respond::{self, HubResponse, LogBody, Reject};
+use super::{slaves, stream, Ctx};
+use crate::limits::MAX_REST_BODY_BYTES;
+use crate::wire::{JobId, JobSpec, JobState, Stream, SubmitReply};
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use hyper::{Method, Request, Response, StatusCode};
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::sync::Arc;
+
+pub async fn route(ctx: Arc<Ctx>, req: Request<Incoming>) -> Result<HubResponse, Infallible> {
+    let path = req.uri().path().to_string();
+    let segs: Vec<&str> = path.trim_matches('/').split('/').collect();
+    let method = req.method().clone();
+    let resp = match (&method, segs.as_slice()) {
+        (&Method::GET, ["healthz"]) => respond::text(StatusCode::OK, "ok\n"),
+        (&Method::GET, [""]) => respond::text(
+            StatusCode::OK,
+            "execnode hub: see /api/v1/jobs, and docs/PROTOCOL.md\n",
+        ),
+        (&Method::GET, ["api", "v1", "jobs"]) => list_jobs(&ctx, &req),
+        (&Method::POST, ["api", "v1", "jobs"]) => submit(&ctx, req).await,
+        (&Method::GET, ["api", "v1", "slaves"]) => respond::json(StatusCode::OK, &ctx.hub.slaves()),
+        (&Method::GET, ["api", "v1", "slave"]) => slaves::upgrade(&ctx, req),
+        (m, ["api", "v1", "jobs", id, rest @ ..]) => match parse_id(id) {
+            Err(r) => r.into(),
+            Ok(id) => match (m, rest) {
+                (&Method::GET, []) => match ctx.hub.get(id) {
+                    Ok(rec) => respond::json(StatusCode::OK, &rec),
+                    Err(e) => respond::job_error(e),
+                },
+                (&Method::POST, ["cancel"]) => {
+                    match ctx.hub.cancel(id, "cancelled by user").await {
+                        Ok(rec) => respond::json(StatusCode::OK, &rec),
+                        Err(e) => respond::job_error(e),
+                    }
+                }
+                (&Method::GET, ["output"]) => output(&ctx, id, &req),
+                (&Method::GET, ["stream"]) => stream::upgrade(&ctx, id, req),
+                (_, ["cancel" | "output" | "stream"] | []) => method_not_allowed(&method),
+                _ => not_found(&path),
+            },
+        },
+        (_, ["healthz"] | ["api", "v1", "jobs" | "slaves" | "slave"]) => {
+            method_not_allowed(&method)
+        }
+        _ => not_found(&path),
+    };
+    Ok(resp)
+}
+
+fn not_found(path: &str) -> HubResponse {
+    respond::error(StatusCode::NOT_FOUND, format!("no route {path}"))
+}
+
+fn method_not_allowed(m: &Method) -> HubResponse {
+    respond::error(
+        StatusCode::METHOD_NOT_ALLOWED,
+        format!("method {m} is not allowed here"),
+    )
+}
+
+fn parse_id(s: &str) -> Result<JobId, Reject> {
+    s.parse::<JobId>()
+        .map_err(|_| Reject::bad(format!("{s:?} is not a job id (a positive integer)")))
+}
+
+/// The query string as a map. Values are plain words and numbers here, so no decoding.
+pub fn query(req: &Request<Incoming>) -> HashMap<String, String> {
+    req.uri()
+        .query()
+        .unwrap_or("")
+        .split('&')
+        .filter(|kv| !kv.is_empty())
+        .map(|kv| match kv.split_once('=') {
+            Some((k, v)) => (k.to_string(), v.to_string()),
+            None => (kv.to_string(), String::new()),
+        })
+        .collect()
+}
+
+/// A numeric query parameter, or 400.
+pub fn query_u64(q: &HashMap<String, String>, key: &str) -> Result<Option<u64>, Reject> {
+    match q.get(key) {
+        None => Ok(None),
+        Some(v) => v
+            .parse()
+            .map(Some)
+            .map_err(|_| Reject::bad(format!("query parameter {key}={v:?} is not a number"))),
+    }
+}
+
+fn list_jobs(ctx: &Ctx, req: &Request<Incoming>) -> HubResponse {
+    let q = query(req);
+    let state = match q.get("state").map(|s| (s, JobState::parse(s))) {
+        Some((s, None)) => {
+            return respond::error(StatusCode::BAD_REQUEST, format!("unknown state {s:?}"))
+        }
+        Some((_, st)) => st,
+        None => None,
+    };
+    let jobs: Vec<_> = ctx
+        .hub
+        .list()
+        .into_iter()
+        .filter(|j| state.is_none_or(|s| j.state == s))
+        .collect();
+    respond::json(StatusCode::OK, &jobs)
+}
+
+async fn submit(ctx: &Ctx, req: Request<Incoming>) -> HubResponse {
+    let body = match respond::read_body(req, MAX_REST_BODY_BYTES).await {
+        Ok(b) => b,
+        Err(r) => return r.into(),
+    };
+    let spec: JobSpec = match respond::parse_json(&body) {
+        Ok(s) => s,
+        Err(r) => return r.into(),
+    };
+    match ctx.hub.submit(spec).await {
+        Ok(rec) => {
+            tracing::info!(job = rec.id, "submitted");
+            respond::json(StatusCode::CREATED, &SubmitReply { id: rec.id })
+        }
+        Err(e) => respond::job_error(e),
+    }
+}
+
+/// `GET /api/v1/jobs/ID/output?stream=stdout|stderr&offset=N`: the bytes stored so far.
+fn output(ctx: &Ctx, id: JobId, req: &Request<Incoming>) -> HubResponse {
+    let q = query(req);
+    let stream = match q.get("stream").map(String::as_str) {
+        None | Some("stdout") => Stream::Stdout,
+        Some("stderr") => Stream::Stderr,
+        Some(other) => {
+            return respond::error(
+                StatusCode::BAD_REQUEST,
+                format!("unknown stream {other:?}: use stdout or stderr"),
+            )
+        }
+    };
+    let offset = match query_u64(&q, "offset") {
+        Ok(o) => o.unwrap_or(0),
+        Err(r) => return r.into(),
+    };
+    let sub = match ctx.hub.subscribe(id) {
+        Ok(s) => s,
+        Err(e) => return respond::job_error(e),
+    };
+    let len = match stream {
+        Stream::Stderr => sub.rec.stderr_len,
+        _ => sub.rec.stdout_len,
+    };
+    let body = LogBody::new(sub.log, stream, offset, len);
+    Response::builder()
+        .status(StatusCode::OK)
+        .header(hyper::header::CONTENT_TYPE, "application/octet-stream")
+        .header("X-Job-State", sub.rec.state.as_str())
+        .body(body.boxed())
+        .expect("static headers are valid")
+}

@@ -1,0 +1,219 @@
+//! One slave's WebSocket session: hello and version check, job events, output appended to the
+//! logs and acknowledged, heartbeats both ways, and what happens to its jobs when it goes away.
+
+use super::respond::{self, HubResponse, ServerWs};
+use super::state::SessionId;
+use super::Ctx;
+use crate::conn::{self, ConnReader, ConnSender, Incoming, CLOSE_POLICY};
+use crate::limits::{HANDSHAKE_TIMEOUT, HEARTBEAT_INTERVAL};
+use crate::wire::{
+    DataFrame, HubToSlave, JobId, SlaveMsg, Stream, DATA_HEADER_LEN, PROTOCOL_VERSION,
+};
+use anyhow::{anyhow, bail, Result};
+use bytes::Bytes;
+use hyper::body::Incoming as Body;
+use hyper::Request;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+/// Longest slave name accepted.
+const MAX_NAME: usize = 256;
+
+pub fn upgrade(ctx: &Arc<Ctx>, req: Request<Body>) -> HubResponse {
+    let ctx = ctx.clone();
+    respond::upgrade(&ctx.sessions.clone(), req, move |ws| session(ctx, ws))
+}
+
+/// Marks `ids` lost after the slave timeout unless a slave has taken them back by then.
+pub fn expire_later(ctx: &Arc<Ctx>, ids: Vec<JobId>, why: &'static str) {
+    if ids.is_empty() {
+        return;
+    }
+    let ctx = ctx.clone();
+    tokio::spawn(async move {
+        tokio::select! {
+            _ = tokio::time::sleep(ctx.hub.opts.slave_timeout) => {
+                ctx.hub.expire_orphans(&ids, why).await;
+            }
+            _ = ctx.shutdown.cancelled() => {}
+        }
+    });
+}
+
+type Reader = ConnReader<hyper_util::rt::TokioIo<hyper::upgrade::Upgraded>>;
+
+async fn session(ctx: Arc<Ctx>, ws: ServerWs) {
+    let (mut rd, tx) = conn::start(ws);
+    let (name, slots, running) = match hello(&mut rd).await {
+        Ok(h) => h,
+        Err(e) => {
+            tracing::warn!("slave refused: {e:#}");
+            let _ = tx
+                .send(&HubToSlave::Error {
+                    message: format!("{e:#}"),
+                })
+                .await;
+            let _ = tx.close(CLOSE_POLICY, "refused").await;
+            return;
+        }
+    };
+    let (sid, unwanted) = ctx.hub.add_slave(name.clone(), slots, tx.clone(), &running);
+    tracing::info!(slave = %name, slots, reclaimed = running.len() - unwanted.len(), "slave connected");
+    let grace_ms = ctx.hub.opts.cancel_grace.as_millis() as u64;
+    let _ = tx
+        .send(&HubToSlave::Welcome {
+            protocol: PROTOCOL_VERSION,
+        })
+        .await;
+    for job in unwanted.into_iter().chain(ctx.hub.cancels_pending(sid)) {
+        let _ = tx.send(&HubToSlave::Cancel { job, grace_ms }).await;
+    }
+    ctx.hub.schedule().await;
+
+    let last_seen = Arc::new(AtomicU64::new(0));
+    let started = Instant::now();
+    let reader = {
+        let (ctx, tx, last_seen) = (ctx.clone(), tx.clone(), last_seen.clone());
+        tokio::spawn(async move { read_loop(&ctx, sid, rd, &tx, &last_seen, started).await })
+    };
+    tokio::pin!(reader);
+    let mut beat = tokio::time::interval(HEARTBEAT_INTERVAL);
+    let silent_limit = ctx.hub.opts.slave_timeout;
+    let gone_for_good = loop {
+        tokio::select! {
+            res = &mut reader => {
+                match res {
+                    Ok(Ok(())) => tracing::info!(slave = %name, "slave disconnected"),
+                    Ok(Err(e)) => tracing::warn!(slave = %name, "slave session ended: {e:#}"),
+                    Err(e) => tracing::error!(slave = %name, "slave session failed: {e}"),
+                }
+                break false;
+            }
+            _ = beat.tick() => {
+                let seen = started + std::time::Duration::from_millis(last_seen.load(Ordering::Relaxed));
+                if seen.elapsed() > silent_limit {
+                    tracing::warn!(slave = %name, "no word from slave for {:?}; giving it up", seen.elapsed());
+                    reader.abort();
+                    break true;
+                }
+                let _ = tx.send(&HubToSlave::Heartbeat).await;
+            }
+            _ = ctx.shutdown.cancelled() => {
+                let _ = tx.close(1001, "hub shutting down").await;
+                reader.abort();
+                break false;
+            }
+        }
+    };
+    let orphans = ctx.hub.remove_slave(sid);
+    if gone_for_good {
+        ctx.hub
+            .expire_orphans(&orphans, "its slave stopped answering")
+            .await;
+    } else if !ctx.shutdown.is_cancelled() {
+        expire_later(&ctx, orphans, "its slave went away and did not come back");
+    }
+}
+
+async fn hello(rd: &mut Reader) -> Result<(String, u32, Vec<JobId>)> {
+    let first = tokio::time::timeout(HANDSHAKE_TIMEOUT, rd.recv::<SlaveMsg>())
+        .await
+        .map_err(|_| anyhow!("no hello within {HANDSHAKE_TIMEOUT:?}"))??;
+    match first {
+        Some(Incoming::Msg(SlaveMsg::Hello {
+            protocol,
+            name,
+            slots,
+            running,
+        })) => {
+            if protocol != PROTOCOL_VERSION {
+                bail!(
+                    "protocol version mismatch: slave speaks version {protocol}, hub speaks version {PROTOCOL_VERSION}"
+                );
+            }
+            if name.is_empty() || name.len() > MAX_NAME || name.chars().any(char::is_control) {
+                bail!("slave name must be 1 to {MAX_NAME} printable characters");
+            }
+            if slots == 0 {
+                bail!("a slave needs at least one slot");
+            }
+            Ok((name, slots, running.into_iter().map(|r| r.job).collect()))
+        }
+        Some(Incoming::Bad(e)) => bail!("expected a hello message: {e}"),
+        Some(_) => bail!("expected a hello message first"),
+        None => bail!("connection closed before hello"),
+    }
+}
+
+async fn read_loop(
+    ctx: &Ctx,
+    sid: SessionId,
+    mut rd: Reader,
+    tx: &ConnSender,
+    last_seen: &AtomicU64,
+    started: Instant,
+) -> Result<()> {
+    while let Some(msg) = rd.recv::<SlaveMsg>().await? {
+        last_seen.store(started.elapsed().as_millis() as u64, Ordering::Relaxed);
+        let answer = match msg {
+            Incoming::Data(frame) => store_output(ctx, sid, frame, tx).await,
+            Incoming::Msg(SlaveMsg::Started { job, .. }) => {
+                ctx.hub.job_started(sid, job);
+                Ok(())
+            }
+            Incoming::Msg(SlaveMsg::Ended {
+                job,
+                outcome,
+                stdout_len,
+                stderr_len,
+            }) => ctx
+                .hub
+                .job_ended(sid, job, outcome, (stdout_len, stderr_len))
+                .await
+                .map_err(|e| anyhow!(e)),
+            Incoming::Msg(SlaveMsg::Heartbeat) => Ok(()),
+            Incoming::Msg(SlaveMsg::Hello { .. }) => Err(anyhow!("hello was already said")),
+            Incoming::Bad(e) => Err(anyhow!(e)),
+        };
+        if let Err(e) = answer {
+            tracing::warn!(session = sid, "slave message refused: {e:#}");
+            tx.send(&HubToSlave::Error {
+                message: format!("{e:#}"),
+            })
+            .await?;
+        }
+    }
+    Ok(())
+}
+
+/// Appends a frame of output to the job's log and acknowledges it. Bytes the hub has already
+/// (a resend after a reconnect) are skipped; a gap is refused.
+async fn store_output(ctx: &Ctx, sid: SessionId, frame: Bytes, tx: &ConnSender) -> Result<()> {
+    let f = DataFrame::decode(&frame)?;
+    if f.stream == Stream::Stdin {
+        bail!("slaves send output, not input");
+    }
+    let (job, stream, offset) = (f.job, f.stream, f.offset);
+    let end = offset + f.data.len() as u64;
+    let (log, have) = ctx
+        .hub
+        .output_target(sid, job, stream)
+        .ok_or_else(|| anyhow!("job {job} is not running on this slave"))?;
+    if offset > have {
+        bail!("output of job {job} resumes at byte {offset}, but the hub has {have}");
+    }
+    if end > have {
+        let data = frame.slice(DATA_HEADER_LEN + (have - offset) as usize..);
+        tokio::task::spawn_blocking(move || log.append(stream, &data))
+            .await?
+            .map_err(|e| anyhow!("storing output of job {job}: {e}"))?;
+        ctx.hub.output_stored(job, stream, end);
+    }
+    tx.send(&HubToSlave::Ack {
+        job,
+        stream,
+        offset: end.max(have),
+    })
+    .await
+}

@@ -1,0 +1,640 @@
+//! The hub's in-memory picture: jobs, the queue, connected slaves, and the scheduler.
+//!
+//! One `std::sync::Mutex` guards it; it is never held across an `.await`. Every change that must
+//! be durable before it is shown (a new job, a terminal state) is committed to the [`Store`]
+//! first and applied here after. Every change a follower may care about bumps the job's watch.
+
+use super::logs::{JobLog, Logs};
+use super::store::Store;
+use crate::conn::ConnSender;
+use crate::wire::{HubToSlave, JobId, JobRecord, JobSpec, JobState, Outcome, Stream};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use tokio::sync::watch;
+
+/// Identifies one connection of one slave (a reconnect is a new session).
+pub type SessionId = u64;
+
+/// Settings the hub's operator chooses.
+#[derive(Clone, Debug)]
+pub struct HubOptions {
+    /// A slave silent this long is gone; its running jobs become `lost`.
+    pub slave_timeout: Duration,
+    /// Between SIGTERM and SIGKILL when a job is cancelled.
+    pub cancel_grace: Duration,
+}
+
+/// Errors a request about a job can get; each maps to one HTTP status.
+#[derive(Debug, thiserror::Error)]
+pub enum JobError {
+    #[error("no job with id {0}")]
+    NotFound(JobId),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("{0}")]
+    Invalid(String),
+    #[error("{0:#}")]
+    Store(anyhow::Error),
+}
+
+pub struct Hub {
+    state: Mutex<State>,
+    pub store: Store,
+    pub logs: Logs,
+    pub opts: HubOptions,
+}
+
+struct State {
+    jobs: BTreeMap<JobId, JobEntry>,
+    /// Queued job ids; the smallest goes first (FIFO).
+    queue: BTreeSet<JobId>,
+    slaves: HashMap<SessionId, SlaveEntry>,
+    next_session: SessionId,
+}
+
+struct JobEntry {
+    rec: JobRecord,
+    /// Open log files while the job is live.
+    log: Option<Arc<JobLog>>,
+    /// Bumped on new output and state changes; created when someone follows the job.
+    watch: Option<watch::Sender<u64>>,
+    /// The slave session that runs it; `None` while queued or while its slave is away.
+    session: Option<SessionId>,
+    cancel_requested: bool,
+    /// Input bytes forwarded so far (the offset of the next input frame).
+    input_sent: u64,
+}
+
+struct SlaveEntry {
+    name: String,
+    slots: u32,
+    jobs: HashSet<JobId>,
+    tx: ConnSender,
+}
+
+/// What a connected slave looks like from outside (`GET /api/v1/slaves`).
+#[derive(serde::Serialize, serde::Deserialize, Clone, Debug)]
+pub struct SlaveInfo {
+    pub name: String,
+    pub slots: u32,
+    pub running: Vec<JobId>,
+}
+
+/// What a follower needs to read a job: its record, a wake-up channel and its log.
+pub struct Subscription {
+    pub rec: JobRecord,
+    pub changes: watch::Receiver<u64>,
+    pub log: Arc<JobLog>,
+}
+
+pub fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+impl JobEntry {
+    fn touch(&self) {
+        if let Some(w) = &self.watch {
+            w.send_modify(|v| *v = v.wrapping_add(1));
+        }
+    }
+}
+
+impl Hub {
+    /// Builds the picture from what the store loaded. Jobs that were assigned or running when
+    /// the hub stopped have no slave until one reconnects with them; the caller starts the
+    /// orphan timer for them ([`Hub::orphans`]).
+    pub fn new(store: Store, logs: Logs, loaded: Vec<JobRecord>, opts: HubOptions) -> Hub {
+        let mut jobs = BTreeMap::new();
+        let mut queue = BTreeSet::new();
+        for mut rec in loaded {
+            rec.stdout_len = logs.len(rec.id, Stream::Stdout);
+            rec.stderr_len = logs.len(rec.id, Stream::Stderr);
+            if rec.state == JobState::Queued {
+                queue.insert(rec.id);
+            }
+            let log = (!rec.state.is_terminal()).then(|| Arc::new(logs.job(rec.id)));
+            jobs.insert(
+                rec.id,
+                JobEntry {
+                    rec,
+                    log,
+                    watch: None,
+                    session: None,
+                    cancel_requested: false,
+                    input_sent: 0,
+                },
+            );
+        }
+        Hub {
+            state: Mutex::new(State {
+                jobs,
+                queue,
+                slaves: HashMap::new(),
+                next_session: 1,
+            }),
+            store,
+            logs,
+            opts,
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // A panic while holding the lock would already have been a bug report; the state is
+        // still the best we have, so keep serving rather than poisoning every request.
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Jobs that are assigned or running but have no connected slave.
+    pub fn orphans(&self) -> Vec<JobId> {
+        let st = self.lock();
+        st.jobs
+            .values()
+            .filter(|j| j.session.is_none() && !j.rec.state.is_terminal())
+            .filter(|j| j.rec.state != JobState::Queued)
+            .map(|j| j.rec.id)
+            .collect()
+    }
+
+    pub fn list(&self) -> Vec<JobRecord> {
+        self.lock().jobs.values().map(|j| j.rec.clone()).collect()
+    }
+
+    pub fn get(&self, id: JobId) -> Result<JobRecord, JobError> {
+        self.lock()
+            .jobs
+            .get(&id)
+            .map(|j| j.rec.clone())
+            .ok_or(JobError::NotFound(id))
+    }
+
+    pub fn slaves(&self) -> Vec<SlaveInfo> {
+        let st = self.lock();
+        let mut v: Vec<SlaveInfo> = st
+            .slaves
+            .values()
+            .map(|s| SlaveInfo {
+                name: s.name.clone(),
+                slots: s.slots,
+                running: {
+                    let mut r: Vec<_> = s.jobs.iter().copied().collect();
+                    r.sort();
+                    r
+                },
+            })
+            .collect();
+        v.sort_by(|a, b| a.name.cmp(&b.name));
+        v
+    }
+
+    /// Stores a new job durably, queues it, and returns its record.
+    pub async fn submit(&self, spec: JobSpec) -> Result<JobRecord, JobError> {
+        validate(&spec)?;
+        let mut rec = JobRecord {
+            id: 0,
+            spec,
+            state: JobState::Queued,
+            exit_code: None,
+            signal: None,
+            reason: None,
+            slave: None,
+            created_ms: now_ms(),
+            started_ms: None,
+            ended_ms: None,
+            stdout_len: 0,
+            stderr_len: 0,
+        };
+        let ids = self
+            .store
+            .insert(vec![rec.clone()])
+            .await
+            .map_err(JobError::Store)?;
+        rec.id = ids[0];
+        {
+            let mut st = self.lock();
+            st.queue.insert(rec.id);
+            st.jobs.insert(
+                rec.id,
+                JobEntry {
+                    rec: rec.clone(),
+                    log: None,
+                    watch: None,
+                    session: None,
+                    cancel_requested: false,
+                    input_sent: 0,
+                },
+            );
+        }
+        self.schedule().await;
+        Ok(rec)
+    }
+
+    /// Hands queued jobs to slaves with free slots, oldest job first, emptiest slave first.
+    pub async fn schedule(&self) {
+        let mut sends = Vec::new();
+        {
+            let mut st = self.lock();
+            let st = &mut *st;
+            while let Some(&id) = st.queue.first() {
+                let Some((&sid, slave)) = st
+                    .slaves
+                    .iter_mut()
+                    .filter(|(_, s)| (s.jobs.len() as u32) < s.slots)
+                    .max_by_key(|(sid, s)| {
+                        (s.slots - s.jobs.len() as u32, std::cmp::Reverse(**sid))
+                    })
+                else {
+                    break;
+                };
+                st.queue.pop_first();
+                let Some(job) = st.jobs.get_mut(&id) else {
+                    continue;
+                };
+                slave.jobs.insert(id);
+                job.session = Some(sid);
+                job.rec.state = JobState::Assigned;
+                job.rec.slave = Some(slave.name.clone());
+                job.log = Some(Arc::new(self.logs.job(id)));
+                job.touch();
+                self.store.save_later(job.rec.clone());
+                let msg = HubToSlave::Assign {
+                    job: id,
+                    spec: job.rec.spec.clone(),
+                };
+                sends.push((slave.tx.clone(), msg));
+            }
+        }
+        for (tx, msg) in sends {
+            // A failed send means that slave's connection is ending; its session cleanup
+            // orphans the job, and the orphan timer decides its fate.
+            let _ = tx.send(&msg).await;
+        }
+    }
+
+    /// Cancels a job: a queued one at once, a running one through its slave.
+    pub async fn cancel(&self, id: JobId, why: &str) -> Result<JobRecord, JobError> {
+        let (to_slave, rec) = {
+            let mut st = self.lock();
+            let st = &mut *st;
+            let job = st.jobs.get_mut(&id).ok_or(JobError::NotFound(id))?;
+            if job.rec.state.is_terminal() {
+                return Err(JobError::Conflict(format!(
+                    "job {id} has already ended ({})",
+                    job.rec.describe_end()
+                )));
+            }
+            if job.rec.state == JobState::Queued {
+                st.queue.remove(&id);
+                let mut rec = job.rec.clone();
+                rec.state = JobState::Cancelled;
+                rec.reason = Some(why.to_string());
+                rec.ended_ms = Some(now_ms());
+                (None, rec)
+            } else {
+                job.cancel_requested = true;
+                let tx = job
+                    .session
+                    .and_then(|sid| st.slaves.get(&sid))
+                    .map(|s| s.tx.clone());
+                (tx, job.rec.clone())
+            }
+        };
+        match to_slave {
+            Some(tx) => {
+                let grace_ms = self.opts.cancel_grace.as_millis() as u64;
+                let _ = tx.send(&HubToSlave::Cancel { job: id, grace_ms }).await;
+                Ok(rec)
+            }
+            None if rec.state == JobState::Cancelled => {
+                self.finish(rec.clone()).await?;
+                Ok(rec)
+            }
+            // Its slave is away: the cancel is sent when it comes back, or the job is lost.
+            None => Ok(rec),
+        }
+    }
+
+    /// Makes a terminal record durable, then shows it and frees the slot.
+    async fn finish(&self, rec: JobRecord) -> Result<(), JobError> {
+        let log = self.lock().jobs.get(&rec.id).and_then(|j| j.log.clone());
+        if let Some(log) = log {
+            let synced = tokio::task::spawn_blocking(move || log.sync()).await;
+            if let Ok(Err(e)) = synced {
+                tracing::error!(job = rec.id, "syncing output log: {e}");
+            }
+        }
+        self.store
+            .save(rec.clone())
+            .await
+            .map_err(JobError::Store)?;
+        let id = rec.id;
+        let mut slave_tx = None;
+        {
+            let mut st = self.lock();
+            let st = &mut *st;
+            if let Some(job) = st.jobs.get_mut(&id) {
+                if let Some(sid) = job.session.take() {
+                    if let Some(s) = st.slaves.get_mut(&sid) {
+                        s.jobs.remove(&id);
+                        slave_tx = Some(s.tx.clone());
+                    }
+                }
+                // Keep the byte counts the hub has; the record from the caller may be older.
+                let (out, err) = (job.rec.stdout_len, job.rec.stderr_len);
+                job.rec = rec;
+                job.rec.stdout_len = out;
+                job.rec.stderr_len = err;
+                job.log = None;
+                job.touch();
+            }
+        }
+        if let Some(tx) = slave_tx {
+            let _ = tx.send(&HubToSlave::Done { job: id }).await;
+        }
+        self.schedule().await;
+        Ok(())
+    }
+
+    /// Follows a job: its record now, a channel that changes with it, and its log.
+    pub fn subscribe(&self, id: JobId) -> Result<Subscription, JobError> {
+        let mut st = self.lock();
+        let job = st.jobs.get_mut(&id).ok_or(JobError::NotFound(id))?;
+        let changes = match &job.watch {
+            Some(w) => w.subscribe(),
+            None => {
+                let (tx, rx) = watch::channel(0);
+                job.watch = Some(tx);
+                rx
+            }
+        };
+        let log = job
+            .log
+            .clone()
+            .unwrap_or_else(|| Arc::new(self.logs.job(id)));
+        Ok(Subscription {
+            rec: job.rec.clone(),
+            changes,
+            log,
+        })
+    }
+
+    /// The job's current record (for followers, after a wake-up).
+    pub fn snapshot(&self, id: JobId) -> Option<JobRecord> {
+        self.lock().jobs.get(&id).map(|j| j.rec.clone())
+    }
+
+    // ---- slave sessions -------------------------------------------------------------------
+
+    /// Registers a slave connection. Jobs it says it is running and that the hub has no slave
+    /// for are bound to it again. Returns the session id and the jobs it reports that the hub
+    /// no longer wants (ended meanwhile): the session cancels those.
+    pub fn add_slave(
+        &self,
+        name: String,
+        slots: u32,
+        tx: ConnSender,
+        running: &[JobId],
+    ) -> (SessionId, Vec<JobId>) {
+        let mut st = self.lock();
+        let sid = st.next_session;
+        st.next_session += 1;
+        let mut mine = HashSet::new();
+        let mut unwanted = Vec::new();
+        for &id in running {
+            match st.jobs.get_mut(&id) {
+                Some(job) if !job.rec.state.is_terminal() && job.session.is_none() => {
+                    job.session = Some(sid);
+                    job.rec.slave = Some(name.clone());
+                    if job.log.is_none() {
+                        job.log = Some(Arc::new(self.logs.job(id)));
+                    }
+                    mine.insert(id);
+                }
+                _ => unwanted.push(id),
+            }
+        }
+        st.slaves.insert(
+            sid,
+            SlaveEntry {
+                name,
+                slots,
+                jobs: mine,
+                tx,
+            },
+        );
+        (sid, unwanted)
+    }
+
+    /// Forgets a slave connection. Its jobs stay as they are, without a slave, until it comes
+    /// back or the orphan timer gives them up. Returns those jobs.
+    pub fn remove_slave(&self, sid: SessionId) -> Vec<JobId> {
+        let mut st = self.lock();
+        let Some(slave) = st.slaves.remove(&sid) else {
+            return Vec::new();
+        };
+        let mut orphans = Vec::new();
+        for id in slave.jobs {
+            if let Some(job) = st.jobs.get_mut(&id) {
+                if job.session == Some(sid) {
+                    job.session = None;
+                    orphans.push(id);
+                }
+            }
+        }
+        orphans
+    }
+
+    /// Gives up jobs that still have no slave: they become `lost`.
+    pub async fn expire_orphans(&self, ids: &[JobId], why: &str) {
+        let lost: Vec<JobRecord> = {
+            let st = self.lock();
+            ids.iter()
+                .filter_map(|id| st.jobs.get(id))
+                .filter(|j| j.session.is_none() && !j.rec.state.is_terminal())
+                .map(|j| {
+                    let mut rec = j.rec.clone();
+                    rec.state = if j.cancel_requested {
+                        JobState::Cancelled
+                    } else {
+                        JobState::Lost
+                    };
+                    rec.reason = Some(why.to_string());
+                    rec.ended_ms = Some(now_ms());
+                    rec
+                })
+                .collect()
+        };
+        for rec in lost {
+            tracing::warn!(job = rec.id, "job lost: {why}");
+            if let Err(e) = self.finish(rec).await {
+                tracing::error!("{e}");
+            }
+        }
+    }
+
+    /// The slave started a job's process.
+    pub fn job_started(&self, sid: SessionId, id: JobId) {
+        let mut st = self.lock();
+        if let Some(job) = st.jobs.get_mut(&id) {
+            if job.session == Some(sid) && job.rec.state == JobState::Assigned {
+                job.rec.state = JobState::Running;
+                job.rec.started_ms = Some(now_ms());
+                job.touch();
+                self.store.save_later(job.rec.clone());
+            }
+        }
+    }
+
+    /// The slave reports a job's end. The terminal state is stored before it is shown.
+    pub async fn job_ended(
+        &self,
+        sid: SessionId,
+        id: JobId,
+        outcome: Outcome,
+        lens: (u64, u64),
+    ) -> Result<(), JobError> {
+        let rec = {
+            let st = self.lock();
+            let job = st.jobs.get(&id).ok_or(JobError::NotFound(id))?;
+            if job.session != Some(sid) || job.rec.state.is_terminal() {
+                return Err(JobError::Conflict(format!("job {id} is not running here")));
+            }
+            let mut rec = job.rec.clone();
+            let (code, signal, reason) = match outcome {
+                Outcome::Exited { code } => (Some(code), None, None),
+                Outcome::Signaled { signal } => (None, Some(signal), None),
+                Outcome::Failed { reason } => (None, None, Some(reason)),
+            };
+            rec.state = match (job.cancel_requested, code, signal) {
+                (true, _, _) => JobState::Cancelled,
+                (false, Some(_), _) => JobState::Exited,
+                (false, _, Some(_)) => JobState::Signaled,
+                _ => JobState::Failed,
+            };
+            rec.exit_code = code;
+            rec.signal = signal;
+            rec.reason = reason.or_else(|| job.cancel_requested.then(|| "cancelled".into()));
+            if (rec.stdout_len, rec.stderr_len) != lens {
+                let msg = format!(
+                    "output incomplete: stored {}+{} of {}+{} bytes",
+                    rec.stdout_len, rec.stderr_len, lens.0, lens.1
+                );
+                tracing::error!(job = id, "{msg}");
+                rec.reason = Some(msg);
+            }
+            if rec.started_ms.is_none() {
+                rec.started_ms = Some(now_ms());
+            }
+            rec.ended_ms = Some(now_ms());
+            rec
+        };
+        self.finish(rec).await
+    }
+
+    /// Where to append a slave's output for a job, and how much is stored already.
+    pub fn output_target(
+        &self,
+        sid: SessionId,
+        id: JobId,
+        stream: Stream,
+    ) -> Option<(Arc<JobLog>, u64)> {
+        let st = self.lock();
+        let job = st.jobs.get(&id)?;
+        if job.session != Some(sid) {
+            return None;
+        }
+        let len = match stream {
+            Stream::Stderr => job.rec.stderr_len,
+            _ => job.rec.stdout_len,
+        };
+        Some((job.log.clone()?, len))
+    }
+
+    /// Records that a stream now holds `len` bytes and wakes its followers.
+    pub fn output_stored(&self, id: JobId, stream: Stream, len: u64) {
+        let mut st = self.lock();
+        if let Some(job) = st.jobs.get_mut(&id) {
+            match stream {
+                Stream::Stderr => job.rec.stderr_len = len,
+                _ => job.rec.stdout_len = len,
+            }
+            job.touch();
+        }
+    }
+
+    /// The connection to the slave running a job, for input, resize and signals.
+    pub fn slave_of(&self, id: JobId) -> Result<Option<ConnSender>, JobError> {
+        let st = self.lock();
+        let job = st.jobs.get(&id).ok_or(JobError::NotFound(id))?;
+        Ok(job
+            .session
+            .and_then(|sid| st.slaves.get(&sid))
+            .map(|s| s.tx.clone()))
+    }
+
+    /// Reserves `n` bytes of input for a job and returns the offset they start at.
+    pub fn take_input_offset(&self, id: JobId, n: usize) -> u64 {
+        let mut st = self.lock();
+        match st.jobs.get_mut(&id) {
+            Some(job) => {
+                let at = job.input_sent;
+                job.input_sent += n as u64;
+                at
+            }
+            None => 0,
+        }
+    }
+
+    /// Names of the jobs a session is running (for the cancel sent after a reconnect).
+    pub fn cancels_pending(&self, sid: SessionId) -> Vec<JobId> {
+        let st = self.lock();
+        st.slaves
+            .get(&sid)
+            .map(|s| {
+                s.jobs
+                    .iter()
+                    .filter(|id| st.jobs.get(id).is_some_and(|j| j.cancel_requested))
+                    .copied()
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+}
+
+/// Checks a submitted spec against the named limits.
+fn validate(spec: &JobSpec) -> Result<(), JobError> {
+    use crate::limits::MAX_JOB_SPEC_BYTES;
+    if spec.command.trim().is_empty() {
+        return Err(JobError::Invalid("the command is empty".into()));
+    }
+    let size = spec.command.len()
+        + spec.cwd.as_ref().map_or(0, |c| c.len())
+        + spec
+            .env
+            .iter()
+            .map(|(k, v)| k.len() + v.len())
+            .sum::<usize>();
+    if size > MAX_JOB_SPEC_BYTES {
+        return Err(JobError::Invalid(format!(
+            "the job is {size} bytes; at most {MAX_JOB_SPEC_BYTES} are allowed"
+        )));
+    }
+    if spec
+        .env
+        .keys()
+        .any(|k| k.is_empty() || k.contains('=') || k.contains('\0'))
+    {
+        return Err(JobError::Invalid(
+            "environment names must be non-empty and contain no '=' or NUL".into(),
+        ));
+    }
+    if spec.tty && (spec.rows == 0 || spec.cols == 0) {
+        return Err(JobError::Invalid(
+            "terminal rows and cols must be positive".into(),
+        ));
+    }
+    Ok(())
+}

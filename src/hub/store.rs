@@ -1,0 +1,243 @@
+//! Durable job records: SQLite (WAL) on a thread of its own, with group commit.
+//!
+//! Every write goes through one queue to the store thread, which takes everything queued at that
+//! moment and commits it in one transaction. Callers that must not show a change before it is
+//! durable (a new job's id, a terminal state) await the commit; others only queue, and the queue
+//! keeps their order. This is the narrow interface a shared database could stand behind.
+//!
+//! It never holds output bytes: those live in [`super::logs`].
+
+use crate::wire::{JobId, JobRecord, JobSpec, JobState};
+use anyhow::{anyhow, Context, Result};
+use rusqlite::{params, Connection};
+use std::path::Path;
+use tokio::sync::{mpsc, oneshot};
+
+/// Most operations committed in one transaction.
+const MAX_BATCH: usize = 4096;
+
+enum Op {
+    Insert(Vec<JobRecord>, oneshot::Sender<Result<Vec<JobId>>>),
+    Save(Box<JobRecord>, Option<oneshot::Sender<Result<()>>>),
+    Sync(oneshot::Sender<()>),
+}
+
+/// Handle to the store thread. Cheap to clone.
+#[derive(Clone)]
+pub struct Store {
+    tx: mpsc::UnboundedSender<Op>,
+}
+
+impl Store {
+    /// Opens (creating if needed) `DIR/jobs.db` and returns the store and every job in it.
+    pub fn open(dir: &Path) -> Result<(Store, Vec<JobRecord>)> {
+        let path = dir.join("jobs.db");
+        let conn =
+            Connection::open(&path).with_context(|| format!("opening {}", path.display()))?;
+        // WAL + NORMAL: a committed transaction survives a crash of the process; the last
+        // commits before a power loss may be lost (documented in the README).
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "NORMAL")?;
+        conn.execute_batch(
+            "CREATE TABLE IF NOT EXISTS jobs (
+                id INTEGER PRIMARY KEY AUTOINCREMENT,
+                state TEXT NOT NULL,
+                command TEXT NOT NULL,
+                spec TEXT NOT NULL,
+                exit_code INTEGER,
+                signal INTEGER,
+                reason TEXT,
+                slave TEXT,
+                created_ms INTEGER NOT NULL,
+                started_ms INTEGER,
+                ended_ms INTEGER
+            );",
+        )
+        .context("creating the jobs table")?;
+        let jobs = load(&conn).context("loading jobs")?;
+        let (tx, rx) = mpsc::unbounded_channel();
+        std::thread::Builder::new()
+            .name("store".into())
+            .spawn(move || store_thread(conn, rx))
+            .context("starting the store thread")?;
+        Ok((Store { tx }, jobs))
+    }
+
+    /// Stores new jobs in one transaction and returns their ids, in order.
+    pub async fn insert(&self, jobs: Vec<JobRecord>) -> Result<Vec<JobId>> {
+        let (tx, rx) = oneshot::channel();
+        self.send(Op::Insert(jobs, tx))?;
+        rx.await.map_err(|_| stopped())?
+    }
+
+    /// Stores a record and waits until it is committed.
+    pub async fn save(&self, rec: JobRecord) -> Result<()> {
+        let (tx, rx) = oneshot::channel();
+        self.send(Op::Save(Box::new(rec), Some(tx)))?;
+        rx.await.map_err(|_| stopped())?
+    }
+
+    /// Queues a record to be stored with the next batch; order with other writes is kept.
+    pub fn save_later(&self, rec: JobRecord) {
+        if self.send(Op::Save(Box::new(rec), None)).is_err() {
+            tracing::error!("store is stopped; a job update was not saved");
+        }
+    }
+
+    /// Waits until everything queued before this call is committed.
+    pub async fn sync(&self) -> Result<()> {
+        let (tx, rx) = oneshot::channel();
+        self.send(Op::Sync(tx))?;
+        rx.await.map_err(|_| stopped())
+    }
+
+    fn send(&self, op: Op) -> Result<()> {
+        self.tx.send(op).map_err(|_| stopped())
+    }
+}
+
+fn stopped() -> anyhow::Error {
+    anyhow!("the job store has stopped")
+}
+
+fn store_thread(mut conn: Connection, mut rx: mpsc::UnboundedReceiver<Op>) {
+    let mut batch = Vec::new();
+    while let Some(op) = rx.blocking_recv() {
+        batch.push(op);
+        while batch.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(op) => batch.push(op),
+                Err(_) => break,
+            }
+        }
+        commit(&mut conn, &mut batch);
+    }
+}
+
+/// Commits a batch in one transaction and answers each operation. If the transaction fails,
+/// every operation in it gets the error: nothing is acknowledged that was not stored.
+fn commit(conn: &mut Connection, batch: &mut Vec<Op>) {
+    let mut results: Vec<Result<Vec<JobId>, String>> = Vec::with_capacity(batch.len());
+    let outcome = (|| -> rusqlite::Result<()> {
+        let tx = conn.transaction()?;
+        {
+            let mut insert = tx.prepare_cached(
+                "INSERT INTO jobs (state, command, spec, exit_code, signal, reason, slave,
+                    created_ms, started_ms, ended_ms) VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10)",
+            )?;
+            let mut update = tx.prepare_cached(
+                "UPDATE jobs SET state=?2, exit_code=?3, signal=?4, reason=?5, slave=?6,
+                    started_ms=?7, ended_ms=?8 WHERE id=?1",
+            )?;
+            for op in batch.iter() {
+                match op {
+                    Op::Insert(recs, _) => {
+                        let mut ids = Vec::with_capacity(recs.len());
+                        for r in recs {
+                            insert.execute(params![
+                                r.state.as_str(),
+                                r.spec.command,
+                                spec_json(&r.spec),
+                                r.exit_code,
+                                r.signal,
+                                r.reason,
+                                r.slave,
+                                r.created_ms as i64,
+                                r.started_ms.map(|v| v as i64),
+                                r.ended_ms.map(|v| v as i64),
+                            ])?;
+                            ids.push(tx.last_insert_rowid() as JobId);
+                        }
+                        results.push(Ok(ids));
+                    }
+                    Op::Save(r, _) => {
+                        update.execute(params![
+                            r.id as i64,
+                            r.state.as_str(),
+                            r.exit_code,
+                            r.signal,
+                            r.reason,
+                            r.slave,
+                            r.started_ms.map(|v| v as i64),
+                            r.ended_ms.map(|v| v as i64),
+                        ])?;
+                        results.push(Ok(Vec::new()));
+                    }
+                    Op::Sync(_) => results.push(Ok(Vec::new())),
+                }
+            }
+        }
+        tx.commit()
+    })();
+    if let Err(e) = outcome {
+        tracing::error!("store commit failed: {e}");
+        results = batch.iter().map(|_| Err(format!("store: {e}"))).collect();
+    }
+    for (op, res) in batch.drain(..).zip(results) {
+        match op {
+            Op::Insert(_, reply) => {
+                let _ = reply.send(res.map_err(|e| anyhow!(e)));
+            }
+            Op::Save(_, Some(reply)) => {
+                let _ = reply.send(res.map(|_| ()).map_err(|e| anyhow!(e)));
+            }
+            Op::Save(_, None) => {
+                if let Err(e) = res {
+                    tracing::error!("job update not saved: {e}");
+                }
+            }
+            Op::Sync(reply) => {
+                let _ = reply.send(());
+            }
+        }
+    }
+}
+
+fn spec_json(spec: &JobSpec) -> String {
+    // A JobSpec holds only strings, numbers and string maps: it always serializes.
+    serde_json::to_string(spec).expect("job specs serialize")
+}
+
+fn load(conn: &Connection) -> Result<Vec<JobRecord>> {
+    let mut stmt = conn.prepare(
+        "SELECT id, state, spec, exit_code, signal, reason, slave, created_ms, started_ms, ended_ms
+         FROM jobs ORDER BY id",
+    )?;
+    let rows = stmt.query_map([], |row| {
+        Ok((
+            row.get::<_, i64>(0)?,
+            row.get::<_, String>(1)?,
+            row.get::<_, String>(2)?,
+            row.get::<_, Option<i32>>(3)?,
+            row.get::<_, Option<i32>>(4)?,
+            row.get::<_, Option<String>>(5)?,
+            row.get::<_, Option<String>>(6)?,
+            row.get::<_, i64>(7)?,
+            row.get::<_, Option<i64>>(8)?,
+            row.get::<_, Option<i64>>(9)?,
+        ))
+    })?;
+    let mut jobs = Vec::new();
+    for row in rows {
+        let (id, state, spec, exit_code, signal, reason, slave, created, started, ended) = row?;
+        let state = JobState::parse(&state)
+            .ok_or_else(|| anyhow!("job {id} has an unknown state {state:?}"))?;
+        let spec: JobSpec =
+            serde_json::from_str(&spec).with_context(|| format!("job {id} has a bad spec"))?;
+        jobs.push(JobRecord {
+            id: id as JobId,
+            spec,
+            state,
+            exit_code,
+            signal,
+            reason,
+            slave,
+            created_ms: created as u64,
+            started_ms: started.map(|v| v as u64),
+            ended_ms: ended.map(|v| v as u64),
+            stdout_len: 0,
+            stderr_len: 0,
+        });
+    }
+    Ok(jobs)
+}

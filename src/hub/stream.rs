@@ -1,0 +1,174 @@
+//! A client's stream of one job (`/api/v1/jobs/ID/stream`): output from the offsets the
+//! client asks for, replayed from the log and then followed live by the same loop, state
+//! changes, and a final `end` message with the totals. With `input=1` the client may also type,
+//! resize and terminate; without it, it is a viewer.
+
+use super::respond::{self, HubResponse, ServerWs};
+use super::routes::{query, query_u64};
+use super::Ctx;
+use crate::conn::{self, ConnReader, ConnSender, Incoming};
+use crate::limits::MAX_DATA_CHUNK;
+use crate::wire::{ClientMsg, DataFrame, HubToSlave, JobId, Stream, StreamMsg, DATA_HEADER_LEN};
+use anyhow::{anyhow, bail, Result};
+use hyper::body::Incoming as Body;
+use hyper::Request;
+use std::sync::Arc;
+
+pub fn upgrade(ctx: &Arc<Ctx>, id: JobId, req: Request<Body>) -> HubResponse {
+    let q = query(&req);
+    let from = match (query_u64(&q, "stdout"), query_u64(&q, "stderr")) {
+        (Ok(o), Ok(e)) => [o.unwrap_or(0), e.unwrap_or(0)],
+        (Err(r), _) | (_, Err(r)) => return r.into(),
+    };
+    let interactive = q.get("input").is_some_and(|v| v == "1" || v == "true");
+    // Refuse an unknown job before upgrading, so the client gets a plain 404.
+    if let Err(e) = ctx.hub.get(id) {
+        return respond::job_error(e);
+    }
+    let ctx = ctx.clone();
+    respond::upgrade(&ctx.sessions.clone(), req, move |ws| {
+        session(ctx, id, ws, from, interactive)
+    })
+}
+
+async fn session(ctx: Arc<Ctx>, id: JobId, ws: ServerWs, from: [u64; 2], interactive: bool) {
+    let (rd, tx) = conn::start(ws);
+    let mut reader = {
+        let (ctx, tx) = (ctx.clone(), tx.clone());
+        tokio::spawn(async move { client_loop(&ctx, id, rd, &tx, interactive).await })
+    };
+    tokio::select! {
+        res = pump(&ctx, id, &tx, from) => {
+            if let Err(e) = res {
+                tracing::debug!(job = id, "stream ended: {e:#}");
+            }
+        }
+        _ = &mut reader => {}
+        _ = ctx.shutdown.cancelled() => {
+            let _ = tx.close(1001, "hub shutting down").await;
+        }
+    }
+    reader.abort();
+}
+
+/// Sends output from `pos` on, as it is stored, until the job has ended and all is sent.
+async fn pump(ctx: &Ctx, id: JobId, tx: &ConnSender, mut pos: [u64; 2]) -> Result<()> {
+    let mut sub = ctx.hub.subscribe(id)?;
+    let mut shown = sub.rec.state;
+    tx.send(&StreamMsg::Job {
+        job: sub.rec.clone(),
+    })
+    .await?;
+    loop {
+        sub.changes.borrow_and_update();
+        let rec = ctx
+            .hub
+            .snapshot(id)
+            .ok_or_else(|| anyhow!("job {id} vanished"))?;
+        if rec.state != shown {
+            shown = rec.state;
+            tx.send(&StreamMsg::Job { job: rec.clone() }).await?;
+        }
+        let mut sent = false;
+        for (i, stream, len) in [
+            (0, Stream::Stdout, rec.stdout_len),
+            (1, Stream::Stderr, rec.stderr_len),
+        ] {
+            if pos[i] >= len {
+                continue;
+            }
+            let n = (len - pos[i]).min(MAX_DATA_CHUNK as u64) as usize;
+            let (log, at) = (sub.log.clone(), pos[i]);
+            let frame = tokio::task::spawn_blocking(move || {
+                let mut buf = DataFrame::header(stream, id, at).to_vec();
+                log.read_into(stream, at, n, &mut buf).map(|_| buf)
+            })
+            .await??;
+            if frame.len() == DATA_HEADER_LEN {
+                bail!("output log of job {id} is shorter than recorded");
+            }
+            pos[i] += (frame.len() - DATA_HEADER_LEN) as u64;
+            tx.send_raw_data(frame).await?;
+            sent = true;
+        }
+        if sent {
+            continue;
+        }
+        if rec.state.is_terminal() {
+            tx.send(&StreamMsg::End { job: rec }).await?;
+            tx.close(1000, "end of job").await?;
+            return Ok(());
+        }
+        if sub.changes.changed().await.is_err() {
+            bail!("hub is shutting down");
+        }
+    }
+}
+
+/// Handles what the client sends: input, resize, close of stdin, terminate.
+async fn client_loop<S: tokio::io::AsyncRead + Unpin>(
+    ctx: &Ctx,
+    id: JobId,
+    mut rd: ConnReader<S>,
+    tx: &ConnSender,
+    interactive: bool,
+) -> Result<()> {
+    while let Some(msg) = rd.recv::<ClientMsg>().await? {
+        if let Err(e) = handle(ctx, id, msg, interactive).await {
+            tx.send(&StreamMsg::Error {
+                message: format!("{e:#}"),
+            })
+            .await?;
+        }
+    }
+    Ok(())
+}
+
+async fn handle(ctx: &Ctx, id: JobId, msg: Incoming<ClientMsg>, interactive: bool) -> Result<()> {
+    if !interactive {
+        bail!("this stream is read-only: open it with input=1 to type or control the job");
+    }
+    let order = match msg {
+        Incoming::Bad(e) => bail!(e),
+        Incoming::Msg(ClientMsg::Terminate) => {
+            ctx.hub
+                .cancel(id, "terminated from an attached client")
+                .await?;
+            return Ok(());
+        }
+        Incoming::Msg(ClientMsg::Resize { rows, cols }) => {
+            if rows == 0 || cols == 0 {
+                bail!("terminal size must be positive");
+            }
+            Order::Msg(HubToSlave::Resize {
+                job: id,
+                rows,
+                cols,
+            })
+        }
+        Incoming::Msg(ClientMsg::CloseStdin) => Order::Msg(HubToSlave::CloseStdin { job: id }),
+        Incoming::Data(frame) => {
+            let f = DataFrame::decode(&frame)?;
+            if f.stream != Stream::Stdin {
+                bail!("clients send input (stream 0) only");
+            }
+            Order::Input(f.data.to_vec())
+        }
+    };
+    let slave = ctx
+        .hub
+        .slave_of(id)?
+        .ok_or_else(|| anyhow!("job {id} is not running on a slave now; input dropped"))?;
+    match order {
+        Order::Msg(m) => slave.send(&m).await,
+        Order::Input(data) => {
+            let at = ctx.hub.take_input_offset(id, data.len());
+            slave.send_data(Stream::Stdin, id, at, &data).await
+        }
+    }
+}
+
+enum Order {
+    Msg(HubToSlave),
+    Input(Vec<u8>),
+}

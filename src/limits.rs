@@ -1,0 +1,35 @@
+//! Named bounds on everything a peer can make us read, hold or wait for, in one place.
+//!
+//! Every size or time that comes from the network is checked against one of these before it is
+//! read. Changing one is a protocol-visible decision: say so in docs/PROTOCOL.md.
+
+use std::time::Duration;
+
+/// Largest WebSocket frame (and so message: fragmented messages are refused) we accept.
+pub const MAX_WS_MESSAGE_BYTES: usize = 1 << 20;
+
+/// Largest chunk of output or input carried by one binary frame. Well under
+/// [`MAX_WS_MESSAGE_BYTES`] so a frame with its header always fits.
+pub const MAX_DATA_CHUNK: usize = 64 << 10;
+
+/// Largest REST request body.
+pub const MAX_REST_BODY_BYTES: usize = 1 << 20;
+
+/// Longest command line, environment or working directory a job may carry, in bytes, all told.
+pub const MAX_JOB_SPEC_BYTES: usize = 256 << 10;
+
+/// Time a peer has to send its HTTP request headers, and a slave its hello.
+pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How often slaves and hub tell each other they are alive.
+pub const HEARTBEAT_INTERVAL: Duration = Duration::from_secs(5);
+
+/// Frames queued for one WebSocket writer before senders wait (back-pressure).
+pub const WS_SEND_QUEUE: usize = 64;
+
+/// Output a slave keeps per job until the hub acknowledges it. A job that gets this far ahead
+/// of the hub waits, as it would on a full pipe.
+pub const SLAVE_UNACKED_BYTES: usize = 8 << 20;
+
+/// A slave that hears nothing from its hub for this long drops the connection and dials again.
+pub const HUB_SILENCE_LIMIT: Duration = Duration::from_secs(20);

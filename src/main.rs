@@ -1,0 +1,234 @@
+//! The `execnode` binary: picks a personality from `argv[0]` (`xn`, `xnhub`, `xnslave`) or from
+//! its first subcommand, sets up logging and signals, runs that role, and turns its result into
+//! an exit code. Nothing else lives here.
+
+use anyhow::{Context, Result};
+use clap::{Args, Parser, Subcommand};
+use execnode::client::{self, XnArgs, EXIT_XN_ERROR};
+use execnode::http::HubUrl;
+use execnode::hub::{self, Hub, HubOptions};
+use execnode::slave::{self, SlaveOptions};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+#[derive(Parser)]
+#[command(
+    name = "execnode",
+    version,
+    about = "Remote subprocess execution: a hub, slaves that dial it, and the xn client",
+    long_about = "Remote subprocess execution: a hub, slaves that dial it, and the xn client.\n\n\
+        One binary, three roles. Symlinked as xnhub, xnslave or xn it takes that role \
+        (see `execnode install-links`); otherwise name the role as the first argument."
+)]
+struct Cli {
+    #[command(subcommand)]
+    role: Role,
+}
+
+#[derive(Subcommand)]
+enum Role {
+    /// Run the hub (same as `xnhub`)
+    Hub(HubArgs),
+    /// Run a slave (same as `xnslave`)
+    Slave(SlaveArgs),
+    /// The command line client (same as `xn`)
+    Xn(XnArgs),
+    /// Create the xn, xnhub and xnslave symlinks to this binary in DIR
+    InstallLinks {
+        /// Where to put the links (a directory on your PATH)
+        dir: PathBuf,
+    },
+}
+
+/// The execnode hub: accepts jobs, keeps them and their output, hands them to slaves.
+#[derive(Args)]
+struct HubArgs {
+    /// Address to listen on (port 0 picks a free port; the bound address is logged)
+    #[arg(
+        long,
+        env = "XN_LISTEN",
+        default_value = "127.0.0.1:5000",
+        value_name = "ADDR"
+    )]
+    listen: String,
+    /// Directory for the job database and output logs [default: $XDG_DATA_HOME/execnode]
+    #[arg(long, env = "XN_DATA", value_name = "DIR")]
+    data: Option<PathBuf>,
+    /// Seconds without word from a slave before its running jobs become `lost`
+    #[arg(long, default_value_t = 30, value_name = "SECS")]
+    slave_timeout: u64,
+    /// Seconds between SIGTERM and SIGKILL when a job is cancelled
+    #[arg(long, default_value_t = 5, value_name = "SECS")]
+    cancel_grace: u64,
+}
+
+/// An execnode slave: dials the hub, runs the jobs it is given, streams their output back.
+#[derive(Args)]
+struct SlaveArgs {
+    /// The hub to dial
+    #[arg(
+        long,
+        env = "XN_HUB",
+        default_value = "http://127.0.0.1:5000",
+        value_name = "URL"
+    )]
+    hub: String,
+    /// Jobs to run at once [default: number of CPUs]
+    #[arg(long, value_name = "N")]
+    slots: Option<u32>,
+    /// Name shown in `xn -l` [default: host name]
+    #[arg(long, value_name = "NAME")]
+    name: Option<String>,
+    /// On SIGTERM/Ctrl-C, seconds running jobs get between SIGTERM and SIGKILL
+    #[arg(long, default_value_t = 5, value_name = "SECS")]
+    stop_grace: u64,
+}
+
+fn main() -> ExitCode {
+    let argv0 = std::env::args_os()
+        .next()
+        .map(PathBuf::from)
+        .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+        .unwrap_or_default();
+    let role = match argv0.as_str() {
+        "xn" => Role::Xn(parse_as::<XnArgs>("xn")),
+        "xnhub" => Role::Hub(parse_as::<HubArgs>("xnhub")),
+        "xnslave" => Role::Slave(parse_as::<SlaveArgs>("xnslave")),
+        _ => Cli::parse().role,
+    };
+    let is_client = matches!(role, Role::Xn(_));
+    init_logging(is_client);
+    let rt = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("execnode: cannot start the runtime: {e}");
+            return ExitCode::from(EXIT_XN_ERROR as u8);
+        }
+    };
+    let name = if is_client { "xn" } else { "execnode" };
+    match rt.block_on(run(role)) {
+        Ok(code) => ExitCode::from(code.clamp(0, 255) as u8),
+        Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("{name}: {e:#}");
+            ExitCode::from(EXIT_XN_ERROR as u8)
+        }
+    }
+}
+
+/// Parses the arguments for one personality, with its own name in `--help`.
+fn parse_as<T: Args>(name: &'static str) -> T {
+    let cmd = T::augment_args(clap::Command::new(name).version(env!("CARGO_PKG_VERSION")));
+    let matches = cmd.get_matches();
+    T::from_arg_matches(&matches).unwrap_or_else(|e| e.exit())
+}
+
+fn init_logging(is_client: bool) {
+    let default = if is_client { "warn" } else { "info" };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("XN_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_target(false)
+        .init();
+}
+
+fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
+}
+
+async fn run(role: Role) -> Result<i32> {
+    match role {
+        Role::Xn(args) => client::run(args).await,
+        Role::Hub(args) => run_hub(args).await.map(|()| 0),
+        Role::Slave(args) => run_slave(args).await.map(|()| 0),
+        Role::InstallLinks { dir } => install_links(&dir).map(|()| 0),
+    }
+}
+
+/// Cancelled on SIGINT or SIGTERM.
+fn shutdown_on_signals() -> Result<CancellationToken> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let token = CancellationToken::new();
+    let mut term = signal(SignalKind::terminate()).context("installing SIGTERM handler")?;
+    let mut int = signal(SignalKind::interrupt()).context("installing SIGINT handler")?;
+    let t = token.clone();
+    tokio::spawn(async move {
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
+        }
+        t.cancel();
+    });
+    Ok(token)
+}
+
+async fn run_hub(args: HubArgs) -> Result<()> {
+    let data = match args.data {
+        Some(d) => d,
+        None => default_data_dir()?,
+    };
+    let opts = HubOptions {
+        slave_timeout: Duration::from_secs(args.slave_timeout.max(1)),
+        cancel_grace: Duration::from_secs(args.cancel_grace),
+    };
+    let hub = Hub::open(&data, opts)?;
+    let listener = tokio::net::TcpListener::bind(&args.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", args.listen))?;
+    let addr = listener.local_addr()?;
+    tracing::info!(data = %data.display(), "hub listening on http://{addr}");
+    hub::run(listener, hub, shutdown_on_signals()?).await
+}
+
+async fn run_slave(args: SlaveArgs) -> Result<()> {
+    let slots = match args.slots {
+        Some(0) => anyhow::bail!("--slots must be at least 1"),
+        Some(n) => n,
+        None => std::thread::available_parallelism().map_or(1, |n| n.get() as u32),
+    };
+    let name = match args.name {
+        Some(n) => n,
+        None => nix::unistd::gethostname()
+            .ok()
+            .and_then(|h| h.into_string().ok())
+            .unwrap_or_else(|| "slave".into()),
+    };
+    let opts = SlaveOptions {
+        hub: HubUrl::parse(&args.hub)?,
+        name,
+        slots,
+        stop_grace: Duration::from_secs(args.stop_grace),
+    };
+    slave::run(opts, shutdown_on_signals()?).await
+}
+
+fn default_data_dir() -> Result<PathBuf> {
+    if let Some(d) = std::env::var_os("XDG_DATA_HOME").filter(|d| !d.is_empty()) {
+        return Ok(PathBuf::from(d).join("execnode"));
+    }
+    let home = std::env::var_os("HOME").context("neither --data, XDG_DATA_HOME nor HOME is set")?;
+    Ok(PathBuf::from(home).join(".local/share/execnode"))
+}
+
+fn install_links(dir: &std::path::Path) -> Result<()> {
+    let exe = std::env::current_exe().context("finding this binary")?;
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    for name in ["xn", "xnhub", "xnslave"] {
+        let link = dir.join(name);
+        if link.symlink_metadata().is_ok() {
+            std::fs::remove_file(&link).with_context(|| format!("replacing {}", link.display()))?;
+        }
+        std::os::unix::fs::symlink(&exe, &link)
+            .with_context(|| format!("linking {}", link.display()))?;
+        println!("{} -> {}", link.display(), exe.display());
+    }
+    Ok(())
+}

@@ -1,0 +1,300 @@
+//! Runs one job: `sh -c LINE` in a session of its own, in a pty or with pipes; feeds it input,
+//! resizes it, cancels it (SIGTERM to the group, a grace period, SIGKILL), and hands its output
+//! and its end to the [`Outbox`]. When the job's main process exits, whatever it left running in
+//! its process group is killed, so nothing outlives its job.
+
+use super::outbox::{JobCtl, Outbox};
+use super::pty;
+use crate::limits::MAX_DATA_CHUNK;
+use crate::wire::{JobId, JobSpec, Outcome, Stream};
+use nix::sys::signal::Signal;
+use std::io;
+use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::process::ExitStatusExt;
+use std::process::{ExitStatus, Stdio};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::unix::AsyncFd;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
+use tokio::process::{Child, ChildStderr, ChildStdin, ChildStdout, Command};
+use tokio::sync::mpsc;
+
+/// After the main process exits, how long to keep reading output that is still buffered.
+const DRAIN_IDLE: Duration = Duration::from_millis(300);
+
+/// Runs the job to its end and reports it to the outbox.
+pub async fn run(
+    id: JobId,
+    spec: JobSpec,
+    outbox: Arc<Outbox>,
+    ctl: mpsc::UnboundedReceiver<JobCtl>,
+) {
+    let outcome = match start(&spec) {
+        Ok(started) => supervise(id, started, &outbox, ctl).await,
+        Err(e) => Outcome::Failed {
+            reason: format!("cannot start job: {e}"),
+        },
+    };
+    tracing::info!(job = id, ?outcome, "job ended");
+    outbox.ended(id, outcome);
+}
+
+/// The job's output side: the pty master, or the stdout pipe.
+enum Out {
+    Pty(Arc<AsyncFd<OwnedFd>>),
+    Pipe(ChildStdout),
+}
+
+struct Started {
+    child: Child,
+    pgid: u32,
+    out: Out,
+    /// Stderr, for `tty: false` jobs.
+    err: Option<ChildStderr>,
+    /// Stdin, for `tty: false` jobs (a pty job's input goes to the master).
+    stdin: Option<ChildStdin>,
+}
+
+fn command(spec: &JobSpec) -> Command {
+    let mut cmd = Command::new("/bin/sh");
+    cmd.arg("-c").arg(&spec.command);
+    cmd.envs(&spec.env);
+    if spec.tty && !spec.env.contains_key("TERM") {
+        cmd.env(
+            "TERM",
+            std::env::var("TERM").unwrap_or_else(|_| "xterm-256color".into()),
+        );
+    }
+    if let Some(cwd) = &spec.cwd {
+        cmd.current_dir(cwd);
+    }
+    cmd.kill_on_drop(false);
+    cmd
+}
+
+fn start(spec: &JobSpec) -> io::Result<Started> {
+    let mut cmd = command(spec);
+    pty::new_session(&mut cmd, spec.tty);
+    if spec.tty {
+        let p = pty::open(spec.rows, spec.cols)?;
+        cmd.stdin(Stdio::from(p.slave.try_clone()?))
+            .stdout(Stdio::from(p.slave.try_clone()?))
+            .stderr(Stdio::from(p.slave));
+        let child = cmd.spawn()?;
+        // `cmd` holds the slave side's fds; drop it now or the master never sees EOF.
+        drop(cmd);
+        let pgid = child.id().unwrap_or(0);
+        Ok(Started {
+            child,
+            pgid,
+            out: Out::Pty(Arc::new(pty::async_master(p.master)?)),
+            err: None,
+            stdin: None,
+        })
+    } else {
+        cmd.stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = cmd.spawn()?;
+        drop(cmd);
+        let pgid = child.id().unwrap_or(0);
+        let (stdin, stdout, err) = (child.stdin.take(), child.stdout.take(), child.stderr.take());
+        let stdout = stdout.ok_or_else(|| io::Error::other("child has no stdout pipe"))?;
+        Ok(Started {
+            child,
+            pgid,
+            out: Out::Pipe(stdout),
+            err,
+            stdin,
+        })
+    }
+}
+
+/// Where input for the job goes: a task of its own, so a job that does not read its input
+/// never stops us from reading its output.
+fn input_task(job: &mut Started) -> mpsc::UnboundedSender<Option<Vec<u8>>> {
+    let (tx, mut rx) = mpsc::unbounded_channel::<Option<Vec<u8>>>();
+    match &job.out {
+        Out::Pty(master) => {
+            let master = master.clone();
+            let eof = pty::eof_char(master.get_ref().as_fd());
+            tokio::spawn(async move {
+                while let Some(msg) = rx.recv().await {
+                    let data = msg.unwrap_or_else(|| vec![eof]);
+                    if write_pty(&master, &data).await.is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+        Out::Pipe(_) => {
+            let mut stdin = job.stdin.take();
+            tokio::spawn(async move {
+                while let Some(msg) = rx.recv().await {
+                    match (msg, stdin.as_mut()) {
+                        (Some(data), Some(w)) => {
+                            if w.write_all(&data).await.is_err() {
+                                stdin = None;
+                            }
+                        }
+                        // End of input: closing our end gives the job EOF.
+                        (None, _) => stdin = None,
+                        (Some(_), None) => {}
+                    }
+                }
+            });
+        }
+    }
+    tx
+}
+
+async fn supervise(
+    id: JobId,
+    mut job: Started,
+    outbox: &Outbox,
+    mut ctl: mpsc::UnboundedReceiver<JobCtl>,
+) -> Outcome {
+    outbox.started(id, job.pgid);
+    let input = input_task(&mut job);
+    let mut buf = vec![0u8; MAX_DATA_CHUNK];
+    let mut buf2 = vec![0u8; MAX_DATA_CHUNK];
+    let mut out_open = true;
+    let status: ExitStatus = loop {
+        tokio::select! {
+            n = read_out(&mut job.out, &mut buf), if out_open => match n {
+                Some(n) => outbox.push(id, Stream::Stdout, &buf[..n]).await,
+                None => out_open = false,
+            },
+            n = read_err(&mut job.err, &mut buf2) => match n {
+                Some(n) => outbox.push(id, Stream::Stderr, &buf2[..n]).await,
+                None => job.err = None,
+            },
+            order = ctl.recv() => match order {
+                Some(JobCtl::Input(data)) => { let _ = input.send(Some(data)); }
+                Some(JobCtl::CloseStdin) => { let _ = input.send(None); }
+                Some(JobCtl::Resize(rows, cols)) => {
+                    if let Out::Pty(m) = &job.out {
+                        if let Err(e) = pty::resize(m.get_ref().as_fd(), rows, cols) {
+                            tracing::warn!(job = id, "resize: {e}");
+                        }
+                    }
+                }
+                Some(JobCtl::Cancel(grace)) => kill_group(job.pgid, grace),
+                // The outbox forgot the job (the hub gave it up): stop it.
+                None => kill_group(job.pgid, Duration::ZERO),
+            },
+            st = job.child.wait() => match st {
+                Ok(st) => break st,
+                Err(e) => {
+                    tracing::error!(job = id, "waiting for job: {e}");
+                    pty::signal_group(job.pgid, Some(Signal::SIGKILL));
+                    return Outcome::Failed { reason: format!("lost track of the process: {e}") };
+                }
+            },
+        }
+    };
+    // The main process is gone: end what it left in its group, then collect the last output.
+    pty::signal_group(job.pgid, Some(Signal::SIGKILL));
+    drain(id, &mut job, outbox, out_open).await;
+    match (status.code(), status.signal()) {
+        (Some(code), _) => Outcome::Exited { code },
+        (None, Some(signal)) => Outcome::Signaled { signal },
+        _ => Outcome::Failed {
+            reason: format!("unknown exit status {status}"),
+        },
+    }
+}
+
+/// Reads what is still buffered after the main process exited, until EOF or a quiet spell.
+async fn drain(id: JobId, job: &mut Started, outbox: &Outbox, mut out_open: bool) {
+    let mut buf = vec![0u8; MAX_DATA_CHUNK];
+    let mut buf2 = vec![0u8; MAX_DATA_CHUNK];
+    while out_open || job.err.is_some() {
+        tokio::select! {
+            n = read_out(&mut job.out, &mut buf), if out_open => match n {
+                Some(n) => outbox.push(id, Stream::Stdout, &buf[..n]).await,
+                None => out_open = false,
+            },
+            n = read_err(&mut job.err, &mut buf2) => match n {
+                Some(n) => outbox.push(id, Stream::Stderr, &buf2[..n]).await,
+                None => job.err = None,
+            },
+            _ = tokio::time::sleep(DRAIN_IDLE) => return,
+        }
+    }
+}
+
+/// SIGTERM to the group now, SIGKILL after `grace` if anything is left.
+fn kill_group(pgid: u32, grace: Duration) {
+    if grace.is_zero() {
+        pty::signal_group(pgid, Some(Signal::SIGKILL));
+        return;
+    }
+    if !pty::signal_group(pgid, Some(Signal::SIGTERM)) {
+        return;
+    }
+    // Also wake stopped processes so they can act on SIGTERM.
+    pty::signal_group(pgid, Some(Signal::SIGCONT));
+    tokio::spawn(async move {
+        // There is no event for "process group empty": look a few times during the grace.
+        let step = Duration::from_millis(50);
+        let mut waited = Duration::ZERO;
+        while waited < grace {
+            tokio::time::sleep(step).await;
+            waited += step;
+            if !pty::signal_group(pgid, None) {
+                return;
+            }
+        }
+        pty::signal_group(pgid, Some(Signal::SIGKILL));
+    });
+}
+
+async fn read_out(out: &mut Out, buf: &mut [u8]) -> Option<usize> {
+    match out {
+        Out::Pty(master) => read_pty(master, buf).await,
+        Out::Pipe(stdout) => read_pipe(stdout, buf).await,
+    }
+}
+
+/// Reads stderr; never ready when there is none.
+async fn read_err(err: &mut Option<ChildStderr>, buf: &mut [u8]) -> Option<usize> {
+    match err {
+        Some(e) => read_pipe(e, buf).await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn read_pipe<R: AsyncRead + Unpin>(r: &mut R, buf: &mut [u8]) -> Option<usize> {
+    match r.read(buf).await {
+        Ok(0) | Err(_) => None,
+        Ok(n) => Some(n),
+    }
+}
+
+/// One read from the pty master; `None` at the end (EIO: every slave-side fd is closed).
+async fn read_pty(master: &AsyncFd<OwnedFd>, buf: &mut [u8]) -> Option<usize> {
+    loop {
+        let mut guard = master.readable().await.ok()?;
+        match guard
+            .try_io(|fd| nix::unistd::read(fd.get_ref().as_fd(), buf).map_err(io::Error::from))
+        {
+            Ok(Ok(0)) => return None,
+            Ok(Ok(n)) => return Some(n),
+            Ok(Err(_)) => return None,
+            Err(_would_block) => continue,
+        }
+    }
+}
+
+async fn write_pty(master: &AsyncFd<OwnedFd>, mut data: &[u8]) -> io::Result<()> {
+    while !data.is_empty() {
+        let mut guard = master.writable().await?;
+        match guard.try_io(|fd| nix::unistd::write(fd.get_ref(), data).map_err(io::Error::from)) {
+            Ok(Ok(n)) => data = &data[n..],
+            Ok(Err(e)) => return Err(e),
+            Err(_would_block) => continue,
+        }
+    }
+    Ok(())
+}

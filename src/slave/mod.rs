@@ -1,0 +1,208 @@
+//! The slave: dials the hub (never the other way round), says how many slots it has, runs what
+//! it is given, and streams output back. Jobs and their unacknowledged output live in the
+//! [`Outbox`] and outlive any one connection; the connection loop dials again with backoff.
+
+mod job;
+mod outbox;
+mod pty;
+
+use crate::conn::{self, ConnSender, Incoming};
+use crate::http::HubUrl;
+use crate::limits::{HANDSHAKE_TIMEOUT, HEARTBEAT_INTERVAL, HUB_SILENCE_LIMIT};
+use crate::wire::{DataFrame, HubToSlave, SlaveMsg, Stream, PROTOCOL_VERSION};
+use anyhow::{anyhow, bail, Context, Result};
+use outbox::{Item, JobCtl, Outbox};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+/// What the operator chose for this slave.
+#[derive(Clone, Debug)]
+pub struct SlaveOptions {
+    pub hub: HubUrl,
+    pub name: String,
+    pub slots: u32,
+    /// On shutdown, how long running jobs get between SIGTERM and SIGKILL.
+    pub stop_grace: Duration,
+}
+
+/// The hub refused us for a reason that dialling again will not fix.
+#[derive(Debug, thiserror::Error)]
+#[error("hub refused this slave: {0}")]
+pub struct Refused(String);
+
+const BACKOFF_MIN: Duration = Duration::from_millis(200);
+const BACKOFF_MAX: Duration = Duration::from_secs(10);
+
+/// Runs until `shutdown`, then cancels running jobs, reports their end if the hub is there,
+/// and returns.
+pub async fn run(opts: SlaveOptions, shutdown: CancellationToken) -> Result<()> {
+    let outbox = Arc::new(Outbox::default());
+    let mut backoff = BACKOFF_MIN;
+    loop {
+        let began = Instant::now();
+        match session(&opts, &outbox, &shutdown).await {
+            Ok(()) => return Ok(()),
+            Err(e) if e.is::<Refused>() => return Err(e),
+            Err(e) => {
+                if began.elapsed() > BACKOFF_MAX {
+                    backoff = BACKOFF_MIN;
+                }
+                let wait = jitter(backoff);
+                tracing::warn!("{e:#}; dialling again in {wait:.1?}");
+                backoff = (backoff * 2).min(BACKOFF_MAX);
+                tokio::select! {
+                    _ = tokio::time::sleep(wait) => {}
+                    _ = shutdown.cancelled() => {
+                        outbox.cancel_all(opts.stop_grace);
+                        return Ok(());
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Up to 25% less, so many slaves of a restarted hub do not all dial at once.
+fn jitter(d: Duration) -> Duration {
+    let mut b = [0u8; 1];
+    let r = getrandom::fill(&mut b).map(|_| b[0]).unwrap_or(0);
+    d - d * u32::from(r) / 1024
+}
+
+/// One connection: hello, then orders in and job events out until it drops. `Ok` only when
+/// shutdown finished cleanly.
+async fn session(
+    opts: &SlaveOptions,
+    outbox: &Arc<Outbox>,
+    shutdown: &CancellationToken,
+) -> Result<()> {
+    let ws = opts.hub.websocket("/api/v1/slave").await?;
+    let (mut rd, tx) = conn::start(ws);
+    tx.send(&SlaveMsg::Hello {
+        protocol: PROTOCOL_VERSION,
+        name: opts.name.clone(),
+        slots: opts.slots,
+        running: outbox.running(),
+    })
+    .await?;
+    match tokio::time::timeout(HANDSHAKE_TIMEOUT, rd.recv::<HubToSlave>()).await {
+        Err(_) => bail!("hub at {} did not answer the hello", opts.hub.url),
+        Ok(Ok(Some(Incoming::Msg(HubToSlave::Welcome { .. })))) => {}
+        Ok(Ok(Some(Incoming::Msg(HubToSlave::Error { message })))) => {
+            return Err(Refused(message).into())
+        }
+        Ok(Ok(_)) => bail!("hub at {} did not welcome us", opts.hub.url),
+        Ok(Err(e)) => return Err(e),
+    }
+    tracing::info!(hub = %opts.hub.url, name = %opts.name, slots = opts.slots, "connected");
+    outbox.rewind();
+
+    let started = Instant::now();
+    let last_heard = Arc::new(AtomicU64::new(0));
+    let mut reader = {
+        let (outbox, last_heard, opts) = (outbox.clone(), last_heard.clone(), opts.clone());
+        tokio::spawn(async move {
+            while let Some(msg) = rd.recv::<HubToSlave>().await? {
+                last_heard.store(started.elapsed().as_millis() as u64, Ordering::Relaxed);
+                obey(&opts, &outbox, msg)?;
+            }
+            Ok::<_, anyhow::Error>(())
+        })
+    };
+    let mut writer = {
+        let (outbox, tx) = (outbox.clone(), tx.clone());
+        tokio::spawn(async move { forward(&outbox, &tx).await })
+    };
+    let mut beat = tokio::time::interval(HEARTBEAT_INTERVAL);
+    let mut stopping = false;
+    let result = loop {
+        tokio::select! {
+            res = &mut reader => break match res {
+                Ok(Ok(())) => Err(anyhow!("hub at {} closed the connection", opts.hub.url)),
+                Ok(Err(e)) => Err(e),
+                Err(e) => Err(anyhow!("reader failed: {e}")),
+            },
+            res = &mut writer => break res.map_err(|e| anyhow!("writer failed: {e}")).and_then(|r| r),
+            _ = beat.tick() => {
+                let heard = started + Duration::from_millis(last_heard.load(Ordering::Relaxed));
+                if heard.elapsed() > HUB_SILENCE_LIMIT {
+                    break Err(anyhow!("no word from hub at {} for {:?}", opts.hub.url, heard.elapsed()));
+                }
+                if stopping && outbox.is_empty() {
+                    break Ok(());
+                }
+                let _ = tx.send(&SlaveMsg::Heartbeat).await;
+            }
+            _ = shutdown.cancelled(), if !stopping => {
+                tracing::info!("stopping: cancelling running jobs");
+                stopping = true;
+                outbox.cancel_all(opts.stop_grace);
+                beat = tokio::time::interval(Duration::from_millis(100));
+            }
+        }
+    };
+    reader.abort();
+    writer.abort();
+    if result.is_ok() {
+        let _ = tx.close(1000, "slave stopping").await;
+    }
+    result
+}
+
+/// Sends what the outbox has due, for as long as the connection lasts.
+async fn forward(outbox: &Outbox, tx: &ConnSender) -> Result<()> {
+    loop {
+        for item in outbox.next().await {
+            match item {
+                Item::Msg(m) => tx.send(&m).await?,
+                Item::Data(frame) => tx.send_raw_data(frame).await?,
+            }
+        }
+    }
+}
+
+/// Carries out one order from the hub.
+fn obey(opts: &SlaveOptions, outbox: &Arc<Outbox>, msg: Incoming<HubToSlave>) -> Result<()> {
+    let send = |job, order| {
+        if let Some(ctl) = outbox.ctl(job) {
+            let _ = ctl.send(order);
+        }
+    };
+    match msg {
+        Incoming::Msg(HubToSlave::Assign { job, spec }) => {
+            let (ctl_tx, ctl_rx) = mpsc::unbounded_channel();
+            if outbox.add(job, ctl_tx) {
+                tracing::info!(job, command = %spec.command, "starting job");
+                tokio::spawn(job::run(job, spec, outbox.clone(), ctl_rx));
+            }
+        }
+        Incoming::Msg(HubToSlave::Cancel { job, grace_ms }) => {
+            send(job, JobCtl::Cancel(Duration::from_millis(grace_ms)))
+        }
+        Incoming::Msg(HubToSlave::Resize { job, rows, cols }) => {
+            send(job, JobCtl::Resize(rows, cols))
+        }
+        Incoming::Msg(HubToSlave::CloseStdin { job }) => send(job, JobCtl::CloseStdin),
+        Incoming::Msg(HubToSlave::Ack {
+            job,
+            stream,
+            offset,
+        }) => outbox.ack(job, stream, offset),
+        Incoming::Msg(HubToSlave::Done { job }) => outbox.forget(job),
+        Incoming::Msg(HubToSlave::Heartbeat | HubToSlave::Welcome { .. }) => {}
+        Incoming::Msg(HubToSlave::Error { message }) => {
+            tracing::warn!(hub = %opts.hub.url, "hub says: {message}")
+        }
+        Incoming::Data(frame) => {
+            let f = DataFrame::decode(&frame).context("bad data frame from hub")?;
+            if f.stream == Stream::Stdin {
+                send(f.job, JobCtl::Input(f.data.to_vec()));
+            }
+        }
+        Incoming::Bad(e) => tracing::warn!("unreadable message from hub: {e}"),
+    }
+    Ok(())
+}

@@ -1,0 +1,116 @@
+//! Every `unsafe` and every raw system call of the slave: pseudo-terminals, the child's
+//! session and controlling terminal, signal dispositions, and signals to process groups.
+//!
+//! Nothing here knows about the hub or the protocol.
+
+use nix::fcntl::{fcntl, FcntlArg, OFlag};
+use nix::pty::{grantpt, posix_openpt, ptsname_r, unlockpt};
+use nix::sys::signal::{killpg, signal, SigHandler, Signal};
+use nix::sys::termios::{tcgetattr, SpecialCharacterIndices};
+use nix::unistd::{setsid, Pid};
+use std::fs::OpenOptions;
+use std::io;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::os::unix::fs::OpenOptionsExt;
+use tokio::process::Command;
+
+nix::ioctl_write_ptr_bad!(set_winsize, libc::TIOCSWINSZ, libc::winsize);
+
+/// A new pseudo-terminal: the master (non-blocking, close-on-exec) and the slave side for the
+/// child's stdio.
+pub struct Pty {
+    pub master: OwnedFd,
+    pub slave: OwnedFd,
+}
+
+/// Opens a pty of the given size. `posix_openpt` with `O_CLOEXEC` rather than glibc's
+/// `openpty()`, which would leak the master into every later job.
+pub fn open(rows: u16, cols: u16) -> io::Result<Pty> {
+    let master = posix_openpt(OFlag::O_RDWR | OFlag::O_NOCTTY | OFlag::O_CLOEXEC)?;
+    grantpt(&master)?;
+    unlockpt(&master)?;
+    let name = ptsname_r(&master)?;
+    let slave: OwnedFd = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .custom_flags(libc::O_NOCTTY | libc::O_CLOEXEC)
+        .open(&name)?
+        .into();
+    let master: OwnedFd = master.into();
+    resize(master.as_fd(), rows, cols)?;
+    // Non-blocking, for tokio's AsyncFd. The flag lives on the open file description, which
+    // only the hub-facing side (the master) shares, so the child's stdio stays blocking.
+    let flags = OFlag::from_bits_truncate(fcntl(&master, FcntlArg::F_GETFL)?);
+    fcntl(&master, FcntlArg::F_SETFL(flags | OFlag::O_NONBLOCK))?;
+    Ok(Pty { master, slave })
+}
+
+/// Sets the terminal size; the kernel sends SIGWINCH to the foreground process group.
+pub fn resize(master: BorrowedFd<'_>, rows: u16, cols: u16) -> io::Result<()> {
+    let ws = libc::winsize {
+        ws_row: rows,
+        ws_col: cols,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    // SAFETY: TIOCSWINSZ reads one `winsize` from the pointer, which is valid for the call.
+    unsafe { set_winsize(master.as_raw_fd(), &ws) }?;
+    Ok(())
+}
+
+/// The terminal's end-of-file character (usually Ctrl-D).
+pub fn eof_char(master: BorrowedFd<'_>) -> u8 {
+    tcgetattr(master)
+        .map(|t| t.control_chars[SpecialCharacterIndices::VEOF as usize])
+        .unwrap_or(4)
+}
+
+/// Makes `cmd` start in a session of its own, so that its process group id is its pid and
+/// signals to the group reach everything it starts (background children included). With a
+/// `tty`, that terminal becomes the session's controlling terminal (the child's stdio must be
+/// the pty's slave side).
+pub fn new_session(cmd: &mut Command, tty: bool) {
+    // SAFETY: the closure runs in the forked child before exec and calls only async-signal-safe
+    // functions (setsid, ioctl, sigaction via `signal`); it allocates nothing.
+    unsafe {
+        cmd.pre_exec(move || {
+            setsid()?;
+            if tty && libc::ioctl(0, libc::TIOCSCTTY as _, 0) == -1 {
+                return Err(io::Error::last_os_error());
+            }
+            // Give the job default signal handling whatever the slave inherited (a slave started
+            // with SIGINT or SIGHUP ignored, from nohup or a shell script, must not pass that
+            // on). std already resets SIGPIPE and the signal mask.
+            for sig in [
+                Signal::SIGHUP,
+                Signal::SIGINT,
+                Signal::SIGQUIT,
+                Signal::SIGTERM,
+                Signal::SIGTSTP,
+                Signal::SIGTTIN,
+                Signal::SIGTTOU,
+                Signal::SIGCHLD,
+            ] {
+                signal(sig, SigHandler::SigDfl)?;
+            }
+            Ok(())
+        });
+    }
+}
+
+/// Sends `sig` to a job's process group. Returns false when the group has no process left.
+pub fn signal_group(pgid: u32, sig: Option<Signal>) -> bool {
+    match killpg(Pid::from_raw(pgid as i32), sig) {
+        Ok(()) => true,
+        Err(nix::errno::Errno::ESRCH) => false,
+        // EPERM: a process of the group changed its user; it is still there.
+        Err(_) => true,
+    }
+}
+
+/// Registers the pty master with tokio's reactor.
+pub fn async_master(master: OwnedFd) -> io::Result<tokio::io::unix::AsyncFd<OwnedFd>> {
+    // SAFETY: an `OwnedFd` is a valid, open descriptor that it alone owns, and `as_raw_fd`
+    // returns that same descriptor for as long as the AsyncFd holds it.
+    unsafe { tokio::io::unix::AsyncFd::register(master) }.map_err(|e| e.into_parts().1)
+}

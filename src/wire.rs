@@ -1,0 +1,433 @@
+//! Every message that crosses a socket, and nothing else.
+//!
+//! Control messages are JSON text frames: one serde enum per direction, tagged with `type`,
+//! snake_case. Stream bytes (job output, job input) are binary frames: a fixed 18-byte header
+//! ([`DataFrame`]) followed by the raw bytes, never decoded as text. REST bodies reuse the payload
+//! structs defined here. This module is pure data: no I/O, no state.
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// Bumped on any incompatible change to the messages below. Sent in every hello.
+pub const PROTOCOL_VERSION: u32 = 1;
+
+/// Job ids are small integers, increasing, never reused.
+pub type JobId = u64;
+
+/// What a client asks the hub to run.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct JobSpec {
+    /// The shell line, run as `sh -c LINE`.
+    pub command: String,
+    /// Extra environment variables for the job.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub env: BTreeMap<String, String>,
+    /// Working directory on the slave; the slave's own when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cwd: Option<String>,
+    /// Run in a pseudo-terminal (one output stream) or with pipes (stdout and stderr apart).
+    #[serde(default = "default_tty")]
+    pub tty: bool,
+    /// Terminal size for tty jobs.
+    #[serde(default = "default_rows")]
+    pub rows: u16,
+    #[serde(default = "default_cols")]
+    pub cols: u16,
+}
+
+fn default_tty() -> bool {
+    true
+}
+fn default_rows() -> u16 {
+    24
+}
+fn default_cols() -> u16 {
+    80
+}
+
+impl JobSpec {
+    /// A tty job of the default size running `command`.
+    pub fn shell(command: impl Into<String>) -> Self {
+        JobSpec {
+            command: command.into(),
+            env: BTreeMap::new(),
+            cwd: None,
+            tty: true,
+            rows: default_rows(),
+            cols: default_cols(),
+        }
+    }
+}
+
+/// Where a job is in its life. The last five are terminal and final.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[serde(rename_all = "snake_case")]
+pub enum JobState {
+    Queued,
+    Assigned,
+    Running,
+    Exited,
+    Signaled,
+    Failed,
+    Cancelled,
+    Lost,
+}
+
+impl JobState {
+    pub fn is_terminal(self) -> bool {
+        !matches!(
+            self,
+            JobState::Queued | JobState::Assigned | JobState::Running
+        )
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobState::Queued => "queued",
+            JobState::Assigned => "assigned",
+            JobState::Running => "running",
+            JobState::Exited => "exited",
+            JobState::Signaled => "signaled",
+            JobState::Failed => "failed",
+            JobState::Cancelled => "cancelled",
+            JobState::Lost => "lost",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<JobState> {
+        ALL_STATES.iter().copied().find(|st| st.as_str() == s)
+    }
+}
+
+pub const ALL_STATES: [JobState; 8] = [
+    JobState::Queued,
+    JobState::Assigned,
+    JobState::Running,
+    JobState::Exited,
+    JobState::Signaled,
+    JobState::Failed,
+    JobState::Cancelled,
+    JobState::Lost,
+];
+
+/// A job as the hub keeps it and shows it (`GET /api/v1/jobs`, `xn -l --json`).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct JobRecord {
+    pub id: JobId,
+    #[serde(flatten)]
+    pub spec: JobSpec,
+    pub state: JobState,
+    /// Set when the state is `exited`.
+    pub exit_code: Option<i32>,
+    /// Set when the job was killed by a signal (`signaled`, and `cancelled` jobs that were running).
+    pub signal: Option<i32>,
+    /// Why a job `failed`, was `cancelled` or `lost`.
+    pub reason: Option<String>,
+    /// Name of the slave it was given to.
+    pub slave: Option<String>,
+    /// Milliseconds since the Unix epoch.
+    pub created_ms: u64,
+    pub started_ms: Option<u64>,
+    pub ended_ms: Option<u64>,
+    /// Bytes of output stored so far, per stream.
+    pub stdout_len: u64,
+    pub stderr_len: u64,
+}
+
+impl JobRecord {
+    /// The exit code a client reports for this job: the code itself, 128 + signal, or 1 for any
+    /// other terminal state. `None` while the job has not ended.
+    pub fn client_exit_code(&self) -> Option<i32> {
+        if !self.state.is_terminal() {
+            return None;
+        }
+        Some(match (self.state, self.exit_code, self.signal) {
+            (JobState::Exited, Some(code), _) => code,
+            (_, _, Some(sig)) => 128 + sig,
+            _ => 1,
+        })
+    }
+
+    /// A short human description of how the job ended, e.g. `exited with code 0`.
+    pub fn describe_end(&self) -> String {
+        let mut s = match (self.state, self.exit_code, self.signal) {
+            (JobState::Exited, Some(code), _) => format!("exited with code {code}"),
+            (JobState::Signaled, _, Some(sig)) => format!("killed by signal {sig}"),
+            (st, _, Some(sig)) => format!("{} (signal {sig})", st.as_str()),
+            (st, _, _) => st.as_str().to_string(),
+        };
+        if let Some(reason) = &self.reason {
+            s.push_str(": ");
+            s.push_str(reason);
+        }
+        s
+    }
+}
+
+/// How a job's process ended, as a slave reports it.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Outcome {
+    Exited {
+        code: i32,
+    },
+    Signaled {
+        signal: i32,
+    },
+    /// The job could not be started or run (bad cwd, no pty, ...).
+    Failed {
+        reason: String,
+    },
+}
+
+/// Body of `POST /api/v1/jobs`.
+#[derive(Serialize, Deserialize, Clone, Debug)]
+pub struct SubmitReply {
+    pub id: JobId,
+}
+
+/// The body of every error answer, REST or WebSocket.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct ErrorBody {
+    pub error: String,
+}
+
+/// A job a slave is running, reported in its hello after a reconnect.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct RunningJob {
+    pub job: JobId,
+}
+
+/// Slave → hub control messages.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum SlaveMsg {
+    /// First message on the connection.
+    Hello {
+        protocol: u32,
+        name: String,
+        slots: u32,
+        #[serde(default)]
+        running: Vec<RunningJob>,
+    },
+    /// The job's process is running.
+    Started {
+        job: JobId,
+        pid: u32,
+    },
+    /// The job ended; every output byte (`stdout_len`/`stderr_len` in all) was sent before this.
+    Ended {
+        job: JobId,
+        outcome: Outcome,
+        stdout_len: u64,
+        stderr_len: u64,
+    },
+    Heartbeat,
+}
+
+/// Hub → slave control messages.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum HubToSlave {
+    /// Answer to a good hello.
+    Welcome {
+        protocol: u32,
+    },
+    /// Run this job.
+    Assign {
+        job: JobId,
+        spec: JobSpec,
+    },
+    /// SIGTERM to the job's process group, `grace_ms`, then SIGKILL.
+    Cancel {
+        job: JobId,
+        grace_ms: u64,
+    },
+    /// New terminal size for a tty job.
+    Resize {
+        job: JobId,
+        rows: u16,
+        cols: u16,
+    },
+    /// End of input: close stdin (pipes) or send the terminal's EOF character (pty).
+    CloseStdin {
+        job: JobId,
+    },
+    /// The hub has stored the stream up to `offset`.
+    Ack {
+        job: JobId,
+        stream: Stream,
+        offset: u64,
+    },
+    /// The hub has stored the job's end: the slave may forget it.
+    Done {
+        job: JobId,
+    },
+    Heartbeat,
+    /// The hub refuses or ends the session; the slave should not simply retry the same thing.
+    Error {
+        message: String,
+    },
+}
+
+/// Client → hub messages on a job stream (`/api/v1/jobs/ID/stream`).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ClientMsg {
+    Resize {
+        rows: u16,
+        cols: u16,
+    },
+    /// End of the client's input.
+    CloseStdin,
+    /// Terminate the job (the original's `/term`).
+    Terminate,
+}
+
+/// Hub → client messages on a job stream.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum StreamMsg {
+    /// The job's record, sent first and on every state change.
+    Job { job: JobRecord },
+    /// Every byte of the job's output has been sent; the totals let the client check it.
+    End { job: JobRecord },
+    /// A request on this stream was refused; the stream stays open.
+    Error { message: String },
+}
+
+/// Which stream a data frame belongs to.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[serde(rename_all = "snake_case")]
+#[repr(u8)]
+pub enum Stream {
+    Stdin = 0,
+    /// The pty's output, or stdout for a `tty: false` job.
+    Stdout = 1,
+    Stderr = 2,
+}
+
+impl Stream {
+    fn from_u8(b: u8) -> Option<Stream> {
+        match b {
+            0 => Some(Stream::Stdin),
+            1 => Some(Stream::Stdout),
+            2 => Some(Stream::Stderr),
+            _ => None,
+        }
+    }
+}
+
+/// A binary frame: `[stream u8][reserved u8][job u64 BE][offset u64 BE]` then the bytes.
+///
+/// `offset` is the position of the first byte within that job's stream; for input it counts the
+/// bytes the sender has sent on that stream.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DataFrame<'a> {
+    pub stream: Stream,
+    pub job: JobId,
+    pub offset: u64,
+    pub data: &'a [u8],
+}
+
+/// Length of a [`DataFrame`] header.
+pub const DATA_HEADER_LEN: usize = 18;
+
+/// Why a binary frame could not be decoded.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum FrameError {
+    #[error("binary frame of {0} bytes is shorter than its {DATA_HEADER_LEN}-byte header")]
+    Short(usize),
+    #[error("unknown stream kind {0} in binary frame")]
+    UnknownStream(u8),
+}
+
+impl<'a> DataFrame<'a> {
+    pub fn header(stream: Stream, job: JobId, offset: u64) -> [u8; DATA_HEADER_LEN] {
+        let mut h = [0u8; DATA_HEADER_LEN];
+        h[0] = stream as u8;
+        h[2..10].copy_from_slice(&job.to_be_bytes());
+        h[10..18].copy_from_slice(&offset.to_be_bytes());
+        h
+    }
+
+    /// Header and bytes in one buffer, ready to send.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut v = Vec::with_capacity(DATA_HEADER_LEN + self.data.len());
+        v.extend_from_slice(&Self::header(self.stream, self.job, self.offset));
+        v.extend_from_slice(self.data);
+        v
+    }
+
+    pub fn decode(buf: &'a [u8]) -> Result<DataFrame<'a>, FrameError> {
+        if buf.len() < DATA_HEADER_LEN {
+            return Err(FrameError::Short(buf.len()));
+        }
+        let stream = Stream::from_u8(buf[0]).ok_or(FrameError::UnknownStream(buf[0]))?;
+        // The slices are exactly 8 bytes long, so the conversions cannot fail.
+        let job = u64::from_be_bytes(buf[2..10].try_into().expect("8 bytes"));
+        let offset = u64::from_be_bytes(buf[10..18].try_into().expect("8 bytes"));
+        Ok(DataFrame {
+            stream,
+            job,
+            offset,
+            data: &buf[DATA_HEADER_LEN..],
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn data_frame_round_trip() {
+        let data = [0u8, 255, 10, 13, 0xc3];
+        let f = DataFrame {
+            stream: Stream::Stderr,
+            job: 42,
+            offset: 1 << 40,
+            data: &data,
+        };
+        let buf = f.encode();
+        assert_eq!(buf.len(), DATA_HEADER_LEN + data.len());
+        assert_eq!(DataFrame::decode(&buf).unwrap(), f);
+    }
+
+    #[test]
+    fn data_frame_rejects_bad_input() {
+        assert_eq!(DataFrame::decode(&[1, 0, 0]), Err(FrameError::Short(3)));
+        let mut buf = DataFrame::header(Stream::Stdout, 1, 0).to_vec();
+        buf[0] = 9;
+        assert_eq!(DataFrame::decode(&buf), Err(FrameError::UnknownStream(9)));
+    }
+
+    #[test]
+    fn exit_codes_for_clients() {
+        let mut r = JobRecord {
+            id: 1,
+            spec: JobSpec::shell("true"),
+            state: JobState::Running,
+            exit_code: None,
+            signal: None,
+            reason: None,
+            slave: None,
+            created_ms: 0,
+            started_ms: None,
+            ended_ms: None,
+            stdout_len: 0,
+            stderr_len: 0,
+        };
+        assert_eq!(r.client_exit_code(), None);
+        r.state = JobState::Exited;
+        r.exit_code = Some(3);
+        assert_eq!(r.client_exit_code(), Some(3));
+        r.state = JobState::Signaled;
+        r.exit_code = None;
+        r.signal = Some(9);
+        assert_eq!(r.client_exit_code(), Some(137));
+        r.state = JobState::Lost;
+        r.signal = None;
+        assert_eq!(r.client_exit_code(), Some(1));
+    }
+}
