@@ -1,0 +1,205 @@
+//! Every bad input gets a clear error, and the hub keeps serving.
+
+use crate::util::*;
+
+#[test]
+fn unknown_job_ids_are_named_in_the_error() {
+    let hub = Hub::start();
+    for args in [["-f", "99"], ["-k", "99"]] {
+        let out = hub.xn(&args);
+        assert_eq!(out.status.code(), Some(255));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(err.trim(), "xn: no job with id 99", "{args:?}");
+    }
+    let out = hub.xn(&["-f", "99", "--follow"]);
+    assert_eq!(out.status.code(), Some(255));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no job with id 99"));
+}
+
+#[test]
+fn an_unreachable_hub_is_a_clear_error() {
+    // Bind and drop a listener to get a port nobody listens on.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let url = format!("http://127.0.0.1:{port}");
+    for args in [vec!["-l"], vec!["-s", "true"], vec!["-f", "1", "--follow"]] {
+        let out = xn(&url, &args);
+        assert_eq!(out.status.code(), Some(255));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.starts_with(&format!("xn: cannot reach hub at {url}: ")),
+            "{args:?}: {err}"
+        );
+        assert!(!err.contains("panicked"));
+    }
+}
+
+#[test]
+fn malformed_and_oversized_requests_get_json_errors() {
+    let hub = Hub::start();
+    let (status, body) = post(&hub.addr, "/api/v1/jobs", "{not json");
+    assert_eq!(status, 400);
+    assert!(body.contains("\"error\":\"bad request body"), "{body}");
+
+    let (status, body) = post(&hub.addr, "/api/v1/jobs", r#"{"command":"ls","tty":"yes"}"#);
+    assert_eq!(status, 400, "{body}");
+
+    let (status, body) = post(&hub.addr, "/api/v1/jobs", r#"{"command":"   "}"#);
+    assert_eq!(status, 400);
+    assert!(body.contains("empty"), "{body}");
+
+    let big = format!(r#"{{"command":"{}"}}"#, "x".repeat(2 << 20));
+    let (status, body) = post(&hub.addr, "/api/v1/jobs", &big);
+    assert_eq!(status, 413);
+    assert!(body.contains("larger than"), "{body}");
+
+    let (status, _) = get(&hub.addr, "/api/v1/jobs/abc");
+    assert_eq!(status, 400);
+    let (status, body) = get(&hub.addr, "/api/v1/jobs/12345");
+    assert_eq!(status, 404);
+    assert!(body.contains("no job with id 12345"));
+    let (status, _) = get(&hub.addr, "/api/v1/nothing");
+    assert_eq!(status, 404);
+    let (status, _) = http(
+        &hub.addr,
+        b"DELETE /api/v1/jobs HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    );
+    assert_eq!(status, 405);
+    let (status, _) = get(&hub.addr, "/api/v1/slave");
+    assert_eq!(status, 400, "a slave endpoint without upgrade");
+    let (status, _) = http(&hub.addr, b"garbage\r\n\r\n");
+    assert!(status == 400 || status == 0);
+
+    // Nothing was created, and the hub still serves.
+    assert!(hub.jobs().is_empty());
+    let (status, body) = get(&hub.addr, "/healthz");
+    assert_eq!((status, body.as_str()), (200, "ok\n"));
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+#[test]
+fn a_slave_with_another_protocol_version_is_refused_with_both_versions() {
+    use execnode::conn::{self, Incoming};
+    use execnode::http::HubUrl;
+    use execnode::wire::{HubToSlave, SlaveMsg, PROTOCOL_VERSION};
+    let hub = Hub::start();
+    let url = HubUrl::parse(&hub.url).unwrap();
+    runtime().block_on(async {
+        let ws = url.websocket("/api/v1/slave").await.unwrap();
+        let (mut rd, tx) = conn::start(ws);
+        tx.send(&SlaveMsg::Hello {
+            protocol: PROTOCOL_VERSION + 1,
+            name: "future".into(),
+            slots: 1,
+            running: vec![],
+        })
+        .await
+        .unwrap();
+        match rd.recv::<HubToSlave>().await.unwrap() {
+            Some(Incoming::Msg(HubToSlave::Error { message })) => {
+                assert!(
+                    message.contains(&format!("slave speaks version {}", PROTOCOL_VERSION + 1)),
+                    "{message}"
+                );
+                assert!(
+                    message.contains(&format!("hub speaks version {PROTOCOL_VERSION}")),
+                    "{message}"
+                );
+            }
+            other => panic!("expected an error, got {other:?}"),
+        }
+        assert!(
+            rd.recv::<HubToSlave>().await.unwrap().is_none(),
+            "then the hub closes"
+        );
+    });
+    assert!(hub.log_contains("protocol version mismatch"));
+}
+
+#[test]
+fn bad_websocket_messages_get_errors_and_the_stream_stays_up() {
+    use execnode::conn::{self, Incoming};
+    use execnode::http::HubUrl;
+    use execnode::wire::{HubToSlave, SlaveMsg, StreamMsg, PROTOCOL_VERSION};
+    let hub = Hub::start();
+    let id = hub.submit("echo hi", &[]);
+    let url = HubUrl::parse(&hub.url).unwrap();
+    runtime().block_on(async {
+        // A client stream: garbage text, then an oversized frame.
+        let ws = url
+            .websocket(&format!("/api/v1/jobs/{id}/stream?input=1"))
+            .await
+            .unwrap();
+        let (mut rd, tx) = conn::start(ws);
+        assert!(matches!(
+            rd.recv::<StreamMsg>().await.unwrap(),
+            Some(Incoming::Msg(StreamMsg::Job { .. }))
+        ));
+        tx.send(&serde_json::json!({"type": "launch_missiles"}))
+            .await
+            .unwrap();
+        match rd.recv::<StreamMsg>().await.unwrap() {
+            Some(Incoming::Msg(StreamMsg::Error { message })) => {
+                assert!(message.contains("bad message"), "{message}")
+            }
+            other => panic!("expected an error, got {other:?}"),
+        }
+        // Still up: a resize of a queued job is refused, by a message.
+        tx.send(&execnode::wire::ClientMsg::Resize { rows: 10, cols: 10 })
+            .await
+            .unwrap();
+        match rd.recv::<StreamMsg>().await.unwrap() {
+            Some(Incoming::Msg(StreamMsg::Error { message })) => {
+                assert!(message.contains("not running"), "{message}")
+            }
+            other => panic!("expected an error, got {other:?}"),
+        }
+        // An oversized frame closes this connection only.
+        tx.send_raw_data(vec![0u8; execnode::limits::MAX_WS_MESSAGE_BYTES + 10])
+            .await
+            .unwrap();
+        assert!(rd
+            .recv::<StreamMsg>()
+            .await
+            .map(|m| m.is_none())
+            .unwrap_or(true));
+
+        // A slave that sends garbage after its hello gets an error and stays connected.
+        let ws = url.websocket("/api/v1/slave").await.unwrap();
+        let (mut rd, tx) = conn::start(ws);
+        tx.send(&SlaveMsg::Hello {
+            protocol: PROTOCOL_VERSION,
+            name: "odd".into(),
+            slots: 1,
+            running: vec![],
+        })
+        .await
+        .unwrap();
+        assert!(matches!(
+            rd.recv::<HubToSlave>().await.unwrap(),
+            Some(Incoming::Msg(HubToSlave::Welcome { .. }))
+        ));
+        tx.send_raw_data(vec![1, 2, 3]).await.unwrap();
+        loop {
+            match rd.recv::<HubToSlave>().await.unwrap() {
+                Some(Incoming::Msg(HubToSlave::Error { message })) => {
+                    assert!(message.contains("shorter than"), "{message}");
+                    break;
+                }
+                Some(Incoming::Msg(HubToSlave::Assign { .. } | HubToSlave::Heartbeat)) => continue,
+                other => panic!("expected an error, got {other:?}"),
+            }
+        }
+    });
+    let (status, _) = get(&hub.addr, "/healthz");
+    assert_eq!(status, 200);
+}

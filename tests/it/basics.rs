@@ -1,0 +1,154 @@
+//! Submitting, listing, fetching and waiting for jobs, end to end.
+
+use crate::util::*;
+use execnode::wire::JobState;
+
+#[test]
+fn submit_prints_only_the_id_and_fetch_returns_the_output() {
+    let hub = Hub::start();
+    let _s = hub.slave("s1", 2);
+    let out = hub.xn_ok(&["-s", "echo hello | tr a-z A-Z"]);
+    let id: u64 = out.trim().parse().expect("only an id on stdout");
+    assert_eq!(out, format!("{id}\n"));
+    let rec = hub.wait_ended(id);
+    assert_eq!(rec.state, JobState::Exited);
+    assert_eq!(rec.exit_code, Some(0));
+    assert_eq!(rec.slave.as_deref(), Some("s1"));
+    // A pty turns \n into \r\n.
+    assert_eq!(hub.fetch(id), b"HELLO\r\n");
+    // Fetching never deletes anything.
+    assert_eq!(hub.fetch(id), b"HELLO\r\n");
+}
+
+#[test]
+fn wait_streams_output_and_returns_the_exit_code() {
+    let hub = Hub::start();
+    let _s = hub.slave("s1", 2);
+    let out = hub.xn(&["-s", "echo out; echo err >&2; exit 3", "--no-tty", "--wait"]);
+    assert_eq!(out.status.code(), Some(3));
+    assert_eq!(out.stdout, b"out\n");
+    assert_eq!(out.stderr, b"err\n");
+
+    let out = hub.xn(&["-s", "kill -9 $$", "--wait"]);
+    assert_eq!(out.status.code(), Some(128 + 9));
+    let jobs = hub.jobs();
+    let killed = jobs.last().unwrap();
+    assert_eq!(killed.state, JobState::Signaled);
+    assert_eq!(killed.signal, Some(9));
+
+    let out = hub.xn(&["-s", "true", "--wait"]);
+    assert_eq!(out.status.code(), Some(0));
+}
+
+#[test]
+fn every_byte_value_comes_back_identical() {
+    let hub = Hub::start();
+    let _s = hub.slave("s1", 1);
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("bytes");
+    let mut all: Vec<u8> = (0..=255u8).collect();
+    all.extend(b"\xff\xfe\xc3(\x00invalid utf-8\x00");
+    let data: Vec<u8> = all.iter().cycle().take(300_000).copied().collect();
+    std::fs::write(&file, &data).unwrap();
+    let line = format!("cat {}", file.display());
+    let out = hub.xn(&["-s", &line, "--no-tty", "--wait"]);
+    assert_eq!(out.status.code(), Some(0));
+    assert!(out.stdout == data, "streamed output differs");
+    let id = hub.jobs().last().unwrap().id;
+    assert!(hub.fetch(id) == data, "fetched output differs");
+    assert_eq!(hub.job(id).stdout_len, data.len() as u64);
+}
+
+#[test]
+fn stdout_and_stderr_are_kept_apart() {
+    let hub = Hub::start();
+    let _s = hub.slave("s1", 1);
+    let id = hub.submit(
+        "for i in 1 2 3; do echo o$i; echo e$i >&2; done",
+        &["--no-tty"],
+    );
+    hub.wait_ended(id);
+    let out = hub.xn(&["-f", &id.to_string()]);
+    assert_eq!(out.stdout, b"o1\no2\no3\n");
+    assert_eq!(out.stderr, b"e1\ne2\ne3\n");
+    let rec = hub.job(id);
+    assert_eq!((rec.stdout_len, rec.stderr_len), (9, 9));
+}
+
+#[test]
+fn jobs_run_first_in_first_out_with_one_slot() {
+    let hub = Hub::start();
+    // Queue first, then start the slave, so the order is the hub's choice alone.
+    let ids: Vec<u64> = (0..4)
+        .map(|i| hub.submit(&format!("echo {i}"), &[]))
+        .collect();
+    assert!(
+        ids.windows(2).all(|w| w[1] == w[0] + 1),
+        "ids increase by one: {ids:?}"
+    );
+    let _s = hub.slave("s1", 1);
+    let recs: Vec<_> = ids.iter().map(|&id| hub.wait_ended(id)).collect();
+    for w in recs.windows(2) {
+        assert!(
+            w[1].started_ms.unwrap() >= w[0].ended_ms.unwrap(),
+            "job {} started before job {} ended",
+            w[1].id,
+            w[0].id
+        );
+    }
+}
+
+#[test]
+fn follow_streams_until_the_job_ends() {
+    let hub = Hub::start();
+    let _s = hub.slave("s1", 1);
+    let id = hub.submit(
+        "for i in 1 2 3; do echo line$i; sleep 0.1; done; exit 7",
+        &["--no-tty"],
+    );
+    let out = hub.xn(&["-f", &id.to_string(), "--follow"]);
+    assert_eq!(out.status.code(), Some(7));
+    assert_eq!(out.stdout, b"line1\nline2\nline3\n");
+}
+
+#[test]
+fn list_shows_a_table_and_json() {
+    let hub = Hub::start();
+    let id = hub.submit("echo queued", &[]);
+    let table = hub.xn_ok(&["-l"]);
+    let header = table.lines().next().unwrap();
+    for col in ["ID", "STATE", "EXIT", "SLAVE", "AGE", "COMMAND"] {
+        assert!(header.contains(col), "{header}");
+    }
+    let row = table.lines().nth(1).unwrap();
+    assert!(
+        row.contains("queued") && row.contains("echo queued"),
+        "{row}"
+    );
+    let json: serde_json::Value = serde_json::from_str(&hub.xn_ok(&["-l", "--json"])).unwrap();
+    let j = &json[0];
+    assert_eq!(j["id"], id);
+    assert_eq!(j["command"], "echo queued");
+    assert_eq!(j["state"], "queued");
+    assert!(j["exit_code"].is_null());
+}
+
+#[test]
+fn personalities_by_argv0_and_subcommand() {
+    let hub = Hub::start();
+    let by_sub = std::process::Command::new(exe())
+        .args(["xn", "--hub", &hub.url, "-l", "--json"])
+        .output()
+        .unwrap();
+    assert!(by_sub.status.success());
+    assert_eq!(String::from_utf8_lossy(&by_sub.stdout).trim(), "[]");
+    for name in ["xn", "xnhub", "xnslave"] {
+        let help = std::process::Command::new(bin_dir().join(name))
+            .arg("--help")
+            .output()
+            .unwrap();
+        assert!(help.status.success());
+        let text = String::from_utf8_lossy(&help.stdout);
+        assert!(text.contains(&format!("Usage: {name}")), "{name}: {text}");
+    }
+}

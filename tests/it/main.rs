@@ -1,0 +1,7 @@
+//! Integration tests: the real binary as hub, slaves and `xn`, on loopback, in temp dirs.
+
+mod bad_input;
+mod basics;
+mod cancel;
+mod restart;
+mod util;

@@ -1,0 +1,350 @@
+//! Test harness: real `execnode` processes on ephemeral loopback ports in temp dirs, and `xn`
+//! run as a user types it. Every wait is for an event, bounded by a timeout.
+
+#![allow(dead_code)]
+
+use execnode::wire::{JobRecord, JobState};
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+pub const TIMEOUT: Duration = Duration::from_secs(20);
+
+pub fn exe() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_execnode"))
+}
+
+/// A directory with `xn`, `xnhub` and `xnslave` symlinks to the binary under test.
+pub fn bin_dir() -> &'static Path {
+    static DIR: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    DIR.get_or_init(|| {
+        let dir = std::env::temp_dir().join(format!("execnode-test-bin-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        for name in ["xn", "xnhub", "xnslave"] {
+            let link = dir.join(name);
+            let _ = std::fs::remove_file(&link);
+            std::os::unix::fs::symlink(exe(), &link).unwrap();
+        }
+        dir
+    })
+}
+
+/// Polls `cond` until it holds or `TIMEOUT` passes (then panics with `what`).
+pub fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !cond() {
+        assert!(start.elapsed() < TIMEOUT, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Collects a child's stderr lines on a thread.
+fn capture(child: &mut Child) -> Arc<Mutex<Vec<String>>> {
+    let lines = Arc::new(Mutex::new(Vec::new()));
+    let err = child.stderr.take().expect("stderr piped");
+    let l = lines.clone();
+    std::thread::spawn(move || {
+        for line in BufReader::new(err).lines().map_while(Result::ok) {
+            l.lock().unwrap().push(line);
+        }
+    });
+    lines
+}
+
+pub struct Hub {
+    child: Option<Child>,
+    pub url: String,
+    pub addr: String,
+    pub data: PathBuf,
+    _dir: Option<tempfile::TempDir>,
+    pub log: Arc<Mutex<Vec<String>>>,
+}
+
+impl Hub {
+    pub fn start() -> Hub {
+        Self::start_with(&[])
+    }
+
+    pub fn start_with(args: &[&str]) -> Hub {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        let mut hub = Self::start_on(&data, "127.0.0.1:0", args);
+        hub._dir = Some(dir);
+        hub
+    }
+
+    /// Starts a hub on `data` (kept by the caller) listening on `listen`.
+    pub fn start_on(data: &Path, listen: &str, args: &[&str]) -> Hub {
+        let mut child = Command::new(exe())
+            .arg("hub")
+            .args(["--listen", listen, "--data"])
+            .arg(data)
+            .args(args)
+            .env("XN_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start hub");
+        let log = capture(&mut child);
+        let mut addr = String::new();
+        wait_until("the hub to listen", || {
+            let l = log.lock().unwrap();
+            if let Some(line) = l.iter().find(|l| l.contains("hub listening on http://")) {
+                let rest = &line[line.find("http://").unwrap() + 7..];
+                addr = rest.split_whitespace().next().unwrap().to_string();
+                true
+            } else {
+                false
+            }
+        });
+        Hub {
+            child: Some(child),
+            url: format!("http://{addr}"),
+            addr,
+            data: data.to_path_buf(),
+            _dir: None,
+            log,
+        }
+    }
+
+    /// Restarts on the same data dir and port (after `kill` or `stop`).
+    pub fn restart(&mut self, args: &[&str]) {
+        assert!(self.child.is_none(), "stop the hub first");
+        let mut new = Hub::start_on(&self.data, &self.addr, args);
+        self.child = new.child.take();
+        self.log = new.log.clone();
+    }
+
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// SIGTERM and wait; returns the exit status.
+    pub fn stop(&mut self) -> std::process::ExitStatus {
+        let mut c = self.child.take().expect("hub running");
+        signal(c.id(), libc::SIGTERM);
+        c.wait().unwrap()
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().unwrap().id()
+    }
+
+    pub fn log_contains(&self, s: &str) -> bool {
+        self.log.lock().unwrap().iter().any(|l| l.contains(s))
+    }
+
+    /// Runs `xn ARGS` against this hub.
+    pub fn xn(&self, args: &[&str]) -> Output {
+        xn(&self.url, args)
+    }
+
+    /// `xn ARGS`, which must succeed; its stdout as text.
+    pub fn xn_ok(&self, args: &[&str]) -> String {
+        let out = self.xn(args);
+        assert!(
+            out.status.success(),
+            "xn {args:?} failed: {}\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    /// Submits a line, returns its id.
+    pub fn submit(&self, line: &str, extra: &[&str]) -> u64 {
+        let mut args = vec!["-s", line];
+        args.extend_from_slice(extra);
+        let out = self.xn_ok(&args);
+        out.trim()
+            .parse()
+            .unwrap_or_else(|_| panic!("not an id: {out:?}"))
+    }
+
+    pub fn jobs(&self) -> Vec<JobRecord> {
+        serde_json::from_str(&self.xn_ok(&["-l", "--json"])).unwrap()
+    }
+
+    pub fn job(&self, id: u64) -> JobRecord {
+        self.jobs()
+            .into_iter()
+            .find(|j| j.id == id)
+            .expect("job listed")
+    }
+
+    /// Waits until job `id` is in a terminal state and returns it.
+    pub fn wait_ended(&self, id: u64) -> JobRecord {
+        let mut rec = None;
+        wait_until(&format!("job {id} to end"), || {
+            let j = self.job(id);
+            let done = j.state.is_terminal();
+            rec = Some(j);
+            done
+        });
+        rec.unwrap()
+    }
+
+    pub fn wait_state(&self, id: u64, state: JobState) -> JobRecord {
+        let mut rec = None;
+        wait_until(&format!("job {id} to be {state:?}"), || {
+            let j = self.job(id);
+            let ok = j.state == state;
+            rec = Some(j);
+            ok
+        });
+        rec.unwrap()
+    }
+
+    pub fn fetch(&self, id: u64) -> Vec<u8> {
+        let out = self.xn(&["-f", &id.to_string()]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out.stdout
+    }
+
+    /// Starts a slave for this hub.
+    pub fn slave(&self, name: &str, slots: u32) -> Slave {
+        Slave::start(&self.url, name, slots, &[])
+    }
+}
+
+impl Drop for Hub {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+pub struct Slave {
+    child: Option<Child>,
+    pub log: Arc<Mutex<Vec<String>>>,
+}
+
+impl Slave {
+    pub fn start(hub_url: &str, name: &str, slots: u32, args: &[&str]) -> Slave {
+        let mut child = Command::new(exe())
+            .arg("slave")
+            .args([
+                "--hub",
+                hub_url,
+                "--name",
+                name,
+                "--slots",
+                &slots.to_string(),
+            ])
+            .args(args)
+            .env("XN_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start slave");
+        let log = capture(&mut child);
+        let s = Slave {
+            child: Some(child),
+            log,
+        };
+        s.wait_connected();
+        s
+    }
+
+    pub fn wait_connected(&self) {
+        wait_until("the slave to connect", || self.log_contains("connected"));
+    }
+
+    pub fn log_contains(&self, s: &str) -> bool {
+        self.log.lock().unwrap().iter().any(|l| l.contains(s))
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().unwrap().id()
+    }
+
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    pub fn signal(&self, sig: i32) {
+        signal(self.pid(), sig);
+    }
+
+    pub fn wait_exit(&mut self) -> std::process::ExitStatus {
+        self.child.take().unwrap().wait().unwrap()
+    }
+}
+
+impl Drop for Slave {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+pub fn signal(pid: u32, sig: i32) {
+    // SAFETY: kill(2) with a pid we started; no memory is involved.
+    unsafe { libc::kill(pid as i32, sig) };
+}
+
+/// Whether a process is alive (a zombie counts as dead).
+pub fn alive(pid: i32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => {
+            let state = stat.rsplit(')').next().unwrap_or("").trim_start();
+            !state.starts_with('Z') && !state.starts_with('X')
+        }
+        Err(_) => false,
+    }
+}
+
+/// `xn ARGS` through the `xn` symlink, with `XN_HUB` set.
+pub fn xn(hub_url: &str, args: &[&str]) -> Output {
+    Command::new(bin_dir().join("xn"))
+        .args(args)
+        .env("XN_HUB", hub_url)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run xn")
+}
+
+/// One raw HTTP/1.1 request; returns (status, body).
+pub fn http(addr: &str, request: &[u8]) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(TIMEOUT)).unwrap();
+    s.write_all(request).unwrap();
+    let mut resp = Vec::new();
+    let _ = s.read_to_end(&mut resp);
+    let text = String::from_utf8_lossy(&resp).to_string();
+    let status = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = text.split("\r\n\r\n").nth(1).unwrap_or("").to_string();
+    (status, body)
+}
+
+pub fn post(addr: &str, path: &str, body: &str) -> (u16, String) {
+    let req = format!(
+        "POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    http(addr, req.as_bytes())
+}
+
+pub fn get(addr: &str, path: &str) -> (u16, String) {
+    http(
+        addr,
+        format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes(),
+    )
+}
