@@ -25,11 +25,13 @@ impl Sink {
     pub fn new(fd: Fd) -> Sink {
         let (tx, rx) = sync_channel::<Bytes>(QUEUE);
         let thread = std::thread::spawn(move || -> io::Result<()> {
-            let mut out: Box<dyn Write> = match fd {
-                Fd::Stdout => Box::new(io::stdout().lock()),
-                Fd::Stderr => Box::new(io::stderr().lock()),
-            };
             while let Ok(chunk) = rx.recv() {
+                // Lock per batch, not for the thread's life: messages on stderr (`eprintln!`)
+                // take the same lock.
+                let mut out: Box<dyn Write> = match fd {
+                    Fd::Stdout => Box::new(io::stdout().lock()),
+                    Fd::Stderr => Box::new(io::stderr().lock()),
+                };
                 out.write_all(&chunk)?;
                 // Flush whenever we catch up, so interactive output is never held back.
                 while let Ok(more) = rx.try_recv() {

@@ -1,5 +1,6 @@
 //! `xn -s LINE [--wait] [--no-tty]`: submit a job; print its id, or follow it to its end.
 
+use super::attach::{self, AttachOptions};
 use super::follow;
 use crate::http::HubUrl;
 use crate::wire::{JobSpec, SubmitReply};
@@ -7,7 +8,14 @@ use anyhow::Result;
 use hyper::Method;
 use std::io::IsTerminal;
 
-pub async fn run(hub: &HubUrl, line: &str, tty: bool, wait: bool) -> Result<i32> {
+/// What to do once the job is accepted.
+pub enum Then {
+    PrintId,
+    Wait,
+    Attach(AttachOptions),
+}
+
+pub async fn run(hub: &HubUrl, line: &str, tty: bool, then: Then) -> Result<i32> {
     let mut spec = JobSpec::shell(line);
     spec.tty = tty;
     // A job submitted from a terminal starts with that terminal's size.
@@ -19,10 +27,12 @@ pub async fn run(hub: &HubUrl, line: &str, tty: bool, wait: bool) -> Result<i32>
         }
     }
     let reply: SubmitReply = hub.call(Method::POST, "/api/v1/jobs", Some(&spec)).await?;
-    if wait {
-        follow::run(hub, reply.id).await
-    } else {
-        println!("{}", reply.id);
-        Ok(0)
+    match then {
+        Then::PrintId => {
+            println!("{}", reply.id);
+            Ok(0)
+        }
+        Then::Wait => follow::run(hub, reply.id).await,
+        Then::Attach(opts) => attach::run(hub, reply.id, &opts).await,
     }
 }

@@ -64,6 +64,8 @@ struct JobEntry {
     cancel_requested: bool,
     /// Input bytes forwarded so far (the offset of the next input frame).
     input_sent: u64,
+    /// The terminal size last sent to the slave.
+    size: Option<(u16, u16)>,
 }
 
 struct SlaveEntry {
@@ -126,6 +128,7 @@ impl Hub {
                     session: None,
                     cancel_requested: false,
                     input_sent: 0,
+                    size: None,
                 },
             );
         }
@@ -225,6 +228,7 @@ impl Hub {
                     session: None,
                     cancel_requested: false,
                     input_sent: 0,
+                    size: None,
                 },
             );
         }
@@ -585,6 +589,19 @@ impl Hub {
                 at
             }
             None => 0,
+        }
+    }
+
+    /// Records `size` as the job's terminal size; true if that changes it (and so the slave
+    /// must be told). With several clients attached, the last one to type or resize wins.
+    pub fn claim_size(&self, id: JobId, size: (u16, u16)) -> bool {
+        let mut st = self.lock();
+        match st.jobs.get_mut(&id) {
+            Some(job) if job.size != Some(size) => {
+                job.size = Some(size);
+                true
+            }
+            _ => false,
         }
     }
 

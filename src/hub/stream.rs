@@ -113,8 +113,10 @@ async fn client_loop<S: tokio::io::AsyncRead + Unpin>(
     tx: &ConnSender,
     interactive: bool,
 ) -> Result<()> {
+    // This client's terminal size, re-applied when it types after another client resized.
+    let mut size = None;
     while let Some(msg) = rd.recv::<ClientMsg>().await? {
-        if let Err(e) = handle(ctx, id, msg, interactive).await {
+        if let Err(e) = handle(ctx, id, msg, interactive, &mut size).await {
             tx.send(&StreamMsg::Error {
                 message: format!("{e:#}"),
             })
@@ -124,7 +126,13 @@ async fn client_loop<S: tokio::io::AsyncRead + Unpin>(
     Ok(())
 }
 
-async fn handle(ctx: &Ctx, id: JobId, msg: Incoming<ClientMsg>, interactive: bool) -> Result<()> {
+async fn handle(
+    ctx: &Ctx,
+    id: JobId,
+    msg: Incoming<ClientMsg>,
+    interactive: bool,
+    size: &mut Option<(u16, u16)>,
+) -> Result<()> {
     if !interactive {
         bail!("this stream is read-only: open it with input=1 to type or control the job");
     }
@@ -140,11 +148,8 @@ async fn handle(ctx: &Ctx, id: JobId, msg: Incoming<ClientMsg>, interactive: boo
             if rows == 0 || cols == 0 {
                 bail!("terminal size must be positive");
             }
-            Order::Msg(HubToSlave::Resize {
-                job: id,
-                rows,
-                cols,
-            })
+            *size = Some((rows, cols));
+            Order::Resize
         }
         Incoming::Msg(ClientMsg::CloseStdin) => Order::Msg(HubToSlave::CloseStdin { job: id }),
         Incoming::Data(frame) => {
@@ -161,14 +166,32 @@ async fn handle(ctx: &Ctx, id: JobId, msg: Incoming<ClientMsg>, interactive: boo
         .ok_or_else(|| anyhow!("job {id} is not running on a slave now; input dropped"))?;
     match order {
         Order::Msg(m) => slave.send(&m).await,
-        Order::Input(data) => {
-            let at = ctx.hub.take_input_offset(id, data.len());
-            slave.send_data(Stream::Stdin, id, at, &data).await
+        Order::Resize | Order::Input(_) => {
+            if let Some((rows, cols)) = *size {
+                if ctx.hub.claim_size(id, (rows, cols)) {
+                    slave
+                        .send(&HubToSlave::Resize {
+                            job: id,
+                            rows,
+                            cols,
+                        })
+                        .await?;
+                }
+            }
+            match order {
+                Order::Input(data) => {
+                    let at = ctx.hub.take_input_offset(id, data.len());
+                    slave.send_data(Stream::Stdin, id, at, &data).await
+                }
+                _ => Ok(()),
+            }
         }
     }
 }
 
 enum Order {
     Msg(HubToSlave),
+    /// Apply this client's size (if another size is in force).
+    Resize,
     Input(Vec<u8>),
 }

@@ -224,30 +224,39 @@ async fn drain(id: JobId, job: &mut Started, outbox: &Outbox, mut out_open: bool
     }
 }
 
-/// SIGTERM to the group now, SIGKILL after `grace` if anything is left.
+/// SIGTERM to the job's session now, SIGKILL after `grace` if anything is left.
 fn kill_group(pgid: u32, grace: Duration) {
     if grace.is_zero() {
-        pty::signal_group(pgid, Some(Signal::SIGKILL));
+        kill_all(pgid, Signal::SIGKILL);
         return;
     }
-    if !pty::signal_group(pgid, Some(Signal::SIGTERM)) {
+    if !kill_all(pgid, Signal::SIGTERM) {
         return;
     }
     // Also wake stopped processes so they can act on SIGTERM.
-    pty::signal_group(pgid, Some(Signal::SIGCONT));
+    kill_all(pgid, Signal::SIGCONT);
     tokio::spawn(async move {
-        // There is no event for "process group empty": look a few times during the grace.
+        // There is no event for "session empty": look a few times during the grace.
         let step = Duration::from_millis(50);
         let mut waited = Duration::ZERO;
         while waited < grace {
             tokio::time::sleep(step).await;
             waited += step;
-            if !pty::signal_group(pgid, None) {
+            if !kill_all(pgid, None) {
                 return;
             }
         }
-        pty::signal_group(pgid, Some(Signal::SIGKILL));
+        kill_all(pgid, Signal::SIGKILL);
     });
+}
+
+/// Signals the job's process group and every other process of its session (an interactive
+/// shell's pipelines live in groups of their own). `None` only checks for survivors.
+fn kill_all(pgid: u32, sig: impl Into<Option<Signal>>) -> bool {
+    let sig = sig.into();
+    let group = pty::signal_group(pgid, sig);
+    let session = pty::signal_session(pgid, sig);
+    group || session
 }
 
 async fn read_out(out: &mut Out, buf: &mut [u8]) -> Option<usize> {

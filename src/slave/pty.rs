@@ -114,3 +114,39 @@ pub fn async_master(master: OwnedFd) -> io::Result<tokio::io::unix::AsyncFd<Owne
     // returns that same descriptor for as long as the AsyncFd holds it.
     unsafe { tokio::io::unix::AsyncFd::register(master) }.map_err(|e| e.into_parts().1)
 }
+
+/// Sends `sig` to every process in session `sid` (the job's session: its id is the job's pid).
+/// An interactive shell moves each pipeline into a process group of its own, so only the
+/// session reaches all of them. `None` only looks. Returns whether any live process was found.
+pub fn signal_session(sid: u32, sig: Option<Signal>) -> bool {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return false;
+    };
+    let mut found = false;
+    for entry in dir.flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|p| p.parse::<i32>().ok())
+        else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        // Fields after the command name (which may hold spaces and parentheses): state, ppid,
+        // pgrp, session.
+        let Some(rest) = stat.rsplit_once(')').map(|(_, r)| r) else {
+            continue;
+        };
+        let mut fields = rest.split_whitespace();
+        let state = fields.next();
+        let session = fields.nth(2).and_then(|s| s.parse::<u32>().ok());
+        // Zombies are dead already; they only wait for their parent to reap them.
+        if session == Some(sid) && !matches!(state, Some("Z" | "X")) {
+            found = true;
+            let _ = nix::sys::signal::kill(Pid::from_raw(pid), sig);
+        }
+    }
+    found
+}

@@ -1,7 +1,9 @@
 //! Integration tests: the real binary as hub, slaves and `xn`, on loopback, in temp dirs.
 
+mod attach;
 mod bad_input;
 mod basics;
 mod cancel;
 mod restart;
+mod term;
 mod util;

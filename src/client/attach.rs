@@ -1,0 +1,298 @@
+//! `xn -a ID`: attach to a job's terminal. Replays its output (all of it, or the last
+//! `--tail` bytes), then continues live from the same offset-addressed stream. From a terminal,
+//! raw keystrokes go to the job and the escape key detaches or terminates; from a pipe, input
+//! goes line by line and `/term` or `/detach` do the same.
+
+use super::output::{Fd, Sink};
+use super::terminal::{self, describe_escape, Escaper, Key, RawMode};
+use crate::conn::{self, ConnSender, Incoming};
+use crate::http::HubUrl;
+use crate::wire::{
+    ClientMsg, DataFrame, JobId, JobRecord, JobState, Stream, StreamMsg, DATA_HEADER_LEN,
+};
+use anyhow::{bail, Context, Result};
+use hyper::Method;
+use std::io::{BufRead, IsTerminal, Read};
+use tokio::signal::unix::{signal, SignalKind};
+use tokio::sync::mpsc;
+
+/// How `xn -a` behaves.
+#[derive(Clone, Debug)]
+pub struct AttachOptions {
+    /// Replay only the last this many bytes of each stream.
+    pub tail: Option<u64>,
+    /// The escape key, or `None` for no escape key.
+    pub escape: Option<u8>,
+    /// Watch only: input is never sent.
+    pub read_only: bool,
+}
+
+/// What the local side produced.
+enum Input {
+    /// Raw bytes from a terminal.
+    Raw(Vec<u8>),
+    /// One line (without its newline) from a pipe or file.
+    Line(Vec<u8>),
+    Eof,
+}
+
+pub async fn run(hub: &HubUrl, id: JobId, opts: &AttachOptions) -> Result<i32> {
+    let rec: JobRecord = hub
+        .call::<(), _>(Method::GET, &format!("/api/v1/jobs/{id}"), None)
+        .await?;
+    let from = match opts.tail {
+        Some(t) => [
+            rec.stdout_len.saturating_sub(t),
+            rec.stderr_len.saturating_sub(t),
+        ],
+        None => [0, 0],
+    };
+    let input = if opts.read_only { "" } else { "&input=1" };
+    let ws = hub
+        .websocket(&format!(
+            "/api/v1/jobs/{id}/stream?stdout={}&stderr={}{input}",
+            from[0], from[1]
+        ))
+        .await?;
+    let (mut rd, tx) = conn::start(ws);
+    let (ev_tx, mut events) = mpsc::channel::<StreamMsgOrData>(64);
+    // The WebSocket read is not cancel-safe: it runs in a task of its own and hands over.
+    tokio::spawn(async move {
+        loop {
+            let next = rd.recv::<StreamMsg>().await;
+            let stop = !matches!(next, Ok(Some(_)));
+            if ev_tx.send(next).await.is_err() || stop {
+                break;
+            }
+        }
+    });
+
+    let terminal_in = std::io::stdin().is_terminal();
+    // A viewer's terminal is raw too, so the job's bytes show exactly and keys do not echo.
+    let raw = if terminal_in {
+        Some(RawMode::enable().context("putting the terminal in raw mode")?)
+    } else {
+        None
+    };
+    let say = |msg: &str| {
+        // In raw mode the terminal no longer turns \n into \r\n.
+        if terminal::is_raw() {
+            eprint!("{msg}\r\n");
+        } else {
+            eprintln!("{msg}");
+        }
+    };
+    say(&hint(id, opts, raw.is_some()));
+
+    let (in_tx, mut inputs) = mpsc::channel::<Input>(64);
+    let mut input_open = terminal_in || !opts.read_only;
+    if input_open {
+        spawn_stdin_reader(terminal_in, in_tx);
+    }
+    let mut escaper = Escaper::new(opts.escape);
+    let mut winch = signal(SignalKind::window_change())?;
+    let mut term = signal(SignalKind::terminate())?;
+    let mut hup = signal(SignalKind::hangup())?;
+    let mut out = Sink::new(Fd::Stdout);
+    let mut err = Sink::new(Fd::Stderr);
+    let mut pos = from;
+    let mut input_at = 0u64;
+    // The state the stream last showed; `None` until its first message.
+    let mut state: Option<JobState> = None;
+    // What was typed before the job started; sent when it does.
+    let mut held: Vec<Order> = Vec::new();
+    let sends_size = rec.spec.tty && raw.is_some() && !opts.read_only;
+
+    loop {
+        let orders: Vec<Order> = tokio::select! {
+            ev = events.recv() => match ev {
+                Some(Ok(Some(Incoming::Data(frame)))) => {
+                    let f = DataFrame::decode(&frame)?;
+                    let i = usize::from(f.stream == Stream::Stderr);
+                    if f.offset != pos[i] {
+                        bail!("job {id}: the hub sent bytes from {} but {} were expected", f.offset, pos[i]);
+                    }
+                    pos[i] += f.data.len() as u64;
+                    let sink = if i == 0 { &mut out } else { &mut err };
+                    sink.write(frame.slice(DATA_HEADER_LEN..)).await?;
+                    continue;
+                }
+                Some(Ok(Some(Incoming::Msg(StreamMsg::Job { job })))) => {
+                    if job.state == JobState::Queued && state.is_none() {
+                        say(&format!("[job {id} is queued; waiting for it to start]"));
+                    }
+                    let started = job.state == JobState::Running && state != Some(JobState::Running);
+                    state = Some(job.state);
+                    if !started {
+                        continue;
+                    }
+                    let mut now = Vec::new();
+                    if sends_size {
+                        now.push(Order::Size);
+                    }
+                    now.append(&mut held);
+                    now
+                }
+                Some(Ok(Some(Incoming::Msg(StreamMsg::End { job })))) => {
+                    out.close()?;
+                    err.close()?;
+                    drop(raw);
+                    if pos != [job.stdout_len, job.stderr_len] {
+                        bail!("job {id}: output truncated: received up to {pos:?} of {}+{} bytes",
+                            job.stdout_len, job.stderr_len);
+                    }
+                    eprintln!("[job {id} {}]", job.describe_end());
+                    return Ok(job.client_exit_code().unwrap_or(1));
+                }
+                Some(Ok(Some(Incoming::Msg(StreamMsg::Error { message })))) => {
+                    say(&format!("[hub: {message}]"));
+                    continue;
+                }
+                Some(Ok(Some(Incoming::Bad(e)))) => {
+                    say(&format!("[unreadable message from hub: {e}]"));
+                    continue;
+                }
+                Some(Err(e)) => return Err(e.context(format!("job {id}: connection to the hub failed"))),
+                Some(Ok(None)) | None => bail!("job {id}: the hub closed the connection before the job ended"),
+            },
+            input = inputs.recv(), if input_open => {
+                let keys = match input {
+                    Some(Input::Raw(bytes)) => escaper.feed(&bytes),
+                    Some(Input::Line(line)) => match line.as_slice() {
+                        b"/term" => vec![Key::Terminate],
+                        b"/detach" => vec![Key::Detach],
+                        _ => vec![Key::Send([line.as_slice(), b"\n"].concat())],
+                    },
+                    // End of piped input: the job's input ends too.
+                    Some(Input::Eof) | None if raw.is_none() => {
+                        input_open = false;
+                        vec![Key::EndOfInput]
+                    }
+                    // The terminal itself went away: nothing more can be typed; detach.
+                    Some(Input::Eof) | None => vec![Key::Detach],
+                };
+                let mut now = Vec::new();
+                for key in keys {
+                    match key {
+                        Key::Detach => {
+                            out.close()?;
+                            drop(raw);
+                            eprintln!("[detached from job {id}; it keeps running: xn -a {id} to come back]");
+                            return Ok(0);
+                        }
+                        // A viewer's Ctrl-C stops watching.
+                        Key::Send(bytes) if opts.read_only && bytes.contains(&3) => {
+                            out.close()?;
+                            drop(raw);
+                            eprintln!("[stopped watching job {id}]");
+                            return Ok(0);
+                        }
+                        Key::Send(_) | Key::Terminate | Key::EndOfInput if opts.read_only => {}
+                        Key::Terminate => {
+                            say(&format!("[terminating job {id}]"));
+                            now.push(Order::Terminate);
+                        }
+                        Key::Send(bytes) => now.push(Order::Input(bytes)),
+                        Key::EndOfInput => now.push(Order::CloseStdin),
+                    }
+                }
+                if matches!(state, None | Some(JobState::Queued | JobState::Assigned)) {
+                    // Terminate works on a queued job; input waits for the job to start.
+                    let (t, rest): (Vec<_>, Vec<_>) = now.into_iter().partition(|o| matches!(o, Order::Terminate));
+                    held.extend(rest);
+                    t
+                } else {
+                    now
+                }
+            }
+            _ = winch.recv(), if sends_size => vec![Order::Size],
+            _ = term.recv() => { drop(raw); eprintln!("[xn terminated; job {id} keeps running]"); return Ok(128 + 15); }
+            _ = hup.recv() => { drop(raw); return Ok(128 + 1); }
+        };
+        for order in orders {
+            match order {
+                Order::Input(bytes) => {
+                    tx.send_data(Stream::Stdin, id, input_at, &bytes).await?;
+                    input_at += bytes.len() as u64;
+                }
+                Order::Terminate => tx.send(&ClientMsg::Terminate).await?,
+                Order::CloseStdin => tx.send(&ClientMsg::CloseStdin).await?,
+                Order::Size => send_size(&tx).await?,
+            }
+        }
+    }
+}
+
+/// What to tell the hub.
+enum Order {
+    Input(Vec<u8>),
+    Terminate,
+    CloseStdin,
+    Size,
+}
+
+type StreamMsgOrData = Result<Option<Incoming<StreamMsg>>>;
+
+fn hint(id: JobId, opts: &AttachOptions, raw: bool) -> String {
+    if opts.read_only {
+        return format!("[watching job {id}, read-only; Ctrl-C stops watching]");
+    }
+    match (raw, opts.escape) {
+        (true, Some(k)) => {
+            let k = describe_escape(k);
+            format!("[attached to job {id}: {k} d detaches, {k} t terminates, {k} {k} sends {k}]")
+        }
+        (true, None) => format!("[attached to job {id}; no escape key]"),
+        (false, _) => format!(
+            "[attached to job {id}: lines go to the job; /detach detaches, /term terminates]"
+        ),
+    }
+}
+
+async fn send_size(tx: &ConnSender) -> Result<()> {
+    if let Ok((cols, rows)) = crossterm::terminal::size() {
+        if rows > 0 && cols > 0 {
+            tx.send(&ClientMsg::Resize { rows, cols }).await?;
+        }
+    }
+    Ok(())
+}
+
+/// Reads stdin on a thread of its own (a blocking read; fd 0 stays blocking, as the shell that
+/// shares it expects): raw chunks from a terminal, lines from anything else.
+fn spawn_stdin_reader(terminal: bool, tx: mpsc::Sender<Input>) {
+    std::thread::spawn(move || {
+        let stdin = std::io::stdin();
+        let mut lock = stdin.lock();
+        if terminal {
+            let mut buf = [0u8; 4096];
+            loop {
+                match lock.read(&mut buf) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => {
+                        if tx.blocking_send(Input::Raw(buf[..n].to_vec())).is_err() {
+                            return;
+                        }
+                    }
+                }
+            }
+        } else {
+            let mut line = Vec::new();
+            loop {
+                line.clear();
+                match lock.read_until(b'\n', &mut line) {
+                    Ok(0) | Err(_) => break,
+                    Ok(_) => {
+                        if line.last() == Some(&b'\n') {
+                            line.pop();
+                        }
+                        if tx.blocking_send(Input::Line(line.clone())).is_err() {
+                            return;
+                        }
+                    }
+                }
+            }
+        }
+        let _ = tx.blocking_send(Input::Eof);
+    });
+}
