@@ -27,9 +27,14 @@ pub const HEARTBEAT_INTERVAL: Duration = Duration::from_secs(5);
 /// Frames queued for one WebSocket writer before senders wait (back-pressure).
 pub const WS_SEND_QUEUE: usize = 64;
 
-/// Output a slave keeps per job until the hub acknowledges it. A job that gets this far ahead
-/// of the hub waits, as it would on a full pipe.
+/// Default for the output a slave keeps per job and stream until the hub acknowledges it
+/// (`xnslave --output-buffer`). A job this far ahead of a connected hub waits, as on a full
+/// pipe; while the hub is unreachable, the oldest unsent output beyond it is dropped and a
+/// marker put in its place.
 pub const SLAVE_UNACKED_BYTES: usize = 8 << 20;
 
 /// A slave that hears nothing from its hub for this long drops the connection and dials again.
 pub const HUB_SILENCE_LIMIT: Duration = Duration::from_secs(20);
+
+/// How long `xn` keeps trying to reconnect to a hub that went away mid-stream.
+pub const CLIENT_RECONNECT_LIMIT: Duration = Duration::from_secs(300);

@@ -81,9 +81,18 @@ struct SlaveArgs {
     /// Name shown in `xn -l` [default: host name]
     #[arg(long, value_name = "NAME")]
     name: Option<String>,
-    /// On SIGTERM/Ctrl-C, seconds running jobs get between SIGTERM and SIGKILL
+    /// On SIGTERM/Ctrl-C: take no more jobs and give running ones this many seconds to
+    /// finish before cancelling them
+    #[arg(long, default_value_t = 30, value_name = "SECS")]
+    drain_timeout: u64,
+    /// When jobs are cancelled at shutdown, seconds between SIGTERM and SIGKILL
     #[arg(long, default_value_t = 5, value_name = "SECS")]
     stop_grace: u64,
+    /// Output kept per job and stream until the hub has stored it. A job that far ahead of a
+    /// connected hub waits; while the hub is unreachable the oldest unsent output beyond it is
+    /// dropped and a marker put in its place
+    #[arg(long, default_value_t = execnode::limits::SLAVE_UNACKED_BYTES, value_name = "BYTES")]
+    output_buffer: usize,
 }
 
 fn main() -> ExitCode {
@@ -205,7 +214,9 @@ async fn run_slave(args: SlaveArgs) -> Result<()> {
         hub: HubUrl::parse(&args.hub)?,
         name,
         slots,
+        drain_timeout: Duration::from_secs(args.drain_timeout),
         stop_grace: Duration::from_secs(args.stop_grace),
+        output_buffer: args.output_buffer,
     };
     slave::run(opts, shutdown_on_signals()?).await
 }

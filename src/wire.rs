@@ -222,6 +222,8 @@ pub enum SlaveMsg {
         stdout_len: u64,
         stderr_len: u64,
     },
+    /// The slave is stopping: give it no more jobs.
+    Drain,
     Heartbeat,
 }
 

@@ -3,9 +3,10 @@
 //! raw keystrokes go to the job and the escape key detaches or terminates; from a pipe, input
 //! goes line by line and `/term` or `/detach` do the same.
 
+use super::link::Link;
 use super::output::{Fd, Sink};
-use super::terminal::{self, describe_escape, Escaper, Key, RawMode};
-use crate::conn::{self, ConnSender, Incoming};
+use super::terminal::{describe_escape, say, Escaper, Key, RawMode};
+use crate::conn::{ConnSender, Incoming};
 use crate::http::HubUrl;
 use crate::wire::{
     ClientMsg, DataFrame, JobId, JobRecord, JobState, Stream, StreamMsg, DATA_HEADER_LEN,
@@ -47,40 +48,13 @@ pub async fn run(hub: &HubUrl, id: JobId, opts: &AttachOptions) -> Result<i32> {
         ],
         None => [0, 0],
     };
-    let input = if opts.read_only { "" } else { "&input=1" };
-    let ws = hub
-        .websocket(&format!(
-            "/api/v1/jobs/{id}/stream?stdout={}&stderr={}{input}",
-            from[0], from[1]
-        ))
-        .await?;
-    let (mut rd, tx) = conn::start(ws);
-    let (ev_tx, mut events) = mpsc::channel::<StreamMsgOrData>(64);
-    // The WebSocket read is not cancel-safe: it runs in a task of its own and hands over.
-    tokio::spawn(async move {
-        loop {
-            let next = rd.recv::<StreamMsg>().await;
-            let stop = !matches!(next, Ok(Some(_)));
-            if ev_tx.send(next).await.is_err() || stop {
-                break;
-            }
-        }
-    });
-
+    let mut link = Link::open(hub, id, from, !opts.read_only).await?;
     let terminal_in = std::io::stdin().is_terminal();
     // A viewer's terminal is raw too, so the job's bytes show exactly and keys do not echo.
     let raw = if terminal_in {
         Some(RawMode::enable().context("putting the terminal in raw mode")?)
     } else {
         None
-    };
-    let say = |msg: &str| {
-        // In raw mode the terminal no longer turns \n into \r\n.
-        if terminal::is_raw() {
-            eprint!("{msg}\r\n");
-        } else {
-            eprintln!("{msg}");
-        }
     };
     say(&hint(id, opts, raw.is_some()));
 
@@ -105,8 +79,8 @@ pub async fn run(hub: &HubUrl, id: JobId, opts: &AttachOptions) -> Result<i32> {
 
     loop {
         let orders: Vec<Order> = tokio::select! {
-            ev = events.recv() => match ev {
-                Some(Ok(Some(Incoming::Data(frame)))) => {
+            ev = link.next(pos) => match ev? {
+                Incoming::Data(frame) => {
                     let f = DataFrame::decode(&frame)?;
                     let i = usize::from(f.stream == Stream::Stderr);
                     if f.offset != pos[i] {
@@ -117,7 +91,7 @@ pub async fn run(hub: &HubUrl, id: JobId, opts: &AttachOptions) -> Result<i32> {
                     sink.write(frame.slice(DATA_HEADER_LEN..)).await?;
                     continue;
                 }
-                Some(Ok(Some(Incoming::Msg(StreamMsg::Job { job })))) => {
+                Incoming::Msg(StreamMsg::Job { job }) => {
                     if job.state == JobState::Queued && state.is_none() {
                         say(&format!("[job {id} is queued; waiting for it to start]"));
                     }
@@ -133,7 +107,7 @@ pub async fn run(hub: &HubUrl, id: JobId, opts: &AttachOptions) -> Result<i32> {
                     now.append(&mut held);
                     now
                 }
-                Some(Ok(Some(Incoming::Msg(StreamMsg::End { job })))) => {
+                Incoming::Msg(StreamMsg::End { job }) => {
                     out.close()?;
                     err.close()?;
                     drop(raw);
@@ -144,16 +118,14 @@ pub async fn run(hub: &HubUrl, id: JobId, opts: &AttachOptions) -> Result<i32> {
                     eprintln!("[job {id} {}]", job.describe_end());
                     return Ok(job.client_exit_code().unwrap_or(1));
                 }
-                Some(Ok(Some(Incoming::Msg(StreamMsg::Error { message })))) => {
+                Incoming::Msg(StreamMsg::Error { message }) => {
                     say(&format!("[hub: {message}]"));
                     continue;
                 }
-                Some(Ok(Some(Incoming::Bad(e)))) => {
+                Incoming::Bad(e) => {
                     say(&format!("[unreadable message from hub: {e}]"));
                     continue;
                 }
-                Some(Err(e)) => return Err(e.context(format!("job {id}: connection to the hub failed"))),
-                Some(Ok(None)) | None => bail!("job {id}: the hub closed the connection before the job ended"),
             },
             input = inputs.recv(), if input_open => {
                 let keys = match input {
@@ -210,14 +182,19 @@ pub async fn run(hub: &HubUrl, id: JobId, opts: &AttachOptions) -> Result<i32> {
             _ = hup.recv() => { drop(raw); return Ok(128 + 1); }
         };
         for order in orders {
-            match order {
+            let sent = match order {
                 Order::Input(bytes) => {
-                    tx.send_data(Stream::Stdin, id, input_at, &bytes).await?;
+                    let r = link.tx.send_data(Stream::Stdin, id, input_at, &bytes).await;
                     input_at += bytes.len() as u64;
+                    r
                 }
-                Order::Terminate => tx.send(&ClientMsg::Terminate).await?,
-                Order::CloseStdin => tx.send(&ClientMsg::CloseStdin).await?,
-                Order::Size => send_size(&tx).await?,
+                Order::Terminate => link.tx.send(&ClientMsg::Terminate).await,
+                Order::CloseStdin => link.tx.send(&ClientMsg::CloseStdin).await,
+                Order::Size => send_size(&link.tx).await,
+            };
+            // The stream reconnects by itself; what was typed meanwhile is lost, and said so.
+            if sent.is_err() {
+                say("[not sent: the connection to the hub is down]");
             }
         }
     }
@@ -230,8 +207,6 @@ enum Order {
     CloseStdin,
     Size,
 }
-
-type StreamMsgOrData = Result<Option<Incoming<StreamMsg>>>;
 
 fn hint(id: JobId, opts: &AttachOptions, raw: bool) -> String {
     if opts.read_only {

@@ -2,22 +2,20 @@
 //! stdout/stderr as it is produced, then the job's exit code. The stream's closing message
 //! carries the byte totals; a stream that ends short is an error, never a silent success.
 
+use super::link::Link;
 use super::output::{Fd, Sink};
-use crate::conn::{self, Incoming};
+use crate::conn::Incoming;
 use crate::http::HubUrl;
-use crate::wire::{DataFrame, JobId, Stream, StreamMsg, DATA_HEADER_LEN};
+use crate::wire::{DataFrame, JobId, JobState, Stream, StreamMsg, DATA_HEADER_LEN};
 use anyhow::{bail, Result};
 
 pub async fn run(hub: &HubUrl, id: JobId) -> Result<i32> {
-    let ws = hub
-        .websocket(&format!("/api/v1/jobs/{id}/stream?stdout=0&stderr=0"))
-        .await?;
-    let (mut rd, _tx) = conn::start(ws);
+    let mut pos = [0u64; 2];
+    let mut link = Link::open(hub, id, pos, false).await?;
     let mut out = Sink::new(Fd::Stdout);
     let mut err = Sink::new(Fd::Stderr);
-    let mut pos = [0u64; 2];
-    while let Some(msg) = rd.recv::<StreamMsg>().await? {
-        match msg {
+    loop {
+        match link.next(pos).await? {
             Incoming::Data(frame) => {
                 let f = DataFrame::decode(&frame)?;
                 let i = usize::from(f.stream == Stream::Stderr);
@@ -45,6 +43,9 @@ pub async fn run(hub: &HubUrl, id: JobId) -> Result<i32> {
                         job.stderr_len
                     );
                 }
+                if job.state != JobState::Exited {
+                    eprintln!("xn: job {id} {}", job.describe_end());
+                }
                 return Ok(job.client_exit_code().unwrap_or(1));
             }
             Incoming::Msg(StreamMsg::Job { .. }) => {}
@@ -52,5 +53,4 @@ pub async fn run(hub: &HubUrl, id: JobId) -> Result<i32> {
             Incoming::Bad(e) => eprintln!("xn: unreadable message from hub: {e}"),
         }
     }
-    bail!("job {id}: the hub closed the stream before the job ended")
 }

@@ -5,6 +5,7 @@ mod attach;
 mod cancel;
 mod fetch;
 mod follow;
+mod link;
 mod list;
 mod output;
 mod submit;

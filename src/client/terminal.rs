@@ -30,6 +30,15 @@ pub fn is_raw() -> bool {
     RAW.load(Ordering::SeqCst)
 }
 
+/// Prints a note on stderr, with the `\r` that raw mode no longer adds.
+pub fn say(msg: &str) {
+    if is_raw() {
+        eprint!("{msg}\r\n");
+    } else {
+        eprintln!("{msg}");
+    }
+}
+
 /// Leaves raw mode if it is on. Safe to call more than once.
 pub fn restore() {
     if RAW.swap(false, Ordering::SeqCst) {

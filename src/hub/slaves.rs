@@ -173,6 +173,10 @@ async fn read_loop(
                 .await
                 .map_err(|e| anyhow!(e)),
             Incoming::Msg(SlaveMsg::Heartbeat) => Ok(()),
+            Incoming::Msg(SlaveMsg::Drain) => {
+                ctx.hub.drain_slave(sid);
+                Ok(())
+            }
             Incoming::Msg(SlaveMsg::Hello { .. }) => Err(anyhow!("hello was already said")),
             Incoming::Bad(e) => Err(anyhow!(e)),
         };

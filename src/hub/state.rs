@@ -61,7 +61,8 @@ struct JobEntry {
     watch: Option<watch::Sender<u64>>,
     /// The slave session that runs it; `None` while queued or while its slave is away.
     session: Option<SessionId>,
-    cancel_requested: bool,
+    /// Set when a cancel was asked for: why.
+    cancelled: Option<String>,
     /// Input bytes forwarded so far (the offset of the next input frame).
     input_sent: u64,
     /// The terminal size last sent to the slave.
@@ -71,6 +72,8 @@ struct JobEntry {
 struct SlaveEntry {
     name: String,
     slots: u32,
+    /// Stopping: no new jobs.
+    draining: bool,
     jobs: HashSet<JobId>,
     tx: ConnSender,
 }
@@ -126,7 +129,7 @@ impl Hub {
                     log,
                     watch: None,
                     session: None,
-                    cancel_requested: false,
+                    cancelled: None,
                     input_sent: 0,
                     size: None,
                 },
@@ -226,7 +229,7 @@ impl Hub {
                     log: None,
                     watch: None,
                     session: None,
-                    cancel_requested: false,
+                    cancelled: None,
                     input_sent: 0,
                     size: None,
                 },
@@ -246,7 +249,7 @@ impl Hub {
                 let Some((&sid, slave)) = st
                     .slaves
                     .iter_mut()
-                    .filter(|(_, s)| (s.jobs.len() as u32) < s.slots)
+                    .filter(|(_, s)| !s.draining && (s.jobs.len() as u32) < s.slots)
                     .max_by_key(|(sid, s)| {
                         (s.slots - s.jobs.len() as u32, std::cmp::Reverse(**sid))
                     })
@@ -298,7 +301,7 @@ impl Hub {
                 rec.ended_ms = Some(now_ms());
                 (None, rec)
             } else {
-                job.cancel_requested = true;
+                job.cancelled = Some(why.to_string());
                 let tx = job
                     .session
                     .and_then(|sid| st.slaves.get(&sid))
@@ -403,6 +406,7 @@ impl Hub {
         running: &[JobId],
     ) -> (SessionId, Vec<JobId>) {
         let mut st = self.lock();
+        let st = &mut *st;
         let sid = st.next_session;
         st.next_session += 1;
         let mut mine = HashSet::new();
@@ -412,6 +416,14 @@ impl Hub {
                 Some(job) if !job.rec.state.is_terminal() && job.session.is_none() => {
                     job.session = Some(sid);
                     job.rec.slave = Some(name.clone());
+                    // The slave has it, whatever the hub managed to store before a crash
+                    // (`assigned` is not waited for): it must not be handed out again.
+                    if st.queue.remove(&id) || job.rec.state == JobState::Assigned {
+                        job.rec.state = JobState::Running;
+                        job.rec.started_ms.get_or_insert_with(now_ms);
+                        job.touch();
+                        self.store.save_later(job.rec.clone());
+                    }
                     if job.log.is_none() {
                         job.log = Some(Arc::new(self.logs.job(id)));
                     }
@@ -425,6 +437,7 @@ impl Hub {
             SlaveEntry {
                 name,
                 slots,
+                draining: false,
                 jobs: mine,
                 tx,
             },
@@ -460,7 +473,7 @@ impl Hub {
                 .filter(|j| j.session.is_none() && !j.rec.state.is_terminal())
                 .map(|j| {
                     let mut rec = j.rec.clone();
-                    rec.state = if j.cancel_requested {
+                    rec.state = if j.cancelled.is_some() {
                         JobState::Cancelled
                     } else {
                         JobState::Lost
@@ -512,7 +525,7 @@ impl Hub {
                 Outcome::Signaled { signal } => (None, Some(signal), None),
                 Outcome::Failed { reason } => (None, None, Some(reason)),
             };
-            rec.state = match (job.cancel_requested, code, signal) {
+            rec.state = match (job.cancelled.is_some(), code, signal) {
                 (true, _, _) => JobState::Cancelled,
                 (false, Some(_), _) => JobState::Exited,
                 (false, _, Some(_)) => JobState::Signaled,
@@ -520,7 +533,7 @@ impl Hub {
             };
             rec.exit_code = code;
             rec.signal = signal;
-            rec.reason = reason.or_else(|| job.cancel_requested.then(|| "cancelled".into()));
+            rec.reason = reason.or_else(|| job.cancelled.clone());
             if (rec.stdout_len, rec.stderr_len) != lens {
                 let msg = format!(
                     "output incomplete: stored {}+{} of {}+{} bytes",
@@ -605,6 +618,14 @@ impl Hub {
         }
     }
 
+    /// The slave is stopping: it gets no new jobs.
+    pub fn drain_slave(&self, sid: SessionId) {
+        if let Some(s) = self.lock().slaves.get_mut(&sid) {
+            tracing::info!(slave = %s.name, "slave is draining");
+            s.draining = true;
+        }
+    }
+
     /// Names of the jobs a session is running (for the cancel sent after a reconnect).
     pub fn cancels_pending(&self, sid: SessionId) -> Vec<JobId> {
         let st = self.lock();
@@ -613,7 +634,7 @@ impl Hub {
             .map(|s| {
                 s.jobs
                     .iter()
-                    .filter(|id| st.jobs.get(id).is_some_and(|j| j.cancel_requested))
+                    .filter(|id| st.jobs.get(id).is_some_and(|j| j.cancelled.is_some()))
                     .copied()
                     .collect()
             })

@@ -1,7 +1,8 @@
 //! Runs one job: `sh -c LINE` in a session of its own, in a pty or with pipes; feeds it input,
 //! resizes it, cancels it (SIGTERM to the group, a grace period, SIGKILL), and hands its output
 //! and its end to the [`Outbox`]. When the job's main process exits, whatever it left running in
-//! its process group is killed, so nothing outlives its job.
+//! its process group is killed, so nothing outlives its job. The job's task owns all of this,
+//! the SIGKILL after a cancel's grace period included, so the task ending means the job is over.
 
 use super::outbox::{JobCtl, Outbox};
 use super::pty;
@@ -159,8 +160,16 @@ async fn supervise(
     let mut buf = vec![0u8; MAX_DATA_CHUNK];
     let mut buf2 = vec![0u8; MAX_DATA_CHUNK];
     let mut out_open = true;
+    // When a cancel's grace period runs out: then SIGKILL.
+    let mut kill_at: Option<tokio::time::Instant> = None;
+    let mut ctl_open = true;
+    let mut cancelled = false;
     let status: ExitStatus = loop {
         tokio::select! {
+            _ = sleep_until(kill_at), if kill_at.is_some() => {
+                kill_all(job.pgid, Signal::SIGKILL);
+                kill_at = None;
+            }
             n = read_out(&mut job.out, &mut buf), if out_open => match n {
                 Some(n) => outbox.push(id, Stream::Stdout, &buf[..n]).await,
                 None => out_open = false,
@@ -169,7 +178,7 @@ async fn supervise(
                 Some(n) => outbox.push(id, Stream::Stderr, &buf2[..n]).await,
                 None => job.err = None,
             },
-            order = ctl.recv() => match order {
+            order = ctl.recv(), if ctl_open => match order {
                 Some(JobCtl::Input(data)) => { let _ = input.send(Some(data)); }
                 Some(JobCtl::CloseStdin) => { let _ = input.send(None); }
                 Some(JobCtl::Resize(rows, cols)) => {
@@ -179,9 +188,20 @@ async fn supervise(
                         }
                     }
                 }
-                Some(JobCtl::Cancel(grace)) => kill_group(job.pgid, grace),
-                // The outbox forgot the job (the hub gave it up): stop it.
-                None => kill_group(job.pgid, Duration::ZERO),
+                Some(JobCtl::Cancel(grace)) => {
+                    cancelled = true;
+                    kill_all(job.pgid, Signal::SIGTERM);
+                    // Stopped processes must run to act on SIGTERM.
+                    kill_all(job.pgid, Signal::SIGCONT);
+                    let at = tokio::time::Instant::now() + grace;
+                    kill_at = Some(kill_at.map_or(at, |k| k.min(at)));
+                }
+                // The outbox forgot the job (the hub gave it up): stop it now.
+                None => {
+                    kill_all(job.pgid, Signal::SIGKILL);
+                    cancelled = true;
+                    ctl_open = false;
+                }
             },
             st = job.child.wait() => match st {
                 Ok(st) => break st,
@@ -194,7 +214,13 @@ async fn supervise(
         }
     };
     // The main process is gone: end what it left in its group, then collect the last output.
-    pty::signal_group(job.pgid, Some(Signal::SIGKILL));
+    // A cancelled job's whole session goes; otherwise the group (a scan of every process in
+    // the system is not worth it for each job that ends normally).
+    if cancelled {
+        kill_all(job.pgid, Signal::SIGKILL);
+    } else {
+        pty::signal_group(job.pgid, Some(Signal::SIGKILL));
+    }
     drain(id, &mut job, outbox, out_open).await;
     match (status.code(), status.signal()) {
         (Some(code), _) => Outcome::Exited { code },
@@ -224,39 +250,18 @@ async fn drain(id: JobId, job: &mut Started, outbox: &Outbox, mut out_open: bool
     }
 }
 
-/// SIGTERM to the job's session now, SIGKILL after `grace` if anything is left.
-fn kill_group(pgid: u32, grace: Duration) {
-    if grace.is_zero() {
-        kill_all(pgid, Signal::SIGKILL);
-        return;
+async fn sleep_until(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
     }
-    if !kill_all(pgid, Signal::SIGTERM) {
-        return;
-    }
-    // Also wake stopped processes so they can act on SIGTERM.
-    kill_all(pgid, Signal::SIGCONT);
-    tokio::spawn(async move {
-        // There is no event for "session empty": look a few times during the grace.
-        let step = Duration::from_millis(50);
-        let mut waited = Duration::ZERO;
-        while waited < grace {
-            tokio::time::sleep(step).await;
-            waited += step;
-            if !kill_all(pgid, None) {
-                return;
-            }
-        }
-        kill_all(pgid, Signal::SIGKILL);
-    });
 }
 
 /// Signals the job's process group and every other process of its session (an interactive
 /// shell's pipelines live in groups of their own). `None` only checks for survivors.
-fn kill_all(pgid: u32, sig: impl Into<Option<Signal>>) -> bool {
-    let sig = sig.into();
-    let group = pty::signal_group(pgid, sig);
-    let session = pty::signal_session(pgid, sig);
-    group || session
+fn kill_all(pgid: u32, sig: Signal) {
+    pty::signal_group(pgid, Some(sig));
+    pty::signal_session(pgid, Some(sig));
 }
 
 async fn read_out(out: &mut Out, buf: &mut [u8]) -> Option<usize> {

@@ -24,8 +24,12 @@ pub struct SlaveOptions {
     pub hub: HubUrl,
     pub name: String,
     pub slots: u32,
-    /// On shutdown, how long running jobs get between SIGTERM and SIGKILL.
+    /// On shutdown, how long running jobs may take to finish before they are cancelled.
+    pub drain_timeout: Duration,
+    /// When cancelled at shutdown, how long jobs get between SIGTERM and SIGKILL.
     pub stop_grace: Duration,
+    /// Unacknowledged output kept per job and stream (see [`Outbox::push`]).
+    pub output_buffer: usize,
 }
 
 /// The hub refused us for a reason that dialling again will not fix.
@@ -36,32 +40,71 @@ pub struct Refused(String);
 const BACKOFF_MIN: Duration = Duration::from_millis(200);
 const BACKOFF_MAX: Duration = Duration::from_secs(10);
 
-/// Runs until `shutdown`, then cancels running jobs, reports their end if the hub is there,
-/// and returns.
+/// How long a stopping slave tries to tell the hub how its last jobs ended.
+const FINAL_REPORT_WAIT: Duration = Duration::from_secs(5);
+
+/// Runs until `shutdown`. Then it takes no more jobs, lets running ones finish for up to
+/// `drain_timeout`, cancels the rest, reports their end if the hub is there, and returns.
+/// Nothing a job started is left running when this returns.
 pub async fn run(opts: SlaveOptions, shutdown: CancellationToken) -> Result<()> {
-    let outbox = Arc::new(Outbox::default());
+    let outbox = Arc::new(Outbox::new(opts.output_buffer));
+    let mut conn = {
+        let (opts, outbox, shutdown) = (opts.clone(), outbox.clone(), shutdown.clone());
+        tokio::spawn(async move { connect_loop(&opts, &outbox, &shutdown).await })
+    };
+    tokio::select! {
+        res = &mut conn => return res.map_err(|e| anyhow!("connection task failed: {e}"))?,
+        _ = shutdown.cancelled() => {}
+    }
+    let running = outbox.running_count();
+    if running > 0 {
+        tracing::info!(
+            "stopping: waiting up to {:?} for {running} running job(s)",
+            opts.drain_timeout
+        );
+        if tokio::time::timeout(opts.drain_timeout, outbox.settled(false))
+            .await
+            .is_err()
+        {
+            tracing::info!("stopping: cancelling {} job(s)", outbox.running_count());
+            outbox.cancel_all(opts.stop_grace);
+        }
+    }
+    // Every job task ends once its processes are gone (SIGKILL follows the grace period).
+    outbox.tasks.close();
+    outbox.tasks.wait().await;
+    if !outbox.is_empty()
+        && tokio::time::timeout(FINAL_REPORT_WAIT, outbox.settled(true))
+            .await
+            .is_err()
+    {
+        tracing::warn!("stopping without telling the hub how every job ended (hub unreachable)");
+    }
+    conn.abort();
+    Ok(())
+}
+
+/// Dials the hub again and again, with backoff, until refused for good.
+async fn connect_loop(
+    opts: &SlaveOptions,
+    outbox: &Arc<Outbox>,
+    shutdown: &CancellationToken,
+) -> Result<()> {
     let mut backoff = BACKOFF_MIN;
     loop {
         let began = Instant::now();
-        match session(&opts, &outbox, &shutdown).await {
-            Ok(()) => return Ok(()),
-            Err(e) if e.is::<Refused>() => return Err(e),
-            Err(e) => {
-                if began.elapsed() > BACKOFF_MAX {
-                    backoff = BACKOFF_MIN;
-                }
-                let wait = jitter(backoff);
-                tracing::warn!("{e:#}; dialling again in {wait:.1?}");
-                backoff = (backoff * 2).min(BACKOFF_MAX);
-                tokio::select! {
-                    _ = tokio::time::sleep(wait) => {}
-                    _ = shutdown.cancelled() => {
-                        outbox.cancel_all(opts.stop_grace);
-                        return Ok(());
-                    }
-                }
-            }
+        let err = session(opts, outbox, shutdown).await;
+        outbox.set_connected(false);
+        if err.is::<Refused>() {
+            return Err(err);
         }
+        if began.elapsed() > BACKOFF_MAX {
+            backoff = BACKOFF_MIN;
+        }
+        let wait = jitter(backoff);
+        tracing::warn!("{err:#}; dialling again in {wait:.1?}");
+        backoff = (backoff * 2).min(BACKOFF_MAX);
+        tokio::time::sleep(wait).await;
     }
 }
 
@@ -72,13 +115,23 @@ fn jitter(d: Duration) -> Duration {
     d - d * u32::from(r) / 1024
 }
 
-/// One connection: hello, then orders in and job events out until it drops. `Ok` only when
-/// shutdown finished cleanly.
+/// One connection: hello, then orders in and job events out until it drops; returns why.
 async fn session(
     opts: &SlaveOptions,
     outbox: &Arc<Outbox>,
     shutdown: &CancellationToken,
-) -> Result<()> {
+) -> anyhow::Error {
+    match serve(opts, outbox, shutdown).await {
+        Ok(never) => match never {},
+        Err(e) => e,
+    }
+}
+
+async fn serve(
+    opts: &SlaveOptions,
+    outbox: &Arc<Outbox>,
+    shutdown: &CancellationToken,
+) -> Result<std::convert::Infallible> {
     let ws = opts.hub.websocket("/api/v1/slave").await?;
     let (mut rd, tx) = conn::start(ws);
     tx.send(&SlaveMsg::Hello {
@@ -99,6 +152,7 @@ async fn session(
     }
     tracing::info!(hub = %opts.hub.url, name = %opts.name, slots = opts.slots, "connected");
     outbox.rewind();
+    outbox.set_connected(true);
 
     let started = Instant::now();
     let last_heard = Arc::new(AtomicU64::new(0));
@@ -117,39 +171,34 @@ async fn session(
         tokio::spawn(async move { forward(&outbox, &tx).await })
     };
     let mut beat = tokio::time::interval(HEARTBEAT_INTERVAL);
-    let mut stopping = false;
+    let mut drain_sent = false;
     let result = loop {
         tokio::select! {
             res = &mut reader => break match res {
-                Ok(Ok(())) => Err(anyhow!("hub at {} closed the connection", opts.hub.url)),
-                Ok(Err(e)) => Err(e),
-                Err(e) => Err(anyhow!("reader failed: {e}")),
+                Ok(Ok(())) => anyhow!("hub at {} closed the connection", opts.hub.url),
+                Ok(Err(e)) => e,
+                Err(e) => anyhow!("reader failed: {e}"),
             },
-            res = &mut writer => break res.map_err(|e| anyhow!("writer failed: {e}")).and_then(|r| r),
+            res = &mut writer => break match res {
+                Ok(Err(e)) => e,
+                _ => anyhow!("writer stopped"),
+            },
             _ = beat.tick() => {
                 let heard = started + Duration::from_millis(last_heard.load(Ordering::Relaxed));
                 if heard.elapsed() > HUB_SILENCE_LIMIT {
-                    break Err(anyhow!("no word from hub at {} for {:?}", opts.hub.url, heard.elapsed()));
-                }
-                if stopping && outbox.is_empty() {
-                    break Ok(());
+                    break anyhow!("no word from hub at {} for {:?}", opts.hub.url, heard.elapsed());
                 }
                 let _ = tx.send(&SlaveMsg::Heartbeat).await;
             }
-            _ = shutdown.cancelled(), if !stopping => {
-                tracing::info!("stopping: cancelling running jobs");
-                stopping = true;
-                outbox.cancel_all(opts.stop_grace);
-                beat = tokio::time::interval(Duration::from_millis(100));
+            _ = shutdown.cancelled(), if !drain_sent => {
+                drain_sent = true;
+                let _ = tx.send(&SlaveMsg::Drain).await;
             }
         }
     };
     reader.abort();
     writer.abort();
-    if result.is_ok() {
-        let _ = tx.close(1000, "slave stopping").await;
-    }
-    result
+    Err(result)
 }
 
 /// Sends what the outbox has due, for as long as the connection lasts.
@@ -176,7 +225,9 @@ fn obey(opts: &SlaveOptions, outbox: &Arc<Outbox>, msg: Incoming<HubToSlave>) ->
             let (ctl_tx, ctl_rx) = mpsc::unbounded_channel();
             if outbox.add(job, ctl_tx) {
                 tracing::info!(job, command = %spec.command, "starting job");
-                tokio::spawn(job::run(job, spec, outbox.clone(), ctl_rx));
+                outbox
+                    .tasks
+                    .spawn(job::run(job, spec, outbox.clone(), ctl_rx));
             }
         }
         Incoming::Msg(HubToSlave::Cancel { job, grace_ms }) => {

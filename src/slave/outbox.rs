@@ -5,11 +5,13 @@
 //! sends again (the hub skips what it already has). A job's end is reported only after all of
 //! its output is sent, and the job is forgotten only when the hub says it stored the end.
 
-use crate::limits::{MAX_DATA_CHUNK, SLAVE_UNACKED_BYTES};
+use crate::limits::MAX_DATA_CHUNK;
 use crate::wire::{DataFrame, JobId, Outcome, RunningJob, SlaveMsg, Stream};
 use std::collections::{BTreeMap, VecDeque};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use tokio::sync::{mpsc, Notify};
+use tokio_util::task::TaskTracker;
 
 /// Orders for a running job, from the hub.
 #[derive(Debug)]
@@ -33,6 +35,8 @@ struct StreamBuf {
     acked: u64,
     /// Offset sent in this session.
     sent: u64,
+    /// Highest offset ever sent: the hub may hold bytes up to here, so they are never dropped.
+    sent_hw: u64,
     buf: VecDeque<u8>,
 }
 
@@ -52,18 +56,53 @@ struct JobSlot {
     space: Arc<Notify>,
 }
 
-#[derive(Default)]
 pub struct Outbox {
     jobs: Mutex<BTreeMap<JobId, JobSlot>>,
     /// Woken when there is something new to send.
     wake: Notify,
+    /// Woken when a job ends or is forgotten.
+    changed: Notify,
+    /// Unacknowledged output kept per job and stream.
+    limit: usize,
+    connected: AtomicBool,
+    /// The jobs' tasks; a job's task ending means its processes are gone.
+    pub tasks: TaskTracker,
 }
 
 fn idx(stream: Stream) -> usize {
     usize::from(stream == Stream::Stderr)
 }
 
+/// What replaces output dropped while the hub was away, so that the loss is never silent.
+fn drop_marker(n: usize) -> Vec<u8> {
+    format!("\r\n[execnode: {n} bytes of output dropped here: the hub was unreachable]\r\n")
+        .into_bytes()
+}
+
 impl Outbox {
+    /// An empty outbox keeping at most `limit` unacknowledged bytes per job and stream.
+    pub fn new(limit: usize) -> Outbox {
+        Outbox {
+            jobs: Mutex::default(),
+            wake: Notify::new(),
+            changed: Notify::new(),
+            limit: limit.max(MAX_DATA_CHUNK),
+            connected: AtomicBool::new(false),
+            tasks: TaskTracker::new(),
+        }
+    }
+
+    /// Whether a session with the hub is up. While it is not, a job whose output overflows
+    /// the limit loses its oldest unsent output (replaced by a marker) instead of waiting.
+    pub fn set_connected(&self, up: bool) {
+        self.connected.store(up, Ordering::SeqCst);
+        if !up {
+            for j in self.lock().values() {
+                j.space.notify_one();
+            }
+        }
+    }
+
     fn lock(&self) -> MutexGuard<'_, BTreeMap<JobId, JobSlot>> {
         // Nothing here panics while holding the lock; recover the data rather than die.
         self.jobs.lock().unwrap_or_else(|p| p.into_inner())
@@ -117,15 +156,19 @@ impl Outbox {
         self.wake.notify_one();
     }
 
-    /// Queues output, waiting while the job already has [`SLAVE_UNACKED_BYTES`] unacknowledged
-    /// (back-pressure on the job, like a full pipe).
+    /// Queues output. While the hub is connected and the job already has `limit` bytes
+    /// unacknowledged, this waits (back-pressure on the job, like a full pipe); while it is
+    /// not, the oldest output never sent is dropped to make room, and a marker says so.
     pub async fn push(&self, id: JobId, stream: Stream, data: &[u8]) {
         loop {
             let space = {
                 let mut jobs = self.lock();
                 let Some(j) = jobs.get_mut(&id) else { return };
                 let s = &mut j.out[idx(stream)];
-                if s.buf.len() < SLAVE_UNACKED_BYTES {
+                if s.buf.len() >= self.limit && !self.connected.load(Ordering::SeqCst) {
+                    drop_oldest_unsent(id, s, data.len().max(self.limit / 8));
+                }
+                if s.buf.len() < self.limit {
                     s.buf.extend(data);
                     drop(jobs);
                     self.wake.notify_one();
@@ -142,6 +185,33 @@ impl Outbox {
             j.ended = Some(outcome);
         }
         self.wake.notify_one();
+        self.changed.notify_waiters();
+    }
+
+    /// Waits until every job has ended (`all: false`) or been forgotten (`all: true`).
+    pub async fn settled(&self, all: bool) {
+        loop {
+            let changed = self.changed.notified();
+            tokio::pin!(changed);
+            changed.as_mut().enable();
+            let done = {
+                let jobs = self.lock();
+                if all {
+                    jobs.is_empty()
+                } else {
+                    jobs.values().all(|j| j.ended.is_some())
+                }
+            };
+            if done {
+                return;
+            }
+            changed.await;
+        }
+    }
+
+    /// Jobs whose process has not ended.
+    pub fn running_count(&self) -> usize {
+        self.lock().values().filter(|j| j.ended.is_none()).count()
     }
 
     /// The hub stored a stream up to `offset`.
@@ -160,6 +230,7 @@ impl Outbox {
     /// The hub stored the job's end: forget it.
     pub fn forget(&self, id: JobId) {
         self.lock().remove(&id);
+        self.changed.notify_waiters();
     }
 
     /// A new session: everything not acknowledged is to be sent again.
@@ -200,6 +271,7 @@ impl Outbox {
                     let mut frame = DataFrame::header(stream, job, s.sent).to_vec();
                     frame.extend(s.buf.range(from..from + n));
                     s.sent += n as u64;
+                    s.sent_hw = s.sent_hw.max(s.sent);
                     items.push(Item::Data(frame));
                 }
             }
@@ -215,5 +287,53 @@ impl Outbox {
             }
         }
         items
+    }
+}
+
+/// Drops up to `want` bytes that were never sent, the oldest first, and puts a marker in their
+/// place. Bytes that were sent once may be stored at the hub already, so they stay.
+fn drop_oldest_unsent(id: JobId, s: &mut StreamBuf, want: usize) {
+    let start = (s.sent_hw.max(s.acked) - s.acked) as usize;
+    let n = want.min(s.buf.len().saturating_sub(start));
+    if n == 0 {
+        return;
+    }
+    let mut tail = s.buf.split_off(start);
+    tail.drain(..n);
+    s.buf.extend(drop_marker(n));
+    s.buf.append(&mut tail);
+    tracing::warn!(
+        job = id,
+        "hub unreachable and output buffer full: dropped {n} bytes"
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn overflow_while_disconnected_drops_oldest_unsent_with_a_marker() {
+        let ob = Outbox::new(MAX_DATA_CHUNK);
+        let (tx, _rx) = mpsc::unbounded_channel();
+        assert!(ob.add(1, tx));
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            ob.push(1, Stream::Stdout, &[b'a'; 100]).await;
+            // Send the first 100 bytes (as a session would); they must survive.
+            let items = ob.take();
+            assert_eq!(items.len(), 1);
+            ob.push(1, Stream::Stdout, &vec![b'b'; MAX_DATA_CHUNK])
+                .await;
+            ob.push(1, Stream::Stdout, b"last").await;
+        });
+        let jobs = ob.lock();
+        let buf: Vec<u8> = jobs[&1].out[0].buf.iter().copied().collect();
+        assert!(buf.starts_with(&[b'a'; 100]));
+        assert!(String::from_utf8_lossy(&buf).contains("bytes of output dropped here"));
+        assert!(buf.ends_with(b"last"));
+        assert!(buf.len() <= MAX_DATA_CHUNK + 200);
     }
 }

@@ -1,0 +1,105 @@
+//! A job's stream that outlives the hub: when the connection drops before the job's end, it
+//! dials again with backoff (saying so on stderr) and resumes from the last byte received, so
+//! `xn -a`, `xn -f --follow` and `xn -s --wait` neither lose nor repeat a byte.
+
+use super::terminal::say;
+use crate::conn::{self, ConnSender, Incoming};
+use crate::http::{HubError, HubUrl};
+use crate::limits::CLIENT_RECONNECT_LIMIT;
+use crate::wire::{JobId, StreamMsg};
+use anyhow::Result;
+use std::time::{Duration, Instant};
+use tokio::sync::mpsc;
+
+type Event = Result<Option<Incoming<StreamMsg>>>;
+
+pub struct Link {
+    hub: HubUrl,
+    id: JobId,
+    input: bool,
+    events: mpsc::Receiver<Event>,
+    /// Where to send input and control messages; replaced on reconnect.
+    pub tx: ConnSender,
+}
+
+impl Link {
+    /// Opens the stream of job `id` from byte offsets `from` (stdout, stderr).
+    pub async fn open(hub: &HubUrl, id: JobId, from: [u64; 2], input: bool) -> Result<Link> {
+        let (events, tx) = connect(hub, id, from, input).await?;
+        Ok(Link {
+            hub: hub.clone(),
+            id,
+            input,
+            events,
+            tx,
+        })
+    }
+
+    /// The next message; after a lost connection, reconnects and resumes at `pos`.
+    pub async fn next(&mut self, pos: [u64; 2]) -> Result<Incoming<StreamMsg>> {
+        loop {
+            match self.events.recv().await {
+                Some(Ok(Some(msg))) => return Ok(msg),
+                Some(Err(e)) => say(&format!(
+                    "[connection to the hub lost: {e:#}; reconnecting]"
+                )),
+                Some(Ok(None)) | None => say("[connection to the hub lost; reconnecting]"),
+            }
+            self.reconnect(pos).await?;
+            say(&format!("[reconnected to {}]", self.hub.url));
+        }
+    }
+
+    async fn reconnect(&mut self, pos: [u64; 2]) -> Result<()> {
+        let start = Instant::now();
+        let mut backoff = Duration::from_millis(100);
+        loop {
+            match connect(&self.hub, self.id, pos, self.input).await {
+                Ok((events, tx)) => {
+                    (self.events, self.tx) = (events, tx);
+                    return Ok(());
+                }
+                // The hub answered and refused: trying again will not help.
+                Err(e) if e.is::<HubError>() => return Err(e),
+                Err(e) if start.elapsed() > CLIENT_RECONNECT_LIMIT => {
+                    return Err(e.context(format!(
+                        "gave up reconnecting after {CLIENT_RECONNECT_LIMIT:?}"
+                    )))
+                }
+                Err(_) => {
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(2));
+                }
+            }
+        }
+    }
+}
+
+/// Opens the WebSocket and starts the task that reads it (a WebSocket read is not
+/// cancel-safe, so it never sits in a `select!`).
+async fn connect(
+    hub: &HubUrl,
+    id: JobId,
+    from: [u64; 2],
+    input: bool,
+) -> Result<(mpsc::Receiver<Event>, ConnSender)> {
+    let input = if input { "&input=1" } else { "" };
+    let ws = hub
+        .websocket(&format!(
+            "/api/v1/jobs/{id}/stream?stdout={}&stderr={}{input}",
+            from[0], from[1]
+        ))
+        .await?;
+    let (mut rd, tx) = conn::start(ws);
+    let (ev_tx, events) = mpsc::channel::<Event>(64);
+    tokio::spawn(async move {
+        loop {
+            let next = rd.recv::<StreamMsg>().await;
+            let stop = !matches!(next, Ok(Some(_)));
+            if ev_tx.send(next).await.is_err() || stop {
+                break;
+            }
+        }
+    });
+    Ok((events, tx))
+}
