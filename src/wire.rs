@@ -221,6 +221,9 @@ pub enum SlaveMsg {
         outcome: Outcome,
         stdout_len: u64,
         stderr_len: u64,
+        /// Set when the slave itself cancelled the job (it was stopping): why.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        cancelled: Option<String>,
     },
     /// The slave is stopping: give it no more jobs.
     Drain,

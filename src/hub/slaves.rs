@@ -167,9 +167,10 @@ async fn read_loop(
                 outcome,
                 stdout_len,
                 stderr_len,
+                cancelled,
             }) => ctx
                 .hub
-                .job_ended(sid, job, outcome, (stdout_len, stderr_len))
+                .job_ended(sid, job, outcome, (stdout_len, stderr_len), cancelled)
                 .await
                 .map_err(|e| anyhow!(e)),
             Incoming::Msg(SlaveMsg::Heartbeat) => Ok(()),

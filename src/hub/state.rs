@@ -512,6 +512,7 @@ impl Hub {
         id: JobId,
         outcome: Outcome,
         lens: (u64, u64),
+        cancelled_by_slave: Option<String>,
     ) -> Result<(), JobError> {
         let rec = {
             let st = self.lock();
@@ -525,7 +526,8 @@ impl Hub {
                 Outcome::Signaled { signal } => (None, Some(signal), None),
                 Outcome::Failed { reason } => (None, None, Some(reason)),
             };
-            rec.state = match (job.cancelled.is_some(), code, signal) {
+            let cancelled = job.cancelled.clone().or(cancelled_by_slave);
+            rec.state = match (cancelled.is_some(), code, signal) {
                 (true, _, _) => JobState::Cancelled,
                 (false, Some(_), _) => JobState::Exited,
                 (false, _, Some(_)) => JobState::Signaled,
@@ -533,7 +535,7 @@ impl Hub {
             };
             rec.exit_code = code;
             rec.signal = signal;
-            rec.reason = reason.or_else(|| job.cancelled.clone());
+            rec.reason = reason.or(cancelled);
             if (rec.stdout_len, rec.stderr_len) != lens {
                 let msg = format!(
                     "output incomplete: stored {}+{} of {}+{} bytes",

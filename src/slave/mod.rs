@@ -67,7 +67,7 @@ pub async fn run(opts: SlaveOptions, shutdown: CancellationToken) -> Result<()> 
             .is_err()
         {
             tracing::info!("stopping: cancelling {} job(s)", outbox.running_count());
-            outbox.cancel_all(opts.stop_grace);
+            outbox.cancel_all(opts.stop_grace, "cancelled: its slave was stopped");
         }
     }
     // Every job task ends once its processes are gone (SIGKILL follows the grace period).

@@ -53,6 +53,8 @@ struct JobSlot {
     started_sent: bool,
     ended: Option<Outcome>,
     ended_sent: bool,
+    /// Why the slave cancelled it on its own, if it did.
+    cancelled: Option<String>,
     space: Arc<Notify>,
 }
 
@@ -123,6 +125,7 @@ impl Outbox {
                 started_sent: false,
                 ended: None,
                 ended_sent: false,
+                cancelled: None,
                 space: Arc::new(Notify::new()),
             },
         );
@@ -142,9 +145,10 @@ impl Outbox {
         self.lock().is_empty()
     }
 
-    /// Sends an order to every job that has not ended.
-    pub fn cancel_all(&self, grace: std::time::Duration) {
-        for job in self.lock().values().filter(|j| j.ended.is_none()) {
+    /// Cancels every job that has not ended, saying why.
+    pub fn cancel_all(&self, grace: std::time::Duration, why: &str) {
+        for job in self.lock().values_mut().filter(|j| j.ended.is_none()) {
+            job.cancelled = Some(why.to_string());
             let _ = job.ctl.send(JobCtl::Cancel(grace));
         }
     }
@@ -283,6 +287,7 @@ impl Outbox {
                     outcome: outcome.clone(),
                     stdout_len: j.out[0].produced(),
                     stderr_len: j.out[1].produced(),
+                    cancelled: j.cancelled.clone(),
                 }));
             }
         }

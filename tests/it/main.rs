@@ -4,6 +4,7 @@ mod attach;
 mod bad_input;
 mod basics;
 mod cancel;
+mod faults;
 mod restart;
 mod term;
 mod util;

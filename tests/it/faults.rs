@@ -1,0 +1,262 @@
+//! Faults real machines have: the hub killed and restarted, slaves killed, stopped or
+//! stopped gracefully. Nothing acknowledged is lost and nothing is duplicated.
+
+use crate::term::Term;
+use crate::util::*;
+use execnode::wire::JobState;
+use std::io::Read;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+/// A job that prints 1..=n, one number per line, for a few seconds.
+fn sequence_job(n: u32) -> String {
+    format!("i=1; while [ $i -le {n} ]; do echo $i; i=$((i+1)); sleep 0.01; done")
+}
+
+fn sequence(n: u32) -> Vec<u8> {
+    (1..=n)
+        .map(|i| format!("{i}\n"))
+        .collect::<String>()
+        .into_bytes()
+}
+
+/// Waits until the job has stored at least `bytes` of output.
+fn wait_output(hub: &Hub, id: u64, bytes: u64) {
+    wait_until("output to arrive", || hub.job(id).stdout_len >= bytes);
+}
+
+#[test]
+fn hub_killed_mid_job_loses_nothing_and_clients_reconnect() {
+    let mut hub = Hub::start();
+    let _s = hub.slave("s1", 2);
+    let id = hub.submit(&sequence_job(300), &["--no-tty"]);
+    wait_output(&hub, id, 20);
+    // A follower and an attached terminal, both live when the hub dies.
+    let mut follower = Command::new(bin_dir().join("xn"))
+        .args(["-f", &id.to_string(), "--follow"])
+        .env("XN_HUB", &hub.url)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut term = Term::xn(&hub.url, &["-a", &id.to_string(), "--read-only"], 24, 80);
+    term.wait_for("\n5\n");
+
+    hub.kill();
+    hub.restart(&[]);
+
+    let rec = hub.wait_ended(id);
+    assert_eq!(rec.state, JobState::Exited, "{rec:?}");
+    assert!(
+        hub.fetch(id) == sequence(300),
+        "stored output is the exact sequence"
+    );
+
+    let mut out = Vec::new();
+    follower
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_end(&mut out)
+        .unwrap();
+    let mut err = String::new();
+    follower
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    assert_eq!(follower.wait().unwrap().code(), Some(0), "{err}");
+    assert!(out == sequence(300), "the follower saw every byte once");
+    assert!(err.contains("reconnected"), "{err}");
+
+    assert_eq!(term.wait_exit().code(), Some(0));
+    // What the viewer saw, less its own notes, is the sequence (a pipe job: no \r added).
+    let shown: String = term
+        .text()
+        .split("\r\n")
+        .flat_map(|l| l.split('\n'))
+        .filter(|l| !l.is_empty() && !l.starts_with('['))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    assert!(
+        shown.into_bytes() == sequence(300),
+        "the viewer saw every byte once"
+    );
+}
+
+#[test]
+fn wait_survives_a_hub_restart() {
+    let mut hub = Hub::start();
+    let _s = hub.slave("s1", 1);
+    let mut waiter = Command::new(bin_dir().join("xn"))
+        .args([
+            "-s",
+            &format!("{}; exit 5", sequence_job(200)),
+            "--no-tty",
+            "--wait",
+        ])
+        .env("XN_HUB", &hub.url)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_until("the job to start", || {
+        hub.jobs().first().is_some_and(|j| j.stdout_len > 10)
+    });
+    assert!(hub.stop().success(), "a graceful stop exits 0");
+    hub.restart(&[]);
+    let mut out = Vec::new();
+    waiter.stdout.take().unwrap().read_to_end(&mut out).unwrap();
+    assert_eq!(waiter.wait().unwrap().code(), Some(5));
+    assert!(out == sequence(200));
+}
+
+#[test]
+fn large_binary_output_is_identical_across_a_hub_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("blob");
+    // 24 MiB of bytes that do not repeat in a simple pattern.
+    let mut x: u64 = 0x9e3779b97f4a7c15;
+    let data: Vec<u8> = (0..24 << 20)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect();
+    std::fs::write(&file, &data).unwrap();
+    let mut hub = Hub::start();
+    // Room for all of it while the hub is away (the default keeps 8 MiB per job, then drops
+    // with a marker; see the next test).
+    let _s = Slave::start(&hub.url, "s1", 1, &["--output-buffer", "67108864"]);
+    let id = hub.submit(&format!("sleep 0.3; cat {}", file.display()), &["--no-tty"]);
+    wait_output(&hub, id, 1);
+    hub.kill();
+    hub.restart(&[]);
+    let rec = hub.wait_ended(id);
+    assert_eq!(rec.exit_code, Some(0));
+    assert_eq!(rec.stdout_len, data.len() as u64);
+    assert!(hub.fetch(id) == data, "byte-identical after the restart");
+}
+
+#[test]
+fn output_beyond_the_buffer_while_the_hub_is_away_is_dropped_with_a_marker() {
+    let mut hub = Hub::start();
+    let _s = Slave::start(&hub.url, "s1", 1, &["--output-buffer", "65536"]);
+    let dir = tempfile::tempdir().unwrap();
+    let go = dir.path().join("go");
+    let done = dir.path().join("done");
+    let line = format!(
+        "echo start; while [ ! -e {go} ]; do sleep 0.05; done; head -c 1000000 /dev/zero | tr '\\0' x; echo; echo end; touch {done}",
+        go = go.display(),
+        done = done.display()
+    );
+    let id = hub.submit(&line, &["--no-tty"]);
+    wait_output(&hub, id, 6);
+    hub.kill();
+    std::fs::write(&go, b"").unwrap();
+    // The job finishes while the hub is away.
+    wait_until("the job to finish", || done.exists());
+    hub.restart(&[]);
+    let rec = hub.wait_ended(id);
+    assert_eq!(rec.exit_code, Some(0), "its real exit code");
+    let out = String::from_utf8(hub.fetch(id)).unwrap();
+    assert!(out.starts_with("start\n"));
+    assert!(
+        out.ends_with("end\n"),
+        "{}",
+        &out[out.len().saturating_sub(100)..]
+    );
+    assert!(out.contains("bytes of output dropped here: the hub was unreachable"));
+    assert!(out.len() < 1_000_000);
+}
+
+#[test]
+fn a_killed_slave_loses_its_jobs_within_the_timeout() {
+    let hub = Hub::start_with(&["--slave-timeout", "2"]);
+    let mut slave = hub.slave("s1", 1);
+    let dir = tempfile::tempdir().unwrap();
+    let pidfile = dir.path().join("pid");
+    let id = hub.submit(
+        &format!("echo $$ > {}; exec sleep 60", pidfile.display()),
+        &[],
+    );
+    hub.wait_state(id, JobState::Running);
+    wait_until("the pid file", || pidfile.exists());
+    slave.kill();
+    let rec = hub.wait_ended(id);
+    assert_eq!(rec.state, JobState::Lost);
+    assert!(
+        rec.reason.unwrap().contains("slave"),
+        "the reason is stored"
+    );
+    // The orphaned process is no business of the hub; clean up after the test.
+    if let Ok(pid) = std::fs::read_to_string(&pidfile)
+        .unwrap()
+        .trim()
+        .parse::<u32>()
+    {
+        signal(pid, libc::SIGKILL);
+    }
+}
+
+#[test]
+fn a_slave_stopped_for_longer_than_a_heartbeat_keeps_its_job() {
+    let hub = Hub::start_with(&["--slave-timeout", "15"]);
+    let slave = hub.slave("s1", 1);
+    let id = hub.submit(&sequence_job(200), &["--no-tty"]);
+    wait_output(&hub, id, 10);
+    slave.signal(libc::SIGSTOP);
+    // The fault itself is a duration: longer than the 5 s heartbeat, shorter than the timeout.
+    std::thread::sleep(Duration::from_secs(7));
+    assert!(
+        !hub.job(id).state.is_terminal(),
+        "not given up before the timeout"
+    );
+    slave.signal(libc::SIGCONT);
+    let rec = hub.wait_ended(id);
+    assert_eq!(rec.state, JobState::Exited);
+    assert!(hub.fetch(id) == sequence(200));
+}
+
+#[test]
+fn a_slave_stopped_gracefully_drains_then_cancels() {
+    let hub = Hub::start();
+    let mut slave = Slave::start(
+        &hub.url,
+        "s1",
+        2,
+        &["--drain-timeout", "2", "--stop-grace", "1"],
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let go = dir.path().join("go");
+    let short = hub.submit(
+        &format!(
+            "while [ ! -e {} ]; do sleep 0.05; done; echo finished",
+            go.display()
+        ),
+        &[],
+    );
+    let long = hub.submit("trap '' TERM; sleep 60", &["--no-tty"]);
+    hub.wait_state(short, JobState::Running);
+    hub.wait_state(long, JobState::Running);
+    slave.signal(libc::SIGTERM);
+    wait_until("the hub to hear the slave is draining", || {
+        hub.log_contains("slave is draining")
+    });
+    // No new work while draining.
+    let queued = hub.submit("echo never here", &[]);
+    std::fs::write(&go, b"").unwrap();
+    assert_eq!(
+        hub.wait_ended(short).state,
+        JobState::Exited,
+        "running jobs may finish"
+    );
+    let rec = hub.wait_ended(long);
+    assert_eq!(rec.state, JobState::Cancelled, "{rec:?}");
+    assert!(rec.reason.unwrap().contains("slave was stopped"));
+    assert!(slave.wait_exit().success());
+    assert_eq!(hub.job(queued).state, JobState::Queued);
+}
