@@ -66,7 +66,12 @@ async fn session(ctx: Arc<Ctx>, ws: ServerWs) {
             protocol: PROTOCOL_VERSION,
         })
         .await;
-    for job in unwanted.into_iter().chain(ctx.hub.cancels_pending(sid)) {
+    // Jobs the hub no longer wants (ended meanwhile): stop them and let the slave forget them.
+    for job in unwanted {
+        let _ = tx.send(&HubToSlave::Cancel { job, grace_ms }).await;
+        let _ = tx.send(&HubToSlave::Done { job }).await;
+    }
+    for job in ctx.hub.cancels_pending(sid) {
         let _ = tx.send(&HubToSlave::Cancel { job, grace_ms }).await;
     }
     ctx.hub.schedule().await;

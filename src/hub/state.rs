@@ -429,6 +429,20 @@ impl Hub {
                     }
                     mine.insert(id);
                 }
+                // Given up as lost, but its slave was only out of touch: take it back. The
+                // record said `lost` for a while; it now goes on to its real end.
+                Some(job) if job.rec.state == JobState::Lost && job.session.is_none() => {
+                    tracing::info!(job = id, slave = %name, "lost job is back with its slave");
+                    job.session = Some(sid);
+                    job.rec.slave = Some(name.clone());
+                    job.rec.state = JobState::Running;
+                    job.rec.reason = None;
+                    job.rec.ended_ms = None;
+                    job.log = Some(Arc::new(self.logs.job(id)));
+                    job.touch();
+                    self.store.save_later(job.rec.clone());
+                    mine.insert(id);
+                }
                 _ => unwanted.push(id),
             }
         }
