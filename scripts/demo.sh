@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 # Our own settings only: a user's XN_* variables must not point the demo at a real hub.
-unset XN_HUB XN_LISTEN XN_DATA
+unset XN_HUB XN_LISTEN XN_DATA XN_TOKEN
 
 say() { printf '\n==> %s\n' "$*"; }
 die() {
@@ -92,9 +92,16 @@ hub="http://127.0.0.1:$(hub_port)"
 export XN_HUB=$hub
 grep 'hub listening' "$tmp/hub.log"
 
+say "On its first start the hub made an admin and a slave token (mode 0600)"
+ls -l "$tmp/data/admin.token" "$tmp/data/slave.token"
+XN_TOKEN=$(cat "$tmp/data/admin.token")
+export XN_TOKEN
+slave_token=$(cat "$tmp/data/slave.token")
+typed_code 255 "XN_TOKEN= xn -l"
+
 say "Starting two slaves that dial the hub"
 for n in 1 2; do
-    "$exe" slave --hub "$hub" --name "demo-$n" --slots 2 2>"$tmp/slave-$n.log" &
+    XN_TOKEN=$slave_token "$exe" slave --hub "$hub" --name "demo-$n" --slots 2 2>"$tmp/slave-$n.log" &
     pids+=($!)
 done
 for n in 1 2; do

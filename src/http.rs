@@ -18,13 +18,25 @@ use tokio::net::TcpStream;
 /// An upgraded client WebSocket.
 pub type ClientWs = WebSocket<TokioIo<Upgraded>>;
 
-/// Where the hub is: parsed once from `--hub` / `XN_HUB`.
-#[derive(Clone, Debug)]
+/// Where the hub is, and the token to show it: parsed once from flags, environment or the
+/// config file.
+#[derive(Clone)]
 pub struct HubUrl {
     /// As the user wrote it, for messages.
     pub url: String,
     /// `host:port`, for connecting and for the `Host` header.
     authority: String,
+    /// `Bearer TOKEN`, sent with every request. Never printed.
+    bearer: Option<String>,
+}
+
+impl std::fmt::Debug for HubUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HubUrl")
+            .field("url", &self.url)
+            .field("token", &self.bearer.as_ref().map(|_| "<redacted>"))
+            .finish()
+    }
 }
 
 /// A REST call the hub answered with an error status.
@@ -58,7 +70,21 @@ impl HubUrl {
         Ok(HubUrl {
             url: url.trim_end_matches('/').to_string(),
             authority,
+            bearer: None,
         })
+    }
+
+    /// The same hub, with a token to present.
+    pub fn with_token(mut self, token: Option<String>) -> HubUrl {
+        self.bearer = token.map(|t| format!("Bearer {t}"));
+        self
+    }
+
+    fn authorize(&self, req: hyper::http::request::Builder) -> hyper::http::request::Builder {
+        match &self.bearer {
+            Some(b) => req.header(hyper::header::AUTHORIZATION, b),
+            None => req,
+        }
     }
 
     async fn connect(&self) -> Result<TcpStream> {
@@ -85,10 +111,12 @@ impl HubUrl {
             // Errors surface through `send_request` and the body; nothing more to report here.
             let _ = conn.await;
         });
-        let mut req = Request::builder()
-            .method(method)
-            .uri(path)
-            .header(hyper::header::HOST, &self.authority);
+        let mut req = self.authorize(
+            Request::builder()
+                .method(method)
+                .uri(path)
+                .header(hyper::header::HOST, &self.authority),
+        );
         if body.is_some() {
             req = req.header(hyper::header::CONTENT_TYPE, "application/json");
         }
@@ -130,7 +158,8 @@ impl HubUrl {
         });
         let mut key = [0u8; 16];
         getrandom::fill(&mut key).map_err(|e| anyhow!("no randomness: {e}"))?;
-        let req = Request::builder()
+        let req = self
+            .authorize(Request::builder())
             .method(Method::GET)
             .uri(path)
             .header(hyper::header::HOST, &self.authority)

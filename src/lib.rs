@@ -7,9 +7,11 @@
 //! - [`client`]: `xn`, the command line: submit, list, fetch, follow, cancel.
 //!
 //! Shared pieces: [`wire`] (every message that crosses a socket), [`conn`] (WebSocket
-//! framing), [`http`] (the client side of HTTP), [`limits`] (bounds on peer input).
+//! framing), [`http`] (the client side of HTTP), [`config`] (hub URL and token for clients
+//! and slaves), [`limits`] (bounds on peer input).
 
 pub mod client;
+pub mod config;
 pub mod conn;
 pub mod http;
 pub mod hub;

@@ -5,9 +5,10 @@
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
 use execnode::client::{self, XnArgs, EXIT_XN_ERROR};
-use execnode::http::HubUrl;
+use execnode::hub::auth::Auth;
 use execnode::hub::{self, Hub, HubOptions};
 use execnode::slave::{self, SlaveOptions};
+use execnode::wire::Role as TokenRole;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -43,8 +44,14 @@ enum Role {
 }
 
 /// The execnode hub: accepts jobs, keeps them and their output, hands them to slaves.
+///
+/// On its first start on a data directory it creates an admin and a slave token and writes
+/// them to DATA/admin.token and DATA/slave.token (mode 0600).
 #[derive(Args)]
+#[command(args_conflicts_with_subcommands = true)]
 struct HubArgs {
+    #[command(subcommand)]
+    cmd: Option<HubCmd>,
     /// Address to listen on (port 0 picks a free port; the bound address is logged)
     #[arg(
         long,
@@ -62,19 +69,56 @@ struct HubArgs {
     /// Seconds between SIGTERM and SIGKILL when a job is cancelled
     #[arg(long, default_value_t = 5, value_name = "SECS")]
     cancel_grace: u64,
+    /// Accept every request without a token, as an admin. For local experiments only
+    #[arg(long)]
+    no_auth: bool,
+}
+
+#[derive(Subcommand)]
+enum HubCmd {
+    /// Manage tokens in a hub's data directory (works while the hub runs)
+    Token {
+        #[command(subcommand)]
+        action: TokenAction,
+    },
+}
+
+#[derive(Subcommand)]
+enum TokenAction {
+    /// Create a token and print it (it is shown only this once)
+    Create {
+        #[arg(long, env = "XN_DATA", value_name = "DIR")]
+        data: Option<PathBuf>,
+        /// A name for it; jobs submitted with it are owned by this name
+        #[arg(long)]
+        name: String,
+        /// admin, user (own jobs), viewer (read-only) or slave
+        #[arg(long, value_parser = ["admin", "user", "viewer", "slave"])]
+        role: String,
+    },
+    /// List tokens (names and roles; secrets are never stored)
+    List {
+        #[arg(long, env = "XN_DATA", value_name = "DIR")]
+        data: Option<PathBuf>,
+    },
+    /// Revoke a token: its open connections close at once
+    Revoke {
+        #[arg(long, env = "XN_DATA", value_name = "DIR")]
+        data: Option<PathBuf>,
+        name: String,
+    },
 }
 
 /// An execnode slave: dials the hub, runs the jobs it is given, streams their output back.
 #[derive(Args)]
 struct SlaveArgs {
-    /// The hub to dial
-    #[arg(
-        long,
-        env = "XN_HUB",
-        default_value = "http://127.0.0.1:5000",
-        value_name = "URL"
-    )]
-    hub: String,
+    /// The hub to dial [default: from ~/.config/execnode/config.toml, else
+    /// http://127.0.0.1:5000]
+    #[arg(long, env = "XN_HUB", value_name = "URL")]
+    hub: Option<String>,
+    /// A token with the slave role (the hub wrote one to DATA/slave.token)
+    #[arg(long, env = "XN_TOKEN", value_name = "TOKEN", hide_env_values = true)]
+    token: Option<String>,
     /// Jobs to run at once [default: number of CPUs]
     #[arg(long, value_name = "N")]
     slots: Option<u32>,
@@ -180,6 +224,9 @@ fn shutdown_on_signals() -> Result<CancellationToken> {
 }
 
 async fn run_hub(args: HubArgs) -> Result<()> {
+    if let Some(HubCmd::Token { action }) = args.cmd {
+        return token_command(action);
+    }
     let data = match args.data {
         Some(d) => d,
         None => default_data_dir()?,
@@ -189,12 +236,43 @@ async fn run_hub(args: HubArgs) -> Result<()> {
         cancel_grace: Duration::from_secs(args.cancel_grace),
     };
     let hub = Hub::open(&data, opts)?;
+    let auth = Auth::open(&data, args.no_auth)?;
+    if args.no_auth {
+        tracing::warn!(
+            "--no-auth: ANYONE who can reach this hub can run commands as the slaves' users. \
+             Use it for local experiments only."
+        );
+    }
     let listener = tokio::net::TcpListener::bind(&args.listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
     let addr = listener.local_addr()?;
     tracing::info!(data = %data.display(), "hub listening on http://{addr}");
-    hub::run(listener, hub, shutdown_on_signals()?).await
+    hub::run(listener, hub, auth, shutdown_on_signals()?).await
+}
+
+fn token_command(action: TokenAction) -> Result<()> {
+    let dir = |d: Option<PathBuf>| d.map_or_else(default_data_dir, Ok);
+    match action {
+        TokenAction::Create { data, name, role } => {
+            let data = dir(data)?;
+            std::fs::create_dir_all(&data)?;
+            let role = TokenRole::parse(&role).context("unknown role")?;
+            println!("{}", Auth::open(&data, false)?.create(&name, role)?);
+        }
+        TokenAction::List { data } => {
+            for t in Auth::open(&dir(data)?, false)?.list()? {
+                println!("{:<24} {}", t.name, t.role.as_str());
+            }
+        }
+        TokenAction::Revoke { data, name } => {
+            if !Auth::open(&dir(data)?, false)?.revoke(&name)? {
+                anyhow::bail!("no token named {name:?}");
+            }
+            eprintln!("revoked {name}");
+        }
+    }
+    Ok(())
 }
 
 async fn run_slave(args: SlaveArgs) -> Result<()> {
@@ -211,7 +289,7 @@ async fn run_slave(args: SlaveArgs) -> Result<()> {
             .unwrap_or_else(|| "slave".into()),
     };
     let opts = SlaveOptions {
-        hub: HubUrl::parse(&args.hub)?,
+        hub: execnode::config::resolve(args.hub, args.token)?,
         name,
         slots,
         drain_timeout: Duration::from_secs(args.drain_timeout),

@@ -132,6 +132,9 @@ pub struct JobRecord {
     /// Bytes of output stored so far, per stream.
     pub stdout_len: u64,
     pub stderr_len: u64,
+    /// Name of the token that submitted it (`None` with `--no-auth` or from older hubs).
+    #[serde(default)]
+    pub owner: Option<String>,
 }
 
 impl JobRecord {
@@ -190,6 +193,70 @@ pub struct SubmitReply {
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
 pub struct ErrorBody {
     pub error: String,
+}
+
+/// What a token may do.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    /// Everything.
+    Admin,
+    /// Submit; list, fetch, attach to and cancel its own jobs.
+    User,
+    /// Read-only: list, fetch, watch every job.
+    Viewer,
+    /// The slave endpoint only.
+    Slave,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Admin => "admin",
+            Role::User => "user",
+            Role::Viewer => "viewer",
+            Role::Slave => "slave",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Role> {
+        [Role::Admin, Role::User, Role::Viewer, Role::Slave]
+            .into_iter()
+            .find(|r| r.as_str() == s)
+    }
+}
+
+/// A token as listed (never the secret itself).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct TokenInfo {
+    pub name: String,
+    pub role: Role,
+    pub created_ms: u64,
+}
+
+/// Body of `POST /api/v1/tokens`.
+#[derive(Serialize, Deserialize, Clone, Debug)]
+pub struct CreateToken {
+    pub name: String,
+    pub role: Role,
+}
+
+/// Answer to `POST /api/v1/tokens`: the only time the secret is shown.
+#[derive(Serialize, Deserialize, Clone)]
+pub struct NewToken {
+    pub name: String,
+    pub role: Role,
+    pub token: String,
+}
+
+impl std::fmt::Debug for NewToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NewToken")
+            .field("name", &self.name)
+            .field("role", &self.role)
+            .field("token", &"<redacted>")
+            .finish()
+    }
 }
 
 /// A job a slave is running, reported in its hello after a reconnect.
@@ -422,6 +489,7 @@ mod tests {
             ended_ms: None,
             stdout_len: 0,
             stderr_len: 0,
+            owner: None,
         };
         assert_eq!(r.client_exit_code(), None);
         r.state = JobState::Exited;

@@ -11,7 +11,6 @@ mod output;
 mod submit;
 mod terminal;
 
-use crate::http::HubUrl;
 use crate::wire::JobId;
 use anyhow::{bail, Result};
 use clap::{ArgGroup, Args};
@@ -21,7 +20,7 @@ use clap::{ArgGroup, Args};
 pub const EXIT_XN_ERROR: i32 = 255;
 
 /// Submit jobs to an execnode hub, list them, fetch and follow their output, cancel them.
-#[derive(Args, Debug, Clone)]
+#[derive(Args, Clone)]
 #[command(group(ArgGroup::new("action").required(true).multiple(true).args(["submit", "list", "fetch", "cancel", "attach"])))]
 pub struct XnArgs {
     /// Submit LINE as a job (run as `sh -c LINE`); prints the new job's id
@@ -75,19 +74,19 @@ pub struct XnArgs {
     #[arg(long, requires = "list")]
     pub json: bool,
 
-    /// The hub to talk to
-    #[arg(
-        long,
-        env = "XN_HUB",
-        default_value = "http://127.0.0.1:5000",
-        value_name = "URL"
-    )]
-    pub hub: String,
+    /// The hub to talk to [default: from ~/.config/execnode/config.toml, else
+    /// http://127.0.0.1:5000]
+    #[arg(long, env = "XN_HUB", value_name = "URL")]
+    pub hub: Option<String>,
+
+    /// The token to present (also read from ~/.config/execnode/config.toml)
+    #[arg(long, env = "XN_TOKEN", value_name = "TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
 }
 
 /// Runs one `xn` command and returns the exit code.
 pub async fn run(args: XnArgs) -> Result<i32> {
-    let hub = HubUrl::parse(&args.hub)?;
+    let hub = crate::config::resolve(args.hub.clone(), args.token.clone())?;
     let attach = match args.attach {
         Some(id) => Some((
             id,

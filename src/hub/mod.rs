@@ -4,6 +4,7 @@
 //! `run` takes an already bound listener, an opened [`Hub`] and a cancellation token, so tests
 //! and `main` start it the same way.
 
+pub mod auth;
 mod logs;
 mod respond;
 mod routes;
@@ -11,6 +12,7 @@ mod slaves;
 mod state;
 mod store;
 mod stream;
+mod tokens;
 
 pub use state::{now_ms, Hub, HubOptions, SlaveInfo};
 
@@ -32,6 +34,7 @@ const SHUTDOWN_WAIT: Duration = Duration::from_secs(5);
 /// What every connection handler shares.
 pub struct Ctx {
     pub hub: Arc<Hub>,
+    pub auth: Arc<auth::Auth>,
     pub shutdown: CancellationToken,
     /// Upgraded WebSocket sessions, which hyper's graceful shutdown does not track.
     pub sessions: TaskTracker,
@@ -51,10 +54,17 @@ impl Hub {
 
 /// Serves until `shutdown` is cancelled, then stops accepting, ends sessions, flushes the
 /// store and returns.
-pub async fn run(listener: TcpListener, hub: Hub, shutdown: CancellationToken) -> Result<()> {
+pub async fn run(
+    listener: TcpListener,
+    hub: Hub,
+    auth: auth::Auth,
+    shutdown: CancellationToken,
+) -> Result<()> {
     let hub = Arc::new(hub);
+    let auth = Arc::new(auth);
     let ctx = Arc::new(Ctx {
         hub: hub.clone(),
+        auth: auth.clone(),
         shutdown: shutdown.clone(),
         sessions: TaskTracker::new(),
     });
@@ -70,6 +80,25 @@ pub async fn run(listener: TcpListener, hub: Hub, shutdown: CancellationToken) -
             orphans,
             "its slave did not come back after a hub restart",
         );
+    }
+    // Tokens created or revoked with `xnhub token ...` while we run take effect within a second.
+    {
+        let (auth, shutdown) = (auth.clone(), shutdown.clone());
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(1));
+            loop {
+                tokio::select! {
+                    _ = tick.tick() => {}
+                    _ = shutdown.cancelled() => return,
+                }
+                let auth = auth.clone();
+                if let Ok(Err(e)) =
+                    tokio::task::spawn_blocking(move || auth.reload_if_changed()).await
+                {
+                    tracing::error!("reloading tokens: {e:#}");
+                }
+            }
+        });
     }
     let conns = TaskTracker::new();
     loop {

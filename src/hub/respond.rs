@@ -59,6 +59,16 @@ pub fn error(status: StatusCode, message: impl Into<String>) -> HubResponse {
     )
 }
 
+/// 401 with the challenge a client needs.
+pub fn unauthorized(message: &str) -> HubResponse {
+    let mut r = error(StatusCode::UNAUTHORIZED, message);
+    r.headers_mut().insert(
+        hyper::header::WWW_AUTHENTICATE,
+        hyper::header::HeaderValue::from_static("Bearer"),
+    );
+    r
+}
+
 pub fn job_error(e: JobError) -> HubResponse {
     let status = match e {
         JobError::NotFound(_) => StatusCode::NOT_FOUND,

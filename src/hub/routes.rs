@@ -1,10 +1,12 @@
 //! The REST API and the WebSocket upgrades, all on one port. Each handler answers one route;
 //! an error is a JSON body with a 4xx/5xx status and the connection goes on.
 
+use super::auth::Principal;
 use super::respond::{self, HubResponse, LogBody, Reject};
-use super::{slaves, stream, Ctx};
+use super::state::JobError;
+use super::{slaves, stream, tokens, Ctx};
 use crate::limits::MAX_REST_BODY_BYTES;
-use crate::wire::{JobId, JobSpec, JobState, Stream, SubmitReply};
+use crate::wire::{JobId, JobSpec, JobState, Role, Stream, SubmitReply};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper::{Method, Request, Response, StatusCode};
@@ -14,43 +16,93 @@ use std::sync::Arc;
 
 pub async fn route(ctx: Arc<Ctx>, req: Request<Incoming>) -> Result<HubResponse, Infallible> {
     let path = req.uri().path().to_string();
+    if path == "/healthz" {
+        return Ok(match *req.method() {
+            Method::GET => respond::text(StatusCode::OK, "ok\n"),
+            ref m => method_not_allowed(m),
+        });
+    }
+    // Nothing else is answered without a valid token, upgrades included.
+    let header = req
+        .headers()
+        .get(hyper::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
+    let who = match ctx.auth.check(header) {
+        Ok(p) => p,
+        Err(e) => return Ok(respond::unauthorized(&e.to_string())),
+    };
+    Ok(dispatch(&ctx, req, &path, &who).await)
+}
+
+async fn dispatch(
+    ctx: &Arc<Ctx>,
+    req: Request<Incoming>,
+    path: &str,
+    who: &Arc<Principal>,
+) -> HubResponse {
     let segs: Vec<&str> = path.trim_matches('/').split('/').collect();
     let method = req.method().clone();
-    let resp = match (&method, segs.as_slice()) {
-        (&Method::GET, ["healthz"]) => respond::text(StatusCode::OK, "ok\n"),
+    match (&method, segs.as_slice()) {
         (&Method::GET, [""]) => respond::text(
             StatusCode::OK,
             "execnode hub: see /api/v1/jobs, and docs/PROTOCOL.md\n",
         ),
-        (&Method::GET, ["api", "v1", "jobs"]) => list_jobs(&ctx, &req),
-        (&Method::POST, ["api", "v1", "jobs"]) => submit(&ctx, req).await,
+        (&Method::GET, ["api", "v1", "jobs"]) => list_jobs(ctx, &req, who),
+        (&Method::POST, ["api", "v1", "jobs"]) => submit(ctx, req, who).await,
         (&Method::GET, ["api", "v1", "slaves"]) => respond::json(StatusCode::OK, &ctx.hub.slaves()),
-        (&Method::GET, ["api", "v1", "slave"]) => slaves::upgrade(&ctx, req),
-        (m, ["api", "v1", "jobs", id, rest @ ..]) => match parse_id(id) {
-            Err(r) => r.into(),
-            Ok(id) => match (m, rest) {
-                (&Method::GET, []) => match ctx.hub.get(id) {
-                    Ok(rec) => respond::json(StatusCode::OK, &rec),
-                    Err(e) => respond::job_error(e),
-                },
+        (&Method::GET, ["api", "v1", "slave"]) => {
+            if !matches!(who.role, Role::Slave | Role::Admin) {
+                return forbidden(who, "serve as a slave");
+            }
+            slaves::upgrade(ctx, req, who.clone())
+        }
+        (_, ["api", "v1", "tokens", rest @ ..]) => tokens::route(ctx, req, who, rest).await,
+        (m, ["api", "v1", "jobs", id, rest @ ..]) => {
+            let id = match parse_id(id) {
+                Err(r) => return r.into(),
+                Ok(id) => id,
+            };
+            // Another user's job is answered as if it did not exist.
+            let rec = match ctx.hub.get(id) {
+                Ok(rec) if who.can_see(&rec) => rec,
+                _ => return respond::job_error(JobError::NotFound(id)),
+            };
+            match (m, rest) {
+                (&Method::GET, []) => respond::json(StatusCode::OK, &rec),
                 (&Method::POST, ["cancel"]) => {
-                    match ctx.hub.cancel(id, "cancelled by user").await {
+                    if !who.can_control(&rec) {
+                        return forbidden(who, "cancel this job");
+                    }
+                    match ctx
+                        .hub
+                        .cancel(id, &format!("cancelled by {}", who.name))
+                        .await
+                    {
                         Ok(rec) => respond::json(StatusCode::OK, &rec),
                         Err(e) => respond::job_error(e),
                     }
                 }
-                (&Method::GET, ["output"]) => output(&ctx, id, &req),
-                (&Method::GET, ["stream"]) => stream::upgrade(&ctx, id, req),
+                (&Method::GET, ["output"]) => output(ctx, id, &req),
+                (&Method::GET, ["stream"]) => stream::upgrade(ctx, id, req, who.clone(), &rec),
                 (_, ["cancel" | "output" | "stream"] | []) => method_not_allowed(&method),
-                _ => not_found(&path),
-            },
-        },
-        (_, ["healthz"] | ["api", "v1", "jobs" | "slaves" | "slave"]) => {
-            method_not_allowed(&method)
+                _ => not_found(path),
+            }
         }
-        _ => not_found(&path),
-    };
-    Ok(resp)
+        (_, ["api", "v1", "jobs" | "slaves" | "slave"]) => method_not_allowed(&method),
+        _ => not_found(path),
+    }
+}
+
+/// 403 naming the token and what it may not do.
+pub fn forbidden(who: &Principal, what: &str) -> HubResponse {
+    respond::error(
+        StatusCode::FORBIDDEN,
+        format!(
+            "token {} (role {}) may not {what}",
+            who.name,
+            who.role.as_str()
+        ),
+    )
 }
 
 fn not_found(path: &str) -> HubResponse {
@@ -94,7 +146,7 @@ pub fn query_u64(q: &HashMap<String, String>, key: &str) -> Result<Option<u64>, 
     }
 }
 
-fn list_jobs(ctx: &Ctx, req: &Request<Incoming>) -> HubResponse {
+fn list_jobs(ctx: &Ctx, req: &Request<Incoming>, who: &Principal) -> HubResponse {
     let q = query(req);
     let state = match q.get("state").map(|s| (s, JobState::parse(s))) {
         Some((s, None)) => {
@@ -107,12 +159,15 @@ fn list_jobs(ctx: &Ctx, req: &Request<Incoming>) -> HubResponse {
         .hub
         .list()
         .into_iter()
-        .filter(|j| state.is_none_or(|s| j.state == s))
+        .filter(|j| state.is_none_or(|s| j.state == s) && who.can_see(j))
         .collect();
     respond::json(StatusCode::OK, &jobs)
 }
 
-async fn submit(ctx: &Ctx, req: Request<Incoming>) -> HubResponse {
+async fn submit(ctx: &Ctx, req: Request<Incoming>, who: &Principal) -> HubResponse {
+    if !who.can_submit() {
+        return forbidden(who, "submit jobs");
+    }
     let body = match respond::read_body(req, MAX_REST_BODY_BYTES).await {
         Ok(b) => b,
         Err(r) => return r.into(),
@@ -121,7 +176,7 @@ async fn submit(ctx: &Ctx, req: Request<Incoming>) -> HubResponse {
         Ok(s) => s,
         Err(r) => return r.into(),
     };
-    match ctx.hub.submit(spec).await {
+    match ctx.hub.submit(spec, Some(who.name.clone())).await {
         Ok(rec) => {
             tracing::info!(job = rec.id, "submitted");
             respond::json(StatusCode::CREATED, &SubmitReply { id: rec.id })

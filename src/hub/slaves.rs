@@ -1,6 +1,7 @@
 //! One slave's WebSocket session: hello and version check, job events, output appended to the
 //! logs and acknowledged, heartbeats both ways, and what happens to its jobs when it goes away.
 
+use super::auth::Principal;
 use super::respond::{self, HubResponse, ServerWs};
 use super::state::SessionId;
 use super::Ctx;
@@ -20,9 +21,9 @@ use std::time::Instant;
 /// Longest slave name accepted.
 const MAX_NAME: usize = 256;
 
-pub fn upgrade(ctx: &Arc<Ctx>, req: Request<Body>) -> HubResponse {
+pub fn upgrade(ctx: &Arc<Ctx>, req: Request<Body>, who: Arc<Principal>) -> HubResponse {
     let ctx = ctx.clone();
-    respond::upgrade(&ctx.sessions.clone(), req, move |ws| session(ctx, ws))
+    respond::upgrade(&ctx.sessions.clone(), req, move |ws| session(ctx, ws, who))
 }
 
 /// Marks `ids` lost after the slave timeout unless a slave has taken them back by then.
@@ -43,7 +44,7 @@ pub fn expire_later(ctx: &Arc<Ctx>, ids: Vec<JobId>, why: &'static str) {
 
 type Reader = ConnReader<hyper_util::rt::TokioIo<hyper::upgrade::Upgraded>>;
 
-async fn session(ctx: Arc<Ctx>, ws: ServerWs) {
+async fn session(ctx: Arc<Ctx>, ws: ServerWs, who: Arc<Principal>) {
     let (mut rd, tx) = conn::start(ws);
     let (name, slots, running) = match hello(&mut rd).await {
         Ok(h) => h,
@@ -106,6 +107,13 @@ async fn session(ctx: Arc<Ctx>, ws: ServerWs) {
             }
             _ = ctx.shutdown.cancelled() => {
                 let _ = tx.close(1001, "hub shutting down").await;
+                reader.abort();
+                break false;
+            }
+            _ = who.revoked.cancelled() => {
+                tracing::warn!(slave = %name, token = %who.name, "token revoked: disconnecting slave");
+                let _ = tx.send(&HubToSlave::Error { message: "token revoked".into() }).await;
+                let _ = tx.close(CLOSE_POLICY, "token revoked").await;
                 reader.abort();
                 break false;
             }

@@ -197,7 +197,11 @@ impl Hub {
     }
 
     /// Stores a new job durably, queues it, and returns its record.
-    pub async fn submit(&self, spec: JobSpec) -> Result<JobRecord, JobError> {
+    pub async fn submit(
+        &self,
+        spec: JobSpec,
+        owner: Option<String>,
+    ) -> Result<JobRecord, JobError> {
         validate(&spec)?;
         let mut rec = JobRecord {
             id: 0,
@@ -212,6 +216,7 @@ impl Hub {
             ended_ms: None,
             stdout_len: 0,
             stderr_len: 0,
+            owner,
         };
         let ids = self
             .store

@@ -54,6 +54,13 @@ impl Store {
             );",
         )
         .context("creating the jobs table")?;
+        // Databases from before job owners existed get the column.
+        let has_owner = conn
+            .prepare("SELECT 1 FROM pragma_table_info('jobs') WHERE name = 'owner'")?
+            .exists([])?;
+        if !has_owner {
+            conn.execute_batch("ALTER TABLE jobs ADD COLUMN owner TEXT;")?;
+        }
         let jobs = load(&conn).context("loading jobs")?;
         let (tx, rx) = mpsc::unbounded_channel();
         std::thread::Builder::new()
@@ -123,7 +130,8 @@ fn commit(conn: &mut Connection, batch: &mut Vec<Op>) {
         {
             let mut insert = tx.prepare_cached(
                 "INSERT INTO jobs (state, command, spec, exit_code, signal, reason, slave,
-                    created_ms, started_ms, ended_ms) VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10)",
+                    created_ms, started_ms, ended_ms, owner)
+                    VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11)",
             )?;
             let mut update = tx.prepare_cached(
                 "UPDATE jobs SET state=?2, exit_code=?3, signal=?4, reason=?5, slave=?6,
@@ -145,6 +153,7 @@ fn commit(conn: &mut Connection, batch: &mut Vec<Op>) {
                                 r.created_ms as i64,
                                 r.started_ms.map(|v| v as i64),
                                 r.ended_ms.map(|v| v as i64),
+                                r.owner,
                             ])?;
                             ids.push(tx.last_insert_rowid() as JobId);
                         }
@@ -200,8 +209,8 @@ fn spec_json(spec: &JobSpec) -> String {
 
 fn load(conn: &Connection) -> Result<Vec<JobRecord>> {
     let mut stmt = conn.prepare(
-        "SELECT id, state, spec, exit_code, signal, reason, slave, created_ms, started_ms, ended_ms
-         FROM jobs ORDER BY id",
+        "SELECT id, state, spec, exit_code, signal, reason, slave, created_ms, started_ms, ended_ms,
+            owner FROM jobs ORDER BY id",
     )?;
     let rows = stmt.query_map([], |row| {
         Ok((
@@ -215,11 +224,13 @@ fn load(conn: &Connection) -> Result<Vec<JobRecord>> {
             row.get::<_, i64>(7)?,
             row.get::<_, Option<i64>>(8)?,
             row.get::<_, Option<i64>>(9)?,
+            row.get::<_, Option<String>>(10)?,
         ))
     })?;
     let mut jobs = Vec::new();
     for row in rows {
-        let (id, state, spec, exit_code, signal, reason, slave, created, started, ended) = row?;
+        let (id, state, spec, exit_code, signal, reason, slave, created, started, ended, owner) =
+            row?;
         let state = JobState::parse(&state)
             .ok_or_else(|| anyhow!("job {id} has an unknown state {state:?}"))?;
         let spec: JobSpec =
@@ -237,6 +248,7 @@ fn load(conn: &Connection) -> Result<Vec<JobRecord>> {
             ended_ms: ended.map(|v| v as u64),
             stdout_len: 0,
             stderr_len: 0,
+            owner,
         });
     }
     Ok(jobs)

@@ -3,35 +3,50 @@
 //! changes, and a final `end` message with the totals. With `input=1` the client may also type,
 //! resize and terminate; without it, it is a viewer.
 
+use super::auth::Principal;
 use super::respond::{self, HubResponse, ServerWs};
-use super::routes::{query, query_u64};
+use super::routes::{forbidden, query, query_u64};
 use super::Ctx;
 use crate::conn::{self, ConnReader, ConnSender, Incoming};
 use crate::limits::MAX_DATA_CHUNK;
-use crate::wire::{ClientMsg, DataFrame, HubToSlave, JobId, Stream, StreamMsg, DATA_HEADER_LEN};
+use crate::wire::{
+    ClientMsg, DataFrame, HubToSlave, JobId, JobRecord, Stream, StreamMsg, DATA_HEADER_LEN,
+};
 use anyhow::{anyhow, bail, Result};
 use hyper::body::Incoming as Body;
 use hyper::Request;
 use std::sync::Arc;
 
-pub fn upgrade(ctx: &Arc<Ctx>, id: JobId, req: Request<Body>) -> HubResponse {
+pub fn upgrade(
+    ctx: &Arc<Ctx>,
+    id: JobId,
+    req: Request<Body>,
+    who: Arc<Principal>,
+    rec: &JobRecord,
+) -> HubResponse {
     let q = query(&req);
     let from = match (query_u64(&q, "stdout"), query_u64(&q, "stderr")) {
         (Ok(o), Ok(e)) => [o.unwrap_or(0), e.unwrap_or(0)],
         (Err(r), _) | (_, Err(r)) => return r.into(),
     };
     let interactive = q.get("input").is_some_and(|v| v == "1" || v == "true");
-    // Refuse an unknown job before upgrading, so the client gets a plain 404.
-    if let Err(e) = ctx.hub.get(id) {
-        return respond::job_error(e);
+    if interactive && !who.can_control(rec) {
+        return forbidden(&who, "type into this job: attach with --read-only");
     }
     let ctx = ctx.clone();
     respond::upgrade(&ctx.sessions.clone(), req, move |ws| {
-        session(ctx, id, ws, from, interactive)
+        session(ctx, id, ws, from, interactive, who)
     })
 }
 
-async fn session(ctx: Arc<Ctx>, id: JobId, ws: ServerWs, from: [u64; 2], interactive: bool) {
+async fn session(
+    ctx: Arc<Ctx>,
+    id: JobId,
+    ws: ServerWs,
+    from: [u64; 2],
+    interactive: bool,
+    who: Arc<Principal>,
+) {
     let (rd, tx) = conn::start(ws);
     let mut reader = {
         let (ctx, tx) = (ctx.clone(), tx.clone());
@@ -46,6 +61,10 @@ async fn session(ctx: Arc<Ctx>, id: JobId, ws: ServerWs, from: [u64; 2], interac
         _ = &mut reader => {}
         _ = ctx.shutdown.cancelled() => {
             let _ = tx.close(1001, "hub shutting down").await;
+        }
+        _ = who.revoked.cancelled() => {
+            let _ = tx.send(&StreamMsg::Error { message: "token revoked".into() }).await;
+            let _ = tx.close(crate::conn::CLOSE_POLICY, "token revoked").await;
         }
     }
     reader.abort();

@@ -132,7 +132,16 @@ async fn serve(
     outbox: &Arc<Outbox>,
     shutdown: &CancellationToken,
 ) -> Result<std::convert::Infallible> {
-    let ws = opts.hub.websocket("/api/v1/slave").await?;
+    let ws = match opts.hub.websocket("/api/v1/slave").await {
+        Ok(ws) => ws,
+        // A refused token will not become valid by dialling again.
+        Err(e) => match e.downcast_ref::<crate::http::HubError>() {
+            Some(h) if matches!(h.status.as_u16(), 401 | 403) => {
+                return Err(Refused(h.message.clone()).into())
+            }
+            _ => return Err(e),
+        },
+    };
     let (mut rd, tx) = conn::start(ws);
     tx.send(&SlaveMsg::Hello {
         protocol: PROTOCOL_VERSION,

@@ -21,7 +21,7 @@ fn python_answers_interactively() {
     }
     let hub = Hub::start();
     let _s = hub.slave("s1", 1);
-    let mut t = Term::xn(&hub.url, &["-s", "python3 -i -q", "-a"], 24, 80);
+    let mut t = Term::xn(&hub, &["-s", "python3 -i -q", "-a"], 24, 80);
     t.wait_for("Ctrl-] d detaches");
     t.wait_for(">>> ");
     t.send(b"print(6*7)\r");
@@ -37,7 +37,7 @@ fn python_answers_interactively() {
 fn bash_sees_the_clients_size_and_resizes() {
     let hub = Hub::start();
     let _s = hub.slave("s1", 1);
-    let mut t = Term::xn(&hub.url, &["-s", BASH, "-a"], 30, 100);
+    let mut t = Term::xn(&hub, &["-s", BASH, "-a"], 30, 100);
     t.wait_for("xn$ ");
     t.send(b"stty size\r");
     t.wait_for("30 100");
@@ -58,7 +58,7 @@ fn bash_sees_the_clients_size_and_resizes() {
 fn detach_and_reattach_shows_history_once_then_live_output() {
     let hub = Hub::start();
     let _s = hub.slave("s1", 1);
-    let mut t = Term::xn(&hub.url, &["-s", BASH, "-a"], 24, 80);
+    let mut t = Term::xn(&hub, &["-s", BASH, "-a"], 24, 80);
     t.wait_for("xn$ ");
     t.send(b"echo $((1000+1))\r");
     t.wait_for("1001\r\n");
@@ -69,7 +69,7 @@ fn detach_and_reattach_shows_history_once_then_live_output() {
     let id = last_id(&hub);
     assert_eq!(hub.job(id).state, JobState::Running);
 
-    let mut t2 = Term::xn(&hub.url, &["-a", &id.to_string()], 24, 80);
+    let mut t2 = Term::xn(&hub, &["-a", &id.to_string()], 24, 80);
     t2.wait_for("1001\r\n");
     t2.send(b"echo $((2000+2))\r");
     t2.wait_for("2002\r\n");
@@ -77,7 +77,7 @@ fn detach_and_reattach_shows_history_once_then_live_output() {
     t2.send(b"exit\r");
     assert_eq!(t2.wait_exit().code(), Some(0));
     // Attaching to the finished job replays it and exits with its code.
-    let mut t3 = Term::xn(&hub.url, &["-a", &id.to_string()], 24, 80);
+    let mut t3 = Term::xn(&hub, &["-a", &id.to_string()], 24, 80);
     assert_eq!(t3.wait_exit().code(), Some(0));
     t3.wait_for("2002\r\n");
     t3.wait_for("exited with code 0]");
@@ -106,9 +106,9 @@ fn two_attached_clients_see_the_same_bytes_and_a_viewer_cannot_type() {
     let id = hub.submit(BASH, &[]);
     hub.wait_state(id, JobState::Running);
     let ids = id.to_string();
-    let mut a = Term::xn(&hub.url, &["-a", &ids], 24, 80);
-    let mut b = Term::xn(&hub.url, &["-a", &ids], 24, 80);
-    let mut v = Term::xn(&hub.url, &["-a", &ids, "--read-only"], 24, 80);
+    let mut a = Term::xn(&hub, &["-a", &ids], 24, 80);
+    let mut b = Term::xn(&hub, &["-a", &ids], 24, 80);
+    let mut v = Term::xn(&hub, &["-a", &ids, "--read-only"], 24, 80);
     for t in [&a, &b, &v] {
         t.wait_for("xn$ ");
     }
@@ -141,7 +141,7 @@ fn escape_t_terminates_the_job_and_everything_it_started() {
     let _s = hub.slave("s1", 1);
     let dir = tempfile::tempdir().unwrap();
     let pidfile = dir.path().join("pid");
-    let mut t = Term::xn(&hub.url, &["-s", BASH, "-a"], 24, 80);
+    let mut t = Term::xn(&hub, &["-s", BASH, "-a"], 24, 80);
     t.wait_for("xn$ ");
     // Job control puts this in a process group of its own; it must still go.
     t.send(
@@ -180,6 +180,7 @@ fn line_mode_sends_lines_and_term_terminates() {
     let mut child = Command::new(bin_dir().join("xn"))
         .args(["-a", &id.to_string()])
         .env("XN_HUB", &hub.url)
+        .env("XN_TOKEN", &hub.token)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -214,6 +215,7 @@ fn line_mode_end_of_input_closes_the_jobs_stdin() {
         let mut child = Command::new(bin_dir().join("xn"))
             .args(["-a", &id.to_string()])
             .env("XN_HUB", &hub.url)
+            .env("XN_TOKEN", &hub.token)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
@@ -231,7 +233,7 @@ fn line_mode_end_of_input_closes_the_jobs_stdin() {
 fn terminal_is_restored_when_xn_is_killed_by_sigterm() {
     let hub = Hub::start();
     let _s = hub.slave("s1", 1);
-    let mut t = Term::xn(&hub.url, &["-s", BASH, "-a"], 24, 80);
+    let mut t = Term::xn(&hub, &["-s", BASH, "-a"], 24, 80);
     t.wait_for("xn$ ");
     assert!(!t.is_cooked(), "raw while attached");
     signal(t.pid(), libc::SIGTERM);
@@ -254,6 +256,7 @@ fn attach_replays_every_byte_value_identically() {
     let out = Command::new(bin_dir().join("xn"))
         .args(["-a", &id.to_string()])
         .env("XN_HUB", &hub.url)
+        .env("XN_TOKEN", &hub.token)
         .stdin(Stdio::null())
         .output()
         .unwrap();
@@ -263,6 +266,7 @@ fn attach_replays_every_byte_value_identically() {
     let out = Command::new(bin_dir().join("xn"))
         .args(["-a", &id.to_string(), "--tail", "1000"])
         .env("XN_HUB", &hub.url)
+        .env("XN_TOKEN", &hub.token)
         .stdin(Stdio::null())
         .output()
         .unwrap();
@@ -273,7 +277,7 @@ fn attach_replays_every_byte_value_identically() {
 fn attaching_to_a_queued_job_waits_for_it() {
     let hub = Hub::start();
     let id = hub.submit("echo started-now", &[]);
-    let mut t = Term::xn(&hub.url, &["-a", &id.to_string()], 24, 80);
+    let mut t = Term::xn(&hub, &["-a", &id.to_string()], 24, 80);
     t.wait_for("is queued; waiting");
     let _s = hub.slave("s1", 1);
     t.wait_for("started-now");
@@ -285,7 +289,7 @@ fn a_stopped_client_does_not_hold_up_the_job() {
     let hub = Hub::start();
     let _s = hub.slave("s1", 1);
     let id = hub.submit("sleep 0.5; seq 1 300000", &["--no-tty"]);
-    let t = Term::xn(&hub.url, &["-a", &id.to_string()], 24, 80);
+    let t = Term::xn(&hub, &["-a", &id.to_string()], 24, 80);
     t.wait_for("attached to job");
     signal(t.pid(), libc::SIGSTOP);
     let rec = hub.wait_ended(id);
@@ -302,8 +306,8 @@ fn the_last_client_to_type_sets_the_size() {
     let id = hub.submit(BASH, &[]);
     hub.wait_state(id, JobState::Running);
     let ids = id.to_string();
-    let mut a = Term::xn(&hub.url, &["-a", &ids], 30, 100);
-    let mut b = Term::xn(&hub.url, &["-a", &ids], 40, 120);
+    let mut a = Term::xn(&hub, &["-a", &ids], 30, 100);
+    let mut b = Term::xn(&hub, &["-a", &ids], 40, 120);
     a.wait_for("xn$ ");
     b.wait_for("xn$ ");
     a.send(b"stty size\r");

@@ -40,42 +40,39 @@ fn an_unreachable_hub_is_a_clear_error() {
 #[test]
 fn malformed_and_oversized_requests_get_json_errors() {
     let hub = Hub::start();
-    let (status, body) = post(&hub.addr, "/api/v1/jobs", "{not json");
+    let (status, body) = hub.post("/api/v1/jobs", "{not json");
     assert_eq!(status, 400);
     assert!(body.contains("\"error\":\"bad request body"), "{body}");
 
-    let (status, body) = post(&hub.addr, "/api/v1/jobs", r#"{"command":"ls","tty":"yes"}"#);
+    let (status, body) = hub.post("/api/v1/jobs", r#"{"command":"ls","tty":"yes"}"#);
     assert_eq!(status, 400, "{body}");
 
-    let (status, body) = post(&hub.addr, "/api/v1/jobs", r#"{"command":"   "}"#);
+    let (status, body) = hub.post("/api/v1/jobs", r#"{"command":"   "}"#);
     assert_eq!(status, 400);
     assert!(body.contains("empty"), "{body}");
 
     let big = format!(r#"{{"command":"{}"}}"#, "x".repeat(2 << 20));
-    let (status, body) = post(&hub.addr, "/api/v1/jobs", &big);
+    let (status, body) = hub.post("/api/v1/jobs", &big);
     assert_eq!(status, 413);
     assert!(body.contains("larger than"), "{body}");
 
-    let (status, _) = get(&hub.addr, "/api/v1/jobs/abc");
+    let (status, _) = hub.get("/api/v1/jobs/abc");
     assert_eq!(status, 400);
-    let (status, body) = get(&hub.addr, "/api/v1/jobs/12345");
+    let (status, body) = hub.get("/api/v1/jobs/12345");
     assert_eq!(status, 404);
     assert!(body.contains("no job with id 12345"));
-    let (status, _) = get(&hub.addr, "/api/v1/nothing");
+    let (status, _) = hub.get("/api/v1/nothing");
     assert_eq!(status, 404);
-    let (status, _) = http(
-        &hub.addr,
-        b"DELETE /api/v1/jobs HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
-    );
+    let (status, _) = request(&hub.addr, "DELETE", "/api/v1/jobs", &hub.token, "");
     assert_eq!(status, 405);
-    let (status, _) = get(&hub.addr, "/api/v1/slave");
+    let (status, _) = hub.get("/api/v1/slave");
     assert_eq!(status, 400, "a slave endpoint without upgrade");
     let (status, _) = http(&hub.addr, b"garbage\r\n\r\n");
     assert!(status == 400 || status == 0);
 
     // Nothing was created, and the hub still serves.
     assert!(hub.jobs().is_empty());
-    let (status, body) = get(&hub.addr, "/healthz");
+    let (status, body) = hub.get("/healthz");
     assert_eq!((status, body.as_str()), (200, "ok\n"));
 }
 
@@ -92,7 +89,9 @@ fn a_slave_with_another_protocol_version_is_refused_with_both_versions() {
     use execnode::http::HubUrl;
     use execnode::wire::{HubToSlave, SlaveMsg, PROTOCOL_VERSION};
     let hub = Hub::start();
-    let url = HubUrl::parse(&hub.url).unwrap();
+    let url = HubUrl::parse(&hub.url)
+        .unwrap()
+        .with_token(Some(hub.token.clone()));
     runtime().block_on(async {
         let ws = url.websocket("/api/v1/slave").await.unwrap();
         let (mut rd, tx) = conn::start(ws);
@@ -132,7 +131,9 @@ fn bad_websocket_messages_get_errors_and_the_stream_stays_up() {
     use execnode::wire::{HubToSlave, SlaveMsg, StreamMsg, PROTOCOL_VERSION};
     let hub = Hub::start();
     let id = hub.submit("echo hi", &[]);
-    let url = HubUrl::parse(&hub.url).unwrap();
+    let url = HubUrl::parse(&hub.url)
+        .unwrap()
+        .with_token(Some(hub.token.clone()));
     runtime().block_on(async {
         // A client stream: garbage text, then an oversized frame.
         let ws = url
@@ -200,6 +201,6 @@ fn bad_websocket_messages_get_errors_and_the_stream_stays_up() {
             }
         }
     });
-    let (status, _) = get(&hub.addr, "/healthz");
+    let (status, _) = hub.get("/healthz");
     assert_eq!(status, 200);
 }

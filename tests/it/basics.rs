@@ -137,7 +137,9 @@ fn list_shows_a_table_and_json() {
 fn personalities_by_argv0_and_subcommand() {
     let hub = Hub::start();
     let by_sub = std::process::Command::new(exe())
-        .args(["xn", "--hub", &hub.url, "-l", "--json"])
+        .args([
+            "xn", "--hub", &hub.url, "--token", &hub.token, "-l", "--json",
+        ])
         .output()
         .unwrap();
     assert!(by_sub.status.success());

@@ -35,11 +35,12 @@ fn hub_killed_mid_job_loses_nothing_and_clients_reconnect() {
     let mut follower = Command::new(bin_dir().join("xn"))
         .args(["-f", &id.to_string(), "--follow"])
         .env("XN_HUB", &hub.url)
+        .env("XN_TOKEN", &hub.token)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let mut term = Term::xn(&hub.url, &["-a", &id.to_string(), "--read-only"], 24, 80);
+    let mut term = Term::xn(&hub, &["-a", &id.to_string(), "--read-only"], 24, 80);
     term.wait_for("\n5\n");
 
     hub.kill();
@@ -97,6 +98,7 @@ fn wait_survives_a_hub_restart() {
             "--wait",
         ])
         .env("XN_HUB", &hub.url)
+        .env("XN_TOKEN", &hub.token)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -130,7 +132,7 @@ fn large_binary_output_is_identical_across_a_hub_restart() {
     let mut hub = Hub::start();
     // Room for all of it while the hub is away (the default keeps 8 MiB per job, then drops
     // with a marker; see the next test).
-    let _s = Slave::start(&hub.url, "s1", 1, &["--output-buffer", "67108864"]);
+    let _s = Slave::start(&hub, "s1", 1, &["--output-buffer", "67108864"]);
     let id = hub.submit(&format!("sleep 0.3; cat {}", file.display()), &["--no-tty"]);
     wait_output(&hub, id, 1);
     hub.kill();
@@ -144,7 +146,7 @@ fn large_binary_output_is_identical_across_a_hub_restart() {
 #[test]
 fn output_beyond_the_buffer_while_the_hub_is_away_is_dropped_with_a_marker() {
     let mut hub = Hub::start();
-    let _s = Slave::start(&hub.url, "s1", 1, &["--output-buffer", "65536"]);
+    let _s = Slave::start(&hub, "s1", 1, &["--output-buffer", "65536"]);
     let dir = tempfile::tempdir().unwrap();
     let go = dir.path().join("go");
     let done = dir.path().join("done");
@@ -225,7 +227,7 @@ fn a_slave_stopped_for_longer_than_a_heartbeat_keeps_its_job() {
 fn a_slave_stopped_gracefully_drains_then_cancels() {
     let hub = Hub::start();
     let mut slave = Slave::start(
-        &hub.url,
+        &hub,
         "s1",
         2,
         &["--drain-timeout", "2", "--stop-grace", "1"],

@@ -3,7 +3,7 @@
 
 #![allow(dead_code)]
 
-use crate::util::{bin_dir, wait_until, TIMEOUT};
+use crate::util::{bin_dir, wait_until, Hub, TIMEOUT};
 use nix::pty::{openpty, Winsize};
 use nix::sys::termios::{tcgetattr, LocalFlags};
 use std::fs::File;
@@ -24,7 +24,12 @@ nix::ioctl_write_ptr_bad!(set_winsize, libc::TIOCSWINSZ, libc::winsize);
 
 impl Term {
     /// Runs `xn ARGS` in a new terminal of `rows` x `cols`.
-    pub fn xn(hub_url: &str, args: &[&str], rows: u16, cols: u16) -> Term {
+    pub fn xn(hub: &Hub, args: &[&str], rows: u16, cols: u16) -> Term {
+        Self::xn_as(hub, &hub.token, args, rows, cols)
+    }
+
+    /// `xn ARGS` presenting `token`.
+    pub fn xn_as(hub: &Hub, token: &str, args: &[&str], rows: u16, cols: u16) -> Term {
         let ws = Winsize {
             ws_row: rows,
             ws_col: cols,
@@ -41,7 +46,8 @@ impl Term {
         let slave: OwnedFd = pty.slave;
         let mut cmd = Command::new(bin_dir().join("xn"));
         cmd.args(args)
-            .env("XN_HUB", hub_url)
+            .env("XN_HUB", &hub.url)
+            .env("XN_TOKEN", token)
             .env("TERM", "xterm")
             .stdin(slave.try_clone().unwrap())
             .stdout(slave.try_clone().unwrap())

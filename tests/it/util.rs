@@ -56,6 +56,9 @@ fn capture(child: &mut Child) -> Arc<Mutex<Vec<String>>> {
 pub struct Hub {
     child: Option<Child>,
     pub url: String,
+    /// The admin token the hub created on its first start.
+    pub token: String,
+    pub slave_token: String,
     pub addr: String,
     pub data: PathBuf,
     _dir: Option<tempfile::TempDir>,
@@ -100,8 +103,15 @@ impl Hub {
                 false
             }
         });
+        let read = |name: &str| {
+            std::fs::read_to_string(data.join(name))
+                .map(|t| t.trim().to_string())
+                .unwrap_or_default()
+        };
         Hub {
             child: Some(child),
+            token: read("admin.token"),
+            slave_token: read("slave.token"),
             url: format!("http://{addr}"),
             addr,
             data: data.to_path_buf(),
@@ -140,9 +150,9 @@ impl Hub {
         self.log.lock().unwrap().iter().any(|l| l.contains(s))
     }
 
-    /// Runs `xn ARGS` against this hub.
+    /// Runs `xn ARGS` against this hub, as its admin.
     pub fn xn(&self, args: &[&str]) -> Output {
-        xn(&self.url, args)
+        xn_as(&self.url, &self.token, args)
     }
 
     /// `xn ARGS`, which must succeed; its stdout as text.
@@ -213,7 +223,7 @@ impl Hub {
 
     /// Starts a slave for this hub.
     pub fn slave(&self, name: &str, slots: u32) -> Slave {
-        Slave::start(&self.url, name, slots, &[])
+        Slave::start(self, name, slots, &[])
     }
 }
 
@@ -229,17 +239,28 @@ pub struct Slave {
 }
 
 impl Slave {
-    pub fn start(hub_url: &str, name: &str, slots: u32, args: &[&str]) -> Slave {
+    pub fn start(hub: &Hub, name: &str, slots: u32, args: &[&str]) -> Slave {
+        Self::start_with_token(hub, &hub.slave_token, name, slots, args)
+    }
+
+    pub fn start_with_token(
+        hub: &Hub,
+        token: &str,
+        name: &str,
+        slots: u32,
+        args: &[&str],
+    ) -> Slave {
         let mut child = Command::new(exe())
             .arg("slave")
             .args([
                 "--hub",
-                hub_url,
+                &hub.url,
                 "--name",
                 name,
                 "--slots",
                 &slots.to_string(),
             ])
+            .env("XN_TOKEN", token)
             .args(args)
             .env("XN_LOG", "info")
             .stdin(Stdio::null())
@@ -306,14 +327,19 @@ pub fn alive(pid: i32) -> bool {
     }
 }
 
-/// `xn ARGS` through the `xn` symlink, with `XN_HUB` set.
+/// `xn ARGS` through the `xn` symlink, with `XN_HUB` set and no token.
 pub fn xn(hub_url: &str, args: &[&str]) -> Output {
-    Command::new(bin_dir().join("xn"))
-        .args(args)
-        .env("XN_HUB", hub_url)
-        .stdin(Stdio::null())
-        .output()
-        .expect("run xn")
+    xn_as(hub_url, "", args)
+}
+
+/// `xn ARGS` presenting `token` (none if empty).
+pub fn xn_as(hub_url: &str, token: &str, args: &[&str]) -> Output {
+    let mut cmd = Command::new(bin_dir().join("xn"));
+    cmd.args(args).env("XN_HUB", hub_url).env_remove("XN_TOKEN");
+    if !token.is_empty() {
+        cmd.env("XN_TOKEN", token);
+    }
+    cmd.stdin(Stdio::null()).output().expect("run xn")
 }
 
 /// One raw HTTP/1.1 request; returns (status, body).
@@ -334,17 +360,28 @@ pub fn http(addr: &str, request: &[u8]) -> (u16, String) {
     (status, body)
 }
 
-pub fn post(addr: &str, path: &str, body: &str) -> (u16, String) {
+/// A request with `Authorization: Bearer TOKEN` (none if `token` is empty).
+pub fn request(addr: &str, method: &str, path: &str, token: &str, body: &str) -> (u16, String) {
+    let auth = if token.is_empty() {
+        String::new()
+    } else {
+        format!("Authorization: Bearer {token}\r\n")
+    };
     let req = format!(
-        "POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        "{method} {path} HTTP/1.1\r\nHost: x\r\n{auth}Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
         body.len()
     );
     http(addr, req.as_bytes())
 }
 
-pub fn get(addr: &str, path: &str) -> (u16, String) {
-    http(
-        addr,
-        format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes(),
-    )
+impl Hub {
+    /// POST as admin.
+    pub fn post(&self, path: &str, body: &str) -> (u16, String) {
+        request(&self.addr, "POST", path, &self.token, body)
+    }
+
+    /// GET as admin.
+    pub fn get(&self, path: &str) -> (u16, String) {
+        request(&self.addr, "GET", path, &self.token, "")
+    }
 }

@@ -1,0 +1,79 @@
+//! `/api/v1/tokens`: admins create, list and revoke tokens over REST (the same as
+//! `xnhub token ...` on the hub's machine).
+
+use super::auth::Principal;
+use super::respond::{self, HubResponse};
+use super::routes::forbidden;
+use super::Ctx;
+use crate::limits::MAX_REST_BODY_BYTES;
+use crate::wire::{CreateToken, NewToken, Role};
+use hyper::body::Incoming;
+use hyper::{Method, Request, StatusCode};
+
+pub async fn route(
+    ctx: &Ctx,
+    req: Request<Incoming>,
+    who: &Principal,
+    rest: &[&str],
+) -> HubResponse {
+    if who.role != Role::Admin {
+        return forbidden(who, "manage tokens");
+    }
+    let auth = ctx.auth.clone();
+    match (req.method().clone(), rest) {
+        (Method::GET, []) => {
+            blocking(
+                move || auth.list(),
+                |list| respond::json(StatusCode::OK, &list),
+            )
+            .await
+        }
+        (Method::POST, []) => {
+            let body = match respond::read_body(req, MAX_REST_BODY_BYTES).await {
+                Ok(b) => b,
+                Err(r) => return r.into(),
+            };
+            let want: CreateToken = match respond::parse_json(&body) {
+                Ok(w) => w,
+                Err(r) => return r.into(),
+            };
+            let (name, role) = (want.name.clone(), want.role);
+            blocking(
+                move || auth.create(&want.name, want.role),
+                move |token| respond::json(StatusCode::CREATED, &NewToken { name, role, token }),
+            )
+            .await
+        }
+        (Method::DELETE, [name]) => {
+            let name = name.to_string();
+            let shown = name.clone();
+            blocking(
+                move || auth.revoke(&name),
+                move |found| {
+                    if found {
+                        respond::json(StatusCode::OK, &serde_json::json!({ "revoked": shown }))
+                    } else {
+                        respond::error(StatusCode::NOT_FOUND, format!("no token named {shown:?}"))
+                    }
+                },
+            )
+            .await
+        }
+        _ => respond::error(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "use GET or POST /api/v1/tokens, DELETE /api/v1/tokens/NAME",
+        ),
+    }
+}
+
+/// Runs a token-table call off the runtime; its error is a 400 with the message.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> anyhow::Result<T> + Send + 'static,
+    ok: impl FnOnce(T) -> HubResponse,
+) -> HubResponse {
+    match tokio::task::spawn_blocking(f).await {
+        Ok(Ok(v)) => ok(v),
+        Ok(Err(e)) => respond::error(StatusCode::BAD_REQUEST, format!("{e:#}")),
+        Err(e) => respond::error(StatusCode::INTERNAL_SERVER_ERROR, format!("{e}")),
+    }
+}

@@ -1,0 +1,219 @@
+//! Tokens and roles: nothing runs or shows without a valid token, and each role sees and does
+//! only what it may.
+
+use crate::term::Term;
+use crate::util::*;
+use execnode::wire::JobState;
+
+/// Creates a token with `xnhub token create` on the hub's data dir (while it runs).
+fn token(hub: &Hub, name: &str, role: &str) -> String {
+    let out = std::process::Command::new(bin_dir().join("xnhub"))
+        .args(["token", "create", "--name", name, "--role", role, "--data"])
+        .arg(&hub.data)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let t = String::from_utf8(out.stdout).unwrap().trim().to_string();
+    assert!(t.starts_with("xn_") && t.len() == 3 + 64, "{t}");
+    t
+}
+
+#[test]
+fn first_start_writes_private_admin_and_slave_tokens() {
+    use std::os::unix::fs::PermissionsExt;
+    let hub = Hub::start();
+    for name in ["admin.token", "slave.token"] {
+        let meta = std::fs::metadata(hub.data.join(name)).unwrap();
+        assert_eq!(meta.permissions().mode() & 0o777, 0o600, "{name}");
+    }
+    assert!(hub.log_contains("created the admin token"));
+    // Only hashes are stored.
+    let db = std::fs::read(hub.data.join("jobs.db")).unwrap();
+    assert!(!db
+        .windows(hub.token.len())
+        .any(|w| w == hub.token.as_bytes()));
+}
+
+#[test]
+fn no_token_or_a_wrong_one_is_refused_everywhere_and_nothing_runs() {
+    let hub = Hub::start();
+    let _s = hub.slave("s1", 1);
+    let id = hub.submit("echo mine", &[]);
+    hub.wait_ended(id);
+    let wrong = format!("xn_{}", "0".repeat(64));
+    for token in ["", wrong.as_str(), "garbage"] {
+        for (method, path) in [
+            ("GET", "/api/v1/jobs"),
+            ("POST", "/api/v1/jobs"),
+            ("GET", "/api/v1/jobs/1"),
+            ("GET", "/api/v1/jobs/1/output"),
+            ("POST", "/api/v1/jobs/1/cancel"),
+            ("GET", "/api/v1/jobs/1/stream"),
+            ("GET", "/api/v1/slave"),
+            ("GET", "/api/v1/slaves"),
+            ("GET", "/api/v1/tokens"),
+            ("GET", "/"),
+        ] {
+            let (status, body) = request(
+                &hub.addr,
+                method,
+                path,
+                token,
+                r#"{"command":"touch /tmp/pwned"}"#,
+            );
+            assert_eq!(status, 401, "{method} {path} with {token:?}: {body}");
+            assert!(body.contains("token"), "{body}");
+        }
+        let out = xn_as(&hub.url, token, &["-s", "echo never"]);
+        assert_eq!(out.status.code(), Some(255));
+        assert!(String::from_utf8_lossy(&out.stderr).contains("token"));
+    }
+    assert_eq!(hub.jobs().len(), 1, "nothing was submitted");
+    // A WebSocket upgrade without a token is refused before upgrading.
+    let (status, _) = http(
+        &hub.addr,
+        b"GET /api/v1/slave HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+    );
+    assert_eq!(status, 401);
+    let (status, _) = request(&hub.addr, "GET", "/healthz", "", "");
+    assert_eq!(status, 200, "health checks need no token");
+}
+
+#[test]
+fn users_see_only_their_own_jobs_and_viewers_only_watch() {
+    let hub = Hub::start();
+    let _s = hub.slave("s1", 2);
+    let alice = token(&hub, "alice", "user");
+    let bob = token(&hub, "bob", "user");
+    let viewer = token(&hub, "watcher", "viewer");
+    let out = xn_as(&hub.url, &alice, &["-s", "cat", "--no-tty"]);
+    assert!(out.status.success());
+    let id: u64 = String::from_utf8_lossy(&out.stdout).trim().parse().unwrap();
+    hub.wait_state(id, JobState::Running);
+    assert_eq!(hub.job(id).owner.as_deref(), Some("alice"));
+    let ids = id.to_string();
+
+    // Bob cannot list, fetch, attach to or cancel it: to him it does not exist.
+    let list = xn_as(&hub.url, &bob, &["-l", "--json"]);
+    assert_eq!(String::from_utf8_lossy(&list.stdout).trim(), "[]");
+    for args in [
+        vec!["-f", &ids],
+        vec!["-k", &ids],
+        vec!["-a", &ids],
+        vec!["-f", &ids, "--follow"],
+    ] {
+        let out = xn_as(&hub.url, &bob, &args);
+        assert_eq!(out.status.code(), Some(255), "{args:?}");
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains(&format!("no job with id {id}")),
+            "{args:?}"
+        );
+    }
+    // The viewer sees it but cannot submit, cancel or type.
+    let list = xn_as(&hub.url, &viewer, &["-l", "--json"]);
+    assert!(String::from_utf8_lossy(&list.stdout).contains("\"owner\": \"alice\""));
+    let out = xn_as(&hub.url, &viewer, &["-s", "echo no"]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("may not submit jobs"));
+    let out = xn_as(&hub.url, &viewer, &["-k", &ids]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("may not cancel this job"));
+    let out = xn_as(&hub.url, &viewer, &["-a", &ids]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--read-only"));
+    // A slave token cannot submit.
+    let out = xn_as(&hub.url, &hub.slave_token, &["-s", "echo no"]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("may not submit jobs"));
+    // Alice can.
+    let out = xn_as(&hub.url, &alice, &["-k", &ids]);
+    assert!(out.status.success());
+    assert_eq!(hub.wait_ended(id).state, JobState::Cancelled);
+}
+
+#[test]
+fn revoking_a_token_ends_its_open_connections() {
+    let hub = Hub::start();
+    let _s = hub.slave("s1", 1);
+    let carol = token(&hub, "carol", "user");
+    let out = xn_as(&hub.url, &carol, &["-s", "cat"]);
+    let id = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    hub.wait_state(id.parse().unwrap(), JobState::Running);
+    // Carol attaches; an admin revokes her token through the API; her session ends.
+    let mut t = Term::xn_as(&hub, &carol, &["-a", &id], 24, 80);
+    t.wait_for("attached to job");
+    let (status, _) = request(&hub.addr, "DELETE", "/api/v1/tokens/carol", &hub.token, "");
+    assert_eq!(status, 200);
+    assert_eq!(t.wait_exit().code(), Some(255));
+    t.wait_for("token revoked");
+    t.wait_for("not valid");
+    assert!(t.is_cooked());
+    let out = xn_as(&hub.url, &carol, &["-l"]);
+    assert_eq!(out.status.code(), Some(255));
+}
+
+#[test]
+fn a_revoked_slave_token_disconnects_the_slave_at_once() {
+    let hub = Hub::start();
+    let t = token(&hub, "worker", "slave");
+    let _s = Slave::start_with_token(&hub, &t, "w1", 1, &[]);
+    let out = std::process::Command::new(bin_dir().join("xnhub"))
+        .args(["token", "revoke", "worker", "--data"])
+        .arg(&hub.data)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    wait_until("the hub to drop the slave", || {
+        hub.log_contains("token revoked: disconnecting slave")
+    });
+    let (_, body) = hub.get("/api/v1/slaves");
+    assert_eq!(body, "[]");
+}
+
+#[test]
+fn no_auth_lets_everyone_in_and_warns() {
+    let hub = Hub::start_with(&["--no-auth"]);
+    assert!(hub.log_contains("--no-auth"));
+    let (status, _) = request(&hub.addr, "GET", "/api/v1/jobs", "", "");
+    assert_eq!(status, 200);
+    assert!(!hub.data.join("admin.token").exists());
+}
+
+#[test]
+fn a_config_file_readable_by_others_is_refused() {
+    use std::os::unix::fs::PermissionsExt;
+    let hub = Hub::start();
+    let home = tempfile::tempdir().unwrap();
+    let dir = home.path().join("execnode");
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("config.toml");
+    std::fs::write(
+        &file,
+        format!("hub = \"{}\"\ntoken = \"{}\"\n", hub.url, hub.token),
+    )
+    .unwrap();
+    let run = || {
+        std::process::Command::new(bin_dir().join("xn"))
+            .args(["-l", "--json"])
+            .env_remove("XN_HUB")
+            .env_remove("XN_TOKEN")
+            .env("XDG_CONFIG_HOME", home.path())
+            .output()
+            .unwrap()
+    };
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let out = run();
+    assert_eq!(out.status.code(), Some(255));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("chmod 600"));
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let out = run();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
