@@ -6,7 +6,7 @@ use crate::http::HubUrl;
 use anyhow::{bail, Context, Result};
 use serde::Deserialize;
 use std::os::unix::fs::PermissionsExt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// The hub of the original execnode, on this machine.
 pub const DEFAULT_HUB: &str = "http://127.0.0.1:5000";
@@ -48,8 +48,8 @@ fn read_file() -> Result<File> {
     toml::from_str(&text).with_context(|| format!("{} is not valid", path.display()))
 }
 
-/// The hub to talk to and the token to show it.
-pub fn resolve(hub: Option<String>, token: Option<String>) -> Result<HubUrl> {
+/// The hub to talk to and the token to show it; `ca` checks an `https://` hub.
+pub fn resolve(hub: Option<String>, token: Option<String>, ca: Option<&Path>) -> Result<HubUrl> {
     let file = if hub.is_some() && token.is_some() {
         File::default()
     } else {
@@ -57,5 +57,7 @@ pub fn resolve(hub: Option<String>, token: Option<String>) -> Result<HubUrl> {
     };
     let url = hub.or(file.hub).unwrap_or_else(|| DEFAULT_HUB.to_string());
     let token = token.or(file.token).filter(|t| !t.trim().is_empty());
-    Ok(HubUrl::parse(&url)?.with_token(token.map(|t| t.trim().to_string())))
+    HubUrl::parse(&url)?
+        .with_token(token.map(|t| t.trim().to_string()))
+        .with_tls(ca)
 }

@@ -11,8 +11,11 @@ use hyper::body::Incoming;
 use hyper::upgrade::Upgraded;
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
+use rustls_pki_types::ServerName;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
+use std::sync::Arc;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 
 /// An upgraded client WebSocket.
@@ -28,7 +31,20 @@ pub struct HubUrl {
     authority: String,
     /// `Bearer TOKEN`, sent with every request. Never printed.
     bearer: Option<String>,
+    /// Set for `https://` hubs (see [`HubUrl::with_tls`]).
+    tls: Option<Tls>,
+    https: bool,
 }
+
+#[derive(Clone)]
+struct Tls {
+    config: Arc<tokio_rustls::rustls::ClientConfig>,
+    name: ServerName<'static>,
+}
+
+/// Any stream a request can travel on: plain TCP or TLS over it.
+pub trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
 
 impl std::fmt::Debug for HubUrl {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -49,14 +65,14 @@ pub struct HubError {
 
 impl HubUrl {
     pub fn parse(url: &str) -> Result<HubUrl> {
-        let rest = if let Some(rest) = url.strip_prefix("http://") {
-            rest
-        } else if url.starts_with("https://") {
-            bail!("hub URL {url}: https is not supported by this build yet; use http://");
+        let (rest, https) = if let Some(rest) = url.strip_prefix("http://") {
+            (rest, false)
+        } else if let Some(rest) = url.strip_prefix("https://") {
+            (rest, true)
         } else if url.contains("://") {
-            bail!("hub URL {url}: only http:// URLs are supported");
+            bail!("hub URL {url}: only http:// and https:// URLs are supported");
         } else {
-            url
+            (url, false)
         };
         let authority = rest.trim_end_matches('/');
         if authority.is_empty() || authority.contains('/') {
@@ -65,13 +81,34 @@ impl HubUrl {
         let authority = if has_port(authority) {
             authority.to_string()
         } else {
-            format!("{authority}:80")
+            format!("{authority}:{}", if https { 443 } else { 80 })
         };
         Ok(HubUrl {
             url: url.trim_end_matches('/').to_string(),
             authority,
             bearer: None,
+            tls: None,
+            https,
         })
+    }
+
+    /// Prepares TLS for an `https://` hub, trusting `ca` or the system's roots. A no-op for
+    /// `http://`.
+    pub fn with_tls(mut self, ca: Option<&std::path::Path>) -> Result<HubUrl> {
+        if !self.https {
+            return Ok(self);
+        }
+        let host = match self.authority.rsplit_once(':') {
+            Some((h, _)) => h.trim_start_matches('[').trim_end_matches(']').to_string(),
+            None => self.authority.clone(),
+        };
+        let name = ServerName::try_from(host)
+            .with_context(|| format!("hub URL {}: not a valid TLS server name", self.url))?;
+        self.tls = Some(Tls {
+            config: crate::tls::client_config(ca)?,
+            name,
+        });
+        Ok(self)
     }
 
     /// The same hub, with a token to present.
@@ -87,13 +124,24 @@ impl HubUrl {
         }
     }
 
-    async fn connect(&self) -> Result<TcpStream> {
+    async fn connect(&self) -> Result<Box<dyn Io>> {
         let stream = TcpStream::connect(&self.authority)
             .await
             .with_context(|| format!("cannot reach hub at {}", self.url))?;
         // Keystrokes and small control messages must not wait for Nagle.
         stream.set_nodelay(true).ok();
-        Ok(stream)
+        if !self.https {
+            return Ok(Box::new(stream));
+        }
+        let tls = self
+            .tls
+            .as_ref()
+            .ok_or_else(|| anyhow!("hub URL {}: TLS was not set up", self.url))?;
+        let stream = tokio_rustls::TlsConnector::from(tls.config.clone())
+            .connect(tls.name.clone(), stream)
+            .await
+            .with_context(|| format!("TLS with hub at {} failed", self.url))?;
+        Ok(Box::new(stream))
     }
 
     /// Sends one request on a fresh connection and returns the response with its body unread.
@@ -243,6 +291,7 @@ mod tests {
         );
         assert_eq!(HubUrl::parse("http://[::1]").unwrap().authority, "[::1]:80");
         assert!(HubUrl::parse("ftp://x").is_err());
+        assert_eq!(HubUrl::parse("https://hub").unwrap().authority, "hub:443");
         assert!(HubUrl::parse("http://").is_err());
         assert!(HubUrl::parse("http://h:1/path").is_err());
     }

@@ -17,4 +17,5 @@ pub mod http;
 pub mod hub;
 pub mod limits;
 pub mod slave;
+pub mod tls;
 pub mod wire;

@@ -72,6 +72,12 @@ struct HubArgs {
     /// Accept every request without a token, as an admin. For local experiments only
     #[arg(long)]
     no_auth: bool,
+    /// Serve HTTPS with this certificate chain (PEM); needs --tls-key
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// The certificate's private key (PEM)
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
 }
 
 #[derive(Subcommand)]
@@ -119,6 +125,9 @@ struct SlaveArgs {
     /// A token with the slave role (the hub wrote one to DATA/slave.token)
     #[arg(long, env = "XN_TOKEN", value_name = "TOKEN", hide_env_values = true)]
     token: Option<String>,
+    /// CA certificate (PEM) to check an https:// hub with [default: the system's]
+    #[arg(long, env = "XN_CA", value_name = "FILE")]
+    ca: Option<PathBuf>,
     /// Jobs to run at once [default: number of CPUs]
     #[arg(long, value_name = "N")]
     slots: Option<u32>,
@@ -235,6 +244,10 @@ async fn run_hub(args: HubArgs) -> Result<()> {
         slave_timeout: Duration::from_secs(args.slave_timeout.max(1)),
         cancel_grace: Duration::from_secs(args.cancel_grace),
     };
+    let tls = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => Some(execnode::tls::server_config(cert, key)?),
+        _ => None,
+    };
     let hub = Hub::open(&data, opts)?;
     let auth = Auth::open(&data, args.no_auth)?;
     if args.no_auth {
@@ -247,8 +260,9 @@ async fn run_hub(args: HubArgs) -> Result<()> {
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
     let addr = listener.local_addr()?;
-    tracing::info!(data = %data.display(), "hub listening on http://{addr}");
-    hub::run(listener, hub, auth, shutdown_on_signals()?).await
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    tracing::info!(data = %data.display(), "hub listening on {scheme}://{addr}");
+    hub::run(listener, hub, auth, tls, shutdown_on_signals()?).await
 }
 
 fn token_command(action: TokenAction) -> Result<()> {
@@ -289,7 +303,7 @@ async fn run_slave(args: SlaveArgs) -> Result<()> {
             .unwrap_or_else(|| "slave".into()),
     };
     let opts = SlaveOptions {
-        hub: execnode::config::resolve(args.hub, args.token)?,
+        hub: execnode::config::resolve(args.hub, args.token, args.ca.as_deref())?,
         name,
         slots,
         drain_timeout: Duration::from_secs(args.drain_timeout),

@@ -82,11 +82,15 @@ pub struct XnArgs {
     /// The token to present (also read from ~/.config/execnode/config.toml)
     #[arg(long, env = "XN_TOKEN", value_name = "TOKEN", hide_env_values = true)]
     pub token: Option<String>,
+
+    /// CA certificate (PEM) to check an https:// hub with [default: the system's]
+    #[arg(long, env = "XN_CA", value_name = "FILE")]
+    pub ca: Option<std::path::PathBuf>,
 }
 
 /// Runs one `xn` command and returns the exit code.
 pub async fn run(args: XnArgs) -> Result<i32> {
-    let hub = crate::config::resolve(args.hub.clone(), args.token.clone())?;
+    let hub = crate::config::resolve(args.hub.clone(), args.token.clone(), args.ca.as_deref())?;
     let attach = match args.attach {
         Some(id) => Some((
             id,

@@ -58,8 +58,10 @@ pub async fn run(
     listener: TcpListener,
     hub: Hub,
     auth: auth::Auth,
+    tls: Option<Arc<tokio_rustls::rustls::ServerConfig>>,
     shutdown: CancellationToken,
 ) -> Result<()> {
+    let tls = tls.map(tokio_rustls::TlsAcceptor::from);
     let hub = Arc::new(hub);
     let auth = Arc::new(auth);
     let ctx = Arc::new(Ctx {
@@ -116,25 +118,16 @@ pub async fn run(
         };
         sock.set_nodelay(true).ok();
         let ctx = ctx.clone();
+        let tls = tls.clone();
         conns.spawn(async move {
-            let svc = service_fn(|req| routes::route(ctx.clone(), req));
-            let mut builder = http1::Builder::new();
-            builder
-                .timer(TokioTimer::new())
-                .header_read_timeout(HANDSHAKE_TIMEOUT);
-            let conn = builder
-                .serve_connection(TokioIo::new(sock), svc)
-                .with_upgrades();
-            tokio::pin!(conn);
-            tokio::select! {
-                res = conn.as_mut() => {
-                    if let Err(e) = res {
-                        tracing::debug!(%peer, "connection: {e}");
+            match tls {
+                None => serve(ctx, sock, peer).await,
+                Some(acceptor) => {
+                    match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(sock)).await {
+                        Ok(Ok(stream)) => serve(ctx, stream, peer).await,
+                        Ok(Err(e)) => tracing::debug!(%peer, "TLS handshake: {e}"),
+                        Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
                     }
-                }
-                _ = ctx.shutdown.cancelled() => {
-                    conn.as_mut().graceful_shutdown();
-                    let _ = conn.await;
                 }
             }
         });
@@ -152,4 +145,31 @@ pub async fn run(
     }
     hub.store.sync().await?;
     Ok(())
+}
+
+/// Serves HTTP/1.1 (with upgrades) on one connection until it ends or the hub stops.
+async fn serve<S>(ctx: Arc<Ctx>, sock: S, peer: std::net::SocketAddr)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let svc = service_fn(|req| routes::route(ctx.clone(), req));
+    let mut builder = http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(HANDSHAKE_TIMEOUT);
+    let conn = builder
+        .serve_connection(TokioIo::new(sock), svc)
+        .with_upgrades();
+    tokio::pin!(conn);
+    tokio::select! {
+        res = conn.as_mut() => {
+            if let Err(e) = res {
+                tracing::debug!(%peer, "connection: {e}");
+            }
+        }
+        _ = ctx.shutdown.cancelled() => {
+            conn.as_mut().graceful_shutdown();
+            let _ = conn.await;
+        }
+    }
 }

@@ -8,4 +8,5 @@ mod cancel;
 mod faults;
 mod restart;
 mod term;
+mod tls;
 mod util;

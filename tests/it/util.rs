@@ -93,11 +93,17 @@ impl Hub {
             .expect("start hub");
         let log = capture(&mut child);
         let mut addr = String::new();
+        let mut scheme = "http";
         wait_until("the hub to listen", || {
             let l = log.lock().unwrap();
-            if let Some(line) = l.iter().find(|l| l.contains("hub listening on http://")) {
-                let rest = &line[line.find("http://").unwrap() + 7..];
+            if let Some(line) = l.iter().find(|l| l.contains("hub listening on ")) {
+                let rest = &line[line.find("://").unwrap() + 3..];
                 addr = rest.split_whitespace().next().unwrap().to_string();
+                scheme = if line.contains("https://") {
+                    "https"
+                } else {
+                    "http"
+                };
                 true
             } else {
                 false
@@ -112,7 +118,7 @@ impl Hub {
             child: Some(child),
             token: read("admin.token"),
             slave_token: read("slave.token"),
-            url: format!("http://{addr}"),
+            url: format!("{scheme}://{addr}"),
             addr,
             data: data.to_path_buf(),
             _dir: None,

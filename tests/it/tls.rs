@@ -1,0 +1,75 @@
+//! TLS end to end with a private CA made for the test.
+
+use crate::util::*;
+use std::path::Path;
+use std::process::Command;
+
+/// Writes ca.pem, cert.pem and key.pem for `localhost` and 127.0.0.1 into `dir`.
+fn make_certs(dir: &Path) {
+    use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca_cert = ca_params.self_signed(&ca_key).unwrap();
+    let issuer = Issuer::new(ca_params, ca_key);
+    let key = KeyPair::generate().unwrap();
+    let cert = CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()])
+        .unwrap()
+        .signed_by(&key, &issuer)
+        .unwrap();
+    std::fs::write(dir.join("ca.pem"), ca_cert.pem()).unwrap();
+    std::fs::write(dir.join("cert.pem"), cert.pem()).unwrap();
+    std::fs::write(dir.join("key.pem"), key.serialize_pem()).unwrap();
+}
+
+#[test]
+fn jobs_run_over_tls_with_a_private_ca() {
+    let dir = tempfile::tempdir().unwrap();
+    make_certs(dir.path());
+    let (cert, key, ca) = (
+        dir.path().join("cert.pem"),
+        dir.path().join("key.pem"),
+        dir.path().join("ca.pem"),
+    );
+    let hub = Hub::start_with(&[
+        "--tls-cert",
+        cert.to_str().unwrap(),
+        "--tls-key",
+        key.to_str().unwrap(),
+    ]);
+    assert!(hub.url.starts_with("https://127.0.0.1:"), "{}", hub.url);
+    let _s = Slave::start(&hub, "s1", 1, &["--ca", ca.to_str().unwrap()]);
+    let xn = |extra_env: &[(&str, &Path)], args: &[&str]| {
+        let mut cmd = Command::new(bin_dir().join("xn"));
+        cmd.args(args)
+            .env("XN_HUB", &hub.url)
+            .env("XN_TOKEN", &hub.token)
+            .env_remove("XN_CA");
+        for (k, v) in extra_env {
+            cmd.env(k, v);
+        }
+        cmd.output().unwrap()
+    };
+    let out = xn(
+        &[("XN_CA", &ca)],
+        &["-s", "echo over tls; exit 6", "--no-tty", "--wait"],
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(6),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(out.stdout, b"over tls\n");
+    // Without the CA the hub's certificate is not trusted, and nothing is sent.
+    let out = xn(&[], &["-l"]);
+    assert_eq!(out.status.code(), Some(255));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("TLS with hub at") || err.contains("CA"),
+        "{err}"
+    );
+    // Plain HTTP to the TLS port gets nowhere.
+    let (status, _) = request(&hub.addr, "GET", "/api/v1/jobs", &hub.token, "");
+    assert_ne!(status, 200);
+}
