@@ -412,6 +412,8 @@ pub enum FrameError {
     Short(usize),
     #[error("unknown stream kind {0} in binary frame")]
     UnknownStream(u8),
+    #[error("reserved byte of a binary frame is {0}, not 0")]
+    Reserved(u8),
 }
 
 impl<'a> DataFrame<'a> {
@@ -436,6 +438,9 @@ impl<'a> DataFrame<'a> {
             return Err(FrameError::Short(buf.len()));
         }
         let stream = Stream::from_u8(buf[0]).ok_or(FrameError::UnknownStream(buf[0]))?;
+        if buf[1] != 0 {
+            return Err(FrameError::Reserved(buf[1]));
+        }
         // The slices are exactly 8 bytes long, so the conversions cannot fail.
         let job = u64::from_be_bytes(buf[2..10].try_into().expect("8 bytes"));
         let offset = u64::from_be_bytes(buf[10..18].try_into().expect("8 bytes"));

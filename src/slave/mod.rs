@@ -38,7 +38,7 @@ pub struct SlaveOptions {
 pub struct Refused(String);
 
 const BACKOFF_MIN: Duration = Duration::from_millis(200);
-const BACKOFF_MAX: Duration = Duration::from_secs(10);
+const BACKOFF_MAX: Duration = Duration::from_secs(5);
 
 /// How long a stopping slave tries to tell the hub how its last jobs ended.
 const FINAL_REPORT_WAIT: Duration = Duration::from_secs(5);
@@ -160,7 +160,7 @@ async fn serve(
         Ok(Err(e)) => return Err(e),
     }
     tracing::info!(hub = %opts.hub.url, name = %opts.name, slots = opts.slots, "connected");
-    outbox.rewind();
+    let epoch = outbox.rewind();
     outbox.set_connected(true);
 
     let started = Instant::now();
@@ -177,7 +177,7 @@ async fn serve(
     };
     let mut writer = {
         let (outbox, tx) = (outbox.clone(), tx.clone());
-        tokio::spawn(async move { forward(&outbox, &tx).await })
+        tokio::spawn(async move { forward(&outbox, &tx, epoch).await })
     };
     let mut beat = tokio::time::interval(HEARTBEAT_INTERVAL);
     let mut drain_sent = false;
@@ -211,9 +211,12 @@ async fn serve(
 }
 
 /// Sends what the outbox has due, for as long as the connection lasts.
-async fn forward(outbox: &Outbox, tx: &ConnSender) -> Result<()> {
+async fn forward(outbox: &Outbox, tx: &ConnSender, epoch: u64) -> Result<()> {
     loop {
-        for item in outbox.next().await {
+        let Some(items) = outbox.next(epoch).await else {
+            return Ok(());
+        };
+        for item in items {
             match item {
                 Item::Msg(m) => tx.send(&m).await?,
                 Item::Data(frame) => tx.send_raw_data(frame).await?,

@@ -8,7 +8,7 @@
 use crate::limits::MAX_DATA_CHUNK;
 use crate::wire::{DataFrame, JobId, Outcome, RunningJob, SlaveMsg, Stream};
 use std::collections::{BTreeMap, VecDeque};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use tokio::sync::{mpsc, Notify};
 use tokio_util::task::TaskTracker;
@@ -67,6 +67,10 @@ pub struct Outbox {
     /// Unacknowledged output kept per job and stream.
     limit: usize,
     connected: AtomicBool,
+    /// Which session may take output to send. A session that has ended can still be running
+    /// for a moment (task cancellation takes effect at its next yield): it must not take
+    /// output meant for its successor and send it down a dead connection.
+    epoch: AtomicU64,
     /// The jobs' tasks; a job's task ending means its processes are gone.
     pub tasks: TaskTracker,
 }
@@ -90,6 +94,7 @@ impl Outbox {
             changed: Notify::new(),
             limit: limit.max(MAX_DATA_CHUNK),
             connected: AtomicBool::new(false),
+            epoch: AtomicU64::new(0),
             tasks: TaskTracker::new(),
         }
     }
@@ -237,32 +242,53 @@ impl Outbox {
         self.changed.notify_waiters();
     }
 
-    /// A new session: everything not acknowledged is to be sent again.
-    pub fn rewind(&self) {
-        for j in self.lock().values_mut() {
+    /// A new session: everything not acknowledged is to be sent again, by it alone. Returns
+    /// the session's epoch, for [`Outbox::next`].
+    pub fn rewind(&self) -> u64 {
+        let mut jobs = self.lock();
+        // Changed under the lock that `take` holds, so no older session takes anything after.
+        let epoch = self.epoch.fetch_add(1, Ordering::SeqCst) + 1;
+        for (id, j) in jobs.iter_mut() {
+            tracing::debug!(
+                job = id,
+                stdout = j.out[0].acked,
+                stderr = j.out[1].acked,
+                "resending from the last acknowledged offsets"
+            );
             for s in &mut j.out {
                 s.sent = s.acked;
             }
             j.started_sent = false;
             j.ended_sent = false;
         }
+        drop(jobs);
         self.wake.notify_one();
+        epoch
     }
 
-    /// Takes what is due now (marking it sent), or waits until something is.
-    pub async fn next(&self) -> Vec<Item> {
+    /// Takes what is due now (marking it sent), or waits until something is. A session whose
+    /// `epoch` is no longer current gets nothing, ever.
+    pub async fn next(&self, epoch: u64) -> Option<Vec<Item>> {
         loop {
-            let items = self.take();
+            let Some(items) = self.take(epoch) else {
+                // Pass on a wake-up this stale session may have taken from the current one.
+                self.wake.notify_one();
+                return None;
+            };
             if !items.is_empty() {
-                return items;
+                return Some(items);
             }
             self.wake.notified().await;
         }
     }
 
-    fn take(&self) -> Vec<Item> {
+    fn take(&self, epoch: u64) -> Option<Vec<Item>> {
         let mut items = Vec::new();
-        for (&job, j) in self.lock().iter_mut() {
+        let mut jobs = self.lock();
+        if self.epoch.load(Ordering::SeqCst) != epoch {
+            return None;
+        }
+        for (&job, j) in jobs.iter_mut() {
             if let (Some(pid), false) = (j.pid, j.started_sent) {
                 j.started_sent = true;
                 items.push(Item::Msg(SlaveMsg::Started { job, pid }));
@@ -291,7 +317,7 @@ impl Outbox {
                 }));
             }
         }
-        items
+        Some(items)
     }
 }
 
@@ -328,7 +354,7 @@ mod tests {
         rt.block_on(async {
             ob.push(1, Stream::Stdout, &[b'a'; 100]).await;
             // Send the first 100 bytes (as a session would); they must survive.
-            let items = ob.take();
+            let items = ob.take(0).unwrap();
             assert_eq!(items.len(), 1);
             ob.push(1, Stream::Stdout, &vec![b'b'; MAX_DATA_CHUNK])
                 .await;

@@ -40,8 +40,24 @@ fn hub_killed_mid_job_loses_nothing_and_clients_reconnect() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
+    let followed = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let reader = {
+        let (mut out, followed) = (follower.stdout.take().unwrap(), followed.clone());
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = out.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                followed.lock().unwrap().extend_from_slice(&buf[..n]);
+            }
+        })
+    };
     let mut term = Term::xn(&hub, &["-a", &id.to_string(), "--read-only"], 24, 80);
     term.wait_for("\n5\n");
+    wait_until("the follower to be streaming", || {
+        followed.lock().unwrap().starts_with(b"1\n2\n3\n4\n5\n")
+    });
 
     hub.kill();
     hub.restart(&[]);
@@ -53,13 +69,6 @@ fn hub_killed_mid_job_loses_nothing_and_clients_reconnect() {
         "stored output is the exact sequence"
     );
 
-    let mut out = Vec::new();
-    follower
-        .stdout
-        .take()
-        .unwrap()
-        .read_to_end(&mut out)
-        .unwrap();
     let mut err = String::new();
     follower
         .stderr
@@ -68,7 +77,11 @@ fn hub_killed_mid_job_loses_nothing_and_clients_reconnect() {
         .read_to_string(&mut err)
         .unwrap();
     assert_eq!(follower.wait().unwrap().code(), Some(0), "{err}");
-    assert!(out == sequence(300), "the follower saw every byte once");
+    reader.join().unwrap();
+    assert!(
+        *followed.lock().unwrap() == sequence(300),
+        "the follower saw every byte once"
+    );
     assert!(err.contains("reconnected"), "{err}");
 
     assert_eq!(term.wait_exit().code(), Some(0));
@@ -103,15 +116,17 @@ fn wait_survives_a_hub_restart() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    wait_until("the job to start", || {
-        hub.jobs().first().is_some_and(|j| j.stdout_len > 10)
-    });
+    // Wait until xn is streaming (it has the first line), then stop the hub under it.
+    let mut out = waiter.stdout.take().unwrap();
+    let mut first = [0u8; 2];
+    out.read_exact(&mut first).unwrap();
+    assert_eq!(&first, b"1\n");
     assert!(hub.stop().success(), "a graceful stop exits 0");
     hub.restart(&[]);
-    let mut out = Vec::new();
-    waiter.stdout.take().unwrap().read_to_end(&mut out).unwrap();
+    let mut rest = Vec::new();
+    out.read_to_end(&mut rest).unwrap();
     assert_eq!(waiter.wait().unwrap().code(), Some(5));
-    assert!(out == sequence(200));
+    assert!([&first[..], &rest].concat() == sequence(200));
 }
 
 #[test]
@@ -139,7 +154,7 @@ fn large_binary_output_is_identical_across_a_hub_restart() {
     hub.restart(&[]);
     let rec = hub.wait_ended(id);
     assert_eq!(rec.exit_code, Some(0));
-    assert_eq!(rec.stdout_len, data.len() as u64);
+    assert_eq!(rec.stdout_len, data.len() as u64, "{rec:?}");
     assert!(hub.fetch(id) == data, "byte-identical after the restart");
 }
 

@@ -6,6 +6,7 @@ mod bad_input;
 mod basics;
 mod cancel;
 mod faults;
+mod fuzz;
 mod restart;
 mod term;
 mod tls;

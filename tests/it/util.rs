@@ -10,7 +10,8 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-pub const TIMEOUT: Duration = Duration::from_secs(20);
+/// Generous: CI machines are small and run tests in parallel. Only a hang reaches it.
+pub const TIMEOUT: Duration = Duration::from_secs(60);
 
 pub fn exe() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_execnode"))
@@ -85,7 +86,10 @@ impl Hub {
             .args(["--listen", listen, "--data"])
             .arg(data)
             .args(args)
-            .env("XN_LOG", "info")
+            .env(
+                "XN_LOG",
+                std::env::var("TEST_XN_LOG").unwrap_or("info".into()),
+            )
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -268,7 +272,10 @@ impl Slave {
             ])
             .env("XN_TOKEN", token)
             .args(args)
-            .env("XN_LOG", "info")
+            .env(
+                "XN_LOG",
+                std::env::var("TEST_XN_LOG").unwrap_or("info".into()),
+            )
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
