@@ -69,6 +69,13 @@ struct HubArgs {
     /// Seconds between SIGTERM and SIGKILL when a job is cancelled
     #[arg(long, default_value_t = 5, value_name = "SECS")]
     cancel_grace: u64,
+    /// Open connections one peer address may have (slaves, clients and attached terminals
+    /// all count)
+    #[arg(long, default_value_t = 1024, value_name = "N")]
+    max_conns_per_addr: usize,
+    /// Jobs one token may have queued at once; more are refused with 429
+    #[arg(long, default_value_t = 100_000, value_name = "N")]
+    max_queued_per_user: usize,
     /// Accept every request without a token, as an admin. For local experiments only
     #[arg(long)]
     no_auth: bool,
@@ -243,6 +250,8 @@ async fn run_hub(args: HubArgs) -> Result<()> {
     let opts = HubOptions {
         slave_timeout: Duration::from_secs(args.slave_timeout.max(1)),
         cancel_grace: Duration::from_secs(args.cancel_grace),
+        max_conns_per_addr: args.max_conns_per_addr.max(1),
+        max_queued_per_owner: args.max_queued_per_user.max(1),
     };
     let tls = match (&args.tls_cert, &args.tls_key) {
         (Some(cert), Some(key)) => Some(execnode::tls::server_config(cert, key)?),

@@ -14,8 +14,8 @@ pub const PROTOCOL_VERSION: u32 = 1;
 /// Job ids are small integers, increasing, never reused.
 pub type JobId = u64;
 
-/// What a client asks the hub to run.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+/// What a client asks the hub to run. Its `Debug` shows environment names, never values.
+#[derive(Serialize, Deserialize, Clone, PartialEq, Eq)]
 pub struct JobSpec {
     /// The shell line, run as `sh -c LINE`.
     pub command: String,
@@ -33,6 +33,19 @@ pub struct JobSpec {
     pub rows: u16,
     #[serde(default = "default_cols")]
     pub cols: u16,
+}
+
+impl std::fmt::Debug for JobSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JobSpec")
+            .field("command", &self.command)
+            .field("env", &self.env.keys().collect::<Vec<_>>())
+            .field("cwd", &self.cwd)
+            .field("tty", &self.tty)
+            .field("rows", &self.rows)
+            .field("cols", &self.cols)
+            .finish()
+    }
 }
 
 fn default_tty() -> bool {
@@ -477,6 +490,17 @@ mod tests {
         let mut buf = DataFrame::header(Stream::Stdout, 1, 0).to_vec();
         buf[0] = 9;
         assert_eq!(DataFrame::decode(&buf), Err(FrameError::UnknownStream(9)));
+    }
+
+    #[test]
+    fn job_spec_debug_hides_environment_values() {
+        let mut spec = JobSpec::shell("true");
+        spec.env.insert("API_KEY".into(), "hunter2".into());
+        let shown = format!("{spec:?}");
+        assert!(
+            shown.contains("API_KEY") && !shown.contains("hunter2"),
+            "{shown}"
+        );
     }
 
     #[test]

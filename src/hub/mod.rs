@@ -103,6 +103,7 @@ pub async fn run(
         });
     }
     let conns = TaskTracker::new();
+    let per_addr = PerAddr::new(hub.opts.max_conns_per_addr);
     loop {
         let (sock, peer) = tokio::select! {
             _ = shutdown.cancelled() => break,
@@ -116,10 +117,17 @@ pub async fn run(
                 }
             },
         };
+        // One address may not take every connection the hub can hold.
+        let Some(slot) = per_addr.admit(peer.ip()) else {
+            tracing::warn!(%peer, "refused: {} connections from this address already", hub.opts.max_conns_per_addr);
+            drop(sock);
+            continue;
+        };
         sock.set_nodelay(true).ok();
         let ctx = ctx.clone();
         let tls = tls.clone();
         conns.spawn(async move {
+            let _slot = slot;
             match tls {
                 None => serve(ctx, sock, peer).await,
                 Some(acceptor) => {
@@ -170,6 +178,53 @@ where
         _ = ctx.shutdown.cancelled() => {
             conn.as_mut().graceful_shutdown();
             let _ = conn.await;
+        }
+    }
+}
+
+/// Counts open connections per peer address.
+#[derive(Clone)]
+struct PerAddr {
+    max: usize,
+    open: Arc<std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, usize>>>,
+}
+
+/// One admitted connection; dropping it frees its place.
+struct Slot {
+    addr: std::net::IpAddr,
+    of: PerAddr,
+}
+
+impl PerAddr {
+    fn new(max: usize) -> PerAddr {
+        PerAddr {
+            max,
+            open: Arc::default(),
+        }
+    }
+
+    fn admit(&self, addr: std::net::IpAddr) -> Option<Slot> {
+        let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
+        let n = open.entry(addr).or_insert(0);
+        if *n >= self.max {
+            return None;
+        }
+        *n += 1;
+        Some(Slot {
+            addr,
+            of: self.clone(),
+        })
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let mut open = self.of.open.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = open.get_mut(&self.addr) {
+            *n -= 1;
+            if *n == 0 {
+                open.remove(&self.addr);
+            }
         }
     }
 }

@@ -74,6 +74,7 @@ pub fn job_error(e: JobError) -> HubResponse {
         JobError::NotFound(_) => StatusCode::NOT_FOUND,
         JobError::Conflict(_) => StatusCode::CONFLICT,
         JobError::Invalid(_) => StatusCode::BAD_REQUEST,
+        JobError::TooMany(_) => StatusCode::TOO_MANY_REQUESTS,
         JobError::Store(_) => StatusCode::SERVICE_UNAVAILABLE,
     };
     error(status, e.to_string())

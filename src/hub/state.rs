@@ -23,6 +23,10 @@ pub struct HubOptions {
     pub slave_timeout: Duration,
     /// Between SIGTERM and SIGKILL when a job is cancelled.
     pub cancel_grace: Duration,
+    /// Open connections one peer address may have.
+    pub max_conns_per_addr: usize,
+    /// Jobs one owner may have queued at once.
+    pub max_queued_per_owner: usize,
 }
 
 /// Errors a request about a job can get; each maps to one HTTP status.
@@ -34,6 +38,8 @@ pub enum JobError {
     Conflict(String),
     #[error("{0}")]
     Invalid(String),
+    #[error("{0}")]
+    TooMany(String),
     #[error("{0:#}")]
     Store(anyhow::Error),
 }
@@ -49,6 +55,8 @@ struct State {
     jobs: BTreeMap<JobId, JobEntry>,
     /// Queued job ids; the smallest goes first (FIFO).
     queue: BTreeSet<JobId>,
+    /// Queued jobs per owner, for `max_queued_per_owner`.
+    queued_by: HashMap<Option<String>, usize>,
     slaves: HashMap<SessionId, SlaveEntry>,
     next_session: SessionId,
 }
@@ -115,11 +123,13 @@ impl Hub {
     pub fn new(store: Store, logs: Logs, loaded: Vec<JobRecord>, opts: HubOptions) -> Hub {
         let mut jobs = BTreeMap::new();
         let mut queue = BTreeSet::new();
+        let mut queued_by: HashMap<Option<String>, usize> = HashMap::new();
         for mut rec in loaded {
             rec.stdout_len = logs.len(rec.id, Stream::Stdout);
             rec.stderr_len = logs.len(rec.id, Stream::Stderr);
             if rec.state == JobState::Queued {
                 queue.insert(rec.id);
+                *queued_by.entry(rec.owner.clone()).or_default() += 1;
             }
             let log = (!rec.state.is_terminal()).then(|| Arc::new(logs.job(rec.id)));
             jobs.insert(
@@ -139,6 +149,7 @@ impl Hub {
             state: Mutex::new(State {
                 jobs,
                 queue,
+                queued_by,
                 slaves: HashMap::new(),
                 next_session: 1,
             }),
@@ -203,6 +214,16 @@ impl Hub {
         owner: Option<String>,
     ) -> Result<JobRecord, JobError> {
         validate(&spec)?;
+        {
+            let st = self.lock();
+            let queued = st.queued_by.get(&owner).copied().unwrap_or(0);
+            if queued >= self.opts.max_queued_per_owner {
+                return Err(JobError::TooMany(format!(
+                    "{queued} jobs of yours are queued already (the hub allows {})",
+                    self.opts.max_queued_per_owner
+                )));
+            }
+        }
         let mut rec = JobRecord {
             id: 0,
             spec,
@@ -227,6 +248,7 @@ impl Hub {
         {
             let mut st = self.lock();
             st.queue.insert(rec.id);
+            *st.queued_by.entry(rec.owner.clone()).or_default() += 1;
             st.jobs.insert(
                 rec.id,
                 JobEntry {
@@ -265,6 +287,7 @@ impl Hub {
                 let Some(job) = st.jobs.get_mut(&id) else {
                     continue;
                 };
+                unqueued(&mut st.queued_by, &job.rec.owner);
                 slave.jobs.insert(id);
                 job.session = Some(sid);
                 job.rec.state = JobState::Assigned;
@@ -300,6 +323,7 @@ impl Hub {
             }
             if job.rec.state == JobState::Queued {
                 st.queue.remove(&id);
+                unqueued(&mut st.queued_by, &job.rec.owner);
                 let mut rec = job.rec.clone();
                 rec.state = JobState::Cancelled;
                 rec.reason = Some(why.to_string());
@@ -423,7 +447,11 @@ impl Hub {
                     job.rec.slave = Some(name.clone());
                     // The slave has it, whatever the hub managed to store before a crash
                     // (`assigned` is not waited for): it must not be handed out again.
-                    if st.queue.remove(&id) || job.rec.state == JobState::Assigned {
+                    let was_queued = st.queue.remove(&id);
+                    if was_queued {
+                        unqueued(&mut st.queued_by, &job.rec.owner);
+                    }
+                    if was_queued || job.rec.state == JobState::Assigned {
                         job.rec.state = JobState::Running;
                         job.rec.started_ms.get_or_insert_with(now_ms);
                         job.touch();
@@ -660,6 +688,16 @@ impl Hub {
                     .collect()
             })
             .unwrap_or_default()
+    }
+}
+
+/// One fewer queued job for `owner`.
+fn unqueued(queued_by: &mut HashMap<Option<String>, usize>, owner: &Option<String>) {
+    if let Some(n) = queued_by.get_mut(owner) {
+        *n -= 1;
+        if *n == 0 {
+            queued_by.remove(owner);
+        }
     }
 }
 

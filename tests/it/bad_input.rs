@@ -204,3 +204,57 @@ fn bad_websocket_messages_get_errors_and_the_stream_stays_up() {
     let (status, _) = hub.get("/healthz");
     assert_eq!(status, 200);
 }
+
+#[test]
+fn connections_per_address_and_queued_jobs_per_user_are_bounded() {
+    use std::io::Read;
+    let hub = Hub::start_with(&["--max-conns-per-addr", "3", "--max-queued-per-user", "2"]);
+    let held: Vec<_> = (0..3)
+        .map(|_| std::net::TcpStream::connect(&hub.addr).unwrap())
+        .collect();
+    // The fourth is closed at once, before any request is read.
+    let mut fourth = std::net::TcpStream::connect(&hub.addr).unwrap();
+    fourth.set_read_timeout(Some(TIMEOUT)).unwrap();
+    let mut buf = [0u8; 1];
+    assert!(matches!(fourth.read(&mut buf), Ok(0) | Err(_)));
+    wait_until("the refusal to be logged", || {
+        hub.log_contains("connections from this address already")
+    });
+    drop(held);
+    // Places are given back.
+    wait_until("a new connection to be served", || {
+        hub.get("/healthz").0 == 200
+    });
+    // No slave: jobs stay queued. The third is refused with 429 and says why.
+    hub.submit("true", &[]);
+    hub.submit("true", &[]);
+    let (status, body) = hub.post("/api/v1/jobs", r#"{"command":"true"}"#);
+    assert_eq!(status, 429, "{body}");
+    assert!(body.contains("queued already"), "{body}");
+    assert_eq!(hub.jobs().len(), 2);
+}
+
+#[test]
+fn job_environments_and_tokens_stay_out_of_the_logs() {
+    let hub = Hub::start();
+    let s = hub.slave("s1", 1);
+    let (status, body) = hub.post(
+        "/api/v1/jobs",
+        r#"{"command":"test ${#API_KEY} = 7","env":{"API_KEY":"hunter2"},"tty":false}"#,
+    );
+    assert_eq!(status, 201, "{body}");
+    let id = hub.jobs()[0].id;
+    assert_eq!(
+        hub.wait_ended(id).exit_code,
+        Some(0),
+        "the job saw its environment"
+    );
+    let logs = [
+        hub.log.lock().unwrap().join("\n"),
+        s.log.lock().unwrap().join("\n"),
+    ]
+    .concat();
+    assert!(!logs.contains("hunter2"));
+    assert!(!logs.contains(&hub.token));
+    assert!(!logs.contains(&hub.slave_token));
+}
