@@ -38,6 +38,9 @@ struct StreamBuf {
     /// Highest offset ever sent: the hub may hold bytes up to here, so they are never dropped.
     sent_hw: u64,
     buf: VecDeque<u8>,
+    /// The last drop marker not yet sent: (stream offset, its length, bytes it stands for). A
+    /// drop right behind it replaces it with one marker counting both.
+    marker: Option<(u64, usize, usize)>,
 }
 
 impl StreamBuf {
@@ -324,18 +327,28 @@ impl Outbox {
 /// Drops up to `want` bytes that were never sent, the oldest first, and puts a marker in their
 /// place. Bytes that were sent once may be stored at the hub already, so they stay.
 fn drop_oldest_unsent(id: JobId, s: &mut StreamBuf, want: usize) {
-    let start = (s.sent_hw.max(s.acked) - s.acked) as usize;
-    let n = want.min(s.buf.len().saturating_sub(start));
+    let at = s.sent_hw.max(s.acked);
+    let start = (at - s.acked) as usize;
+    // A marker still unsent at the start of the droppable region is merged into the new one,
+    // so the count in the log is the whole loss.
+    let (old_len, old_count) = match s.marker {
+        Some((pos, len, count)) if pos == at => (len, count),
+        _ => (0, 0),
+    };
+    let n = want.min(s.buf.len().saturating_sub(start + old_len));
     if n == 0 {
         return;
     }
     let mut tail = s.buf.split_off(start);
-    tail.drain(..n);
-    s.buf.extend(drop_marker(n));
+    tail.drain(..old_len + n);
+    let marker = drop_marker(old_count + n);
+    s.marker = Some((at, marker.len(), old_count + n));
+    s.buf.extend(marker);
     s.buf.append(&mut tail);
     tracing::warn!(
         job = id,
-        "hub unreachable and output buffer full: dropped {n} bytes"
+        "hub unreachable and output buffer full: dropped {n} bytes ({} in a row)",
+        old_count + n
     );
 }
 
@@ -366,5 +379,37 @@ mod tests {
         assert!(String::from_utf8_lossy(&buf).contains("bytes of output dropped here"));
         assert!(buf.ends_with(b"last"));
         assert!(buf.len() <= MAX_DATA_CHUNK + 200);
+    }
+
+    #[test]
+    fn drops_in_a_row_are_counted_in_one_marker() {
+        let ob = Outbox::new(MAX_DATA_CHUNK);
+        let (tx, _rx) = mpsc::unbounded_channel();
+        assert!(ob.add(1, tx));
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let total = 10 * MAX_DATA_CHUNK;
+        rt.block_on(async {
+            for _ in 0..total / 1000 {
+                ob.push(1, Stream::Stdout, &[b'x'; 1000]).await;
+            }
+        });
+        let jobs = ob.lock();
+        let text =
+            String::from_utf8_lossy(&jobs[&1].out[0].buf.iter().copied().collect::<Vec<u8>>())
+                .into_owned();
+        assert_eq!(text.matches("dropped here").count(), 1, "one marker");
+        let kept = text.chars().filter(|&c| c == 'x').count() - "execnode".matches('x').count();
+        let n: usize = text
+            .split("[execnode: ")
+            .nth(1)
+            .unwrap()
+            .split(' ')
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert_eq!(kept + n, total / 1000 * 1000, "kept + counted = produced");
     }
 }
