@@ -7,6 +7,7 @@ mod basics;
 mod cancel;
 mod faults;
 mod fuzz;
+mod golden;
 mod restart;
 mod term;
 mod tls;

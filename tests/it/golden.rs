@@ -1,0 +1,171 @@
+//! The wire format is a contract with other clients: these messages must serialize exactly as
+//! `tests/golden/messages.json` says. A change there is a protocol change; regenerate the file
+//! with `UPDATE_GOLDEN=1 cargo test golden` only on purpose, and bump PROTOCOL_VERSION if old
+//! peers cannot read the new form.
+
+use execnode::wire::*;
+
+fn record() -> JobRecord {
+    JobRecord {
+        id: 7,
+        spec: JobSpec::shell("make test"),
+        state: JobState::Exited,
+        exit_code: Some(0),
+        signal: None,
+        reason: None,
+        slave: Some("build-1".into()),
+        created_ms: 1_700_000_000_000,
+        started_ms: Some(1_700_000_000_010),
+        ended_ms: Some(1_700_000_000_500),
+        stdout_len: 12,
+        stderr_len: 0,
+        owner: Some("alice".into()),
+    }
+}
+
+fn messages() -> Vec<(&'static str, serde_json::Value)> {
+    let v = |x: &dyn AsJson| x.json();
+    vec![
+        (
+            "slave_hello",
+            v(&SlaveMsg::Hello {
+                protocol: 1,
+                name: "build-1".into(),
+                slots: 4,
+                running: vec![RunningJob { job: 3 }],
+            }),
+        ),
+        ("slave_started", v(&SlaveMsg::Started { job: 7, pid: 4242 })),
+        (
+            "slave_ended",
+            v(&SlaveMsg::Ended {
+                job: 7,
+                outcome: Outcome::Exited { code: 0 },
+                stdout_len: 12,
+                stderr_len: 0,
+                cancelled: None,
+            }),
+        ),
+        (
+            "slave_ended_signaled",
+            v(&SlaveMsg::Ended {
+                job: 8,
+                outcome: Outcome::Signaled { signal: 15 },
+                stdout_len: 0,
+                stderr_len: 0,
+                cancelled: Some("cancelled: its slave was stopped".into()),
+            }),
+        ),
+        ("slave_drain", v(&SlaveMsg::Drain)),
+        ("slave_heartbeat", v(&SlaveMsg::Heartbeat)),
+        ("hub_welcome", v(&HubToSlave::Welcome { protocol: 1 })),
+        (
+            "hub_assign",
+            v(&HubToSlave::Assign {
+                job: 7,
+                spec: JobSpec::shell("make test"),
+            }),
+        ),
+        (
+            "hub_cancel",
+            v(&HubToSlave::Cancel {
+                job: 7,
+                grace_ms: 5000,
+            }),
+        ),
+        (
+            "hub_resize",
+            v(&HubToSlave::Resize {
+                job: 7,
+                rows: 40,
+                cols: 120,
+            }),
+        ),
+        ("hub_close_stdin", v(&HubToSlave::CloseStdin { job: 7 })),
+        (
+            "hub_ack",
+            v(&HubToSlave::Ack {
+                job: 7,
+                stream: Stream::Stdout,
+                offset: 65536,
+            }),
+        ),
+        ("hub_done", v(&HubToSlave::Done { job: 7 })),
+        (
+            "hub_error",
+            v(&HubToSlave::Error {
+                message: "protocol version mismatch".into(),
+            }),
+        ),
+        (
+            "client_resize",
+            v(&ClientMsg::Resize { rows: 24, cols: 80 }),
+        ),
+        ("client_close_stdin", v(&ClientMsg::CloseStdin)),
+        ("client_terminate", v(&ClientMsg::Terminate)),
+        ("stream_job", v(&StreamMsg::Job { job: record() })),
+        ("stream_end", v(&StreamMsg::End { job: record() })),
+        (
+            "stream_error",
+            v(&StreamMsg::Error {
+                message: "read-only".into(),
+            }),
+        ),
+        (
+            "error_body",
+            v(&ErrorBody {
+                error: "no job with id 9".into(),
+            }),
+        ),
+        (
+            "token_info",
+            v(&TokenInfo {
+                name: "alice".into(),
+                role: Role::User,
+                created_ms: 1,
+            }),
+        ),
+    ]
+}
+
+trait AsJson {
+    fn json(&self) -> serde_json::Value;
+}
+
+impl<T: serde::Serialize> AsJson for T {
+    fn json(&self) -> serde_json::Value {
+        serde_json::to_value(self).unwrap()
+    }
+}
+
+#[test]
+fn wire_messages_match_the_golden_file() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden/messages.json");
+    let now: serde_json::Map<String, serde_json::Value> = messages()
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
+    let now = serde_json::Value::Object(now);
+    if std::env::var_os("UPDATE_GOLDEN").is_some() {
+        std::fs::write(&path, serde_json::to_string_pretty(&now).unwrap() + "\n").unwrap();
+    }
+    let golden: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).expect("golden file")).unwrap();
+    assert_eq!(
+        now, golden,
+        "the wire format changed: see the module comment"
+    );
+    // And every golden message still parses back.
+    for (name, v) in golden.as_object().unwrap() {
+        let text = v.to_string();
+        let ok = match name.split('_').next().unwrap() {
+            "slave" => serde_json::from_str::<SlaveMsg>(&text).is_ok(),
+            "hub" => serde_json::from_str::<HubToSlave>(&text).is_ok(),
+            "client" => serde_json::from_str::<ClientMsg>(&text).is_ok(),
+            "stream" => serde_json::from_str::<StreamMsg>(&text).is_ok(),
+            "error" => serde_json::from_str::<ErrorBody>(&text).is_ok(),
+            _ => serde_json::from_str::<TokenInfo>(&text).is_ok(),
+        };
+        assert!(ok, "{name} does not parse back");
+    }
+}
