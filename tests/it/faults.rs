@@ -301,3 +301,79 @@ fn a_lost_job_is_taken_back_when_its_slave_returns() {
     assert_eq!((rec.state, rec.exit_code), (JobState::Exited, Some(0)));
     assert_eq!(hub.fetch(id), b"before\nafter\n");
 }
+
+/// Mounts a small tmpfs for a data dir; `None` where this machine does not let us (not root).
+fn small_disk(size: &str) -> Option<(tempfile::TempDir, Unmount)> {
+    let dir = tempfile::tempdir().unwrap();
+    let ok = Command::new("mount")
+        .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+        .arg(dir.path())
+        .stderr(Stdio::null())
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false);
+    ok.then(|| {
+        let u = Unmount(dir.path().to_path_buf());
+        (dir, u)
+    })
+}
+
+struct Unmount(std::path::PathBuf);
+
+impl Drop for Unmount {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
+#[test]
+fn a_full_disk_is_a_clear_error_and_nothing_unstored_is_acknowledged() {
+    let Some((disk, _unmount)) = small_disk("4m") else {
+        eprintln!("cannot mount a tmpfs here (not root?); skipping");
+        return;
+    };
+    let data = disk.path().join("data");
+    let hub = Hub::start_on(&data, "127.0.0.1:0", &[]);
+    let _s = hub.slave("s1", 1);
+    let go = disk.path().join("go");
+    let line = format!(
+        "echo before; while [ ! -e {} ]; do sleep 0.05; done; head -c 3000000 /dev/zero | tr '\\0' y",
+        go.display()
+    );
+    let id = hub.submit(&line, &["--no-tty"]);
+    wait_output(&hub, id, 7);
+    // Fill the disk, leaving a little room.
+    let filler = disk.path().join("filler");
+    let _ = Command::new("dd")
+        .args(["if=/dev/zero", "bs=64k"])
+        .arg(format!("of={}", filler.display()))
+        .stderr(Stdio::null())
+        .status();
+    std::fs::write(&go, b"").unwrap();
+    wait_until("the hub to refuse output it cannot store", || {
+        hub.log_contains("storing output of job")
+    });
+    // It keeps serving what it can, and says why it cannot take more.
+    assert!(hub.job(id).stdout_len < 3_000_000);
+    let (status, body) = hub.post("/api/v1/jobs", r#"{"command":"true"}"#);
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("full"), "{body}");
+    let (status, _) = hub.get("/healthz");
+    assert_eq!(status, 200);
+    // The job's end is recorded with what was lost, never as a silent success.
+    std::fs::remove_file(&filler).unwrap();
+    let rec = hub.wait_ended(id);
+    assert!(
+        rec.reason
+            .as_deref()
+            .unwrap_or("")
+            .contains("output incomplete"),
+        "{rec:?}"
+    );
+    let stored = hub.fetch(id);
+    assert_eq!(stored.len() as u64, rec.stdout_len);
+    assert!(stored.starts_with(b"before\n"));
+    // With room again, the hub takes jobs.
+    let (status, body) = hub.post("/api/v1/jobs", r#"{"command":"true"}"#);
+    assert_eq!(status, 201, "{body}");
+}
