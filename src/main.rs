@@ -7,7 +7,7 @@ use clap::{Args, Parser, Subcommand};
 use execnode::client::{self, XnArgs, EXIT_XN_ERROR};
 use execnode::hub::auth::Auth;
 use execnode::hub::{self, Hub, HubOptions};
-use execnode::slave::{self, SlaveOptions};
+use execnode::slave::{self, ConfineOptions, Limits, SlaveOptions};
 use execnode::wire::Role as TokenRole;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -153,6 +153,41 @@ struct SlaveArgs {
     /// dropped and a marker put in its place
     #[arg(long, default_value_t = execnode::limits::SLAVE_UNACKED_BYTES, value_name = "BYTES")]
     output_buffer: usize,
+    /// Run jobs as this user (setgid, supplementary groups, setuid before exec; HOME, USER and
+    /// LOGNAME set). Needs a slave running as root. A root slave refuses to start without
+    /// this or --allow-root-jobs
+    #[arg(long, value_name = "USER", help_heading = "Confining jobs")]
+    run_as: Option<String>,
+    /// Let jobs run as root: needed for a root slave without --run-as, or with --run-as of a
+    /// user whose uid is 0
+    #[arg(long, help_heading = "Confining jobs")]
+    allow_root_jobs: bool,
+    /// Address space limit per job process (RLIMIT_AS), in bytes or with a unit: 512M, 2G
+    #[arg(long, value_name = "SIZE", value_parser = slave::parse_size, help_heading = "Confining jobs")]
+    max_memory: Option<u64>,
+    /// Processes the job's user may have, all of its processes counted (RLIMIT_NPROC; not
+    /// enforced for root)
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..), help_heading = "Confining jobs")]
+    max_procs: Option<u64>,
+    /// CPU seconds per job process (RLIMIT_CPU): SIGXCPU then, SIGKILL a second later
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..), help_heading = "Confining jobs")]
+    max_cpu_seconds: Option<u64>,
+    /// Open files per job process (RLIMIT_NOFILE)
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..), help_heading = "Confining jobs")]
+    max_open_files: Option<u64>,
+    /// Confine jobs with Landlock: they may write only in their work directory and a private
+    /// temp dir (TMPDIR), read and execute anywhere, and gain no privileges (no-new-privs).
+    /// The slave refuses to start if the kernel cannot enforce this fully (Linux 6.2+)
+    #[arg(long, help_heading = "Confining jobs")]
+    sandbox: bool,
+    /// Where job directories go: a job without a cwd of its own runs in DIR/jobs/ID (and,
+    /// with --sandbox, gets DIR/tmp/ID as TMPDIR) [default: $TMPDIR/execnode-slave-PID,
+    /// removed when the slave stops]
+    #[arg(long, value_name = "DIR", help_heading = "Confining jobs")]
+    work_dir: Option<PathBuf>,
+    /// Keep each job's directories after it ends, instead of removing them
+    #[arg(long, help_heading = "Confining jobs")]
+    keep_work_dirs: bool,
 }
 
 fn main() -> ExitCode {
@@ -318,6 +353,19 @@ async fn run_slave(args: SlaveArgs) -> Result<()> {
         drain_timeout: Duration::from_secs(args.drain_timeout),
         stop_grace: Duration::from_secs(args.stop_grace),
         output_buffer: args.output_buffer,
+        confine: ConfineOptions {
+            run_as: args.run_as,
+            allow_root_jobs: args.allow_root_jobs,
+            limits: Limits {
+                memory: args.max_memory,
+                procs: args.max_procs,
+                cpu_seconds: args.max_cpu_seconds,
+                open_files: args.max_open_files,
+            },
+            sandbox: args.sandbox,
+            work_dir: args.work_dir,
+            keep_work_dirs: args.keep_work_dirs,
+        },
     };
     slave::run(opts, shutdown_on_signals()?).await
 }

@@ -4,6 +4,7 @@
 //! its process group is killed, so nothing outlives its job. The job's task owns all of this,
 //! the SIGKILL after a cancel's grace period included, so the task ending means the job is over.
 
+use super::confine::{Confinement, Place};
 use super::outbox::{JobCtl, Outbox};
 use super::pty;
 use crate::limits::MAX_DATA_CHUNK;
@@ -23,18 +24,31 @@ use tokio::sync::mpsc;
 /// After the main process exits, how long to keep reading output that is still buffered.
 const DRAIN_IDLE: Duration = Duration::from_millis(300);
 
-/// Runs the job to its end and reports it to the outbox.
+/// Runs the job to its end, confined as the operator chose, removes its work directory
+/// (unless kept), and reports its end to the outbox.
 pub async fn run(
     id: JobId,
     spec: JobSpec,
+    confinement: Arc<Confinement>,
     outbox: Arc<Outbox>,
     ctl: mpsc::UnboundedReceiver<JobCtl>,
 ) {
-    let outcome = match start(&spec) {
-        Ok(started) => supervise(id, started, &outbox, ctl).await,
+    let outcome = match confinement.place(&id.to_string()) {
         Err(e) => Outcome::Failed {
-            reason: format!("cannot start job: {e}"),
+            reason: format!("cannot create its work directory: {e}"),
         },
+        Ok(place) => {
+            let outcome = match start(&spec, &confinement, &place) {
+                Ok(started) => supervise(id, started, &outbox, ctl).await,
+                Err(e) => Outcome::Failed {
+                    reason: format!("cannot start job: {e}"),
+                },
+            };
+            // Its processes are gone (the group was killed); removing a big tree blocks.
+            let c = confinement.clone();
+            let _ = tokio::task::spawn_blocking(move || c.clean(&place)).await;
+            outcome
+        }
     };
     tracing::info!(job = id, ?outcome, "job ended");
     outbox.ended(id, outcome);
@@ -59,6 +73,8 @@ struct Started {
 fn command(spec: &JobSpec) -> Command {
     let mut cmd = Command::new("/bin/sh");
     cmd.arg("-c").arg(&spec.command);
+    // The slave's credentials are not the job's business.
+    cmd.env_remove("XN_TOKEN");
     cmd.envs(&spec.env);
     if spec.tty && !spec.env.contains_key("TERM") {
         cmd.env(
@@ -66,18 +82,18 @@ fn command(spec: &JobSpec) -> Command {
             std::env::var("TERM").unwrap_or_else(|_| "xterm-256color".into()),
         );
     }
-    if let Some(cwd) = &spec.cwd {
-        cmd.current_dir(cwd);
-    }
     cmd.kill_on_drop(false);
     cmd
 }
 
-fn start(spec: &JobSpec) -> io::Result<Started> {
+fn start(spec: &JobSpec, confinement: &Confinement, place: &Place) -> io::Result<Started> {
     let mut cmd = command(spec);
     pty::new_session(&mut cmd, spec.tty);
+    let cwd = spec.cwd.as_deref();
     if spec.tty {
         let p = pty::open(spec.rows, spec.cols)?;
+        confinement.give_tty(&p.slave)?;
+        confinement.apply(&mut cmd, place, cwd, &spec.env, Some(&p.path))?;
         cmd.stdin(Stdio::from(p.slave.try_clone()?))
             .stdout(Stdio::from(p.slave.try_clone()?))
             .stderr(Stdio::from(p.slave));
@@ -93,6 +109,7 @@ fn start(spec: &JobSpec) -> io::Result<Started> {
             stdin: None,
         })
     } else {
+        confinement.apply(&mut cmd, place, cwd, &spec.env, None)?;
         cmd.stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());

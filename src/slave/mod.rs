@@ -2,15 +2,20 @@
 //! it is given, and streams output back. Jobs and their unacknowledged output live in the
 //! [`Outbox`] and outlive any one connection; the connection loop dials again with backoff.
 
+mod confine;
 mod job;
 mod outbox;
 mod pty;
+mod sys;
+
+pub use confine::{parse_size, ConfineOptions, Limits};
 
 use crate::conn::{self, ConnSender, Incoming};
 use crate::http::HubUrl;
 use crate::limits::{HANDSHAKE_TIMEOUT, HEARTBEAT_INTERVAL, HUB_SILENCE_LIMIT};
 use crate::wire::{DataFrame, HubToSlave, SlaveMsg, Stream, PROTOCOL_VERSION};
 use anyhow::{anyhow, bail, Context, Result};
+use confine::Confinement;
 use outbox::{Item, JobCtl, Outbox};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -30,6 +35,8 @@ pub struct SlaveOptions {
     pub stop_grace: Duration,
     /// Unacknowledged output kept per job and stream (see [`Outbox::push`]).
     pub output_buffer: usize,
+    /// The user, limits, sandbox and work directories of jobs.
+    pub confine: ConfineOptions,
 }
 
 /// The hub refused us for a reason that dialling again will not fix.
@@ -46,11 +53,32 @@ const FINAL_REPORT_WAIT: Duration = Duration::from_secs(5);
 /// Runs until `shutdown`. Then it takes no more jobs, lets running ones finish for up to
 /// `drain_timeout`, cancels the rest, reports their end if the hub is there, and returns.
 /// Nothing a job started is left running when this returns.
+///
+/// Before it dials, it checks how jobs are to be confined (see [`Confinement::new`]) and
+/// returns an error rather than run them less confined than `opts.confine` asks.
 pub async fn run(opts: SlaveOptions, shutdown: CancellationToken) -> Result<()> {
+    let confinement = Arc::new(Confinement::new(&opts.confine).await?);
+    tracing::info!(
+        work_dirs = %confinement.root().display(),
+        run_as = opts.confine.run_as.as_deref().unwrap_or("(the slave's user)"),
+        sandbox = opts.confine.sandbox,
+        "jobs confined"
+    );
+    let res = serve_jobs(&opts, &confinement, shutdown).await;
+    confinement.remove_root();
+    res
+}
+
+async fn serve_jobs(
+    opts: &SlaveOptions,
+    confinement: &Arc<Confinement>,
+    shutdown: CancellationToken,
+) -> Result<()> {
     let outbox = Arc::new(Outbox::new(opts.output_buffer));
     let mut conn = {
         let (opts, outbox, shutdown) = (opts.clone(), outbox.clone(), shutdown.clone());
-        tokio::spawn(async move { connect_loop(&opts, &outbox, &shutdown).await })
+        let confinement = confinement.clone();
+        tokio::spawn(async move { connect_loop(&opts, &confinement, &outbox, &shutdown).await })
     };
     tokio::select! {
         res = &mut conn => return res.map_err(|e| anyhow!("connection task failed: {e}"))?,
@@ -87,13 +115,14 @@ pub async fn run(opts: SlaveOptions, shutdown: CancellationToken) -> Result<()> 
 /// Dials the hub again and again, with backoff, until refused for good.
 async fn connect_loop(
     opts: &SlaveOptions,
+    confinement: &Arc<Confinement>,
     outbox: &Arc<Outbox>,
     shutdown: &CancellationToken,
 ) -> Result<()> {
     let mut backoff = BACKOFF_MIN;
     loop {
         let began = Instant::now();
-        let err = session(opts, outbox, shutdown).await;
+        let err = session(opts, confinement, outbox, shutdown).await;
         outbox.set_connected(false);
         if err.is::<Refused>() {
             return Err(err);
@@ -118,10 +147,11 @@ fn jitter(d: Duration) -> Duration {
 /// One connection: hello, then orders in and job events out until it drops; returns why.
 async fn session(
     opts: &SlaveOptions,
+    confinement: &Arc<Confinement>,
     outbox: &Arc<Outbox>,
     shutdown: &CancellationToken,
 ) -> anyhow::Error {
-    match serve(opts, outbox, shutdown).await {
+    match serve(opts, confinement, outbox, shutdown).await {
         Ok(never) => match never {},
         Err(e) => e,
     }
@@ -129,6 +159,7 @@ async fn session(
 
 async fn serve(
     opts: &SlaveOptions,
+    confinement: &Arc<Confinement>,
     outbox: &Arc<Outbox>,
     shutdown: &CancellationToken,
 ) -> Result<std::convert::Infallible> {
@@ -167,10 +198,11 @@ async fn serve(
     let last_heard = Arc::new(AtomicU64::new(0));
     let mut reader = {
         let (outbox, last_heard, opts) = (outbox.clone(), last_heard.clone(), opts.clone());
+        let confinement = confinement.clone();
         tokio::spawn(async move {
             while let Some(msg) = rd.recv::<HubToSlave>().await? {
                 last_heard.store(started.elapsed().as_millis() as u64, Ordering::Relaxed);
-                obey(&opts, &outbox, msg)?;
+                obey(&opts, &confinement, &outbox, msg)?;
             }
             Ok::<_, anyhow::Error>(())
         })
@@ -226,7 +258,12 @@ async fn forward(outbox: &Outbox, tx: &ConnSender, epoch: u64) -> Result<()> {
 }
 
 /// Carries out one order from the hub.
-fn obey(opts: &SlaveOptions, outbox: &Arc<Outbox>, msg: Incoming<HubToSlave>) -> Result<()> {
+fn obey(
+    opts: &SlaveOptions,
+    confinement: &Arc<Confinement>,
+    outbox: &Arc<Outbox>,
+    msg: Incoming<HubToSlave>,
+) -> Result<()> {
     let send = |job, order| {
         if let Some(ctl) = outbox.ctl(job) {
             let _ = ctl.send(order);
@@ -237,9 +274,10 @@ fn obey(opts: &SlaveOptions, outbox: &Arc<Outbox>, msg: Incoming<HubToSlave>) ->
             let (ctl_tx, ctl_rx) = mpsc::unbounded_channel();
             if outbox.add(job, ctl_tx) {
                 tracing::info!(job, command = %spec.command, "starting job");
+                let confinement = confinement.clone();
                 outbox
                     .tasks
-                    .spawn(job::run(job, spec, outbox.clone(), ctl_rx));
+                    .spawn(job::run(job, spec, confinement, outbox.clone(), ctl_rx));
             }
         }
         Incoming::Msg(HubToSlave::Cancel { job, grace_ms }) => {

@@ -1,5 +1,6 @@
-//! Every `unsafe` and every raw system call of the slave: pseudo-terminals, the child's
-//! session and controlling terminal, signal dispositions, and signals to process groups.
+//! The terminal's share of the slave's `unsafe` and raw system calls: pseudo-terminals, the
+//! child's session and controlling terminal, signal dispositions, and signals to process
+//! groups. The rest (users, limits, the sandbox) is in `sys.rs`; no other file has any.
 //!
 //! Nothing here knows about the hub or the protocol.
 
@@ -21,6 +22,8 @@ nix::ioctl_write_ptr_bad!(set_winsize, libc::TIOCSWINSZ, libc::winsize);
 pub struct Pty {
     pub master: OwnedFd,
     pub slave: OwnedFd,
+    /// The slave side's path (`/dev/pts/N`).
+    pub path: std::path::PathBuf,
 }
 
 /// Opens a pty of the given size. `posix_openpt` with `O_CLOEXEC` rather than glibc's
@@ -42,7 +45,11 @@ pub fn open(rows: u16, cols: u16) -> io::Result<Pty> {
     // only the hub-facing side (the master) shares, so the child's stdio stays blocking.
     let flags = OFlag::from_bits_truncate(fcntl(&master, FcntlArg::F_GETFL)?);
     fcntl(&master, FcntlArg::F_SETFL(flags | OFlag::O_NONBLOCK))?;
-    Ok(Pty { master, slave })
+    Ok(Pty {
+        master,
+        slave,
+        path: name.into(),
+    })
 }
 
 /// Sets the terminal size; the kernel sends SIGWINCH to the foreground process group.

@@ -9,6 +9,7 @@ mod faults;
 mod fuzz;
 mod golden;
 mod restart;
+mod sandbox;
 mod term;
 mod tls;
 mod util;

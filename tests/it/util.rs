@@ -248,7 +248,16 @@ pub struct Slave {
     pub log: Arc<Mutex<Vec<String>>>,
 }
 
+/// Whether the tests run as root (then slaves refuse to start without `--run-as` or
+/// `--allow-root-jobs`).
+pub fn is_root() -> bool {
+    // SAFETY: geteuid(2) has no preconditions and cannot fail.
+    unsafe { libc::geteuid() == 0 }
+}
+
 impl Slave {
+    /// Starts a slave and waits until it is connected. As root, it gets `--allow-root-jobs`
+    /// unless `args` name a `--run-as` user.
     pub fn start(hub: &Hub, name: &str, slots: u32, args: &[&str]) -> Slave {
         Self::start_with_token(hub, &hub.slave_token, name, slots, args)
     }
@@ -260,6 +269,10 @@ impl Slave {
         slots: u32,
         args: &[&str],
     ) -> Slave {
+        let mut args = args.to_vec();
+        if is_root() && !args.contains(&"--run-as") {
+            args.push("--allow-root-jobs");
+        }
         let mut child = Command::new(exe())
             .arg("slave")
             .args([
@@ -288,6 +301,41 @@ impl Slave {
         };
         s.wait_connected();
         s
+    }
+
+    /// Runs `execnode slave --hub URL ARGS`, expecting it to exit on its own (a refusal to
+    /// start); returns its exit status and stderr. As `uid`, if given.
+    pub fn run_to_exit(
+        hub_url: &str,
+        args: &[&str],
+        uid: Option<(u32, u32)>,
+    ) -> std::io::Result<(std::process::ExitStatus, String)> {
+        use std::os::unix::process::CommandExt;
+        let mut cmd = Command::new(exe());
+        cmd.arg("slave")
+            .args(["--hub", hub_url])
+            .args(args)
+            .env("XN_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        if let Some((uid, gid)) = uid {
+            cmd.uid(uid).gid(gid);
+        }
+        let mut child = cmd.spawn()?;
+        let mut err = child.stderr.take().expect("stderr piped");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut text = String::new();
+            let _ = std::io::Read::read_to_string(&mut err, &mut text);
+            let _ = tx.send(text);
+        });
+        // The pipe closes when the slave exits.
+        let Ok(text) = rx.recv_timeout(TIMEOUT) else {
+            let _ = child.kill();
+            panic!("the slave did not exit on its own");
+        };
+        Ok((child.wait()?, text))
     }
 
     pub fn wait_connected(&self) {

@@ -1,0 +1,356 @@
+//! How a slave confines its jobs: the user they run as, resource limits, the Landlock sandbox,
+//! and a work directory of their own. [`Confinement::new`] checks the operator's choices once,
+//! when the slave starts, and refuses to start rather than run jobs less confined than asked
+//! (as root by accident, or without a sandbox the kernel cannot give). For each job,
+//! [`Confinement::prepare`] creates its directories and builds everything the child will need
+//! before the spawn; the system calls themselves are in `sys.rs`. Never runs a job.
+
+use super::sys::{self, ChildSetup, Ids, UserInfo};
+use anyhow::{bail, Context, Result};
+use std::collections::BTreeMap;
+use std::ffi::CString;
+use std::io;
+use std::os::fd::AsFd;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{DirBuilderExt, MetadataExt};
+use std::path::{Path, PathBuf};
+use tokio::process::Command;
+
+pub use sys::Rlimits as Limits;
+
+/// What the operator asked for (`xnslave` flags).
+#[derive(Clone, Debug, Default)]
+pub struct ConfineOptions {
+    /// Run jobs as this user (`--run-as`).
+    pub run_as: Option<String>,
+    /// Jobs may run as root (`--allow-root-jobs`).
+    pub allow_root_jobs: bool,
+    pub limits: Limits,
+    /// Confine jobs with Landlock (`--sandbox`).
+    pub sandbox: bool,
+    /// Where job directories go (`--work-dir`); a directory of this slave's own in the
+    /// system's temp dir when absent.
+    pub work_dir: Option<PathBuf>,
+    /// Leave job directories behind for inspection (`--keep-work-dirs`).
+    pub keep_work_dirs: bool,
+}
+
+/// The checked form of [`ConfineOptions`], shared by every job.
+#[derive(Clone, Debug)]
+pub struct Confinement {
+    /// The user jobs run as, when that is not the slave's own user.
+    switch_to: Option<UserInfo>,
+    /// The user whose HOME, USER and LOGNAME jobs get (`--run-as`, even the slave's own).
+    user: Option<UserInfo>,
+    limits: Limits,
+    sandbox: bool,
+    root: PathBuf,
+    /// The root is ours alone (the default one): removed when the slave stops.
+    own_root: bool,
+    keep: bool,
+}
+
+/// A job's directories: its work directory, and its private temp dir when sandboxed.
+#[derive(Debug)]
+pub struct Place {
+    pub work: PathBuf,
+    pub tmp: Option<PathBuf>,
+}
+
+/// A size in bytes, as `4096`, `512K`, `512M`, `2G` or `1T` (powers of 1024; `KiB`, `MB`, ...
+/// and lower case are taken too).
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (digits, unit) = t.split_at(split);
+    let n: u64 = digits
+        .parse()
+        .map_err(|_| format!("{s:?} is not a size (like 4096, 512M or 2G)"))?;
+    let shift = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 0,
+        "k" | "kb" | "kib" => 10,
+        "m" | "mb" | "mib" => 20,
+        "g" | "gb" | "gib" => 30,
+        "t" | "tb" | "tib" => 40,
+        _ => return Err(format!("{s:?}: unknown unit (use K, M, G or T)")),
+    };
+    n.checked_mul(1u64 << shift)
+        .filter(|&b| b > 0)
+        .ok_or_else(|| format!("{s:?} is out of range"))
+}
+
+impl Confinement {
+    /// Checks the options against who we are and what the kernel can do, creates the root of
+    /// the job directories, and, with `--sandbox`, proves in a test child that Landlock stops
+    /// a write outside the work directory. Any shortfall is an error that names the options.
+    pub async fn new(opts: &ConfineOptions) -> Result<Confinement> {
+        let euid = sys::euid();
+        let user = match &opts.run_as {
+            None => None,
+            Some(name) => Some(
+                sys::lookup_user(name)
+                    .with_context(|| format!("--run-as {name}: cannot look the user up"))?
+                    .with_context(|| format!("--run-as {name}: no such user"))?,
+            ),
+        };
+        match &user {
+            None if euid == 0 && !opts.allow_root_jobs => bail!(
+                "refusing to run jobs as root: this slave runs as root, so give --run-as USER \
+                 to run jobs as that user, or --allow-root-jobs if they really must run as root"
+            ),
+            Some(u) if u.uid != euid && euid != 0 => bail!(
+                "--run-as {}: only a slave running as root can run jobs as another user (this \
+                 one runs as uid {euid}); start it as {} instead, or without --run-as",
+                u.name,
+                u.name
+            ),
+            Some(u) if u.uid == 0 && !opts.allow_root_jobs => bail!(
+                "--run-as {}: that user is root (uid 0); add --allow-root-jobs if jobs really \
+                 must run as root",
+                u.name
+            ),
+            _ => {}
+        }
+        let switch_to = user.clone().filter(|u| u.uid != euid);
+        let (root, own_root) = match &opts.work_dir {
+            Some(d) => (d.clone(), false),
+            None => (
+                std::env::temp_dir().join(format!("execnode-slave-{}", std::process::id())),
+                true,
+            ),
+        };
+        let c = Confinement {
+            switch_to,
+            user,
+            limits: opts.limits,
+            sandbox: opts.sandbox,
+            root,
+            own_root,
+            keep: opts.keep_work_dirs,
+        };
+        c.make_root()?;
+        if c.sandbox {
+            c.probe_sandbox().await.inspect_err(|_| c.remove_root())?;
+        }
+        Ok(c)
+    }
+
+    /// Where job directories go: `ROOT/jobs/ID` and `ROOT/tmp/ID`.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    fn make_root(&self) -> Result<()> {
+        let what = || format!("work directory {}", self.root.display());
+        if self.own_root {
+            // Ours alone: it must not exist yet (a directory someone else made could be theirs).
+            std::fs::DirBuilder::new()
+                .mode(0o711)
+                .create(&self.root)
+                .with_context(what)?;
+        } else {
+            std::fs::create_dir_all(&self.root).with_context(what)?;
+        }
+        let meta = std::fs::symlink_metadata(&self.root).with_context(what)?;
+        if !meta.is_dir() || meta.uid() != sys::euid() {
+            bail!(
+                "{}: not a directory owned by this slave's user",
+                self.root.display()
+            );
+        }
+        for sub in ["jobs", "tmp"] {
+            let dir = self.root.join(sub);
+            match std::fs::DirBuilder::new().mode(0o711).create(&dir) {
+                Err(e) if e.kind() != io::ErrorKind::AlreadyExists => {
+                    return Err(e).with_context(|| format!("creating {}", dir.display()))
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// Removes the job directory root if it is the slave's own default one.
+    pub fn remove_root(&self) {
+        if self.own_root && !self.keep {
+            if let Err(e) = std::fs::remove_dir_all(&self.root) {
+                tracing::warn!("removing {}: {e}", self.root.display());
+            }
+        }
+    }
+
+    /// Creates the directories of job `name`, owned by the job's user, mode 0700.
+    pub fn place(&self, name: &str) -> io::Result<Place> {
+        let work = self.fresh_dir(&self.root.join("jobs").join(name))?;
+        let tmp = if self.sandbox {
+            Some(self.fresh_dir(&self.root.join("tmp").join(name))?)
+        } else {
+            None
+        };
+        Ok(Place { work, tmp })
+    }
+
+    fn fresh_dir(&self, dir: &Path) -> io::Result<PathBuf> {
+        // Left from an earlier job with the same id (the hub's data was reset), and kept.
+        if dir.symlink_metadata().is_ok() {
+            tracing::warn!("removing stale job directory {}", dir.display());
+            std::fs::remove_dir_all(dir)?;
+        }
+        std::fs::DirBuilder::new().mode(0o700).create(dir)?;
+        if let Some(u) = &self.switch_to {
+            std::os::unix::fs::chown(dir, Some(u.uid), Some(u.gid))?;
+        }
+        Ok(dir.to_path_buf())
+    }
+
+    /// Removes a job's directories, unless they are to be kept. Blocking: call it off the
+    /// runtime. Everything the job started is gone by then (its process group was killed).
+    pub fn clean(&self, place: &Place) {
+        if self.keep {
+            return;
+        }
+        for dir in [Some(&place.work), place.tmp.as_ref()]
+            .into_iter()
+            .flatten()
+        {
+            // remove_dir_all does not follow symlinks the job may have left.
+            if let Err(e) = std::fs::remove_dir_all(dir) {
+                tracing::warn!("removing job directory {}: {e}", dir.display());
+            }
+        }
+    }
+
+    /// Makes the pty's slave side belong to the job's user, as `login` does, so that the job
+    /// can open its own terminal again (`/dev/tty`, `tty`).
+    pub fn give_tty(&self, tty: impl AsFd) -> io::Result<()> {
+        match &self.switch_to {
+            Some(u) => std::os::unix::fs::fchown(tty, Some(u.uid), None),
+            None => Ok(()),
+        }
+    }
+
+    /// Applies the confinement to the job's command: its environment (HOME, USER, LOGNAME,
+    /// TMPDIR, unless the job sets them), its working directory (its own `cwd`, else its work
+    /// directory), and what its child does before exec. `tty` is the path of the job's
+    /// terminal, which the sandbox lets it write.
+    pub fn apply(
+        &self,
+        cmd: &mut Command,
+        place: &Place,
+        cwd: Option<&str>,
+        env: &BTreeMap<String, String>,
+        tty: Option<&Path>,
+    ) -> io::Result<()> {
+        let mut set = |k: &str, v: &std::ffi::OsStr| {
+            if !env.contains_key(k) {
+                cmd.env(k, v);
+            }
+        };
+        if let Some(u) = &self.user {
+            set("HOME", u.home.as_os_str());
+            set("USER", u.name.as_ref());
+            set("LOGNAME", u.name.as_ref());
+        }
+        if let Some(tmp) = &place.tmp {
+            set("TMPDIR", tmp.as_os_str());
+        }
+        let cwd = cwd.map_or_else(|| place.work.clone(), PathBuf::from);
+        let landlock = if self.sandbox {
+            Some(self.ruleset(place, tty)?)
+        } else {
+            None
+        };
+        sys::confine(
+            cmd,
+            ChildSetup {
+                rlimits: self.limits,
+                ids: self.switch_to.as_ref().map(|u| Ids {
+                    uid: u.uid,
+                    gid: u.gid,
+                    groups: u.groups.clone(),
+                }),
+                cwd: Some(CString::new(cwd.as_os_str().as_bytes())?),
+                landlock,
+            },
+        );
+        Ok(())
+    }
+
+    /// The job may write beneath its work and temp directories, and to its terminal and the
+    /// harmless devices; nowhere else.
+    fn ruleset(&self, place: &Place, tty: Option<&Path>) -> io::Result<std::os::fd::OwnedFd> {
+        let mut dirs = vec![place.work.as_path()];
+        dirs.extend(place.tmp.as_deref());
+        let mut files = vec![
+            Path::new("/dev/null"),
+            Path::new("/dev/zero"),
+            Path::new("/dev/full"),
+            Path::new("/dev/tty"),
+        ];
+        files.extend(tty);
+        sys::write_ruleset(&dirs, &files).map_err(io::Error::other)
+    }
+
+    /// Runs a test child under the sandbox, as the job user, with the real code path: it must
+    /// be able to write in its work directory and must not be able to write in a directory
+    /// beside it that file permissions alone would let it write.
+    async fn probe_sandbox(&self) -> Result<()> {
+        let refuse = "refusing to start with --sandbox rather than run jobs unconfined";
+        // The real code path, without the limits (a tight memory limit must not fail the probe).
+        let probe = Confinement {
+            limits: Limits::default(),
+            ..self.clone()
+        };
+        let place = probe
+            .place("sandbox-probe")
+            .context("creating the probe's directories")?;
+        let outside = probe.fresh_dir(&self.root.join("tmp").join("sandbox-probe-outside"))?;
+        let mut cmd = Command::new("/bin/sh");
+        cmd.arg("-c")
+            .arg(r#"echo ok > inside && ! { echo no > "$1/f"; } 2>/dev/null && ! [ -e "$1/f" ]"#)
+            .arg("sh")
+            .arg(&outside)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null());
+        let applied = probe.apply(&mut cmd, &place, None, &BTreeMap::new(), None);
+        let status = match applied {
+            Ok(()) => cmd.status().await,
+            Err(e) => Err(e),
+        };
+        let inside_ok = place.work.join("inside").exists();
+        drop(cmd);
+        for dir in [Some(&place.work), place.tmp.as_ref(), Some(&outside)]
+            .into_iter()
+            .flatten()
+        {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+        match status {
+            Err(e) => bail!("--sandbox: Landlock is not available here: {e}; {refuse}"),
+            Ok(st) if !st.success() || !inside_ok => bail!(
+                "--sandbox: a test job under Landlock could write outside its work directory, \
+                 or not inside it ({st}); {refuse}"
+            ),
+            Ok(_) => Ok(()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_size;
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("4096"), Ok(4096));
+        assert_eq!(parse_size("512K"), Ok(512 << 10));
+        assert_eq!(parse_size("512M"), Ok(512 << 20));
+        assert_eq!(parse_size("2G"), Ok(2 << 30));
+        assert_eq!(parse_size("2gib"), Ok(2 << 30));
+        assert_eq!(parse_size("1T"), Ok(1 << 40));
+        for bad in ["", "M", "0", "-1", "1.5G", "12Q", "99999999999T"] {
+            assert!(parse_size(bad).is_err(), "{bad:?}");
+        }
+    }
+}
