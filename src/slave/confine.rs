@@ -113,7 +113,11 @@ impl Confinement {
         }
         let switch_to = user.clone().filter(|u| u.uid != euid);
         let (root, own_root) = match &opts.work_dir {
-            Some(d) => (d.clone(), false),
+            // Absolute: it becomes jobs' cwd and TMPDIR, which must not depend on theirs.
+            Some(d) => (
+                std::path::absolute(d).with_context(|| format!("--work-dir {}", d.display()))?,
+                false,
+            ),
             None => (
                 std::env::temp_dir().join(format!("execnode-slave-{}", std::process::id())),
                 true,
@@ -301,10 +305,12 @@ impl Confinement {
             limits: Limits::default(),
             ..self.clone()
         };
+        // Named by our pid: slaves may share a --work-dir.
+        let name = format!("sandbox-probe-{}", std::process::id());
         let place = probe
-            .place("sandbox-probe")
+            .place(&name)
             .context("creating the probe's directories")?;
-        let outside = probe.fresh_dir(&self.root.join("tmp").join("sandbox-probe-outside"))?;
+        let outside = probe.fresh_dir(&self.root.join("tmp").join(format!("{name}-outside")))?;
         let mut cmd = Command::new("/bin/sh");
         cmd.arg("-c")
             .arg(r#"echo ok > inside && ! { echo no > "$1/f"; } 2>/dev/null && ! [ -e "$1/f" ]"#)

@@ -193,6 +193,18 @@ fn run_as_runs_jobs_as_that_user_in_a_work_dir_it_owns() {
             "hi".into(),
         ]
     );
+    // In a terminal, the job owns its terminal and may open it again, sandbox or not.
+    let id = hub.submit(
+        "stat -c %u \"$(tty)\" && echo > /dev/tty && echo reopened",
+        &[],
+    );
+    let rec = hub.wait_ended(id);
+    let out = String::from_utf8_lossy(&hub.fetch(id)).into_owned();
+    assert_exited(&rec, 0, &out);
+    assert_eq!(
+        out.split_whitespace().collect::<Vec<_>>(),
+        [uid.to_string().as_str(), "reopened"]
+    );
     // Still sandboxed: a directory nobody owns outside its work dir stays closed to it.
     let outside = dir.path().join("nobodys");
     std::fs::create_dir(&outside).unwrap();
