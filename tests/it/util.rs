@@ -315,6 +315,9 @@ impl Slave {
         cmd.arg("slave")
             .args(["--hub", hub_url])
             .args(args)
+            // A token, so that no config file is read (another user's HOME may be closed to
+            // it); the slave refuses before it would dial.
+            .env("XN_TOKEN", "unused")
             .env("XN_LOG", "info")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
