@@ -65,7 +65,8 @@ pub async fn run(opts: SlaveOptions, shutdown: CancellationToken) -> Result<()> 
         "jobs confined"
     );
     let res = serve_jobs(&opts, &confinement, shutdown).await;
-    confinement.remove_root();
+    let c = confinement.clone();
+    let _ = tokio::task::spawn_blocking(move || c.remove_root()).await;
     res
 }
 
