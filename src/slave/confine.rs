@@ -147,7 +147,15 @@ impl Confinement {
     fn make_root(&self) -> Result<()> {
         let what = || format!("work directory {}", self.root.display());
         if self.own_root {
-            // Ours alone: it must not exist yet (a directory someone else made could be theirs).
+            // Named by our pid, so one that exists was left by a dead slave that had this pid
+            // (killed, or crashed). Ours to clear if our user made it; anyone else's is refused
+            // below (in a sticky /tmp nobody else can swap ours).
+            if let Ok(meta) = std::fs::symlink_metadata(&self.root) {
+                if meta.is_dir() && meta.uid() == sys::euid() {
+                    tracing::info!("removing {}, left by a dead slave", self.root.display());
+                    std::fs::remove_dir_all(&self.root).with_context(what)?;
+                }
+            }
             std::fs::DirBuilder::new()
                 .mode(0o711)
                 .create(&self.root)
@@ -345,7 +353,26 @@ impl Confinement {
 
 #[cfg(test)]
 mod tests {
-    use super::parse_size;
+    use super::{parse_size, ConfineOptions, Confinement};
+
+    /// A slave killed with SIGKILL leaves its default work dir; a later slave that gets the
+    /// same pid must clear it, not refuse to start.
+    #[tokio::test]
+    async fn a_work_dir_left_at_our_pid_is_cleared() {
+        let root = std::env::temp_dir().join(format!("execnode-slave-{}", std::process::id()));
+        std::fs::create_dir_all(root.join("jobs/7")).unwrap();
+        std::fs::write(root.join("jobs/7/stale"), b"x").unwrap();
+        let opts = ConfineOptions {
+            allow_root_jobs: true,
+            ..ConfineOptions::default()
+        };
+        let c = Confinement::new(&opts).await.unwrap();
+        assert_eq!(c.root(), root);
+        assert!(root.join("jobs").is_dir());
+        assert!(!root.join("jobs/7").exists());
+        c.remove_root();
+        assert!(!root.exists());
+    }
 
     #[test]
     fn sizes() {

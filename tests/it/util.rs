@@ -353,10 +353,15 @@ impl Slave {
         self.child.as_ref().unwrap().id()
     }
 
+    /// SIGKILL and wait; also removes its default work directory, which a killed slave
+    /// leaves behind.
     pub fn kill(&mut self) {
         if let Some(mut c) = self.child.take() {
             let _ = c.kill();
             let _ = c.wait();
+            let _ = std::fs::remove_dir_all(
+                std::env::temp_dir().join(format!("execnode-slave-{}", c.id())),
+            );
         }
     }
 
