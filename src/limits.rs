@@ -12,11 +12,22 @@ pub const MAX_WS_MESSAGE_BYTES: usize = 1 << 20;
 /// [`MAX_WS_MESSAGE_BYTES`] so a frame with its header always fits.
 pub const MAX_DATA_CHUNK: usize = 64 << 10;
 
-/// Largest REST request body.
+/// Largest REST request body, but for job submissions.
 pub const MAX_REST_BODY_BYTES: usize = 1 << 20;
 
-/// Longest command line, environment or working directory a job may carry, in bytes, all told.
+/// Largest `POST /api/v1/jobs` body: a batch of thousands of jobs goes in one request. Each job
+/// in it is still held to [`MAX_JOB_SPEC_BYTES`].
+pub const MAX_SUBMIT_BODY_BYTES: usize = 32 << 20;
+
+/// Largest job spec, as JSON, its inline `stdin` included. Well under [`MAX_WS_MESSAGE_BYTES`],
+/// so the `assign` that carries it to a slave always fits in one message.
 pub const MAX_JOB_SPEC_BYTES: usize = 256 << 10;
+
+/// Most labels a job may require or a slave may offer.
+pub const MAX_LABELS: usize = 64;
+
+/// Longest label, job name or slave name, in bytes.
+pub const MAX_LABEL_BYTES: usize = 256;
 
 /// Time a peer has to send its HTTP request headers, and a slave its hello.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);

@@ -153,6 +153,10 @@ struct SlaveArgs {
     /// dropped and a marker put in its place
     #[arg(long, default_value_t = execnode::limits::SLAVE_UNACKED_BYTES, value_name = "BYTES")]
     output_buffer: usize,
+    /// A label this slave offers, `key` or `key=value` (repeatable). hostname=, os= and arch=
+    /// are added unless given
+    #[arg(long = "label", value_name = "LABEL")]
+    labels: Vec<String>,
     /// Run jobs as this user (setgid, supplementary groups, setuid before exec; HOME, USER and
     /// LOGNAME set). Needs a slave running as root. A root slave refuses to start without
     /// this or --allow-root-jobs
@@ -339,18 +343,27 @@ async fn run_slave(args: SlaveArgs) -> Result<()> {
         Some(n) => n,
         None => std::thread::available_parallelism().map_or(1, |n| n.get() as u32),
     };
-    let name = match args.name {
-        Some(n) => n,
-        None => nix::unistd::gethostname()
-            .ok()
-            .and_then(|h| h.into_string().ok())
-            .unwrap_or_else(|| "slave".into()),
-    };
+    let hostname = nix::unistd::gethostname()
+        .ok()
+        .and_then(|h| h.into_string().ok())
+        .unwrap_or_else(|| "slave".into());
+    let name = args.name.unwrap_or_else(|| hostname.clone());
+    let mut labels = args.labels;
+    for (key, value) in [
+        ("hostname", hostname.as_str()),
+        ("os", std::env::consts::OS),
+        ("arch", std::env::consts::ARCH),
+    ] {
+        if !labels.iter().any(|l| l.split('=').next() == Some(key)) {
+            labels.push(format!("{key}={value}"));
+        }
+    }
     let opts = SlaveOptions {
         hub: execnode::config::resolve(args.hub, args.token, args.ca.as_deref())?,
         name,
         slots,
         drain_timeout: Duration::from_secs(args.drain_timeout),
+        labels,
         stop_grace: Duration::from_secs(args.stop_grace),
         output_buffer: args.output_buffer,
         confine: ConfineOptions {

@@ -14,11 +14,19 @@ pub const PROTOCOL_VERSION: u32 = 1;
 /// Job ids are small integers, increasing, never reused.
 pub type JobId = u64;
 
-/// What a client asks the hub to run. Its `Debug` shows environment names, never values.
-#[derive(Serialize, Deserialize, Clone, PartialEq, Eq)]
+/// What a client asks the hub to run. Its `Debug` shows environment names, never values, and
+/// only the size of `stdin`.
+///
+/// Every field but one of `command`/`argv` has a default, so specs stored by older versions
+/// (and written by older clients) still load.
+#[derive(Serialize, Deserialize, Clone, PartialEq)]
 pub struct JobSpec {
-    /// The shell line, run as `sh -c LINE`.
+    /// The shell line, run as `sh -c LINE`. Empty when `argv` is given.
+    #[serde(default)]
     pub command: String,
+    /// The exact argument vector, run without a shell (`argv[0]` is looked up in `PATH`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub argv: Option<Vec<String>>,
     /// Extra environment variables for the job.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub env: BTreeMap<String, String>,
@@ -33,17 +41,51 @@ pub struct JobSpec {
     pub rows: u16,
     #[serde(default = "default_cols")]
     pub cols: u16,
+    /// The job's whole input: written to its stdin when it starts, then end of input.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stdin: Option<String>,
+    /// Labels the slave must have, `key=value` or bare `key` (any value).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub labels: Vec<String>,
+    /// Run only on the slave of this name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on_slave: Option<String>,
+    /// Seconds the job may run before it is terminated and ends `failed` (`timeout`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<f64>,
+    /// How many more times to run the job when an attempt ends `lost` (or fails, with
+    /// `retries_on_failure`).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub retries: u32,
+    /// Also retry when an attempt exits non-zero, is killed by a signal or fails.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub retries_on_failure: bool,
+    /// A name for people and for `xn -l --name`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// Slots of its slave the job occupies.
+    #[serde(default = "default_slots", skip_serializing_if = "is_one")]
+    pub slots: u32,
 }
 
 impl std::fmt::Debug for JobSpec {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("JobSpec")
             .field("command", &self.command)
+            .field("argv", &self.argv)
             .field("env", &self.env.keys().collect::<Vec<_>>())
             .field("cwd", &self.cwd)
             .field("tty", &self.tty)
             .field("rows", &self.rows)
             .field("cols", &self.cols)
+            .field("stdin_bytes", &self.stdin.as_ref().map(String::len))
+            .field("labels", &self.labels)
+            .field("on_slave", &self.on_slave)
+            .field("timeout", &self.timeout)
+            .field("retries", &self.retries)
+            .field("retries_on_failure", &self.retries_on_failure)
+            .field("name", &self.name)
+            .field("slots", &self.slots)
             .finish()
     }
 }
@@ -57,19 +99,84 @@ fn default_rows() -> u16 {
 fn default_cols() -> u16 {
     80
 }
+fn default_slots() -> u32 {
+    1
+}
+fn is_zero(n: &u32) -> bool {
+    *n == 0
+}
+fn is_one(n: &u32) -> bool {
+    *n == 1
+}
+fn is_false(b: &bool) -> bool {
+    !*b
+}
+
+impl Default for JobSpec {
+    fn default() -> Self {
+        JobSpec {
+            command: String::new(),
+            argv: None,
+            env: BTreeMap::new(),
+            cwd: None,
+            tty: true,
+            rows: default_rows(),
+            cols: default_cols(),
+            stdin: None,
+            labels: Vec::new(),
+            on_slave: None,
+            timeout: None,
+            retries: 0,
+            retries_on_failure: false,
+            name: None,
+            slots: 1,
+        }
+    }
+}
 
 impl JobSpec {
     /// A tty job of the default size running `command`.
     pub fn shell(command: impl Into<String>) -> Self {
         JobSpec {
             command: command.into(),
-            env: BTreeMap::new(),
-            cwd: None,
-            tty: true,
-            rows: default_rows(),
-            cols: default_cols(),
+            ..JobSpec::default()
         }
     }
+
+    /// What the job runs, for people: the shell line, or the argv quoted as a shell would
+    /// need it.
+    pub fn display_command(&self) -> String {
+        match &self.argv {
+            Some(argv) if self.command.is_empty() => argv
+                .iter()
+                .map(|a| shell_quote(a))
+                .collect::<Vec<_>>()
+                .join(" "),
+            _ => self.command.clone(),
+        }
+    }
+}
+
+/// Quotes a word for `sh` when it needs it.
+fn shell_quote(word: &str) -> String {
+    let plain = !word.is_empty()
+        && word
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_./=:,+@%".contains(&b));
+    if plain {
+        word.to_string()
+    } else {
+        format!("'{}'", word.replace('\'', "'\\''"))
+    }
+}
+
+/// Whether a slave with `slave_labels` has `wanted`: a bare `key` matches `key` and any
+/// `key=value`; `key=value` matches only itself.
+pub fn has_label(slave_labels: &[String], wanted: &str) -> bool {
+    slave_labels.iter().any(|l| {
+        l == wanted
+            || (!wanted.contains('=') && l.split_once('=').is_some_and(|(k, _)| k == wanted))
+    })
 }
 
 /// Where a job is in its life. The last five are terminal and final.
@@ -124,7 +231,7 @@ pub const ALL_STATES: [JobState; 8] = [
 ];
 
 /// A job as the hub keeps it and shows it (`GET /api/v1/jobs`, `xn -l --json`).
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
 pub struct JobRecord {
     pub id: JobId,
     #[serde(flatten)]
@@ -134,7 +241,8 @@ pub struct JobRecord {
     pub exit_code: Option<i32>,
     /// Set when the job was killed by a signal (`signaled`, and `cancelled` jobs that were running).
     pub signal: Option<i32>,
-    /// Why a job `failed`, was `cancelled` or `lost`.
+    /// Why a job `failed`, was `cancelled` or `lost`; for a `queued` job, why no connected
+    /// slave can take it.
     pub reason: Option<String>,
     /// Name of the slave it was given to.
     pub slave: Option<String>,
@@ -148,9 +256,76 @@ pub struct JobRecord {
     /// Name of the token that submitted it (`None` with `--no-auth` or from older hubs).
     #[serde(default)]
     pub owner: Option<String>,
+    /// Which run of the job this record describes, from 1; retries add one.
+    #[serde(default = "default_attempt")]
+    pub attempt: u32,
+    /// The earlier attempts, oldest first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub attempts: Vec<Attempt>,
+    /// The broadcast group the job belongs to (`g7`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<String>,
+}
+
+fn default_attempt() -> u32 {
+    1
+}
+
+/// How an earlier attempt of a retried job ended. Its output stays readable
+/// (`GET /api/v1/jobs/ID/output?attempt=N`).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct Attempt {
+    pub attempt: u32,
+    pub state: JobState,
+    pub exit_code: Option<i32>,
+    pub signal: Option<i32>,
+    pub reason: Option<String>,
+    pub slave: Option<String>,
+    pub started_ms: Option<u64>,
+    pub ended_ms: Option<u64>,
+    pub stdout_len: u64,
+    pub stderr_len: u64,
 }
 
 impl JobRecord {
+    /// A new queued record for `spec` (the store gives it its id).
+    pub fn queued(spec: JobSpec, created_ms: u64) -> JobRecord {
+        JobRecord {
+            id: 0,
+            spec,
+            state: JobState::Queued,
+            exit_code: None,
+            signal: None,
+            reason: None,
+            slave: None,
+            created_ms,
+            started_ms: None,
+            ended_ms: None,
+            stdout_len: 0,
+            stderr_len: 0,
+            attempt: 1,
+            attempts: Vec::new(),
+            group: None,
+            owner: None,
+        }
+    }
+
+    /// This attempt's summary, kept when the job is retried.
+    pub fn as_attempt(&self) -> Attempt {
+        Attempt {
+            attempt: self.attempt,
+            state: self.state,
+            exit_code: self.exit_code,
+            signal: self.signal,
+            reason: self.reason.clone(),
+            slave: self.slave.clone(),
+            started_ms: self.started_ms,
+            ended_ms: self.ended_ms,
+            stdout_len: self.stdout_len,
+            stderr_len: self.stderr_len,
+        }
+    }
+
     /// The exit code a client reports for this job: the code itself, 128 + signal, or 1 for any
     /// other terminal state. `None` while the job has not ended.
     pub fn client_exit_code(&self) -> Option<i32> {
@@ -196,10 +371,23 @@ pub enum Outcome {
     },
 }
 
-/// Body of `POST /api/v1/jobs`.
+/// Answer to `POST /api/v1/jobs` with one job spec.
 #[derive(Serialize, Deserialize, Clone, Debug)]
 pub struct SubmitReply {
     pub id: JobId,
+}
+
+/// Answer to `POST /api/v1/jobs` with an array of job specs: their ids, in order.
+#[derive(Serialize, Deserialize, Clone, Debug)]
+pub struct SubmitManyReply {
+    pub ids: Vec<JobId>,
+}
+
+/// Answer to `POST /api/v1/broadcast`: one job per matching slave, all in one group.
+#[derive(Serialize, Deserialize, Clone, Debug)]
+pub struct BroadcastReply {
+    pub group: String,
+    pub ids: Vec<JobId>,
 }
 
 /// The body of every error answer, REST or WebSocket.
@@ -289,6 +477,9 @@ pub enum SlaveMsg {
         slots: u32,
         #[serde(default)]
         running: Vec<RunningJob>,
+        /// What the slave offers (`gpu`, `os=linux`); jobs may require labels.
+        #[serde(default)]
+        labels: Vec<String>,
     },
     /// The job's process is running.
     Started {
@@ -311,17 +502,21 @@ pub enum SlaveMsg {
 }
 
 /// Hub → slave control messages.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum HubToSlave {
     /// Answer to a good hello.
     Welcome {
         protocol: u32,
     },
-    /// Run this job.
+    /// Run this job. `grace_ms` is the time between SIGTERM and SIGKILL when its timeout
+    /// passes.
     Assign {
         job: JobId,
-        spec: JobSpec,
+        /// Boxed: a spec is far larger than every other message.
+        spec: Box<JobSpec>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        grace_ms: Option<u64>,
     },
     /// SIGTERM to the job's process group, `grace_ms`, then SIGKILL.
     Cancel {
@@ -370,7 +565,7 @@ pub enum ClientMsg {
 }
 
 /// Hub → client messages on a job stream.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum StreamMsg {
     /// The job's record, sent first and on every state change.
@@ -496,30 +691,47 @@ mod tests {
     fn job_spec_debug_hides_environment_values() {
         let mut spec = JobSpec::shell("true");
         spec.env.insert("API_KEY".into(), "hunter2".into());
+        spec.stdin = Some("password: hunter3".into());
         let shown = format!("{spec:?}");
         assert!(
-            shown.contains("API_KEY") && !shown.contains("hunter2"),
+            shown.contains("API_KEY") && !shown.contains("hunter2") && !shown.contains("hunter3"),
             "{shown}"
         );
     }
 
     #[test]
-    fn exit_codes_for_clients() {
-        let mut r = JobRecord {
-            id: 1,
-            spec: JobSpec::shell("true"),
-            state: JobState::Running,
-            exit_code: None,
-            signal: None,
-            reason: None,
-            slave: None,
-            created_ms: 0,
-            started_ms: None,
-            ended_ms: None,
-            stdout_len: 0,
-            stderr_len: 0,
-            owner: None,
+    fn labels_and_quoting() {
+        let have = vec!["gpu".to_string(), "os=linux".to_string()];
+        assert!(has_label(&have, "gpu"));
+        assert!(has_label(&have, "os"));
+        assert!(has_label(&have, "os=linux"));
+        assert!(!has_label(&have, "os=mac"));
+        assert!(!has_label(&have, "gpu=a100"));
+        let spec = JobSpec {
+            argv: Some(vec![
+                "printf".into(),
+                "%s".into(),
+                "a b".into(),
+                "it's".into(),
+            ]),
+            ..JobSpec::default()
         };
+        assert_eq!(spec.display_command(), "printf %s 'a b' 'it'\\''s'");
+    }
+
+    #[test]
+    fn old_specs_still_load() {
+        let spec: JobSpec = serde_json::from_str(r#"{"command":"ls","tty":false}"#).unwrap();
+        assert_eq!(spec.slots, 1);
+        assert!(spec.labels.is_empty() && spec.argv.is_none() && spec.retries == 0);
+        let text = serde_json::to_string(&JobSpec::shell("ls")).unwrap();
+        assert_eq!(text, r#"{"command":"ls","tty":true,"rows":24,"cols":80}"#);
+    }
+
+    #[test]
+    fn exit_codes_for_clients() {
+        let mut r = JobRecord::queued(JobSpec::shell("true"), 0);
+        r.state = JobState::Running;
         assert_eq!(r.client_exit_code(), None);
         r.state = JobState::Exited;
         r.exit_code = Some(3);

@@ -1,4 +1,6 @@
-//! Output logs: one append-only file per job and stream, `DATA/logs/ID.out` and `ID.err`.
+//! Output logs: one append-only file per job and stream, `DATA/logs/ID.out` and `ID.err`; a
+//! retried job's later attempts get files of their own, `ID.N.out` and `ID.N.err` (N ≥ 2), so
+//! every attempt's output is kept apart and nothing is ever renamed.
 //!
 //! The hub is the only writer. Every consumer reads by offset, from the file (the page cache
 //! keeps recent bytes hot), so replaying history and following live output are one code path,
@@ -34,23 +36,32 @@ impl Logs {
         Ok(Logs { dir })
     }
 
-    pub fn job(&self, id: JobId) -> JobLog {
+    /// The log of one attempt of a job (the first attempt is 1).
+    pub fn job(&self, id: JobId, attempt: u32) -> JobLog {
         JobLog {
-            out_path: self.dir.join(format!("{id}.out")),
-            err_path: self.dir.join(format!("{id}.err")),
+            out_path: self.path(id, attempt, Stream::Stdout),
+            err_path: self.path(id, attempt, Stream::Stderr),
             out: OnceLock::new(),
             err: OnceLock::new(),
         }
     }
 
-    /// Bytes stored for a job's stream (0 when it has none).
-    pub fn len(&self, id: JobId, stream: Stream) -> u64 {
+    fn path(&self, id: JobId, attempt: u32, stream: Stream) -> PathBuf {
         let ext = if stream == Stream::Stderr {
             "err"
         } else {
             "out"
         };
-        std::fs::metadata(self.dir.join(format!("{id}.{ext}")))
+        if attempt <= 1 {
+            self.dir.join(format!("{id}.{ext}"))
+        } else {
+            self.dir.join(format!("{id}.{attempt}.{ext}"))
+        }
+    }
+
+    /// Bytes stored for a job's stream in one attempt (0 when it has none).
+    pub fn len(&self, id: JobId, attempt: u32, stream: Stream) -> u64 {
+        std::fs::metadata(self.path(id, attempt, stream))
             .map(|m| m.len())
             .unwrap_or(0)
     }

@@ -7,14 +7,18 @@
 pub mod auth;
 mod logs;
 mod respond;
+mod retry;
 mod routes;
+mod sched;
 mod slaves;
 mod state;
 mod store;
 mod stream;
+mod submit;
 mod tokens;
 
 pub use state::{now_ms, Hub, HubOptions, SlaveInfo};
+pub use submit::validate;
 
 use crate::limits::HANDSHAKE_TIMEOUT;
 use anyhow::{Context, Result};
@@ -103,6 +107,7 @@ pub async fn run(
         });
     }
     let conns = TaskTracker::new();
+    conns.spawn(retry::timer(hub.clone(), shutdown.clone()));
     let per_addr = PerAddr::new(hub.opts.max_conns_per_addr);
     loop {
         let (sock, peer) = tokio::select! {

@@ -5,8 +5,11 @@ use super::auth::Principal;
 use super::respond::{self, HubResponse, LogBody, Reject};
 use super::state::JobError;
 use super::{slaves, stream, tokens, Ctx};
-use crate::limits::MAX_REST_BODY_BYTES;
-use crate::wire::{JobId, JobSpec, JobState, Role, Stream, SubmitReply};
+use crate::limits::MAX_SUBMIT_BODY_BYTES;
+use crate::wire::{
+    has_label, BroadcastReply, JobId, JobRecord, JobSpec, JobState, Role, Stream, SubmitManyReply,
+    SubmitReply,
+};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper::{Method, Request, Response, StatusCode};
@@ -49,6 +52,7 @@ async fn dispatch(
         ),
         (&Method::GET, ["api", "v1", "jobs"]) => list_jobs(ctx, &req, who),
         (&Method::POST, ["api", "v1", "jobs"]) => submit(ctx, req, who).await,
+        (&Method::POST, ["api", "v1", "broadcast"]) => broadcast(ctx, req, who).await,
         (&Method::GET, ["api", "v1", "slaves"]) => respond::json(StatusCode::OK, &ctx.hub.slaves()),
         (&Method::GET, ["api", "v1", "slave"]) => {
             if !matches!(who.role, Role::Slave | Role::Admin) {
@@ -88,7 +92,9 @@ async fn dispatch(
                 _ => not_found(path),
             }
         }
-        (_, ["api", "v1", "jobs" | "slaves" | "slave"]) => method_not_allowed(&method),
+        (_, ["api", "v1", "jobs" | "slaves" | "slave" | "broadcast"]) => {
+            method_not_allowed(&method)
+        }
         _ => not_found(path),
     }
 }
@@ -121,7 +127,7 @@ fn parse_id(s: &str) -> Result<JobId, Reject> {
         .map_err(|_| Reject::bad(format!("{s:?} is not a job id (a positive integer)")))
 }
 
-/// The query string as a map. Values are plain words and numbers here, so no decoding.
+/// The query string as a map, `%XX` escapes decoded (a `+` stays a `+`).
 pub fn query(req: &Request<Incoming>) -> HashMap<String, String> {
     req.uri()
         .query()
@@ -129,10 +135,34 @@ pub fn query(req: &Request<Incoming>) -> HashMap<String, String> {
         .split('&')
         .filter(|kv| !kv.is_empty())
         .map(|kv| match kv.split_once('=') {
-            Some((k, v)) => (k.to_string(), v.to_string()),
-            None => (kv.to_string(), String::new()),
+            Some((k, v)) => (percent_decode(k), percent_decode(v)),
+            None => (percent_decode(kv), String::new()),
         })
         .collect()
+}
+
+/// Decodes `%XX` escapes; a malformed escape is kept as it is.
+fn percent_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let hex = b
+            .get(i + 1..i + 3)
+            .and_then(|h| std::str::from_utf8(h).ok())
+            .and_then(|h| u8::from_str_radix(h, 16).ok());
+        match (b[i], hex) {
+            (b'%', Some(v)) => {
+                out.push(v);
+                i += 3;
+            }
+            (c, _) => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// A numeric query parameter, or 400.
@@ -155,23 +185,47 @@ fn list_jobs(ctx: &Ctx, req: &Request<Incoming>, who: &Principal) -> HubResponse
         Some((_, st)) => st,
         None => None,
     };
-    let jobs: Vec<_> = ctx
-        .hub
-        .list()
-        .into_iter()
-        .filter(|j| state.is_none_or(|s| j.state == s) && who.can_see(j))
-        .collect();
+    let labels: Vec<&str> = q
+        .get("label")
+        .map(|l| l.split(',').filter(|l| !l.is_empty()).collect())
+        .unwrap_or_default();
+    let keep = |j: &JobRecord| {
+        who.can_see(j)
+            && state.is_none_or(|s| j.state == s)
+            && labels.iter().all(|l| has_label(&j.spec.labels, l))
+            && q.get("name")
+                .is_none_or(|n| j.spec.name.as_ref() == Some(n))
+            && q.get("group").is_none_or(|g| j.group.as_ref() == Some(g))
+            && q.get("slave").is_none_or(|s| j.slave.as_ref() == Some(s))
+            && q.get("owner").is_none_or(|o| j.owner.as_ref() == Some(o))
+    };
+    let jobs: Vec<_> = ctx.hub.list().into_iter().filter(keep).collect();
     respond::json(StatusCode::OK, &jobs)
 }
 
+/// `POST /api/v1/jobs`: one job spec, or an array of them stored in one transaction.
 async fn submit(ctx: &Ctx, req: Request<Incoming>, who: &Principal) -> HubResponse {
     if !who.can_submit() {
         return forbidden(who, "submit jobs");
     }
-    let body = match respond::read_body(req, MAX_REST_BODY_BYTES).await {
+    let body = match respond::read_body(req, MAX_SUBMIT_BODY_BYTES).await {
         Ok(b) => b,
         Err(r) => return r.into(),
     };
+    if body.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'[') {
+        let specs: Vec<JobSpec> = match respond::parse_json(&body) {
+            Ok(s) => s,
+            Err(r) => return r.into(),
+        };
+        return match ctx.hub.submit_many(specs, Some(who.name.clone())).await {
+            Ok(recs) => {
+                let ids: Vec<JobId> = recs.iter().map(|r| r.id).collect();
+                tracing::info!(jobs = ids.len(), first = ids.first(), "submitted");
+                respond::json(StatusCode::CREATED, &SubmitManyReply { ids })
+            }
+            Err(e) => respond::job_error(e),
+        };
+    }
     let spec: JobSpec = match respond::parse_json(&body) {
         Ok(s) => s,
         Err(r) => return r.into(),
@@ -180,6 +234,29 @@ async fn submit(ctx: &Ctx, req: Request<Incoming>, who: &Principal) -> HubRespon
         Ok(rec) => {
             tracing::info!(job = rec.id, "submitted");
             respond::json(StatusCode::CREATED, &SubmitReply { id: rec.id })
+        }
+        Err(e) => respond::job_error(e),
+    }
+}
+
+/// `POST /api/v1/broadcast`: the spec once on every matching connected slave, as a group.
+async fn broadcast(ctx: &Ctx, req: Request<Incoming>, who: &Principal) -> HubResponse {
+    if !who.can_submit() {
+        return forbidden(who, "submit jobs");
+    }
+    let body = match respond::read_body(req, MAX_SUBMIT_BODY_BYTES).await {
+        Ok(b) => b,
+        Err(r) => return r.into(),
+    };
+    let spec: JobSpec = match respond::parse_json(&body) {
+        Ok(s) => s,
+        Err(r) => return r.into(),
+    };
+    match ctx.hub.broadcast(spec, Some(who.name.clone())).await {
+        Ok((group, recs)) => {
+            let ids: Vec<JobId> = recs.iter().map(|r| r.id).collect();
+            tracing::info!(%group, jobs = ids.len(), "broadcast submitted");
+            respond::json(StatusCode::CREATED, &BroadcastReply { group, ids })
         }
         Err(e) => respond::job_error(e),
     }
@@ -202,15 +279,39 @@ fn output(ctx: &Ctx, id: JobId, req: &Request<Incoming>) -> HubResponse {
         Ok(o) => o.unwrap_or(0),
         Err(r) => return r.into(),
     };
+    let attempt = match query_u64(&q, "attempt") {
+        Ok(a) => a,
+        Err(r) => return r.into(),
+    };
     let sub = match ctx.hub.subscribe(id) {
         Ok(s) => s,
         Err(e) => return respond::job_error(e),
     };
-    let len = match stream {
-        Stream::Stderr => sub.rec.stderr_len,
-        _ => sub.rec.stdout_len,
+    let (log, lens) = match attempt {
+        Some(n) if n != u64::from(sub.rec.attempt) => {
+            match sub.rec.attempts.iter().find(|a| u64::from(a.attempt) == n) {
+                Some(a) => (
+                    Arc::new(ctx.hub.logs.job(id, a.attempt)),
+                    (a.stdout_len, a.stderr_len),
+                ),
+                None => {
+                    return respond::error(
+                        StatusCode::NOT_FOUND,
+                        format!(
+                            "job {id} has no attempt {n} (attempts 1 to {})",
+                            sub.rec.attempt
+                        ),
+                    )
+                }
+            }
+        }
+        _ => (sub.log, (sub.rec.stdout_len, sub.rec.stderr_len)),
     };
-    let body = LogBody::new(sub.log, stream, offset, len);
+    let len = match stream {
+        Stream::Stderr => lens.1,
+        _ => lens.0,
+    };
+    let body = LogBody::new(log, stream, offset, len);
     Response::builder()
         .status(StatusCode::OK)
         .header(hyper::header::CONTENT_TYPE, "application/octet-stream")

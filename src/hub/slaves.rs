@@ -46,7 +46,7 @@ type Reader = ConnReader<hyper_util::rt::TokioIo<hyper::upgrade::Upgraded>>;
 
 async fn session(ctx: Arc<Ctx>, ws: ServerWs, who: Arc<Principal>) {
     let (mut rd, tx) = conn::start(ws);
-    let (name, slots, running) = match hello(&mut rd).await {
+    let (name, slots, labels, running) = match hello(&mut rd).await {
         Ok(h) => h,
         Err(e) => {
             tracing::warn!("slave refused: {e:#}");
@@ -59,8 +59,11 @@ async fn session(ctx: Arc<Ctx>, ws: ServerWs, who: Arc<Principal>) {
             return;
         }
     };
-    let (sid, unwanted) = ctx.hub.add_slave(name.clone(), slots, tx.clone(), &running);
-    tracing::info!(slave = %name, slots, reclaimed = running.len() - unwanted.len(), "slave connected");
+    let label_list = labels.join(",");
+    let (sid, unwanted) = ctx
+        .hub
+        .add_slave(name.clone(), slots, labels, tx.clone(), &running);
+    tracing::info!(slave = %name, slots, labels = %label_list, reclaimed = running.len() - unwanted.len(), "slave connected");
     let grace_ms = ctx.hub.opts.cancel_grace.as_millis() as u64;
     let _ = tx
         .send(&HubToSlave::Welcome {
@@ -129,7 +132,7 @@ async fn session(ctx: Arc<Ctx>, ws: ServerWs, who: Arc<Principal>) {
     }
 }
 
-async fn hello(rd: &mut Reader) -> Result<(String, u32, Vec<JobId>)> {
+async fn hello(rd: &mut Reader) -> Result<(String, u32, Vec<String>, Vec<JobId>)> {
     let first = tokio::time::timeout(HANDSHAKE_TIMEOUT, rd.recv::<SlaveMsg>())
         .await
         .map_err(|_| anyhow!("no hello within {HANDSHAKE_TIMEOUT:?}"))??;
@@ -139,6 +142,7 @@ async fn hello(rd: &mut Reader) -> Result<(String, u32, Vec<JobId>)> {
             name,
             slots,
             running,
+            labels,
         })) => {
             if protocol != PROTOCOL_VERSION {
                 bail!(
@@ -151,7 +155,13 @@ async fn hello(rd: &mut Reader) -> Result<(String, u32, Vec<JobId>)> {
             if slots == 0 {
                 bail!("a slave needs at least one slot");
             }
-            Ok((name, slots, running.into_iter().map(|r| r.job).collect()))
+            super::submit::check_labels(&labels).map_err(|e| anyhow!("slave labels: {e}"))?;
+            Ok((
+                name,
+                slots,
+                labels,
+                running.into_iter().map(|r| r.job).collect(),
+            ))
         }
         Some(Incoming::Bad(e)) => bail!("expected a hello message: {e}"),
         Some(_) => bail!("expected a hello message first"),

@@ -7,11 +7,11 @@
 use super::logs::{JobLog, Logs};
 use super::store::Store;
 use crate::conn::ConnSender;
-use crate::wire::{HubToSlave, JobId, JobRecord, JobSpec, JobState, Outcome, Stream};
+use crate::wire::{HubToSlave, JobId, JobRecord, JobState, Outcome, Stream};
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
-use tokio::sync::watch;
+use tokio::sync::{watch, Notify};
 
 /// Identifies one connection of one slave (a reconnect is a new session).
 pub type SessionId = u64;
@@ -45,45 +45,52 @@ pub enum JobError {
 }
 
 pub struct Hub {
-    state: Mutex<State>,
+    pub(super) state: Mutex<State>,
     pub store: Store,
     pub logs: Logs,
     pub opts: HubOptions,
+    /// Woken when a job is queued for a retry later, so the retry timer looks again.
+    pub(super) retry_wake: Notify,
 }
 
-struct State {
-    jobs: BTreeMap<JobId, JobEntry>,
+pub(super) struct State {
+    pub(super) jobs: BTreeMap<JobId, JobEntry>,
     /// Queued job ids; the smallest goes first (FIFO).
-    queue: BTreeSet<JobId>,
+    pub(super) queue: BTreeSet<JobId>,
     /// Queued jobs per owner, for `max_queued_per_owner`.
-    queued_by: HashMap<Option<String>, usize>,
-    slaves: HashMap<SessionId, SlaveEntry>,
+    pub(super) queued_by: HashMap<Option<String>, usize>,
+    pub(super) slaves: HashMap<SessionId, SlaveEntry>,
     next_session: SessionId,
+    /// The number of the next broadcast group (`g1`, `g2`, ...).
+    pub(super) next_group: u64,
 }
 
-struct JobEntry {
-    rec: JobRecord,
-    /// Open log files while the job is live.
-    log: Option<Arc<JobLog>>,
+pub(super) struct JobEntry {
+    pub(super) rec: JobRecord,
+    /// Open log files of the current attempt while the job is live.
+    pub(super) log: Option<Arc<JobLog>>,
     /// Bumped on new output and state changes; created when someone follows the job.
     watch: Option<watch::Sender<u64>>,
     /// The slave session that runs it; `None` while queued or while its slave is away.
-    session: Option<SessionId>,
+    pub(super) session: Option<SessionId>,
     /// Set when a cancel was asked for: why.
     cancelled: Option<String>,
     /// Input bytes forwarded so far (the offset of the next input frame).
     input_sent: u64,
     /// The terminal size last sent to the slave.
     size: Option<(u16, u16)>,
+    /// A queued retry waits until then (ms since the epoch); 0 for no wait.
+    pub(super) not_before_ms: u64,
 }
 
-struct SlaveEntry {
-    name: String,
-    slots: u32,
+pub(super) struct SlaveEntry {
+    pub(super) name: String,
+    pub(super) slots: u32,
+    pub(super) labels: Vec<String>,
     /// Stopping: no new jobs.
-    draining: bool,
-    jobs: HashSet<JobId>,
-    tx: ConnSender,
+    pub(super) draining: bool,
+    pub(super) jobs: HashSet<JobId>,
+    pub(super) tx: ConnSender,
 }
 
 /// What a connected slave looks like from outside (`GET /api/v1/slaves`).
@@ -92,6 +99,8 @@ pub struct SlaveInfo {
     pub name: String,
     pub slots: u32,
     pub running: Vec<JobId>,
+    #[serde(default)]
+    pub labels: Vec<String>,
 }
 
 /// What a follower needs to read a job: its record, a wake-up channel and its log.
@@ -109,7 +118,20 @@ pub fn now_ms() -> u64 {
 }
 
 impl JobEntry {
-    fn touch(&self) {
+    pub(super) fn new(rec: JobRecord) -> JobEntry {
+        JobEntry {
+            rec,
+            log: None,
+            watch: None,
+            session: None,
+            cancelled: None,
+            input_sent: 0,
+            size: None,
+            not_before_ms: 0,
+        }
+    }
+
+    pub(super) fn touch(&self) {
         if let Some(w) = &self.watch {
             w.send_modify(|v| *v = v.wrapping_add(1));
         }
@@ -124,26 +146,21 @@ impl Hub {
         let mut jobs = BTreeMap::new();
         let mut queue = BTreeSet::new();
         let mut queued_by: HashMap<Option<String>, usize> = HashMap::new();
+        let mut next_group = 1;
         for mut rec in loaded {
-            rec.stdout_len = logs.len(rec.id, Stream::Stdout);
-            rec.stderr_len = logs.len(rec.id, Stream::Stderr);
+            rec.stdout_len = logs.len(rec.id, rec.attempt, Stream::Stdout);
+            rec.stderr_len = logs.len(rec.id, rec.attempt, Stream::Stderr);
             if rec.state == JobState::Queued {
                 queue.insert(rec.id);
                 *queued_by.entry(rec.owner.clone()).or_default() += 1;
             }
-            let log = (!rec.state.is_terminal()).then(|| Arc::new(logs.job(rec.id)));
-            jobs.insert(
-                rec.id,
-                JobEntry {
-                    rec,
-                    log,
-                    watch: None,
-                    session: None,
-                    cancelled: None,
-                    input_sent: 0,
-                    size: None,
-                },
-            );
+            if let Some(n) = rec.group.as_deref().and_then(super::submit::group_number) {
+                next_group = next_group.max(n + 1);
+            }
+            let log = (!rec.state.is_terminal()).then(|| Arc::new(logs.job(rec.id, rec.attempt)));
+            let mut entry = JobEntry::new(rec);
+            entry.log = log;
+            jobs.insert(entry.rec.id, entry);
         }
         Hub {
             state: Mutex::new(State {
@@ -152,14 +169,16 @@ impl Hub {
                 queued_by,
                 slaves: HashMap::new(),
                 next_session: 1,
+                next_group,
             }),
             store,
             logs,
             opts,
+            retry_wake: Notify::new(),
         }
     }
 
-    fn lock(&self) -> MutexGuard<'_, State> {
+    pub(super) fn lock(&self) -> MutexGuard<'_, State> {
         // A panic while holding the lock would already have been a bug report; the state is
         // still the best we have, so keep serving rather than poisoning every request.
         self.state.lock().unwrap_or_else(|p| p.into_inner())
@@ -196,6 +215,7 @@ impl Hub {
             .map(|s| SlaveInfo {
                 name: s.name.clone(),
                 slots: s.slots,
+                labels: s.labels.clone(),
                 running: {
                     let mut r: Vec<_> = s.jobs.iter().copied().collect();
                     r.sort();
@@ -205,108 +225,6 @@ impl Hub {
             .collect();
         v.sort_by(|a, b| a.name.cmp(&b.name));
         v
-    }
-
-    /// Stores a new job durably, queues it, and returns its record.
-    pub async fn submit(
-        &self,
-        spec: JobSpec,
-        owner: Option<String>,
-    ) -> Result<JobRecord, JobError> {
-        validate(&spec)?;
-        {
-            let st = self.lock();
-            let queued = st.queued_by.get(&owner).copied().unwrap_or(0);
-            if queued >= self.opts.max_queued_per_owner {
-                return Err(JobError::TooMany(format!(
-                    "{queued} jobs of yours are queued already (the hub allows {})",
-                    self.opts.max_queued_per_owner
-                )));
-            }
-        }
-        let mut rec = JobRecord {
-            id: 0,
-            spec,
-            state: JobState::Queued,
-            exit_code: None,
-            signal: None,
-            reason: None,
-            slave: None,
-            created_ms: now_ms(),
-            started_ms: None,
-            ended_ms: None,
-            stdout_len: 0,
-            stderr_len: 0,
-            owner,
-        };
-        let ids = self
-            .store
-            .insert(vec![rec.clone()])
-            .await
-            .map_err(JobError::Store)?;
-        rec.id = ids[0];
-        {
-            let mut st = self.lock();
-            st.queue.insert(rec.id);
-            *st.queued_by.entry(rec.owner.clone()).or_default() += 1;
-            st.jobs.insert(
-                rec.id,
-                JobEntry {
-                    rec: rec.clone(),
-                    log: None,
-                    watch: None,
-                    session: None,
-                    cancelled: None,
-                    input_sent: 0,
-                    size: None,
-                },
-            );
-        }
-        self.schedule().await;
-        Ok(rec)
-    }
-
-    /// Hands queued jobs to slaves with free slots, oldest job first, emptiest slave first.
-    pub async fn schedule(&self) {
-        let mut sends = Vec::new();
-        {
-            let mut st = self.lock();
-            let st = &mut *st;
-            while let Some(&id) = st.queue.first() {
-                let Some((&sid, slave)) = st
-                    .slaves
-                    .iter_mut()
-                    .filter(|(_, s)| !s.draining && (s.jobs.len() as u32) < s.slots)
-                    .max_by_key(|(sid, s)| {
-                        (s.slots - s.jobs.len() as u32, std::cmp::Reverse(**sid))
-                    })
-                else {
-                    break;
-                };
-                st.queue.pop_first();
-                let Some(job) = st.jobs.get_mut(&id) else {
-                    continue;
-                };
-                unqueued(&mut st.queued_by, &job.rec.owner);
-                slave.jobs.insert(id);
-                job.session = Some(sid);
-                job.rec.state = JobState::Assigned;
-                job.rec.slave = Some(slave.name.clone());
-                job.log = Some(Arc::new(self.logs.job(id)));
-                job.touch();
-                self.store.save_later(job.rec.clone());
-                let msg = HubToSlave::Assign {
-                    job: id,
-                    spec: job.rec.spec.clone(),
-                };
-                sends.push((slave.tx.clone(), msg));
-            }
-        }
-        for (tx, msg) in sends {
-            // A failed send means that slave's connection is ending; its session cleanup
-            // orphans the job, and the orphan timer decides its fate.
-            let _ = tx.send(&msg).await;
-        }
     }
 
     /// Cancels a job: a queued one at once, a running one through its slave.
@@ -353,15 +271,29 @@ impl Hub {
         }
     }
 
-    /// Makes a terminal record durable, then shows it and frees the slot.
-    async fn finish(&self, rec: JobRecord) -> Result<(), JobError> {
-        let log = self.lock().jobs.get(&rec.id).and_then(|j| j.log.clone());
+    /// Makes a terminal record durable, then shows it and frees the slot. An attempt that its
+    /// spec says to retry is stored as such (the job queued again, this attempt kept in
+    /// `attempts`) instead.
+    async fn finish(&self, mut rec: JobRecord) -> Result<(), JobError> {
+        let (log, lens) = {
+            let st = self.lock();
+            match st.jobs.get(&rec.id) {
+                Some(j) => (j.log.clone(), (j.rec.stdout_len, j.rec.stderr_len)),
+                None => (None, (rec.stdout_len, rec.stderr_len)),
+            }
+        };
         if let Some(log) = log {
             let synced = tokio::task::spawn_blocking(move || log.sync()).await;
             if let Ok(Err(e)) = synced {
                 tracing::error!(job = rec.id, "syncing output log: {e}");
             }
         }
+        // Keep the byte counts the hub has; the record from the caller may be older.
+        (rec.stdout_len, rec.stderr_len) = lens;
+        let (rec, retry_in) = match super::retry::retry_of(&rec) {
+            Some((again, wait)) => (again, Some(wait)),
+            None => (rec, None),
+        };
         self.store
             .save(rec.clone())
             .await
@@ -378,17 +310,27 @@ impl Hub {
                         slave_tx = Some(s.tx.clone());
                     }
                 }
-                // Keep the byte counts the hub has; the record from the caller may be older.
-                let (out, err) = (job.rec.stdout_len, job.rec.stderr_len);
                 job.rec = rec;
-                job.rec.stdout_len = out;
-                job.rec.stderr_len = err;
                 job.log = None;
+                if let Some(wait) = retry_in {
+                    tracing::info!(job = id, attempt = job.rec.attempt, "retrying in {wait:?}");
+                    job.not_before_ms = now_ms() + wait.as_millis() as u64;
+                    job.cancelled = None;
+                    job.input_sent = 0;
+                    job.size = None;
+                    job.rec.reason = super::sched::why_not(&st.slaves, &job.rec.spec);
+                    if st.queue.insert(id) {
+                        *st.queued_by.entry(job.rec.owner.clone()).or_default() += 1;
+                    }
+                }
                 job.touch();
             }
         }
         if let Some(tx) = slave_tx {
             let _ = tx.send(&HubToSlave::Done { job: id }).await;
+        }
+        if retry_in.is_some() {
+            self.retry_wake.notify_one();
         }
         self.schedule().await;
         Ok(())
@@ -409,7 +351,7 @@ impl Hub {
         let log = job
             .log
             .clone()
-            .unwrap_or_else(|| Arc::new(self.logs.job(id)));
+            .unwrap_or_else(|| Arc::new(self.logs.job(id, job.rec.attempt)));
         Ok(Subscription {
             rec: job.rec.clone(),
             changes,
@@ -431,6 +373,7 @@ impl Hub {
         &self,
         name: String,
         slots: u32,
+        labels: Vec<String>,
         tx: ConnSender,
         running: &[JobId],
     ) -> (SessionId, Vec<JobId>) {
@@ -442,6 +385,11 @@ impl Hub {
         let mut unwanted = Vec::new();
         for &id in running {
             match st.jobs.get_mut(&id) {
+                // Queued for a retry: the hub gave up the attempt this slave still runs, and
+                // will run the job again; the old attempt is cancelled.
+                Some(job) if job.rec.state == JobState::Queued && !job.rec.attempts.is_empty() => {
+                    unwanted.push(id)
+                }
                 Some(job) if !job.rec.state.is_terminal() && job.session.is_none() => {
                     job.session = Some(sid);
                     job.rec.slave = Some(name.clone());
@@ -458,7 +406,7 @@ impl Hub {
                         self.store.save_later(job.rec.clone());
                     }
                     if job.log.is_none() {
-                        job.log = Some(Arc::new(self.logs.job(id)));
+                        job.log = Some(Arc::new(self.logs.job(id, job.rec.attempt)));
                     }
                     mine.insert(id);
                 }
@@ -471,7 +419,7 @@ impl Hub {
                     job.rec.state = JobState::Running;
                     job.rec.reason = None;
                     job.rec.ended_ms = None;
-                    job.log = Some(Arc::new(self.logs.job(id)));
+                    job.log = Some(Arc::new(self.logs.job(id, job.rec.attempt)));
                     job.touch();
                     self.store.save_later(job.rec.clone());
                     mine.insert(id);
@@ -484,11 +432,13 @@ impl Hub {
             SlaveEntry {
                 name,
                 slots,
+                labels,
                 draining: false,
                 jobs: mine,
                 tx,
             },
         );
+        super::sched::refresh_reasons(st);
         (sid, unwanted)
     }
 
@@ -499,6 +449,7 @@ impl Hub {
         let Some(slave) = st.slaves.remove(&sid) else {
             return Vec::new();
         };
+        super::sched::refresh_reasons(&mut st);
         let mut orphans = Vec::new();
         for id in slave.jobs {
             if let Some(job) = st.jobs.get_mut(&id) {
@@ -692,46 +643,11 @@ impl Hub {
 }
 
 /// One fewer queued job for `owner`.
-fn unqueued(queued_by: &mut HashMap<Option<String>, usize>, owner: &Option<String>) {
+pub(super) fn unqueued(queued_by: &mut HashMap<Option<String>, usize>, owner: &Option<String>) {
     if let Some(n) = queued_by.get_mut(owner) {
         *n -= 1;
         if *n == 0 {
             queued_by.remove(owner);
         }
     }
-}
-
-/// Checks a submitted spec against the named limits.
-fn validate(spec: &JobSpec) -> Result<(), JobError> {
-    use crate::limits::MAX_JOB_SPEC_BYTES;
-    if spec.command.trim().is_empty() {
-        return Err(JobError::Invalid("the command is empty".into()));
-    }
-    let size = spec.command.len()
-        + spec.cwd.as_ref().map_or(0, |c| c.len())
-        + spec
-            .env
-            .iter()
-            .map(|(k, v)| k.len() + v.len())
-            .sum::<usize>();
-    if size > MAX_JOB_SPEC_BYTES {
-        return Err(JobError::Invalid(format!(
-            "the job is {size} bytes; at most {MAX_JOB_SPEC_BYTES} are allowed"
-        )));
-    }
-    if spec
-        .env
-        .keys()
-        .any(|k| k.is_empty() || k.contains('=') || k.contains('\0'))
-    {
-        return Err(JobError::Invalid(
-            "environment names must be non-empty and contain no '=' or NUL".into(),
-        ));
-    }
-    if spec.tty && (spec.rows == 0 || spec.cols == 0) {
-        return Err(JobError::Invalid(
-            "terminal rows and cols must be positive".into(),
-        ));
-    }
-    Ok(())
 }

@@ -7,7 +7,7 @@
 //!
 //! It never holds output bytes: those live in [`super::logs`].
 
-use crate::wire::{JobId, JobRecord, JobSpec, JobState};
+use crate::wire::{Attempt, JobId, JobRecord, JobSpec, JobState};
 use anyhow::{anyhow, Context, Result};
 use rusqlite::{params, Connection};
 use std::path::Path;
@@ -54,13 +54,7 @@ impl Store {
             );",
         )
         .context("creating the jobs table")?;
-        // Databases from before job owners existed get the column.
-        let has_owner = conn
-            .prepare("SELECT 1 FROM pragma_table_info('jobs') WHERE name = 'owner'")?
-            .exists([])?;
-        if !has_owner {
-            conn.execute_batch("ALTER TABLE jobs ADD COLUMN owner TEXT;")?;
-        }
+        migrate(&conn).context("upgrading the jobs table")?;
         let jobs = load(&conn).context("loading jobs")?;
         let (tx, rx) = mpsc::unbounded_channel();
         std::thread::Builder::new()
@@ -130,12 +124,12 @@ fn commit(conn: &mut Connection, batch: &mut Vec<Op>) {
         {
             let mut insert = tx.prepare_cached(
                 "INSERT INTO jobs (state, command, spec, exit_code, signal, reason, slave,
-                    created_ms, started_ms, ended_ms, owner)
-                    VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11)",
+                    created_ms, started_ms, ended_ms, owner, grp, attempt, attempts)
+                    VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14)",
             )?;
             let mut update = tx.prepare_cached(
                 "UPDATE jobs SET state=?2, exit_code=?3, signal=?4, reason=?5, slave=?6,
-                    started_ms=?7, ended_ms=?8 WHERE id=?1",
+                    started_ms=?7, ended_ms=?8, attempt=?9, attempts=?10 WHERE id=?1",
             )?;
             for op in batch.iter() {
                 match op {
@@ -144,7 +138,7 @@ fn commit(conn: &mut Connection, batch: &mut Vec<Op>) {
                         for r in recs {
                             insert.execute(params![
                                 r.state.as_str(),
-                                r.spec.command,
+                                r.spec.display_command(),
                                 spec_json(&r.spec),
                                 r.exit_code,
                                 r.signal,
@@ -154,6 +148,9 @@ fn commit(conn: &mut Connection, batch: &mut Vec<Op>) {
                                 r.started_ms.map(|v| v as i64),
                                 r.ended_ms.map(|v| v as i64),
                                 r.owner,
+                                r.group,
+                                r.attempt,
+                                attempts_json(&r.attempts),
                             ])?;
                             ids.push(tx.last_insert_rowid() as JobId);
                         }
@@ -169,6 +166,8 @@ fn commit(conn: &mut Connection, batch: &mut Vec<Op>) {
                             r.slave,
                             r.started_ms.map(|v| v as i64),
                             r.ended_ms.map(|v| v as i64),
+                            r.attempt,
+                            attempts_json(&r.attempts),
                         ])?;
                         results.push(Ok(Vec::new()));
                     }
@@ -207,10 +206,38 @@ fn spec_json(spec: &JobSpec) -> String {
     serde_json::to_string(spec).expect("job specs serialize")
 }
 
+fn attempts_json(attempts: &[Attempt]) -> String {
+    // Attempts hold only strings, numbers and states: they always serialize.
+    serde_json::to_string(attempts).expect("attempts serialize")
+}
+
+/// Columns added after the first release, with defaults that describe the old rows.
+const ADDED_COLUMNS: [(&str, &str); 4] = [
+    ("owner", "TEXT"),
+    ("grp", "TEXT"),
+    ("attempt", "INTEGER NOT NULL DEFAULT 1"),
+    ("attempts", "TEXT NOT NULL DEFAULT '[]'"),
+];
+
+/// Adds the columns an older database lacks.
+fn migrate(conn: &Connection) -> Result<()> {
+    let mut stmt = conn.prepare("SELECT name FROM pragma_table_info('jobs')")?;
+    let have: Vec<String> = stmt
+        .query_map([], |row| row.get::<_, String>(0))?
+        .collect::<rusqlite::Result<_>>()?;
+    for (name, decl) in ADDED_COLUMNS {
+        if !have.iter().any(|h| h == name) {
+            conn.execute_batch(&format!("ALTER TABLE jobs ADD COLUMN {name} {decl};"))?;
+        }
+    }
+    Ok(())
+}
+
 fn load(conn: &Connection) -> Result<Vec<JobRecord>> {
     let mut stmt = conn.prepare(
         "SELECT id, state, spec, exit_code, signal, reason, slave, created_ms, started_ms, ended_ms,
-            owner FROM jobs ORDER BY id",
+            owner, grp, attempt, attempts
+         FROM jobs ORDER BY id",
     )?;
     let rows = stmt.query_map([], |row| {
         Ok((
@@ -225,16 +252,35 @@ fn load(conn: &Connection) -> Result<Vec<JobRecord>> {
             row.get::<_, Option<i64>>(8)?,
             row.get::<_, Option<i64>>(9)?,
             row.get::<_, Option<String>>(10)?,
+            row.get::<_, Option<String>>(11)?,
+            row.get::<_, u32>(12)?,
+            row.get::<_, String>(13)?,
         ))
     })?;
     let mut jobs = Vec::new();
     for row in rows {
-        let (id, state, spec, exit_code, signal, reason, slave, created, started, ended, owner) =
-            row?;
+        let (
+            id,
+            state,
+            spec,
+            exit_code,
+            signal,
+            reason,
+            slave,
+            created,
+            started,
+            ended,
+            owner,
+            group,
+            attempt,
+            attempts,
+        ) = row?;
         let state = JobState::parse(&state)
             .ok_or_else(|| anyhow!("job {id} has an unknown state {state:?}"))?;
         let spec: JobSpec =
             serde_json::from_str(&spec).with_context(|| format!("job {id} has a bad spec"))?;
+        let earlier: Vec<Attempt> = serde_json::from_str(&attempts)
+            .with_context(|| format!("job {id} has bad attempts"))?;
         jobs.push(JobRecord {
             id: id as JobId,
             spec,
@@ -249,6 +295,9 @@ fn load(conn: &Connection) -> Result<Vec<JobRecord>> {
             stdout_len: 0,
             stderr_len: 0,
             owner,
+            attempt: attempt.max(1),
+            attempts: earlier,
+            group,
         });
     }
     Ok(jobs)

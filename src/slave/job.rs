@@ -1,8 +1,9 @@
-//! Runs one job: `sh -c LINE` in a session of its own, in a pty or with pipes; feeds it input,
-//! resizes it, cancels it (SIGTERM to the group, a grace period, SIGKILL), and hands its output
-//! and its end to the [`Outbox`]. When the job's main process exits, whatever it left running in
-//! its process group is killed, so nothing outlives its job. The job's task owns all of this,
-//! the SIGKILL after a cancel's grace period included, so the task ending means the job is over.
+//! Runs one job: `sh -c LINE` (or its exact argv) in a session of its own, in a pty or with
+//! pipes; feeds it input (its inline `stdin` first), resizes it, cancels it or ends it at its
+//! timeout (SIGTERM to the group, a grace period, SIGKILL), and hands its output and its end to
+//! the [`Outbox`]. When the job's main process exits, whatever it left running in its process
+//! group is killed, so nothing outlives its job. The job's task owns all of this, the SIGKILL
+//! after a cancel's grace period included, so the task ending means the job is over.
 
 use super::confine::{Confinement, Place};
 use super::outbox::{JobCtl, Outbox};
@@ -24,11 +25,16 @@ use tokio::sync::mpsc;
 /// After the main process exits, how long to keep reading output that is still buffered.
 const DRAIN_IDLE: Duration = Duration::from_millis(300);
 
+/// The reason a job that ran past its timeout ends `failed` with.
+pub const TIMEOUT_REASON: &str = "timeout";
+
 /// Runs the job to its end, confined as the operator chose, removes its work directory
-/// (unless kept), and reports its end to the outbox.
+/// (unless kept), and reports its end to the outbox. `grace` is the time between SIGTERM and
+/// SIGKILL when its timeout passes.
 pub async fn run(
     id: JobId,
     spec: JobSpec,
+    grace: Duration,
     confinement: Arc<Confinement>,
     outbox: Arc<Outbox>,
     ctl: mpsc::UnboundedReceiver<JobCtl>,
@@ -39,7 +45,7 @@ pub async fn run(
         },
         Ok(place) => {
             let outcome = match start(&spec, &confinement, &place) {
-                Ok(started) => supervise(id, started, &outbox, ctl).await,
+                Ok(started) => supervise(id, started, &spec, grace, &outbox, ctl).await,
                 Err(e) => Outcome::Failed {
                     reason: format!("cannot start job: {e}"),
                 },
@@ -71,8 +77,19 @@ struct Started {
 }
 
 fn command(spec: &JobSpec) -> Command {
-    let mut cmd = Command::new("/bin/sh");
-    cmd.arg("-c").arg(&spec.command);
+    let mut cmd = match spec.argv.as_deref() {
+        // No shell: the words go to the program exactly as given.
+        Some([program, args @ ..]) => {
+            let mut cmd = Command::new(program);
+            cmd.args(args);
+            cmd
+        }
+        _ => {
+            let mut cmd = Command::new("/bin/sh");
+            cmd.arg("-c").arg(&spec.command);
+            cmd
+        }
+    };
     // The slave's credentials are not the job's business.
     cmd.env_remove("XN_TOKEN");
     cmd.envs(&spec.env);
@@ -169,11 +186,30 @@ fn input_task(job: &mut Started) -> mpsc::UnboundedSender<Option<Vec<u8>>> {
 async fn supervise(
     id: JobId,
     mut job: Started,
+    spec: &JobSpec,
+    grace: Duration,
     outbox: &Outbox,
     mut ctl: mpsc::UnboundedReceiver<JobCtl>,
 ) -> Outcome {
     outbox.started(id, job.pgid);
     let input = input_task(&mut job);
+    if let Some(text) = &spec.stdin {
+        let _ = input.send(Some(text.as_bytes().to_vec()));
+        let _ = input.send(None);
+        // A terminal's EOF character ends a partial line first; a second one is end of input.
+        if spec.tty && !text.is_empty() && !text.ends_with('\n') {
+            let _ = input.send(None);
+        }
+    }
+    // The timeout counts from the start of the process; a far-off instant stands for none.
+    let start = tokio::time::Instant::now();
+    let limit = spec
+        .timeout
+        .and_then(|t| Duration::try_from_secs_f64(t).ok());
+    let deadline = limit
+        .and_then(|d| start.checked_add(d))
+        .unwrap_or_else(|| start + Duration::from_secs(100 * 365 * 86400));
+    let mut timed_out = false;
     let mut buf = vec![0u8; MAX_DATA_CHUNK];
     let mut buf2 = vec![0u8; MAX_DATA_CHUNK];
     let mut out_open = true;
@@ -220,6 +256,15 @@ async fn supervise(
                     ctl_open = false;
                 }
             },
+            _ = tokio::time::sleep_until(deadline), if limit.is_some() && !timed_out => {
+                tracing::info!(job = id, "timeout of {limit:?} passed; terminating");
+                timed_out = true;
+                cancelled = true;
+                kill_all(job.pgid, Signal::SIGTERM);
+                kill_all(job.pgid, Signal::SIGCONT);
+                let at = tokio::time::Instant::now() + grace;
+                kill_at = Some(kill_at.map_or(at, |k| k.min(at)));
+            }
             st = job.child.wait() => match st {
                 Ok(st) => break st,
                 Err(e) => {
@@ -239,6 +284,11 @@ async fn supervise(
         pty::signal_group(job.pgid, Some(Signal::SIGKILL));
     }
     drain(id, &mut job, outbox, out_open).await;
+    if timed_out {
+        return Outcome::Failed {
+            reason: TIMEOUT_REASON.into(),
+        };
+    }
     match (status.code(), status.signal()) {
         (Some(code), _) => Outcome::Exited { code },
         (None, Some(signal)) => Outcome::Signaled { signal },

@@ -31,6 +31,8 @@ pub struct SlaveOptions {
     pub slots: u32,
     /// On shutdown, how long running jobs may take to finish before they are cancelled.
     pub drain_timeout: Duration,
+    /// What this slave offers (`gpu`, `os=linux`); jobs may require labels.
+    pub labels: Vec<String>,
     /// When cancelled at shutdown, how long jobs get between SIGTERM and SIGKILL.
     pub stop_grace: Duration,
     /// Unacknowledged output kept per job and stream (see [`Outbox::push`]).
@@ -180,6 +182,7 @@ async fn serve(
         name: opts.name.clone(),
         slots: opts.slots,
         running: outbox.running(),
+        labels: opts.labels.clone(),
     })
     .await?;
     match tokio::time::timeout(HANDSHAKE_TIMEOUT, rd.recv::<HubToSlave>()).await {
@@ -271,14 +274,24 @@ fn obey(
         }
     };
     match msg {
-        Incoming::Msg(HubToSlave::Assign { job, spec }) => {
+        Incoming::Msg(HubToSlave::Assign {
+            job,
+            spec,
+            grace_ms,
+        }) => {
             let (ctl_tx, ctl_rx) = mpsc::unbounded_channel();
             if outbox.add(job, ctl_tx) {
-                tracing::info!(job, command = %spec.command, "starting job");
+                tracing::info!(job, command = %spec.display_command(), "starting job");
+                let grace = grace_ms.map_or(opts.stop_grace, Duration::from_millis);
                 let confinement = confinement.clone();
-                outbox
-                    .tasks
-                    .spawn(job::run(job, spec, confinement, outbox.clone(), ctl_rx));
+                outbox.tasks.spawn(job::run(
+                    job,
+                    *spec,
+                    grace,
+                    confinement,
+                    outbox.clone(),
+                    ctl_rx,
+                ));
             }
         }
         Incoming::Msg(HubToSlave::Cancel { job, grace_ms }) => {

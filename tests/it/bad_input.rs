@@ -51,8 +51,17 @@ fn malformed_and_oversized_requests_get_json_errors() {
     assert_eq!(status, 400);
     assert!(body.contains("empty"), "{body}");
 
+    // One job past the per-job limit is refused by that limit...
     let big = format!(r#"{{"command":"{}"}}"#, "x".repeat(2 << 20));
     let (status, body) = hub.post("/api/v1/jobs", &big);
+    assert_eq!(status, 400);
+    assert!(body.contains("at most"), "{body}");
+    // ...and a body past the batch limit before it is read.
+    let huge = execnode::limits::MAX_SUBMIT_BODY_BYTES + 1;
+    let (status, body) = http(
+        &hub.addr,
+        format!("POST /api/v1/jobs HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {}\r\nContent-Length: {huge}\r\nConnection: close\r\n\r\n[", hub.token).as_bytes(),
+    );
     assert_eq!(status, 413);
     assert!(body.contains("larger than"), "{body}");
 
@@ -100,6 +109,7 @@ fn a_slave_with_another_protocol_version_is_refused_with_both_versions() {
             name: "future".into(),
             slots: 1,
             running: vec![],
+            labels: vec![],
         })
         .await
         .unwrap();
@@ -185,6 +195,7 @@ fn bad_websocket_messages_get_errors_and_the_stream_stays_up() {
             name: "odd".into(),
             slots: 1,
             running: vec![],
+            labels: vec![],
         })
         .await
         .unwrap();

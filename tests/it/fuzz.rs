@@ -102,6 +102,7 @@ fn a_live_hub_survives_random_requests_and_messages() {
                     name: "fuzz".into(),
                     slots: 1,
                     running: vec![],
+                    labels: vec![],
                 })
                 .await
                 .unwrap();
