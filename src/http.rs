@@ -261,6 +261,19 @@ pub async fn read_all(resp: Response<Incoming>) -> Result<Bytes> {
         .to_bytes())
 }
 
+/// Escapes a value for a query string: everything but unreserved characters as `%XX`.
+pub fn query_escape(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    for b in value.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
 /// The hub's error message from an error body, or the bare status.
 pub fn error_from(status: StatusCode, body: &[u8]) -> HubError {
     let message = match serde_json::from_slice::<ErrorBody>(body) {
@@ -294,5 +307,12 @@ mod tests {
         assert_eq!(HubUrl::parse("https://hub").unwrap().authority, "hub:443");
         assert!(HubUrl::parse("http://").is_err());
         assert!(HubUrl::parse("http://h:1/path").is_err());
+    }
+
+    #[test]
+    fn escapes_query_values() {
+        assert_eq!(query_escape("os=linux"), "os%3Dlinux");
+        assert_eq!(query_escape("a b&c,d"), "a%20b%26c%2Cd");
+        assert_eq!(query_escape("g7"), "g7");
     }
 }

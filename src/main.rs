@@ -35,7 +35,7 @@ enum Role {
     /// Run a slave (same as `xnslave`)
     Slave(SlaveArgs),
     /// The command line client (same as `xn`)
-    Xn(XnArgs),
+    Xn(Box<XnArgs>),
     /// Create the xn, xnhub and xnslave symlinks to this binary in DIR
     InstallLinks {
         /// Where to put the links (a directory on your PATH)
@@ -201,7 +201,7 @@ fn main() -> ExitCode {
         .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
         .unwrap_or_default();
     let role = match argv0.as_str() {
-        "xn" => Role::Xn(parse_as::<XnArgs>("xn")),
+        "xn" => Role::Xn(Box::new(parse_as::<XnArgs>("xn"))),
         "xnhub" => Role::Hub(parse_as::<HubArgs>("xnhub")),
         "xnslave" => Role::Slave(parse_as::<SlaveArgs>("xnslave")),
         _ => Cli::parse().role,
@@ -254,7 +254,7 @@ fn is_broken_pipe(e: &anyhow::Error) -> bool {
 
 async fn run(role: Role) -> Result<i32> {
     match role {
-        Role::Xn(args) => client::run(args).await,
+        Role::Xn(args) => client::run(*args).await,
         Role::Hub(args) => run_hub(args).await.map(|()| 0),
         Role::Slave(args) => run_slave(args).await.map(|()| 0),
         Role::InstallLinks { dir } => install_links(&dir).map(|()| 0),

@@ -14,6 +14,7 @@ pub async fn run(hub: &HubUrl, id: JobId) -> Result<i32> {
     let mut link = Link::open(hub, id, pos, false).await?;
     let mut out = Sink::new(Fd::Stdout);
     let mut err = Sink::new(Fd::Stderr);
+    let mut attempt = None;
     loop {
         match link.next(pos).await? {
             Incoming::Data(frame) => {
@@ -48,7 +49,14 @@ pub async fn run(hub: &HubUrl, id: JobId) -> Result<i32> {
                 }
                 return Ok(job.client_exit_code().unwrap_or(1));
             }
-            Incoming::Msg(StreamMsg::Job { .. }) => {}
+            // A retry: the new attempt's output starts at offset 0.
+            Incoming::Msg(StreamMsg::Job { job }) => {
+                if attempt.is_some_and(|a| a != job.attempt) {
+                    eprintln!("xn: job {id}: retrying, attempt {}", job.attempt);
+                    pos = [0, 0];
+                }
+                attempt = Some(job.attempt);
+            }
             Incoming::Msg(StreamMsg::Error { message }) => eprintln!("xn: hub: {message}"),
             Incoming::Bad(e) => eprintln!("xn: unreadable message from hub: {e}"),
         }

@@ -10,14 +10,13 @@ use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-/// One job as a file describes it. See docs/JOBS.md (and docs/job.schema.json).
-#[derive(Deserialize, Debug, Default)]
-#[serde(try_from = "RawJob")]
+/// One job as a file describes it, checked. See docs/JOBS.md (and docs/job.schema.json).
+#[derive(Debug)]
 pub struct JobFile {
     raw: RawJob,
 }
 
-#[derive(Deserialize, Debug, Default)]
+#[derive(Deserialize, Debug)]
 #[serde(deny_unknown_fields)]
 struct RawJob {
     command: Option<String>,
@@ -45,8 +44,7 @@ struct RawJob {
 impl TryFrom<RawJob> for JobFile {
     type Error = String;
 
-    /// The checks that need more than one field. serde_json reports the error at the end of
-    /// the job's object, so it too gets a line and column.
+    /// The checks that need more than one field.
     fn try_from(raw: RawJob) -> Result<JobFile, String> {
         match (&raw.command, &raw.argv) {
             (None, None) => return Err("a job needs `command` (a shell line) or `argv`".into()),
@@ -107,15 +105,14 @@ pub fn read_stdin_file(path: &Path) -> Result<String> {
     }
     let bytes =
         std::fs::read(path).with_context(|| format!("reading stdin file {}", path.display()))?;
-    String::from_utf8(bytes)
-        .map_err(|_| anyhow!("stdin file {} is not UTF-8 text", path.display()))
+    String::from_utf8(bytes).map_err(|_| anyhow!("stdin file {} is not UTF-8 text", path.display()))
 }
 
 /// Reads and checks a job file; returns its jobs in order.
 pub fn load(path: &Path) -> Result<Vec<JobSpec>> {
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("reading job file {}", path.display()))?;
-    let jobs = parse(&text).map_err(|e| located(path, &e))?;
+    let jobs = parse(&text).map_err(|e| e.at(path))?;
     let base = path.parent().unwrap_or(Path::new("."));
     jobs.into_iter()
         .enumerate()
@@ -126,22 +123,78 @@ pub fn load(path: &Path) -> Result<Vec<JobSpec>> {
         .collect()
 }
 
-/// One object or an array of them. Which one is decided by the first character, so serde's
-/// own error (with its position) is what the user sees, not a vague "matched no variant".
-fn parse(text: &str) -> Result<Vec<JobFile>, serde_json::Error> {
-    if text.trim_start().starts_with('[') {
-        serde_json::from_str(text)
-    } else {
-        serde_json::from_str(text).map(|j| vec![j])
+/// What is wrong, and where in the file (1-based line and column).
+#[derive(Debug)]
+struct ParseError {
+    line: usize,
+    column: usize,
+    message: String,
+}
+
+impl ParseError {
+    /// From serde's error, whose position is relative to the text at (`line`, `column`).
+    fn from_serde(e: &serde_json::Error, line: usize, column: usize) -> ParseError {
+        let msg = e.to_string();
+        let suffix = format!(" at line {} column {}", e.line(), e.column());
+        let message = msg.strip_suffix(&suffix).unwrap_or(&msg).to_string();
+        let (line, column) = match e.line() {
+            0 => (line, column),
+            1 => (line, column + e.column().saturating_sub(1)),
+            l => (line + l - 1, e.column()),
+        };
+        ParseError {
+            line,
+            column,
+            message,
+        }
+    }
+
+    /// `FILE:LINE:COLUMN: message`, as compilers write it.
+    fn at(&self, path: &Path) -> anyhow::Error {
+        anyhow!(
+            "{}:{}:{}: {}",
+            path.display(),
+            self.line,
+            self.column,
+            self.message
+        )
     }
 }
 
-/// `FILE:LINE:COLUMN: message`, as compilers write it.
-fn located(path: &Path, e: &serde_json::Error) -> anyhow::Error {
-    let msg = e.to_string();
-    let suffix = format!(" at line {} column {}", e.line(), e.column());
-    let msg = msg.strip_suffix(&suffix).unwrap_or(&msg);
-    anyhow!("{}:{}:{}: {msg}", path.display(), e.line(), e.column())
+/// One object or an array of them. Each job is first taken as raw text, so that every error,
+/// serde's or ours, is reported at its own line and column (a contradiction between fields at
+/// the start of its job's object).
+fn parse(text: &str) -> Result<Vec<JobFile>, ParseError> {
+    use serde_json::value::RawValue;
+    let pieces: Vec<&RawValue> = if text.trim_start().starts_with('[') {
+        serde_json::from_str(text)
+    } else {
+        serde_json::from_str(text).map(|one| vec![one])
+    }
+    .map_err(|e| ParseError::from_serde(&e, 1, 1))?;
+    pieces
+        .into_iter()
+        .map(|piece| {
+            // The raw value borrows from `text`: its offset there gives its position.
+            let offset = (piece.get().as_ptr() as usize).saturating_sub(text.as_ptr() as usize);
+            let (line, column) = line_column(text, offset);
+            let raw: RawJob = serde_json::from_str(piece.get())
+                .map_err(|e| ParseError::from_serde(&e, line, column))?;
+            JobFile::try_from(raw).map_err(|message| ParseError {
+                line,
+                column,
+                message,
+            })
+        })
+        .collect()
+}
+
+/// The 1-based line and column (in characters) of a byte offset.
+fn line_column(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let start = before.rfind('\n').map_or(0, |i| i + 1);
+    (line, before[start..].chars().count() + 1)
 }
 
 #[cfg(test)]
@@ -149,8 +202,10 @@ mod tests {
     use super::*;
 
     fn err(text: &str) -> String {
-        let e = parse(text).unwrap_err();
-        located(Path::new("job.json"), &e).to_string()
+        parse(text)
+            .unwrap_err()
+            .at(Path::new("job.json"))
+            .to_string()
     }
 
     #[test]
@@ -176,6 +231,16 @@ mod tests {
         assert!(e.starts_with("job.json:2:"), "{e}");
         assert!(e.contains("expected u32"), "{e}");
         let e = err("{\"command\":\"ls\",\"argv\":[\"ls\"]}");
-        assert!(e.contains("not both") && e.starts_with("job.json:1:"), "{e}");
+        assert!(
+            e.contains("not both") && e.starts_with("job.json:1:1:"),
+            "{e}"
+        );
+        let e = err("[\n  {\"command\":\"ls\"},\n  {\"argv\":[]}\n]");
+        assert!(e.starts_with("job.json:3:3: `argv` must start"), "{e}");
+        let e = err("[\n  {\"command\":\"ls\"},\n  {\"argv\":[\"a\"], \"tty\": 1}\n]");
+        assert!(
+            e.starts_with("job.json:3:25: invalid type: integer `1`, expected a boolean"),
+            "{e}"
+        );
     }
 }

@@ -5,6 +5,8 @@ mod attach;
 mod cancel;
 mod fetch;
 mod follow;
+mod group;
+mod jobfile;
 mod link;
 mod list;
 mod output;
@@ -14,6 +16,7 @@ mod terminal;
 use crate::wire::JobId;
 use anyhow::{bail, Result};
 use clap::{ArgGroup, Args};
+use std::path::PathBuf;
 
 /// Exit code for `xn`'s own failures (hub unreachable, unknown job, ...), as ssh does, so a
 /// script can tell them from the job's own exit code.
@@ -21,19 +24,39 @@ pub const EXIT_XN_ERROR: i32 = 255;
 
 /// Submit jobs to an execnode hub, list them, fetch and follow their output, cancel them.
 #[derive(Args, Clone)]
-#[command(group(ArgGroup::new("action").required(true).multiple(true).args(["submit", "list", "fetch", "cancel", "attach"])))]
+#[command(group(ArgGroup::new("action").required(true).multiple(true).args(["submit", "file", "words", "list", "fetch", "cancel", "attach"])))]
 pub struct XnArgs {
-    /// Submit LINE as a job (run as `sh -c LINE`); prints the new job's id
-    #[arg(short = 's', long, value_name = "LINE")]
-    pub submit: Option<String>,
+    /// Submit LINE as a job (run as `sh -c LINE`); prints the new job's id.
+    /// With --file instead of LINE: submit the jobs the file describes
+    #[arg(short = 's', long, value_name = "LINE", num_args = 0..=1)]
+    pub submit: Option<Option<String>>,
 
-    /// List jobs: id, state, exit code, slave, age, command
+    /// Submit the job or jobs described in a JSON file (one object or an array; see
+    /// docs/JOBS.md), all in one request; prints their ids, one per line (repeatable)
+    #[arg(long, value_name = "FILE")]
+    pub file: Vec<PathBuf>,
+
+    /// `xn submit FILE...`: the same as `xn -s --file FILE...`
+    #[arg(value_name = "submit FILE", num_args = 0..)]
+    pub words: Vec<String>,
+
+    /// List jobs: id, state, exit code, slave, age, name, command
     #[arg(short = 'l', long)]
     pub list: bool,
 
-    /// Write job ID's output so far to stdout (stderr to stderr for --no-tty jobs)
-    #[arg(short = 'f', long, value_name = "ID")]
-    pub fetch: Option<JobId>,
+    /// Write job ID's output so far to stdout (stderr to stderr for --no-tty jobs); for a
+    /// broadcast GROUP (g7), every job's output under a header naming its slave
+    #[arg(short = 'f', long, value_name = "ID|GROUP")]
+    pub fetch: Option<String>,
+
+    /// With -f ID: the output of attempt N of a retried job (attempts count from 1)
+    #[arg(long, value_name = "N", requires = "fetch")]
+    pub attempt: Option<u32>,
+
+    /// With -f GROUP or -s --all --wait: prefix every line with its slave's name instead of
+    /// printing a header per slave
+    #[arg(long)]
+    pub prefix: bool,
 
     /// Cancel job ID: SIGTERM to its process group, a grace period, then SIGKILL
     #[arg(short = 'k', long, value_name = "ID")]
@@ -57,8 +80,8 @@ pub struct XnArgs {
     pub read_only: bool,
 
     /// With -s: stream the job's output as it runs and exit with its exit code
-    /// (128 + N when killed by signal N)
-    #[arg(long, requires = "submit")]
+    /// (128 + N when killed by signal N); with several jobs or --all, the first non-zero one
+    #[arg(long)]
     pub wait: bool,
 
     /// With -f: keep streaming until the job ends, then exit with its exit code
@@ -67,12 +90,74 @@ pub struct XnArgs {
 
     /// With -s: run with pipes instead of a pseudo-terminal (stdout and stderr kept apart,
     /// stdin can be closed)
-    #[arg(long, requires = "submit")]
+    #[arg(long)]
     pub no_tty: bool,
+
+    /// With -s: set an environment variable for the job (repeatable)
+    #[arg(long, value_name = "NAME=VALUE")]
+    pub env: Vec<String>,
+
+    /// With -s: the job's working directory on the slave
+    #[arg(long, value_name = "DIR")]
+    pub cwd: Option<String>,
+
+    /// With -s: run only on a slave with this label, `key` or `key=value` (repeatable);
+    /// with --all, on every connected slave that has it
+    #[arg(long = "on", value_name = "LABEL")]
+    pub on: Vec<String>,
+
+    /// With -s: run only on the slave of this name
+    #[arg(long, value_name = "NAME")]
+    pub slave: Option<String>,
+
+    /// With -s: terminate the job after SECS seconds of running; it ends `failed` (timeout)
+    #[arg(long, value_name = "SECS")]
+    pub timeout: Option<f64>,
+
+    /// With -s: run the job again, up to N more times, if its slave is lost
+    #[arg(long, value_name = "N")]
+    pub retries: Option<u32>,
+
+    /// With -s and --retries: also retry when the job exits non-zero, is killed or fails
+    #[arg(long)]
+    pub retries_on_failure: bool,
+
+    /// With -s: a name for the job; with -l: only jobs of this name
+    #[arg(long, value_name = "NAME")]
+    pub name: Option<String>,
+
+    /// With -s: slots of its slave the job occupies
+    #[arg(long, value_name = "N")]
+    pub slots: Option<u32>,
+
+    /// With -s: send this local file's content as the job's whole stdin
+    #[arg(long, value_name = "PATH")]
+    pub stdin_file: Option<PathBuf>,
+
+    /// With -s: run the job once on every connected slave (with --on: that has the labels),
+    /// as a group; prints the group id (like g7) for `xn -f GROUP`
+    #[arg(long)]
+    pub all: bool,
 
     /// With -l: print a JSON array instead of a table
     #[arg(long, requires = "list")]
     pub json: bool,
+
+    /// With -l: only jobs in this state (queued, running, exited, failed, lost, ...)
+    #[arg(long, value_name = "STATE", requires = "list")]
+    pub state: Option<String>,
+
+    /// With -l: only jobs that require this label (repeatable)
+    #[arg(long = "label", value_name = "LABEL", requires = "list")]
+    pub label: Vec<String>,
+
+    /// With -l: only the jobs of a broadcast group
+    #[arg(long, value_name = "GROUP", requires = "list")]
+    pub group: Option<String>,
+
+    /// With -l: only the jobs of this owner (the name of the token that submitted them)
+    #[arg(long, value_name = "NAME", requires = "list")]
+    pub owner: Option<String>,
 
     /// The hub to talk to [default: from ~/.config/execnode/config.toml, else
     /// http://127.0.0.1:5000]
@@ -102,9 +187,10 @@ pub async fn run(args: XnArgs) -> Result<i32> {
         )),
         None => None,
     };
+    let source = submit_source(&args)?;
     let others = [args.list, args.fetch.is_some(), args.cancel.is_some()];
     let others = others.iter().filter(|a| **a).count();
-    let valid = match (&args.submit, &attach) {
+    let valid = match (&source, &attach) {
         (Some(_), Some((None, _))) => others == 0 && !args.wait,
         (Some(_), Some(_)) => false,
         (Some(_), None) => others == 0,
@@ -115,20 +201,54 @@ pub async fn run(args: XnArgs) -> Result<i32> {
     if !valid {
         bail!("give one action: -s, -l, -f, -k or -a ID (only -s LINE -a go together)");
     }
-    if let Some(line) = &args.submit {
+    if source.is_none() && (args.wait || args.all || args.no_tty || has_job_flags(&args)) {
+        bail!("--wait, --all, --no-tty, --env, --cwd, --on, --slave, --timeout, --retries, --slots and --stdin-file go with -s");
+    }
+    if let Some(source) = source {
         let then = match &attach {
             Some((_, opts)) => submit::Then::Attach(opts.clone()),
             None if args.wait => submit::Then::Wait,
             None => submit::Then::PrintId,
         };
-        submit::run(&hub, line, !args.no_tty, then).await
+        let ov = submit::Overrides {
+            no_tty: args.no_tty,
+            env: args.env.clone(),
+            cwd: args.cwd.clone(),
+            labels: args.on.clone(),
+            slave: args.slave.clone(),
+            timeout: args.timeout,
+            retries: args.retries,
+            retries_on_failure: args.retries_on_failure,
+            name: args.name.clone(),
+            slots: args.slots,
+            stdin_file: args.stdin_file.clone(),
+        };
+        submit::run(&hub, source, &ov, args.all, args.prefix, then).await
     } else if args.list {
-        list::run(&hub, args.json).await
-    } else if let Some(id) = args.fetch {
+        let filters = list::Filters {
+            state: args.state.clone(),
+            labels: args.label.clone(),
+            name: args.name.clone(),
+            group: args.group.clone(),
+            owner: args.owner.clone(),
+        };
+        list::run(&hub, args.json, &filters).await
+    } else if let Some(target) = &args.fetch {
+        if group::is_group(target) {
+            if args.attempt.is_some() || args.follow {
+                bail!(
+                    "--attempt and --follow take a job id, not a group (use --wait with -s --all)"
+                );
+            }
+            return group::run(&hub, target, args.prefix, false).await;
+        }
+        let id: JobId = target.parse().map_err(|_| {
+            anyhow::anyhow!("-f {target:?}: expected a job id (like 7) or a group id (like g7)")
+        })?;
         if args.follow {
             follow::run(&hub, id).await
         } else {
-            fetch::run(&hub, id).await
+            fetch::run(&hub, id, args.attempt).await
         }
     } else if let Some(id) = args.cancel {
         cancel::run(&hub, id).await
@@ -138,4 +258,39 @@ pub async fn run(args: XnArgs) -> Result<i32> {
     } else {
         unreachable!("clap requires one action")
     }
+}
+
+/// Where the jobs to submit come from, if this is a submission.
+fn submit_source(args: &XnArgs) -> Result<Option<submit::Source>> {
+    let mut files = args.file.clone();
+    match args.words.split_first() {
+        None => {}
+        Some((cmd, rest)) if cmd == "submit" && !rest.is_empty() => {
+            files.extend(rest.iter().map(PathBuf::from))
+        }
+        Some((cmd, _)) if cmd == "submit" => bail!("xn submit needs a job file: xn submit FILE"),
+        Some((word, _)) => bail!(
+            "unexpected argument {word:?}: the only command is `xn submit FILE` (quote a shell line for -s)"
+        ),
+    }
+    Ok(match (&args.submit, files.is_empty()) {
+        (Some(Some(_)), false) => bail!("give -s LINE or job files, not both"),
+        (Some(Some(line)), true) => Some(submit::Source::Line(line.clone())),
+        (Some(None), true) => bail!("-s needs a LINE, or --file FILE"),
+        (_, false) => Some(submit::Source::Files(files)),
+        (None, true) => None,
+    })
+}
+
+/// Whether a job setting for -s was given.
+fn has_job_flags(args: &XnArgs) -> bool {
+    !args.env.is_empty()
+        || args.cwd.is_some()
+        || !args.on.is_empty()
+        || args.slave.is_some()
+        || args.timeout.is_some()
+        || args.retries.is_some()
+        || args.retries_on_failure
+        || args.slots.is_some()
+        || args.stdin_file.is_some()
 }

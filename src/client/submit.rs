@@ -1,38 +1,172 @@
-//! `xn -s LINE [--wait] [--no-tty]`: submit a job; print its id, or follow it to its end.
+//! `xn -s LINE`, `xn -s --file FILE`, `xn submit FILE`: submit one job, or every job of one or
+//! more job files in one request; print the ids (or, with `--all`, the group), or follow the
+//! jobs to their end (`--wait`), or attach (`-a`). Flags such as `--env` and `--on` apply to
+//! every job submitted, on top of what a file says.
 
 use super::attach::{self, AttachOptions};
-use super::follow;
+use super::{follow, group, jobfile};
 use crate::http::HubUrl;
-use crate::wire::{JobSpec, SubmitReply};
-use anyhow::Result;
+use crate::wire::{BroadcastReply, JobId, JobSpec, SubmitManyReply, SubmitReply};
+use anyhow::{bail, Context, Result};
 use hyper::Method;
 use std::io::IsTerminal;
+use std::path::PathBuf;
 
-/// What to do once the job is accepted.
+/// What to do once the jobs are accepted.
 pub enum Then {
     PrintId,
     Wait,
     Attach(AttachOptions),
 }
 
-pub async fn run(hub: &HubUrl, line: &str, tty: bool, then: Then) -> Result<i32> {
-    let mut spec = JobSpec::shell(line);
-    spec.tty = tty;
-    // A job submitted from a terminal starts with that terminal's size.
-    if tty && std::io::stdout().is_terminal() {
-        if let Ok((cols, rows)) = crossterm::terminal::size() {
-            if rows > 0 && cols > 0 {
-                (spec.rows, spec.cols) = (rows, cols);
+/// Where the jobs come from.
+pub enum Source {
+    Line(String),
+    Files(Vec<PathBuf>),
+}
+
+/// Job settings from the command line, applied to every job submitted.
+#[derive(Default, Debug, Clone)]
+pub struct Overrides {
+    pub no_tty: bool,
+    /// `K=V` pairs.
+    pub env: Vec<String>,
+    pub cwd: Option<String>,
+    pub labels: Vec<String>,
+    pub slave: Option<String>,
+    pub timeout: Option<f64>,
+    pub retries: Option<u32>,
+    pub retries_on_failure: bool,
+    pub name: Option<String>,
+    pub slots: Option<u32>,
+    pub stdin_file: Option<PathBuf>,
+}
+
+impl Overrides {
+    fn apply(&self, spec: &mut JobSpec) -> Result<()> {
+        if self.no_tty {
+            spec.tty = false;
+        }
+        for kv in &self.env {
+            let Some((k, v)) = kv.split_once('=') else {
+                bail!("--env {kv:?}: expected NAME=VALUE");
+            };
+            spec.env.insert(k.to_string(), v.to_string());
+        }
+        for l in &self.labels {
+            if !spec.labels.contains(l) {
+                spec.labels.push(l.clone());
             }
         }
+        let set = |field: &mut Option<String>, v: &Option<String>| {
+            if v.is_some() {
+                field.clone_from(v);
+            }
+        };
+        set(&mut spec.cwd, &self.cwd);
+        set(&mut spec.on_slave, &self.slave);
+        set(&mut spec.name, &self.name);
+        if self.timeout.is_some() {
+            spec.timeout = self.timeout;
+        }
+        if let Some(r) = self.retries {
+            spec.retries = r;
+        }
+        spec.retries_on_failure |= self.retries_on_failure;
+        if let Some(s) = self.slots {
+            spec.slots = s;
+        }
+        if let Some(f) = &self.stdin_file {
+            spec.stdin = Some(jobfile::read_stdin_file(f)?);
+        }
+        Ok(())
     }
-    let reply: SubmitReply = hub.call(Method::POST, "/api/v1/jobs", Some(&spec)).await?;
+}
+
+pub async fn run(
+    hub: &HubUrl,
+    source: Source,
+    ov: &Overrides,
+    all: bool,
+    prefix: bool,
+    then: Then,
+) -> Result<i32> {
+    let (specs, one_line) = match source {
+        Source::Line(line) => {
+            let mut spec = JobSpec::shell(line);
+            // A job submitted from a terminal starts with that terminal's size.
+            if !ov.no_tty && std::io::stdout().is_terminal() {
+                if let Ok((cols, rows)) = crossterm::terminal::size() {
+                    if rows > 0 && cols > 0 {
+                        (spec.rows, spec.cols) = (rows, cols);
+                    }
+                }
+            }
+            (vec![spec], true)
+        }
+        Source::Files(files) => {
+            let mut specs = Vec::new();
+            for f in &files {
+                specs.extend(jobfile::load(f)?);
+            }
+            (specs, false)
+        }
+    };
+    let mut specs = specs;
+    for spec in &mut specs {
+        ov.apply(spec)?;
+    }
+    if all {
+        let [spec] = <[JobSpec; 1]>::try_from(specs).map_err(|v| {
+            anyhow::anyhow!("--all runs one job on every slave; got {} jobs", v.len())
+        })?;
+        let reply: BroadcastReply = hub
+            .call(Method::POST, "/api/v1/broadcast", Some(&spec))
+            .await?;
+        return match then {
+            Then::Wait => group::run(hub, &reply.group, prefix, true).await,
+            Then::Attach(_) => bail!("-a attaches to one job; it does not go with --all"),
+            Then::PrintId => {
+                println!("{}", reply.group);
+                Ok(0)
+            }
+        };
+    }
+    let ids: Vec<JobId> = if one_line {
+        let reply: SubmitReply = hub
+            .call(Method::POST, "/api/v1/jobs", Some(&specs[0]))
+            .await?;
+        vec![reply.id]
+    } else {
+        let reply: SubmitManyReply = hub
+            .call(Method::POST, "/api/v1/jobs", Some(&specs))
+            .await
+            .context("submitting the jobs")?;
+        reply.ids
+    };
     match then {
         Then::PrintId => {
-            println!("{}", reply.id);
+            let mut text = String::with_capacity(ids.len() * 8);
+            for id in &ids {
+                text.push_str(&format!("{id}\n"));
+            }
+            print!("{text}");
             Ok(0)
         }
-        Then::Wait => follow::run(hub, reply.id).await,
-        Then::Attach(opts) => attach::run(hub, reply.id, &opts).await,
+        // Followed one after the other; the exit code is the first non-zero one.
+        Then::Wait => {
+            let mut code = 0;
+            for &id in &ids {
+                let c = follow::run(hub, id).await?;
+                if code == 0 {
+                    code = c;
+                }
+            }
+            Ok(code)
+        }
+        Then::Attach(opts) => match ids.as_slice() {
+            [id] => attach::run(hub, *id, &opts).await,
+            _ => bail!("-a attaches to one job; the files hold {} jobs", ids.len()),
+        },
     }
 }

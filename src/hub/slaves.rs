@@ -170,7 +170,7 @@ async fn hello(rd: &mut Reader) -> Result<(String, u32, Vec<String>, Vec<JobId>)
 }
 
 async fn read_loop(
-    ctx: &Ctx,
+    ctx: &Arc<Ctx>,
     sid: SessionId,
     mut rd: Reader,
     tx: &ConnSender,
@@ -191,11 +191,22 @@ async fn read_loop(
                 stdout_len,
                 stderr_len,
                 cancelled,
-            }) => ctx
-                .hub
-                .job_ended(sid, job, outcome, (stdout_len, stderr_len), cancelled)
-                .await
-                .map_err(|e| anyhow!(e)),
+            }) => {
+                // Storing an end waits for an fsync and a commit: do it beside this loop, so
+                // that one job's end does not hold up the output and ends of the slave's other
+                // jobs (and many ends share one commit).
+                let (ctx2, tx) = (ctx.clone(), tx.clone());
+                ctx.sessions.spawn(async move {
+                    let lens = (stdout_len, stderr_len);
+                    let ended = ctx2.hub.job_ended(sid, job, outcome, lens, cancelled);
+                    if let Err(e) = ended.await {
+                        tracing::warn!(session = sid, "slave message refused: {e:#}");
+                        let message = format!("{e:#}");
+                        let _ = tx.send(&HubToSlave::Error { message }).await;
+                    }
+                });
+                Ok(())
+            }
             Incoming::Msg(SlaveMsg::Heartbeat) => Ok(()),
             Incoming::Msg(SlaveMsg::Drain) => {
                 ctx.hub.drain_slave(sid);

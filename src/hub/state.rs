@@ -81,6 +81,8 @@ pub(super) struct JobEntry {
     size: Option<(u16, u16)>,
     /// A queued retry waits until then (ms since the epoch); 0 for no wait.
     pub(super) not_before_ms: u64,
+    /// The slave reported the end and it is being stored: a repeated report is refused.
+    ending: bool,
 }
 
 pub(super) struct SlaveEntry {
@@ -128,6 +130,7 @@ impl JobEntry {
             input_sent: 0,
             size: None,
             not_before_ms: 0,
+            ending: false,
         }
     }
 
@@ -318,6 +321,7 @@ impl Hub {
                     job.cancelled = None;
                     job.input_sent = 0;
                     job.size = None;
+                    job.ending = false;
                     job.rec.reason = super::sched::why_not(&st.slaves, &job.rec.spec);
                     if st.queue.insert(id) {
                         *st.queued_by.entry(job.rec.owner.clone()).or_default() += 1;
@@ -513,11 +517,12 @@ impl Hub {
         cancelled_by_slave: Option<String>,
     ) -> Result<(), JobError> {
         let rec = {
-            let st = self.lock();
-            let job = st.jobs.get(&id).ok_or(JobError::NotFound(id))?;
-            if job.session != Some(sid) || job.rec.state.is_terminal() {
+            let mut st = self.lock();
+            let job = st.jobs.get_mut(&id).ok_or(JobError::NotFound(id))?;
+            if job.session != Some(sid) || job.rec.state.is_terminal() || job.ending {
                 return Err(JobError::Conflict(format!("job {id} is not running here")));
             }
+            job.ending = true;
             let mut rec = job.rec.clone();
             let (code, signal, reason) = match outcome {
                 Outcome::Exited { code } => (Some(code), None, None),

@@ -1,7 +1,8 @@
 //! A client's stream of one job (`/api/v1/jobs/ID/stream`): output from the offsets the
 //! client asks for, replayed from the log and then followed live by the same loop, state
 //! changes, and a final `end` message with the totals. With `input=1` the client may also type,
-//! resize and terminate; without it, it is a viewer.
+//! resize and terminate; without it, it is a viewer. When a retry starts a new attempt, the
+//! stream says so with a `job` message and goes on with that attempt's output from offset 0.
 
 use super::auth::Principal;
 use super::respond::{self, HubResponse, ServerWs};
@@ -74,6 +75,7 @@ async fn session(
 async fn pump(ctx: &Ctx, id: JobId, tx: &ConnSender, mut pos: [u64; 2]) -> Result<()> {
     let mut sub = ctx.hub.subscribe(id)?;
     let mut shown = sub.rec.state;
+    let mut attempt = sub.rec.attempt;
     tx.send(&StreamMsg::Job {
         job: sub.rec.clone(),
     })
@@ -84,6 +86,16 @@ async fn pump(ctx: &Ctx, id: JobId, tx: &ConnSender, mut pos: [u64; 2]) -> Resul
             .hub
             .snapshot(id)
             .ok_or_else(|| anyhow!("job {id} vanished"))?;
+        if rec.attempt != attempt {
+            // A retry: the new attempt has logs of its own, and its offsets start at 0. The
+            // `job` message that says so goes before any of its bytes.
+            attempt = rec.attempt;
+            sub = ctx.hub.subscribe(id)?;
+            pos = [0, 0];
+            shown = rec.state;
+            tx.send(&StreamMsg::Job { job: rec.clone() }).await?;
+            continue;
+        }
         if rec.state != shown {
             shown = rec.state;
             tx.send(&StreamMsg::Job { job: rec.clone() }).await?;

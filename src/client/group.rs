@@ -1,0 +1,86 @@
+//! `xn -f GROUP [--prefix]` and `xn -s LINE --all --wait`: the output of every job of a
+//! broadcast group, each under a header naming its slave (or each line prefixed with the
+//! slave's name), and with `--wait` the first non-zero exit code of the group.
+
+use super::fetch;
+use super::output::Fd;
+use crate::conn::{self, Incoming};
+use crate::http::{query_escape, HubUrl};
+use crate::wire::{JobId, JobRecord, StreamMsg};
+use anyhow::{bail, Result};
+use hyper::Method;
+
+/// Whether `s` names a group (`g7`) rather than a job.
+pub fn is_group(s: &str) -> bool {
+    s.strip_prefix('g')
+        .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+}
+
+pub async fn run(hub: &HubUrl, group: &str, prefix: bool, wait: bool) -> Result<i32> {
+    let jobs: Vec<JobRecord> = hub
+        .call::<(), _>(
+            Method::GET,
+            &format!("/api/v1/jobs?group={}", query_escape(group)),
+            None,
+        )
+        .await?;
+    if jobs.is_empty() {
+        bail!("no group {group}");
+    }
+    let mut code = 0;
+    for job in jobs {
+        let rec = if wait && !job.state.is_terminal() {
+            wait_end(hub, job.id).await?
+        } else {
+            job
+        };
+        let who = rec
+            .slave
+            .clone()
+            .or_else(|| rec.spec.on_slave.clone())
+            .unwrap_or_else(|| format!("job {}", rec.id));
+        if !prefix {
+            let how = if rec.state.is_terminal() {
+                rec.describe_end()
+            } else {
+                rec.state.as_str().to_string()
+            };
+            println!("==> {who} (job {}): {how} <==", rec.id);
+        }
+        let p = prefix.then(|| format!("{who}: "));
+        for (name, fd, len) in [
+            ("stdout", Fd::Stdout, rec.stdout_len),
+            ("stderr", Fd::Stderr, rec.stderr_len),
+        ] {
+            if len > 0 {
+                fetch::copy(hub, rec.id, None, name, fd, p.as_deref()).await?;
+            }
+        }
+        if wait {
+            let c = rec.client_exit_code().unwrap_or(1);
+            if code == 0 {
+                code = c;
+            }
+        }
+    }
+    Ok(code)
+}
+
+/// Waits for a job to end (through its stream, without printing) and returns its record.
+pub async fn wait_end(hub: &HubUrl, id: JobId) -> Result<JobRecord> {
+    // Offsets past the end: the hub sends no output of this attempt, only state changes.
+    let ws = hub
+        .websocket(&format!(
+            "/api/v1/jobs/{id}/stream?stdout={}&stderr={}",
+            u64::MAX,
+            u64::MAX
+        ))
+        .await?;
+    let (mut rd, _tx) = conn::start(ws);
+    while let Some(msg) = rd.recv::<StreamMsg>().await? {
+        if let Incoming::Msg(StreamMsg::End { job }) = msg {
+            return Ok(job);
+        }
+    }
+    bail!("job {id}: the hub closed the stream before the job ended")
+}

@@ -1,0 +1,175 @@
+//! Jobs described in JSON files: every field does what it says, bad files are refused with
+//! their line and column, and thousands of jobs go in one request.
+
+use crate::util::*;
+use execnode::wire::JobState;
+use serde_json::json;
+use std::time::{Duration, Instant};
+
+fn ids(out: &str) -> Vec<u64> {
+    out.lines()
+        .map(|l| l.parse().unwrap_or_else(|_| panic!("not an id: {l:?}")))
+        .collect()
+}
+
+#[test]
+fn a_job_file_runs_as_described() {
+    let hub = Hub::start();
+    let _s = hub.slave("s1", 3);
+    let dir = tempfile::tempdir().unwrap();
+    let cwd = dir.path().canonicalize().unwrap();
+    std::fs::write(cwd.join("input.txt"), "from a local file\n").unwrap();
+    let file = cwd.join("jobs.json");
+    let jobs = json!([
+        {
+            "argv": ["sh", "-c", "printf '[%s]\\n' \"$@\"; echo \"$GREETING\"; pwd; cat",
+                     "sh", "two words", " spaced  out ", "$HOME"],
+            "env": {"GREETING": "hello there"},
+            "cwd": cwd.to_str().unwrap(),
+            "stdin": "line one\nline two\n",
+            "tty": false,
+            "name": "described"
+        },
+        {"command": "tr a-z A-Z", "stdin_file": "input.txt", "tty": false},
+        {"command": "echo started; sleep 30", "timeout": 1, "tty": false}
+    ]);
+    std::fs::write(&file, serde_json::to_string_pretty(&jobs).unwrap()).unwrap();
+    let out = hub.xn_ok(&["submit", file.to_str().unwrap()]);
+    let ids = ids(&out);
+    assert_eq!(ids.len(), 3, "{out}");
+
+    let first = hub.wait_ended(ids[0]);
+    assert_eq!(first.exit_code, Some(0), "{first:?}");
+    assert_eq!(first.spec.name.as_deref(), Some("described"));
+    let expected = format!(
+        "[two words]\n[ spaced  out ]\n[$HOME]\nhello there\n{}\nline one\nline two\n",
+        cwd.display()
+    );
+    assert_eq!(String::from_utf8_lossy(&hub.fetch(ids[0])), expected);
+
+    hub.wait_ended(ids[1]);
+    assert_eq!(hub.fetch(ids[1]), b"FROM A LOCAL FILE\n");
+
+    let timed = hub.wait_ended(ids[2]);
+    assert_eq!(timed.state, JobState::Failed);
+    assert_eq!(timed.reason.as_deref(), Some("timeout"));
+    assert_eq!(hub.fetch(ids[2]), b"started\n");
+    let ran = timed.ended_ms.unwrap() - timed.started_ms.unwrap();
+    assert!((900..10_000).contains(&ran), "ran {ran} ms");
+
+    // `xn -s --file` is the same as `xn submit`, and takes flags for every job in the file.
+    let one = cwd.join("one.json");
+    std::fs::write(
+        &one,
+        r#"{"command": "echo $X-$Y", "env": {"X": "file"}, "tty": false}"#,
+    )
+    .unwrap();
+    let out = hub.xn_ok(&[
+        "-s",
+        "--file",
+        one.to_str().unwrap(),
+        "--env",
+        "Y=flag",
+        "--wait",
+    ]);
+    assert_eq!(out, "file-flag\n");
+}
+
+#[test]
+fn a_malformed_job_file_reports_line_and_column() {
+    let hub = Hub::start();
+    let dir = tempfile::tempdir().unwrap();
+    let cases = [
+        (
+            "{\n  \"command\": \"ls\",\n  \"timeout\": \"soon\"\n}\n",
+            ":3:",
+            "expected f64",
+        ),
+        (
+            "[\n  {\"command\": \"ls\"},\n  {\"comand\": \"ls\"}\n]\n",
+            ":3:",
+            "unknown field `comand`, expected one of `command`, `argv`",
+        ),
+        (
+            "{\"command\": \"ls\",\n \"argv\": [\"ls\"]}",
+            ":1:1:",
+            "either `command` or `argv`, not both",
+        ),
+        ("[{\"command\": \"ls\"},\n", ":2:", "EOF"),
+    ];
+    for (text, at, what) in cases {
+        let file = dir.path().join("job.json");
+        std::fs::write(&file, text).unwrap();
+        let out = hub.xn(&["-s", "--file", file.to_str().unwrap()]);
+        assert_eq!(out.status.code(), Some(255));
+        let err = String::from_utf8_lossy(&out.stderr);
+        let prefix = format!("xn: {}{at}", file.display());
+        assert!(
+            err.starts_with(&prefix),
+            "{err:?} should start with {prefix:?}"
+        );
+        assert!(err.contains(what), "{err:?} should say {what:?}");
+    }
+    // The hub checks what a file cannot (here, a label with a space) and names the job.
+    let file = dir.path().join("job.json");
+    std::fs::write(
+        &file,
+        r#"[{"command": "ls"}, {"command": "ls", "labels": ["a b"]}]"#,
+    )
+    .unwrap();
+    let out = hub.xn(&["submit", file.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(255));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("job 2 of the list") && err.contains("label"),
+        "{err}"
+    );
+    // Nothing of a refused file was submitted.
+    assert!(hub.jobs().is_empty());
+}
+
+#[test]
+fn five_thousand_jobs_go_in_one_request_and_all_finish() {
+    const N: usize = 5000;
+    let hub = Hub::start();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("many.json");
+    let jobs: Vec<_> = (0..N)
+        .map(|i| json!({"argv": ["echo", format!("job {i}")], "tty": false}))
+        .collect();
+    std::fs::write(&file, serde_json::to_vec(&jobs).unwrap()).unwrap();
+    let started = Instant::now();
+    let out = hub.xn_ok(&["submit", file.to_str().unwrap()]);
+    let ids = ids(&out);
+    assert_eq!(ids.len(), N);
+    assert!(ids.windows(2).all(|w| w[1] == w[0] + 1), "ids in order");
+    assert!(hub.log_contains(&format!("jobs={N}")), "one request");
+
+    let _a = hub.slave("a", 16);
+    let _b = hub.slave("b", 16);
+    // The last job is the last to start; then everything else finishes within moments.
+    let last = hub.xn(&["-f", &ids[N - 1].to_string(), "--follow"]);
+    assert_eq!(last.status.code(), Some(0));
+    assert_eq!(last.stdout, format!("job {}\n", N - 1).as_bytes());
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let (_, body) = hub.get("/api/v1/jobs?state=exited");
+        let done: Vec<execnode::wire::JobRecord> = serde_json::from_str(&body).unwrap();
+        if done.len() == N {
+            assert!(done.iter().all(|j| j.exit_code == Some(0)));
+            break;
+        }
+        if Instant::now() > deadline {
+            let others: Vec<_> = hub
+                .jobs()
+                .into_iter()
+                .filter(|j| j.state != JobState::Exited)
+                .take(10)
+                .collect();
+            panic!("only {} of {N} jobs exited; others: {others:?}", done.len());
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!(hub.fetch(ids[1234]), b"job 1234\n");
+    eprintln!("{N} jobs submitted and run in {:?}", started.elapsed());
+}

@@ -1,0 +1,81 @@
+//! Targeting: slaves advertise labels, jobs run only where their labels (or their pinned slave
+//! name) are, and a job no connected slave can take says why in `xn -l`.
+
+use crate::util::*;
+use execnode::wire::JobState;
+
+#[test]
+fn labels_route_jobs_and_an_unsatisfiable_job_shows_its_reason() {
+    let hub = Hub::start();
+    let _gpu = Slave::start(&hub, "gpu-box", 2, &["--label", "gpu", "--label", "zone=a"]);
+    let _plain = hub.slave("plain", 2);
+    let (_, body) = hub.get("/api/v1/slaves");
+    assert!(body.contains(r#""gpu","zone=a","hostname="#), "{body}");
+    assert!(body.contains(r#""os=linux""#), "automatic labels: {body}");
+
+    let on_gpu: Vec<u64> = (0..4)
+        .map(|_| hub.submit("echo gpu", &["--on", "gpu"]))
+        .collect();
+    let on_zone = hub.submit("echo zone", &["--on", "zone"]);
+    let pinned = hub.submit("echo pinned", &["--slave", "plain"]);
+    let anywhere = hub.submit("echo any", &["--on", "os=linux"]);
+    for &id in &on_gpu {
+        assert_eq!(hub.wait_ended(id).slave.as_deref(), Some("gpu-box"));
+    }
+    assert_eq!(hub.wait_ended(on_zone).slave.as_deref(), Some("gpu-box"));
+    assert_eq!(hub.wait_ended(pinned).slave.as_deref(), Some("plain"));
+    assert_eq!(hub.wait_ended(anywhere).exit_code, Some(0));
+
+    // Jobs no connected slave can take wait, and say why.
+    let tpu = hub.submit("echo tpu", &["--on", "tpu"]);
+    let mac = hub.submit("echo mac", &["--on", "gpu", "--on", "os=mac"]);
+    let nosuch = hub.submit("echo nosuch", &["--slave", "nosuch"]);
+    let big = hub.submit("echo big", &["--slots", "3"]);
+    let reasons = [
+        (tpu, "no connected slave has label tpu"),
+        (mac, "no connected slave has label os=mac"),
+        (nosuch, "no connected slave is named nosuch"),
+        (big, "no connected slave has 3 slots"),
+    ];
+    for (id, why) in reasons {
+        let rec = hub.job(id);
+        assert_eq!(rec.state, JobState::Queued);
+        assert_eq!(rec.reason.as_deref(), Some(why), "job {id}");
+    }
+    let table = hub.xn_ok(&["-l", "--state", "queued"]);
+    assert_eq!(table.lines().count(), 5, "{table}");
+    assert!(
+        table.contains("echo tpu  [no connected slave has label tpu]"),
+        "{table}"
+    );
+    // Filters: by label and by state, applied by the hub.
+    let gpu_jobs: Vec<execnode::wire::JobRecord> =
+        serde_json::from_str(&hub.xn_ok(&["-l", "--json", "--label", "gpu"])).unwrap();
+    assert_eq!(gpu_jobs.len(), 5, "four gpu jobs and the mac one");
+
+    // A slave that has the label comes: the job runs there, and the reason is gone.
+    let _tpu = Slave::start(&hub, "tpu-box", 4, &["--label", "tpu"]);
+    let rec = hub.wait_ended(tpu);
+    assert_eq!(rec.slave.as_deref(), Some("tpu-box"));
+    assert_eq!(rec.reason, None);
+    assert_eq!(hub.wait_ended(big).exit_code, Some(0));
+    assert_eq!(hub.job(mac).state, JobState::Queued);
+}
+
+#[test]
+fn a_job_takes_as_many_slots_as_it_asks_for() {
+    let hub = Hub::start();
+    let dir = tempfile::tempdir().unwrap();
+    let gate = dir.path().join("gate");
+    let wait_gate = format!("while [ ! -e {} ]; do sleep 0.05; done", gate.display());
+    let wide = hub.submit(&wait_gate, &["--slots", "2"]);
+    let small = hub.submit(&wait_gate, &[]);
+    let _s = hub.slave("s1", 2);
+    hub.wait_state(wide, JobState::Running);
+    // The two-slot job fills the slave: the one-slot job behind it waits, without a reason.
+    let rec = hub.job(small);
+    assert_eq!((rec.state, rec.reason), (JobState::Queued, None));
+    std::fs::write(&gate, "").unwrap();
+    assert_eq!(hub.wait_ended(wide).exit_code, Some(0));
+    assert_eq!(hub.wait_ended(small).exit_code, Some(0));
+}

@@ -1,0 +1,100 @@
+//! Timeouts and retries: a job past its timeout is ended with its whole process group, and a
+//! job whose slave is lost runs again, each attempt's output kept apart.
+
+use crate::util::*;
+use execnode::wire::JobState;
+
+#[test]
+fn a_timeout_ends_the_job_and_its_process_group() {
+    let hub = Hub::start_with(&["--cancel-grace", "1"]);
+    let _s = hub.slave("s1", 1);
+    let dir = tempfile::tempdir().unwrap();
+    let pidfile = dir.path().join("pids");
+    // A grandchild that ignores SIGTERM, and a foreground sleep.
+    let line = format!(
+        "sh -c 'trap \"\" TERM; sleep 1000' & echo $! > {p}.tmp; sleep 1000 & echo $! >> {p}.tmp; mv {p}.tmp {p}; wait",
+        p = pidfile.display()
+    );
+    let id = hub.submit(&line, &["--timeout", "1.5", "--no-tty"]);
+    wait_until("the job to write its pids", || pidfile.exists());
+    let pids: Vec<i32> = std::fs::read_to_string(&pidfile)
+        .unwrap()
+        .split_whitespace()
+        .map(|p| p.parse().unwrap())
+        .collect();
+    assert!(pids.iter().all(|&p| alive(p)));
+    let rec = hub.wait_ended(id);
+    assert_eq!(rec.state, JobState::Failed);
+    assert_eq!(rec.reason.as_deref(), Some("timeout"));
+    assert_eq!(rec.spec.timeout, Some(1.5));
+    wait_until("every process of the job to be gone", || {
+        pids.iter().all(|&p| !alive(p))
+    });
+    // `--wait` reports it as a failure.
+    let out = hub.xn(&["-s", "sleep 5", "--timeout", "0.2", "--wait"]);
+    assert_eq!(out.status.code(), Some(1));
+}
+
+#[test]
+fn a_lost_attempt_is_retried_and_each_attempts_output_is_kept() {
+    let hub = Hub::start_with(&["--slave-timeout", "2"]);
+    let mut first = hub.slave("first", 1);
+    let dir = tempfile::tempdir().unwrap();
+    let marker = dir.path().join("marker");
+    let line = format!(
+        "if [ -e {m} ]; then echo second try; else touch {m}; echo first try; sleep 1000; fi",
+        m = marker.display()
+    );
+    let id = hub.submit(&line, &["--retries", "2"]);
+    wait_until("the first attempt to print", || hub.job(id).stdout_len > 0);
+    first.kill();
+    let _second = hub.slave("second", 1);
+    let rec = hub.wait_ended(id);
+    assert_eq!(rec.state, JobState::Exited, "{rec:?}");
+    assert_eq!(rec.attempt, 2);
+    assert_eq!(rec.slave.as_deref(), Some("second"));
+    assert_eq!(rec.attempts.len(), 1);
+    let a1 = &rec.attempts[0];
+    assert_eq!((a1.attempt, a1.state), (1, JobState::Lost));
+    assert_eq!(a1.slave.as_deref(), Some("first"));
+    // The current attempt's output, and the first one's, apart.
+    assert_eq!(hub.fetch(id), b"second try\r\n");
+    let old = hub.xn(&["-f", &id.to_string(), "--attempt", "1"]);
+    assert_eq!(old.stdout, b"first try\r\n");
+    let again = hub.xn(&["-f", &id.to_string(), "--attempt", "2"]);
+    assert_eq!(again.stdout, b"second try\r\n");
+    let none = hub.xn(&["-f", &id.to_string(), "--attempt", "3"]);
+    assert_eq!(none.status.code(), Some(255));
+    assert!(String::from_utf8_lossy(&none.stderr).contains("no attempt 3"));
+    // Following the job replays its current attempt.
+    let out = hub.xn(&["-f", &id.to_string(), "--follow"]);
+    assert_eq!(
+        (out.status.code(), out.stdout),
+        (Some(0), b"second try\r\n".to_vec())
+    );
+}
+
+#[test]
+fn failures_are_retried_only_when_asked() {
+    let hub = Hub::start();
+    let _s = hub.slave("s1", 2);
+    let plain = hub.submit("echo once; exit 3", &["--retries", "2"]);
+    assert_eq!(
+        hub.wait_ended(plain).attempt,
+        1,
+        "a failure alone is not retried"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let count = dir.path().join("count");
+    let line = format!(
+        "echo x >> {c}; [ $(wc -l < {c}) -ge 2 ]",
+        c = count.display()
+    );
+    let id = hub.submit(&line, &["--retries", "3", "--retries-on-failure"]);
+    let rec = hub.wait_ended(id);
+    assert_eq!(
+        (rec.state, rec.exit_code, rec.attempt),
+        (JobState::Exited, Some(0), 2)
+    );
+    assert_eq!(rec.attempts[0].exit_code, Some(1));
+}
