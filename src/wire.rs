@@ -256,8 +256,8 @@ pub struct JobRecord {
     /// Name of the token that submitted it (`None` with `--no-auth` or from older hubs).
     #[serde(default)]
     pub owner: Option<String>,
-    /// Which run of the job this record describes, from 1; retries add one.
-    #[serde(default = "default_attempt")]
+    /// Which run of the job this record describes, from 1; retries add one. Left out when 1.
+    #[serde(default = "default_attempt", skip_serializing_if = "is_one")]
     pub attempt: u32,
     /// The earlier attempts, oldest first.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]

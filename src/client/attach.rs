@@ -70,6 +70,8 @@ pub async fn run(hub: &HubUrl, id: JobId, opts: &AttachOptions) -> Result<i32> {
     let mut out = Sink::new(Fd::Stdout);
     let mut err = Sink::new(Fd::Stderr);
     let mut pos = from;
+    // A retry starts a new attempt, whose output (and input) start at offset 0.
+    let mut attempt = rec.attempt;
     let mut input_at = 0u64;
     // The state the stream last showed; `None` until its first message.
     let mut state: Option<JobState> = None;
@@ -92,6 +94,12 @@ pub async fn run(hub: &HubUrl, id: JobId, opts: &AttachOptions) -> Result<i32> {
                     continue;
                 }
                 Incoming::Msg(StreamMsg::Job { job }) => {
+                    if job.attempt != attempt {
+                        say(&format!("[job {id}: retrying, attempt {}]", job.attempt));
+                        attempt = job.attempt;
+                        pos = [0, 0];
+                        input_at = 0;
+                    }
                     if job.state == JobState::Queued && state.is_none() {
                         say(&format!("[job {id} is queued; waiting for it to start]"));
                     }
