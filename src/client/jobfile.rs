@@ -223,6 +223,30 @@ mod tests {
     }
 
     #[test]
+    fn the_json_schema_has_exactly_the_fields_we_accept() {
+        let schema: serde_json::Value =
+            serde_json::from_str(include_str!("../../docs/job.schema.json")).unwrap();
+        let mut documented: Vec<&str> = schema["$defs"]["job"]["properties"]
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(String::as_str)
+            .collect();
+        documented.sort();
+        // serde lists the fields it accepts when it meets an unknown one.
+        let e = err(r#"{"no such field": 1}"#);
+        let mut accepted: Vec<&str> = e
+            .split("expected one of ")
+            .nth(1)
+            .unwrap()
+            .split(", ")
+            .map(|f| f.trim_matches('`'))
+            .collect();
+        accepted.sort();
+        assert_eq!(documented, accepted);
+    }
+
+    #[test]
     fn errors_name_the_line_column_and_what_was_expected() {
         let e = err("{\n  \"command\": \"ls\",\n  \"comand\": 1\n}");
         assert!(e.starts_with("job.json:3:"), "{e}");
