@@ -478,7 +478,7 @@ pub enum SlaveMsg {
         #[serde(default)]
         running: Vec<RunningJob>,
         /// What the slave offers (`gpu`, `os=linux`); jobs may require labels.
-        #[serde(default)]
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
         labels: Vec<String>,
     },
     /// The job's process is running.

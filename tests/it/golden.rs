@@ -20,7 +20,52 @@ fn record() -> JobRecord {
         stdout_len: 12,
         stderr_len: 0,
         owner: Some("alice".into()),
+        attempt: 1,
+        attempts: vec![],
+        group: None,
     }
+}
+
+/// A spec with every optional field set.
+fn full_spec() -> JobSpec {
+    JobSpec {
+        command: String::new(),
+        argv: Some(vec!["printf".into(), "%s\n".into(), "a b".into()]),
+        env: [("K".to_string(), "v".to_string())].into(),
+        cwd: Some("/srv".into()),
+        tty: false,
+        rows: 24,
+        cols: 80,
+        stdin: Some("input\n".into()),
+        labels: vec!["gpu".into(), "os=linux".into()],
+        on_slave: Some("build-1".into()),
+        timeout: Some(2.5),
+        retries: 2,
+        retries_on_failure: true,
+        name: Some("nightly".into()),
+        slots: 2,
+    }
+}
+
+/// A record of a retried job in a group, on its second attempt.
+fn retried() -> JobRecord {
+    let mut r = record();
+    r.spec = full_spec();
+    r.attempt = 2;
+    r.group = Some("g3".into());
+    r.attempts = vec![Attempt {
+        attempt: 1,
+        state: JobState::Lost,
+        exit_code: None,
+        signal: None,
+        reason: Some("its slave stopped answering".into()),
+        slave: Some("build-2".into()),
+        started_ms: Some(1_700_000_000_010),
+        ended_ms: Some(1_700_000_030_000),
+        stdout_len: 5,
+        stderr_len: 0,
+    }];
+    r
 }
 
 fn messages() -> Vec<(&'static str, serde_json::Value)> {
@@ -33,6 +78,17 @@ fn messages() -> Vec<(&'static str, serde_json::Value)> {
                 name: "build-1".into(),
                 slots: 4,
                 running: vec![RunningJob { job: 3 }],
+                labels: vec![],
+            }),
+        ),
+        (
+            "slave_hello_labels",
+            v(&SlaveMsg::Hello {
+                protocol: 1,
+                name: "gpu-1".into(),
+                slots: 8,
+                running: vec![],
+                labels: vec!["gpu".into(), "hostname=gpu-1".into()],
             }),
         ),
         ("slave_started", v(&SlaveMsg::Started { job: 7, pid: 4242 })),
@@ -63,7 +119,16 @@ fn messages() -> Vec<(&'static str, serde_json::Value)> {
             "hub_assign",
             v(&HubToSlave::Assign {
                 job: 7,
-                spec: JobSpec::shell("make test"),
+                spec: Box::new(JobSpec::shell("make test")),
+                grace_ms: None,
+            }),
+        ),
+        (
+            "hub_assign_full",
+            v(&HubToSlave::Assign {
+                job: 8,
+                spec: Box::new(full_spec()),
+                grace_ms: Some(5000),
             }),
         ),
         (
@@ -105,6 +170,7 @@ fn messages() -> Vec<(&'static str, serde_json::Value)> {
         ("client_terminate", v(&ClientMsg::Terminate)),
         ("stream_job", v(&StreamMsg::Job { job: record() })),
         ("stream_end", v(&StreamMsg::End { job: record() })),
+        ("stream_job_retried", v(&StreamMsg::Job { job: retried() })),
         (
             "stream_error",
             v(&StreamMsg::Error {
@@ -115,6 +181,15 @@ fn messages() -> Vec<(&'static str, serde_json::Value)> {
             "error_body",
             v(&ErrorBody {
                 error: "no job with id 9".into(),
+            }),
+        ),
+        ("submit_reply", v(&SubmitReply { id: 7 })),
+        ("submit_many_reply", v(&SubmitManyReply { ids: vec![7, 8] })),
+        (
+            "broadcast_reply",
+            v(&BroadcastReply {
+                group: "g3".into(),
+                ids: vec![9, 10],
             }),
         ),
         (
@@ -164,6 +239,11 @@ fn wire_messages_match_the_golden_file() {
             "client" => serde_json::from_str::<ClientMsg>(&text).is_ok(),
             "stream" => serde_json::from_str::<StreamMsg>(&text).is_ok(),
             "error" => serde_json::from_str::<ErrorBody>(&text).is_ok(),
+            "submit" if name == "submit_reply" => {
+                serde_json::from_str::<SubmitReply>(&text).is_ok()
+            }
+            "submit" => serde_json::from_str::<SubmitManyReply>(&text).is_ok(),
+            "broadcast" => serde_json::from_str::<BroadcastReply>(&text).is_ok(),
             _ => serde_json::from_str::<TokenInfo>(&text).is_ok(),
         };
         assert!(ok, "{name} does not parse back");
