@@ -1,0 +1,392 @@
+#!/usr/bin/env bash
+# Benchmarks execnode against what a user would otherwise use, in one run on this machine, and
+# prints a table of medians and ratios (see BENCHMARKS.md for the latest one and the targets).
+#
+#   scripts/bench.sh            full run (a few minutes)
+#   scripts/bench.sh --quick    smaller counts and sizes (about a minute)
+#   options: --no-install (use what is installed; skip ssh if sshd is missing)
+#            --no-build   (use target/release as it is)
+#            --only LIST  (comma-separated: latency,dispatch,submits,stream,echo,idle,restart)
+#
+# It installs what it needs (Debian's openssh-server and hyperfine), builds execnode in release,
+# starts in a temp dir an sshd on a loopback port (throwaway host and user keys, a throwaway
+# user `xnbench` with /bin/sh as its shell; ssh multiplexes over a ControlMaster), a hub and two slaves on free loopback
+# ports, runs each measurement next to its baseline, and stops everything it started on exit.
+# Benchmarks are never assertions: this script reports, it does not fail on slow numbers.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+root=$PWD
+unset XN_HUB XN_LISTEN XN_DATA XN_LOG
+
+quick=0 install=1 build=1 only=all
+while [ $# -gt 0 ]; do
+    case $1 in
+    --quick) quick=1 ;;
+    --no-install) install=0 ;;
+    --no-build) build=0 ;;
+    --only)
+        only=$2
+        shift
+        ;;
+    -h | --help)
+        sed -n '2,16p' "$0"
+        exit 0
+        ;;
+    *)
+        echo "bench: unknown option $1" >&2
+        exit 2
+        ;;
+    esac
+    shift
+done
+want() { [ "$only" = all ] || [[ ",$only," == *",$1,"* ]]; }
+
+if [ $quick = 1 ]; then
+    LAT_RUNS=50 DISPATCH_JOBS=2000 SUBMITS=50 STREAM_BYTES=256M STREAM_RUNS=3
+    ECHO_N=300 IDLE_SLAVES=2000 RESTART_JOBS=100000 RESTART_RUNS=1
+else
+    LAT_RUNS=100 DISPATCH_JOBS=10000 SUBMITS=300 STREAM_BYTES=1G STREAM_RUNS=3
+    ECHO_N=2000 IDLE_SLAVES=10000 RESTART_JOBS=100000 RESTART_RUNS=3
+fi
+SLAVE_SLOTS=${BENCH_SLAVE_SLOTS:-2}
+
+log() { printf '==> %s\n' "$*" >&2; }
+die() {
+    printf 'bench: %s\n' "$*" >&2
+    exit 1
+}
+
+# ---- what we need ---------------------------------------------------------------------------
+if [ $install = 1 ]; then
+    missing=()
+    command -v hyperfine >/dev/null || missing+=(hyperfine)
+    [ -x /usr/sbin/sshd ] || missing+=(openssh-server)
+    command -v ssh >/dev/null || missing+=(openssh-client)
+    command -v python3 >/dev/null || missing+=(python3)
+    if [ ${#missing[@]} -gt 0 ]; then
+        log "installing ${missing[*]}"
+        apt-get update -qq >/dev/null
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+    fi
+fi
+command -v python3 >/dev/null || die "python3 is needed"
+command -v hyperfine >/dev/null || die "hyperfine is needed (apt-get install hyperfine)"
+have_ssh=0
+if [ -x /usr/sbin/sshd ] && command -v ssh >/dev/null && [ "$(id -u)" = 0 ]; then have_ssh=1; fi
+
+if [ $build = 1 ]; then
+    log "building execnode (release)"
+    cargo build --release --locked --quiet --bin execnode --example idle_slaves
+fi
+exe=$root/target/release/execnode
+idle=$root/target/release/examples/idle_slaves
+driver=$root/scripts/bench/driver.py
+[ -x "$exe" ] || die "no $exe: build first"
+
+# ---- the temp dir and everything we start ---------------------------------------------------
+tmp=$(mktemp -d "${TMPDIR:-/tmp}/execnode-bench.XXXXXX")
+mkdir -p "$tmp/bin"
+for n in xn xnhub xnslave; do ln -s "$exe" "$tmp/bin/$n"; done
+xn=$tmp/bin/xn
+pids=()
+cleanup() {
+    local i pid
+    trap - EXIT INT TERM
+    [ -n "${ssh_cfg:-}" ] && ssh -F "$ssh_cfg" -O exit bench >/dev/null 2>&1 || true
+    for ((i = ${#pids[@]} - 1; i >= 0; i--)); do
+        pid=${pids[i]}
+        kill -TERM "$pid" 2>/dev/null || continue
+        for _ in $(seq 50); do
+            kill -0 "$pid" 2>/dev/null || break
+            sleep 0.1
+        done
+        kill -KILL "$pid" 2>/dev/null || true
+    done
+    wait 2>/dev/null || true
+    [ "$made_user" = 1 ] && userdel "$ssh_user" 2>/dev/null || true
+    rm -rf "$tmp"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# Idle connections and fds: one per slave, on both ends.
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+
+# Starts a hub on a free port with data in $1; sets hub_pid and hub_url.
+start_hub() {
+    local data=$1 logf=$1.log
+    mkdir -p "$data"
+    XN_LOG=warn,execnode=info "$exe" hub --listen 127.0.0.1:0 --data "$data" 2>"$logf" &
+    hub_pid=$!
+    pids+=("$hub_pid")
+    for _ in $(seq 300); do
+        hub_url=$(sed -n 's/.*hub listening on \(http:[^ ]*\).*/\1/p' "$logf" | head -1)
+        [ -n "$hub_url" ] && return 0
+        kill -0 "$hub_pid" 2>/dev/null || die "hub exited: $(cat "$logf")"
+        sleep 0.02
+    done
+    die "hub did not start: $(cat "$logf")"
+}
+stop_pid() {
+    kill -TERM "$1" 2>/dev/null || return 0
+    for _ in $(seq 100); do
+        kill -0 "$1" 2>/dev/null || return 0
+        sleep 0.05
+    done
+    kill -KILL "$1" 2>/dev/null || true
+}
+start_slaves() {
+    local i
+    for i in 1 2; do
+        XN_LOG=warn "$exe" slave --hub "$hub_url" --name "bench-$i" --slots "$SLAVE_SLOTS" \
+            2>"$tmp/slave-$i.log" &
+        pids+=($!)
+    done
+    for _ in $(seq 200); do
+        [ "$(curl -fsS "$hub_url/api/v1/slaves" | jq length)" = 2 ] && return 0
+        sleep 0.05
+    done
+    die "slaves did not connect"
+}
+
+ssh_cfg=
+# ssh runs the remote command through the user's login shell; root's here is bash with a
+# .bashrc that costs 100+ ms (pyenv), which would flatter us. So ssh logs in as a throwaway
+# user whose shell is /bin/sh, as the slaves run `/bin/sh -c LINE`; it is removed on exit.
+ssh_user=xnbench
+made_user=0
+start_sshd() {
+    local d=$tmp/ssh port
+    mkdir -p "$d" /run/sshd "$tmp/ssh-home"
+    chmod 755 "$tmp" "$d"
+    if ! id "$ssh_user" >/dev/null 2>&1; then
+        useradd --system --password "*" --no-create-home --home-dir "$tmp/ssh-home" --shell /bin/sh "$ssh_user"
+        made_user=1
+    fi
+    chown "$ssh_user" "$tmp/ssh-home"
+    ssh-keygen -q -t ed25519 -N '' -f "$d/host_key"
+    ssh-keygen -q -t ed25519 -N '' -f "$d/user_key"
+    cp "$d/user_key.pub" "$d/authorized_keys"
+    chmod 644 "$d/authorized_keys"
+    port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+    cat >"$d/sshd_config" <<EOF
+Port $port
+ListenAddress 127.0.0.1
+HostKey $d/host_key
+PidFile $d/sshd.pid
+AuthorizedKeysFile $d/authorized_keys
+StrictModes no
+PasswordAuthentication no
+KbdInteractiveAuthentication no
+PermitRootLogin no
+AllowUsers $ssh_user
+UsePAM no
+PrintMotd no
+PrintLastLog no
+EOF
+    /usr/sbin/sshd -D -e -f "$d/sshd_config" 2>"$d/sshd.log" &
+    pids+=($!)
+    cat >"$d/config" <<EOF
+Host bench
+  HostName 127.0.0.1
+  Port $port
+  User $ssh_user
+  IdentityFile $d/user_key
+  IdentitiesOnly yes
+  StrictHostKeyChecking no
+  UserKnownHostsFile /dev/null
+  LogLevel ERROR
+  BatchMode yes
+  ControlMaster auto
+  ControlPath $d/cm-%C
+  ControlPersist 600
+EOF
+    ssh_cfg=$d/config
+    for _ in $(seq 100); do
+        ssh -F "$ssh_cfg" bench true 2>/dev/null && return 0
+        sleep 0.1
+    done
+    cat "$d/sshd.log" >&2
+    die "sshd on port $port did not let us in"
+}
+
+# ---- results --------------------------------------------------------------------------------
+results=$tmp/results.tsv
+notes=$tmp/notes.txt
+: >"$results"
+: >"$notes"
+# row METRIC OURS BASELINE RATIO TARGET
+row() { printf '%s\t%s\t%s\t%s\t%s\n' "$@" >>"$results"; }
+note() { printf -- '- %s\n' "$*" >>"$notes"; }
+pyj() { python3 -c "import json,sys; d=json.load(open('$1')); print($2)"; }
+calc() { python3 -c "print($1)"; }
+# speed OURS_TIME BASE_TIME: how much faster (or slower) we are, from two times.
+speed() { python3 -c "r=$2/$1; print('%.2fx faster' % r if r >= 1 else '%.2fx slower' % (1/r))"; }
+median() { python3 -c 'import statistics,sys; print(statistics.median(float(x) for x in sys.argv[1:]))' "$@"; }
+
+[ $have_ssh = 1 ] && start_sshd
+[ $have_ssh = 1 ] || note "ssh baselines skipped: needs root and openssh-server"
+ssh_() { ssh -F "$ssh_cfg" bench "$@"; }
+
+start_hub "$tmp/hub"
+start_slaves
+export XN_HUB=$hub_url
+log "hub at $hub_url, slaves: 2 x $SLAVE_SLOTS slots, ssh: $([ $have_ssh = 1 ] && echo yes || echo no)"
+
+# 1. submit -> exit of `true`, whole process.
+if want latency; then
+    log "latency: xn -s true --wait vs sh -c true vs ssh true (hyperfine, $LAT_RUNS runs each)"
+    cmds=("$xn -s true --wait" "sh -c true")
+    [ $have_ssh = 1 ] && cmds+=("ssh -F $ssh_cfg bench true")
+    hyperfine -N --warmup 5 --runs "$LAT_RUNS" --export-json "$tmp/lat.json" "${cmds[@]}" >"$tmp/lat.txt" 2>&1 ||
+        die "hyperfine failed: $(cat "$tmp/lat.txt")"
+    ms() { pyj "$tmp/lat.json" "'%.2f' % (d['results'][$1]['median']*1000)"; }
+    lat_xn=$(ms 0) lat_sh=$(ms 1)
+    row "submit->exit \`true\` (median ms)" "$lat_xn" "sh -c: $lat_sh" "$(calc "round($lat_xn/$lat_sh,1)")x sh" "<= 5 ms"
+    if [ $have_ssh = 1 ]; then
+        lat_ssh=$(ms 2)
+        row "  vs ssh ControlMaster \`true\`" "$lat_xn" "ssh: $lat_ssh" "$(speed "$lat_xn" "$lat_ssh")" ">= 20x faster"
+        # For scale: what ssh costs without a master connection (key exchange, auth each time).
+        hyperfine -N --warmup 2 --runs 20 --export-json "$tmp/lat-ssh.json" \
+            "ssh -F $ssh_cfg -o ControlMaster=no -o ControlPath=none bench true" >/dev/null 2>&1
+        lat_ssh1=$(pyj "$tmp/lat-ssh.json" "'%.2f' % (d['results'][0]['median']*1000)")
+        row "  vs ssh, new connection each time" "$lat_xn" "ssh: $lat_ssh1" "$(speed "$lat_xn" "$lat_ssh1")" "-"
+    fi
+    p90=$(pyj "$tmp/lat.json" "'%.2f' % (sorted(d['results'][0]['times'])[int(len(d['results'][0]['times'])*0.9)]*1000)")
+    note "submit->exit: xn p90 $p90 ms; hyperfine -N, $LAT_RUNS runs after 5 warm-ups; tty job (the default)"
+fi
+
+# 2. dispatch rate: N `true` jobs in one submission, 2 slaves.
+if want dispatch; then
+    log "dispatch: $DISPATCH_JOBS true jobs vs xargs -P2"
+    python3 "$driver" dispatch "$hub_url" "$DISPATCH_JOBS" >"$tmp/disp.json"
+    t0=$(date +%s.%N)
+    seq "$DISPATCH_JOBS" | xargs -n1 -P2 sh -c true
+    t1=$(date +%s.%N)
+    xargs_rate=$(calc "round($DISPATCH_JOBS/($t1-$t0))")
+    disp_rate=$(pyj "$tmp/disp.json" "round(d['rate'])")
+    row "dispatch $DISPATCH_JOBS \`true\` jobs, 2 slaves (jobs/s)" "$disp_rate" "xargs -P2: $xargs_rate" "$(calc "round(100*$disp_rate/$xargs_rate)")% of local" ">= 2000/s, >= 75%"
+    note "dispatch: $(pyj "$tmp/disp.json" "d['method']"); submission took $(pyj "$tmp/disp.json" "'%.2f' % d['submit_seconds']") s; jobs not exited 0: $(pyj "$tmp/disp.json" "d['not_ok']"); slaves have $SLAVE_SLOTS slots each; tty jobs (the default)"
+fi
+
+# 3. separate `xn -s` submissions, back to back.
+if want submits; then
+    log "submissions: $SUBMITS x xn -s true, one after another"
+    t0=$(date +%s.%N)
+    for _ in $(seq "$SUBMITS"); do "$xn" -s true >/dev/null; done
+    t1=$(date +%s.%N)
+    sub_rate=$(calc "round($SUBMITS/($t1-$t0))")
+    row "separate \`xn -s true\`, back to back (/s)" "$sub_rate" "-" "-" ">= 500/s"
+    # Wait for them to run, so they do not disturb what follows.
+    for _ in $(seq 600); do
+        [ "$(curl -fsS "$hub_url/api/v1/jobs?state=queued" | jq length)" = 0 ] && break
+        sleep 0.1
+    done
+fi
+
+# 4. output streamed to the client.
+if want stream; then
+    bytes=$(numfmt --from=iec "$STREAM_BYTES")
+    log "stream: head -c $STREAM_BYTES /dev/zero, $STREAM_RUNS runs each: xn --no-tty --wait | wc -c, local pipe, ssh"
+    # time_mbps COMMAND: MB/s (10^6) of one run, and checks the byte count.
+    time_mbps() {
+        local t0 t1 n
+        t0=$(date +%s.%N)
+        n=$(bash -c "$1" | wc -c)
+        t1=$(date +%s.%N)
+        [ "$n" = "$bytes" ] || die "$1: got $n bytes, expected $bytes"
+        calc "round($bytes/1e6/($t1-$t0))"
+    }
+    xs=() ls=() ss=()
+    for _ in $(seq "$STREAM_RUNS"); do
+        xs+=("$(time_mbps "$xn -s 'head -c $STREAM_BYTES /dev/zero' --no-tty --wait")")
+        ls+=("$(time_mbps "head -c $STREAM_BYTES /dev/zero")")
+        [ $have_ssh = 1 ] && ss+=("$(time_mbps "ssh -F $ssh_cfg bench 'head -c $STREAM_BYTES /dev/zero'")")
+    done
+    xm=$(median "${xs[@]}") lm=$(median "${ls[@]}")
+    row "stream $STREAM_BYTES to client (MB/s, bytes checked)" "$xm" "local pipe: $lm" "$(calc "round($xm/$lm,3)")x local" ">= 1000 MB/s"
+    if [ $have_ssh = 1 ]; then
+        sm=$(median "${ss[@]}")
+        row "  vs ssh" "$xm" "ssh: $sm" "$(calc "round($xm/$sm,2)")x ssh" ">= 2x ssh"
+    fi
+    note "stream runs (MB/s): xn ${xs[*]}; local ${ls[*]}; ssh ${ss[*]:-}; every run's byte count checked (0 lost)"
+fi
+
+# 5. keystroke echo through an attached pty.
+if want echo; then
+    log "echo: $ECHO_N single-byte round trips: xn -a, local pty, ssh -tt"
+    job='stty raw -echo; echo XN_$((6*7))_GO; exec cat'
+    python3 "$driver" echo "$ECHO_N" 50 XN_42_GO '\x1dt' -- "$xn" -s "$job" -a >"$tmp/echo-xn.json"
+    python3 "$driver" echo "$ECHO_N" 50 XN_42_GO '' -- sh -c "$job" >"$tmp/echo-local.json"
+    e() { pyj "$tmp/echo-$1.json" "'%.0f / %.0f' % (d['p50_us'], d['p99_us'])"; }
+    row "keystroke echo, attached pty (p50 / p99 us)" "$(e xn)" "local pty: $(e local)" "+$(calc "round($(pyj "$tmp/echo-xn.json" "d['p50_us']")-$(pyj "$tmp/echo-local.json" "d['p50_us']"))") us p50" "p50 < 1000 us over local"
+    if [ $have_ssh = 1 ]; then
+        python3 "$driver" echo "$ECHO_N" 50 XN_42_GO '' -- ssh -F "$ssh_cfg" -tt bench "$job" >"$tmp/echo-ssh.json"
+        row "  vs ssh -tt" "$(e xn)" "ssh -tt: $(e ssh)" "$(speed "$(pyj "$tmp/echo-xn.json" "d['p50_us']")" "$(pyj "$tmp/echo-ssh.json" "d['p50_us']")") (p50)" "-"
+    fi
+fi
+
+# 6. idle slaves one hub holds: a fresh hub, no jobs.
+if want idle; then
+    log "idle slaves: $IDLE_SLAVES connections from one process to a fresh hub"
+    main_hub_url=$hub_url main_hub_pid=$hub_pid
+    start_hub "$tmp/idle-hub"
+    sleep 0.5
+    rss() { awk '/VmRSS/ {print $2}' "/proc/$1/status"; }
+    before=$(rss "$hub_pid")
+    coproc IDLE { "$idle" "$hub_url" "$IDLE_SLAVES" 2>"$tmp/idle.err"; }
+    idle_pid=$IDLE_PID
+    pids+=("$idle_pid")
+    read -r -t 300 line <&"${IDLE[0]}" || die "idle_slaves gave no answer: $(cat "$tmp/idle.err")"
+    held=$(echo "$line" | awk '{print $2}')
+    sleep 1
+    after=$(rss "$hub_pid")
+    hub_count=$(curl -fsS "$hub_url/api/v1/slaves" | jq length)
+    per=$(calc "round(($after-$before)/max(1,$hub_count),1)")
+    row "idle slaves held by one hub (count, KiB each)" "$hub_count, $per KiB" "-" "-" "10000 at < 20 KiB"
+    note "idle slaves: $line; hub VmRSS $before KiB before, $after KiB after; $(head -c 300 "$tmp/idle.err" | tr '\n' ' ')"
+    exec {IDLE[1]}>&-
+    wait "$idle_pid" 2>/dev/null || true
+    stop_pid "$hub_pid"
+    hub_url=$main_hub_url hub_pid=$main_hub_pid
+fi
+
+# 7. hub restart with many stored jobs, until it answers `xn -l`.
+if want restart; then
+    log "restart: a hub with $RESTART_JOBS stored jobs, until xn -l answers ($RESTART_RUNS runs)"
+    data=$tmp/restart-hub
+    mkdir -p "$data"
+    python3 "$driver" mkdb "$data/jobs.db" "$RESTART_JOBS" >/dev/null
+    secs=() acc=()
+    for _ in $(seq "$RESTART_RUNS"); do
+        port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+        t0=$(python3 -c 'import time; print(time.time())')
+        XN_LOG=warn "$exe" hub --listen "127.0.0.1:$port" --data "$data" 2>"$data.log" &
+        rp=$!
+        pids+=("$rp")
+        python3 "$driver" wait-list "http://127.0.0.1:$port" "$xn" "$t0" >"$tmp/restart.json"
+        lines=$(pyj "$tmp/restart.json" "d['lines']")
+        [ "$lines" -gt "$RESTART_JOBS" ] || die "xn -l listed $lines lines, expected $RESTART_JOBS jobs"
+        secs+=("$(pyj "$tmp/restart.json" "'%.3f' % d['list_seconds']")")
+        acc+=("$(pyj "$tmp/restart.json" "'%.3f' % d['accept_seconds']")")
+        stop_pid "$rp"
+    done
+    rm -rf "$data"
+    row "hub restart, $RESTART_JOBS jobs, until \`xn -l\` answers (s)" "$(median "${secs[@]}")" "-" "-" "< 1 s"
+    note "restart: jobs written straight into jobs.db (python sqlite3, the schema of src/hub/store.rs), all exited, each with a small output log; runs ${secs[*]} s until xn -l printed every job; the hub accepted connections after ${acc[*]} s"
+fi
+
+# ---- the table ------------------------------------------------------------------------------
+loadavg=$(cut -d' ' -f1-3 /proc/loadavg)
+{
+    echo
+    echo "execnode $(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo '?') on $(nproc) x $(sed -n 's/^model name\t: //p' /proc/cpuinfo | head -1), kernel $(uname -r), load $loadavg$([ $quick = 1 ] && echo ', --quick')"
+    echo
+    echo "| metric | execnode | baseline (same run) | ratio | target |"
+    echo "| --- | --- | --- | --- | --- |"
+    while IFS=$'\t' read -r m o b r t; do
+        echo "| $m | $o | $b | $r | $t |"
+    done <"$results"
+    echo
+    cat "$notes"
+}
