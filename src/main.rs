@@ -208,7 +208,17 @@ fn main() -> ExitCode {
     };
     let is_client = matches!(role, Role::Xn(_));
     init_logging(is_client);
-    let rt = match tokio::runtime::Runtime::new() {
+    // `xn` lives for one command and waits on a socket or two: a single-threaded runtime spares
+    // it starting a worker thread per CPU on every run. The hub and slave keep the
+    // multi-threaded one.
+    let rt = if is_client {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+    } else {
+        tokio::runtime::Runtime::new()
+    };
+    let rt = match rt {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("execnode: cannot start the runtime: {e}");
