@@ -135,12 +135,14 @@ stop_pid() {
     done
     kill -KILL "$1" 2>/dev/null || true
 }
+slave_pids=()
 start_slaves() {
     local i
     for i in 1 2; do
         XN_LOG=warn "$exe" slave --hub "$hub_url" --name "bench-$i" --slots "$SLAVE_SLOTS" \
             2>"$tmp/slave-$i.log" &
         pids+=($!)
+        slave_pids+=($!)
     done
     for _ in $(seq 200); do
         [ "$(curl -fsS "$hub_url/api/v1/slaves" | jq length)" = 2 ] && return 0
@@ -218,6 +220,8 @@ notes=$tmp/notes.txt
 # row METRIC OURS BASELINE RATIO TARGET
 row() { printf '%s\t%s\t%s\t%s\t%s\n' "$@" >>"$results"; }
 note() { printf -- '- %s\n' "$*" >>"$notes"; }
+# cpu PID...: user + system CPU seconds the processes have used so far (robust to load).
+cpu() { local p t=0; for p in "$@"; do t=$(calc "$t + $(awk '{print ($14+$15)}' "/proc/$p/stat") / $(getconf CLK_TCK)"); done; echo "$t"; }
 pyj() { python3 -c "import json,sys; d=json.load(open('$1')); print($2)"; }
 calc() { python3 -c "print($1)"; }
 # speed OURS_TIME BASE_TIME: how much faster (or slower) we are, from two times.
@@ -253,7 +257,8 @@ if want latency; then
         row "  vs ssh, new connection each time" "$lat_xn" "ssh: $lat_ssh1" "$(speed "$lat_xn" "$lat_ssh1")" "-"
     fi
     p90=$(pyj "$tmp/lat.json" "'%.2f' % (sorted(d['results'][0]['times'])[int(len(d['results'][0]['times'])*0.9)]*1000)")
-    note "submit->exit: xn p90 $p90 ms; hyperfine -N, $LAT_RUNS runs after 5 warm-ups; tty job (the default)"
+    xcpu=$(pyj "$tmp/lat.json" "'%.2f' % ((d['results'][0]['user']+d['results'][0]['system'])*1000)")
+    note "submit->exit: xn p90 $p90 ms, xn's own CPU $xcpu ms (mean user+sys); hyperfine -N, $LAT_RUNS runs after 5 warm-ups; tty job (the default)"
 fi
 
 # 2. dispatch rate: N `true` jobs in one submission, 2 slaves.
@@ -297,9 +302,12 @@ if want stream; then
         [ "$n" = "$bytes" ] || die "$1: got $n bytes, expected $bytes"
         calc "round($bytes/1e6/($t1-$t0))"
     }
-    xs=() ls=() ss=()
+    xs=() ls=() ss=() cpu_hub=0 cpu_slaves=0
     for _ in $(seq "$STREAM_RUNS"); do
+        h0=$(cpu "$hub_pid") s0=$(cpu "${slave_pids[@]}")
         xs+=("$(time_mbps "$xn -s 'head -c $STREAM_BYTES /dev/zero' --no-tty --wait")")
+        cpu_hub=$(calc "$cpu_hub + $(cpu "$hub_pid") - $h0")
+        cpu_slaves=$(calc "$cpu_slaves + $(cpu "${slave_pids[@]}") - $s0")
         ls+=("$(time_mbps "head -c $STREAM_BYTES /dev/zero")")
         [ $have_ssh = 1 ] && ss+=("$(time_mbps "ssh -F $ssh_cfg bench 'head -c $STREAM_BYTES /dev/zero'")")
     done
@@ -309,7 +317,8 @@ if want stream; then
         sm=$(median "${ss[@]}")
         row "  vs ssh" "$xm" "ssh: $sm" "$(calc "round($xm/$sm,2)")x ssh" ">= 2x ssh"
     fi
-    note "stream runs (MB/s): xn ${xs[*]}; local ${ls[*]}; ssh ${ss[*]:-}; every run's byte count checked (0 lost)"
+    gbs=$(calc "$bytes * $STREAM_RUNS / 1e9")
+    note "stream runs (MB/s): xn ${xs[*]}; local ${ls[*]}; ssh ${ss[*]:-}; every run's byte count checked (0 lost); CPU per GB streamed: hub $(calc "round($cpu_hub/$gbs,2)") s, slaves $(calc "round($cpu_slaves/$gbs,2)") s"
 fi
 
 # 5. keystroke echo through an attached pty.
@@ -357,23 +366,24 @@ if want restart; then
     data=$tmp/restart-hub
     mkdir -p "$data"
     python3 "$driver" mkdb "$data/jobs.db" "$RESTART_JOBS" >/dev/null
-    secs=() acc=()
+    secs=() acc=() rcpu=()
     for _ in $(seq "$RESTART_RUNS"); do
         port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
         t0=$(python3 -c 'import time; print(time.time())')
         XN_LOG=warn "$exe" hub --listen "127.0.0.1:$port" --data "$data" 2>"$data.log" &
         rp=$!
         pids+=("$rp")
-        python3 "$driver" wait-list "http://127.0.0.1:$port" "$xn" "$t0" >"$tmp/restart.json"
+        python3 "$driver" wait-list "http://127.0.0.1:$port" "$xn" "$t0" "$rp" >"$tmp/restart.json"
         lines=$(pyj "$tmp/restart.json" "d['lines']")
         [ "$lines" -gt "$RESTART_JOBS" ] || die "xn -l listed $lines lines, expected $RESTART_JOBS jobs"
         secs+=("$(pyj "$tmp/restart.json" "'%.3f' % d['list_seconds']")")
         acc+=("$(pyj "$tmp/restart.json" "'%.3f' % d['accept_seconds']")")
+        rcpu+=("$(pyj "$tmp/restart.json" "'%.2f/%.2f' % (d['hub_cpu_at_accept'], d['hub_cpu_after_list'])")")
         stop_pid "$rp"
     done
     rm -rf "$data"
     row "hub restart, $RESTART_JOBS jobs, until \`xn -l\` answers (s)" "$(median "${secs[@]}")" "-" "-" "< 1 s"
-    note "restart: jobs written straight into jobs.db (python sqlite3, the schema of src/hub/store.rs), all exited, each with a small output log; runs ${secs[*]} s until xn -l printed every job; the hub accepted connections after ${acc[*]} s"
+    note "restart: jobs written straight into jobs.db (python sqlite3, the schema of src/hub/store.rs), all exited, each with a small output log; runs ${secs[*]} s until xn -l printed every job; the hub accepted connections after ${acc[*]} s; hub CPU s at accept / after the list: ${rcpu[*]}"
 fi
 
 # ---- the table ------------------------------------------------------------------------------
