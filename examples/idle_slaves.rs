@@ -6,7 +6,7 @@
 //! waits for its stdin to close and exits, closing every connection.
 //!
 //! ```text
-//! cargo run --release --example idle_slaves -- http://127.0.0.1:5000 10000
+//! XN_TOKEN=$(cat DATA/slave.token) cargo run --release --example idle_slaves -- http://127.0.0.1:5000 10000
 //! ```
 //!
 //! Never queue jobs on a hub while this runs: each connection has a free slot and would be given
@@ -31,7 +31,8 @@ async fn main() -> Result<()> {
     let (Some(url), Some(count)) = (args.next(), args.next()) else {
         bail!("usage: idle_slaves HUB_URL COUNT");
     };
-    let hub = HubUrl::parse(&url)?;
+    // A token with the slave role, as for xnslave.
+    let hub = HubUrl::parse(&url)?.with_token(std::env::var("XN_TOKEN").ok());
     let count: usize = count.parse().context("COUNT must be a number")?;
 
     let began = Instant::now();

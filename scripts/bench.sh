@@ -112,16 +112,21 @@ trap 'exit 130' INT TERM
 # Idle connections and fds: one per slave, on both ends.
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 
-# Starts a hub on a free port with data in $1; sets hub_pid and hub_url.
+# Starts a hub on a free port with data in $1; sets hub_pid, hub_url, hub_token (admin) and
+# slave_token.
 start_hub() {
     local data=$1 logf=$1.log
     mkdir -p "$data"
     XN_LOG=warn,execnode=info "$exe" hub --listen 127.0.0.1:0 --data "$data" 2>"$logf" &
     hub_pid=$!
     pids+=("$hub_pid")
-    for _ in $(seq 300); do
+    for _ in $(seq 1500); do
         hub_url=$(sed -n 's/.*hub listening on \(http:[^ ]*\).*/\1/p' "$logf" | head -1)
-        [ -n "$hub_url" ] && return 0
+        # Its first start on a data directory writes an admin and a slave token there.
+        if [ -n "$hub_url" ] && [ -s "$data/admin.token" ] && [ -s "$data/slave.token" ]; then
+            hub_token=$(cat "$data/admin.token") slave_token=$(cat "$data/slave.token")
+            return 0
+        fi
         kill -0 "$hub_pid" 2>/dev/null || die "hub exited: $(cat "$logf")"
         sleep 0.02
     done
@@ -139,13 +144,13 @@ slave_pids=()
 start_slaves() {
     local i
     for i in 1 2; do
-        XN_LOG=warn "$exe" slave --hub "$hub_url" --name "bench-$i" --slots "$SLAVE_SLOTS" \
+        XN_LOG=warn "$exe" slave --hub "$hub_url" --token "$slave_token" --name "bench-$i" --slots "$SLAVE_SLOTS" \
             2>"$tmp/slave-$i.log" &
         pids+=($!)
         slave_pids+=($!)
     done
     for _ in $(seq 200); do
-        [ "$(curl -fsS "$hub_url/api/v1/slaves" | jq length)" = 2 ] && return 0
+        [ "$(api /api/v1/slaves | jq length)" = 2 ] && return 0
         sleep 0.05
     done
     die "slaves did not connect"
@@ -222,6 +227,8 @@ row() { printf '%s\t%s\t%s\t%s\t%s\n' "$@" >>"$results"; }
 note() { printf -- '- %s\n' "$*" >>"$notes"; }
 # cpu PID...: user + system CPU seconds the processes have used so far (robust to load).
 cpu() { local p t=0; for p in "$@"; do t=$(calc "$t + $(awk '{print ($14+$15)}' "/proc/$p/stat") / $(getconf CLK_TCK)"); done; echo "$t"; }
+# api PATH: a GET on the current hub, as its admin.
+api() { curl -fsS -H "Authorization: Bearer $hub_token" "$hub_url$1"; }
 pyj() { python3 -c "import json,sys; d=json.load(open('$1')); print($2)"; }
 calc() { python3 -c "print($1)"; }
 # speed OURS_TIME BASE_TIME: how much faster (or slower) we are, from two times.
@@ -234,7 +241,7 @@ ssh_() { ssh -F "$ssh_cfg" bench "$@"; }
 
 start_hub "$tmp/hub"
 start_slaves
-export XN_HUB=$hub_url
+export XN_HUB=$hub_url XN_TOKEN=$hub_token
 log "hub at $hub_url, slaves: 2 x $SLAVE_SLOTS slots, ssh: $([ $have_ssh = 1 ] && echo yes || echo no)"
 
 # 1. submit -> exit of `true`, whole process.
@@ -284,7 +291,7 @@ if want submits; then
     row "separate \`xn -s true\`, back to back (/s)" "$sub_rate" "-" "-" ">= 500/s"
     # Wait for them to run, so they do not disturb what follows.
     for _ in $(seq 600); do
-        [ "$(curl -fsS "$hub_url/api/v1/jobs?state=queued" | jq length)" = 0 ] && break
+        [ "$(api "/api/v1/jobs?state=queued" | jq length)" = 0 ] && break
         sleep 0.1
     done
 fi
@@ -338,34 +345,40 @@ fi
 # 6. idle slaves one hub holds: a fresh hub, no jobs.
 if want idle; then
     log "idle slaves: $IDLE_SLAVES connections from one process to a fresh hub"
-    main_hub_url=$hub_url main_hub_pid=$hub_pid
+    main_hub_url=$hub_url main_hub_pid=$hub_pid main_hub_token=$hub_token
     start_hub "$tmp/idle-hub"
     sleep 0.5
     rss() { awk '/VmRSS/ {print $2}' "/proc/$1/status"; }
     before=$(rss "$hub_pid")
-    coproc IDLE { "$idle" "$hub_url" "$IDLE_SLAVES" 2>"$tmp/idle.err"; }
+    coproc IDLE { XN_TOKEN=$slave_token "$idle" "$hub_url" "$IDLE_SLAVES" 2>"$tmp/idle.err"; }
     idle_pid=$IDLE_PID
     pids+=("$idle_pid")
     read -r -t 300 line <&"${IDLE[0]}" || die "idle_slaves gave no answer: $(cat "$tmp/idle.err")"
     held=$(echo "$line" | awk '{print $2}')
     sleep 1
     after=$(rss "$hub_pid")
-    hub_count=$(curl -fsS "$hub_url/api/v1/slaves" | jq length)
+    hub_count=$(api /api/v1/slaves | jq length)
     per=$(calc "round(($after-$before)/max(1,$hub_count),1)")
     row "idle slaves held by one hub (count, KiB each)" "$hub_count, $per KiB" "-" "-" "10000 at < 20 KiB"
     note "idle slaves: $line; hub VmRSS $before KiB before, $after KiB after; $(head -c 300 "$tmp/idle.err" | tr '\n' ' ')"
     exec {IDLE[1]}>&-
     wait "$idle_pid" 2>/dev/null || true
     stop_pid "$hub_pid"
-    hub_url=$main_hub_url hub_pid=$main_hub_pid
+    hub_url=$main_hub_url hub_pid=$main_hub_pid hub_token=$main_hub_token
 fi
 
 # 7. hub restart with many stored jobs, until it answers `xn -l`.
+main_hub_url=$hub_url main_hub_pid=$hub_pid main_hub_token=$hub_token
 if want restart; then
     log "restart: a hub with $RESTART_JOBS stored jobs, until xn -l answers ($RESTART_RUNS runs)"
     data=$tmp/restart-hub
     mkdir -p "$data"
     python3 "$driver" mkdb "$data/jobs.db" "$RESTART_JOBS" >/dev/null
+    # A first, untimed start adds what the hub keeps beside the jobs (its tokens).
+    start_hub "$data"
+    stop_pid "$hub_pid"
+    hub_pid=$main_hub_pid hub_url=$main_hub_url
+    restart_token=$hub_token hub_token=$main_hub_token
     secs=() acc=() rcpu=()
     for _ in $(seq "$RESTART_RUNS"); do
         port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
@@ -373,7 +386,7 @@ if want restart; then
         XN_LOG=warn "$exe" hub --listen "127.0.0.1:$port" --data "$data" 2>"$data.log" &
         rp=$!
         pids+=("$rp")
-        python3 "$driver" wait-list "http://127.0.0.1:$port" "$xn" "$t0" "$rp" >"$tmp/restart.json"
+        XN_TOKEN=$restart_token python3 "$driver" wait-list "http://127.0.0.1:$port" "$xn" "$t0" "$rp" >"$tmp/restart.json"
         lines=$(pyj "$tmp/restart.json" "d['lines']")
         [ "$lines" -gt "$RESTART_JOBS" ] || die "xn -l listed $lines lines, expected $RESTART_JOBS jobs"
         secs+=("$(pyj "$tmp/restart.json" "'%.3f' % d['list_seconds']")")

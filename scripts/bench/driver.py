@@ -35,6 +35,8 @@ def hub_conn(hub):
 def call(conn, method, path, body=None):
     data = None if body is None else json.dumps(body).encode()
     headers = {"Content-Type": "application/json"} if data is not None else {}
+    if os.environ.get("XN_TOKEN"):
+        headers["Authorization"] = "Bearer " + os.environ["XN_TOKEN"]
     conn.request(method, path, body=data, headers=headers)
     resp = conn.getresponse()
     raw = resp.read()
@@ -234,6 +236,7 @@ def mkdb(path, n):
     db = sqlite3.connect(path)
     db.execute("PRAGMA journal_mode=WAL")
     db.execute(SCHEMA)
+    db.execute("ALTER TABLE jobs ADD COLUMN owner TEXT")
     now = int(time.time() * 1000) - n
     rows = []
     for i in range(n):
@@ -241,10 +244,10 @@ def mkdb(path, n):
         spec = json.dumps({"command": cmd, "tty": True, "rows": 24, "cols": 80},
                           separators=(",", ":"))
         rows.append(("exited", cmd, spec, i % 3, None, None, "bench-slave-%d" % (i % 2),
-                     now + i, now + i, now + i + 1))
+                     now + i, now + i, now + i + 1, "admin"))
     db.executemany(
         "INSERT INTO jobs (state, command, spec, exit_code, signal, reason, slave, created_ms,"
-        " started_ms, ended_ms) VALUES (?,?,?,?,?,?,?,?,?,?)", rows)
+        " started_ms, ended_ms, owner) VALUES (?,?,?,?,?,?,?,?,?,?,?)", rows)
     db.commit()
     db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     db.close()
