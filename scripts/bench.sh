@@ -112,12 +112,12 @@ trap 'exit 130' INT TERM
 # Idle connections and fds: one per slave, on both ends.
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 
-# Starts a hub on a free port with data in $1; sets hub_pid, hub_url, hub_token (admin) and
+# Starts a hub on a free port with data in $1 (more hub flags may follow); sets hub_pid, hub_url, hub_token (admin) and
 # slave_token.
 start_hub() {
     local data=$1 logf=$1.log
     mkdir -p "$data"
-    XN_LOG=warn,execnode=info "$exe" hub --listen 127.0.0.1:0 --data "$data" 2>"$logf" &
+    XN_LOG=warn,execnode=info "$exe" hub --listen 127.0.0.1:0 --data "$data" "${@:2}" 2>"$logf" &
     hub_pid=$!
     pids+=("$hub_pid")
     for _ in $(seq 1500); do
@@ -346,7 +346,8 @@ fi
 if want idle; then
     log "idle slaves: $IDLE_SLAVES connections from one process to a fresh hub"
     main_hub_url=$hub_url main_hub_pid=$hub_pid main_hub_token=$hub_token
-    start_hub "$tmp/idle-hub"
+    # Every idle slave dials from 127.0.0.1: lift the per-address bound for this hub only.
+    start_hub "$tmp/idle-hub" --max-conns-per-addr $((IDLE_SLAVES + 100))
     sleep 0.5
     rss() { awk '/VmRSS/ {print $2}' "/proc/$1/status"; }
     before=$(rss "$hub_pid")
