@@ -78,6 +78,7 @@ async fn idle_slave(hub: &HubUrl, i: usize) -> Result<tokio_util::sync::DropGuar
         protocol: PROTOCOL_VERSION,
         name: format!("idle-{i}"),
         slots: 1,
+        labels: Vec::new(),
         running: Vec::new(),
     })
     .await?;
