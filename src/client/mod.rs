@@ -58,7 +58,7 @@ pub struct XnArgs {
     #[arg(long)]
     pub prefix: bool,
 
-    /// Cancel job ID: SIGTERM to its process group, a grace period, then SIGKILL
+    /// Cancel job ID: SIGTERM to everything it started (its session), a grace period, then SIGKILL
     #[arg(short = 'k', long, value_name = "ID")]
     pub cancel: Option<JobId>,
 
