@@ -134,6 +134,11 @@ pub struct XnArgs {
     #[arg(long, value_name = "PATH")]
     pub stdin_file: Option<PathBuf>,
 
+    /// With -s instead of LINE: run exactly these words, no shell (`xn -s --wait --argv printf
+    /// '%s\n' 'a b'`). Everything after --argv belongs to it, so put it last
+    #[arg(long, value_name = "WORD", num_args = 1.., allow_hyphen_values = true)]
+    pub argv: Vec<String>,
+
     /// With -s: run the job once on every connected slave (with --on: that has the labels),
     /// as a group; prints the group id (like g7) for `xn -f GROUP`
     #[arg(long)]
@@ -272,6 +277,12 @@ fn submit_source(args: &XnArgs) -> Result<Option<submit::Source>> {
         Some((word, _)) => bail!(
             "unexpected argument {word:?}: the only command is `xn submit FILE` (quote a shell line for -s)"
         ),
+    }
+    if !args.argv.is_empty() {
+        return match (&args.submit, files.is_empty()) {
+            (Some(None), true) => Ok(Some(submit::Source::Argv(args.argv.clone()))),
+            _ => bail!("--argv goes with -s and no LINE or job file: xn -s --argv PROGRAM ARG..."),
+        };
     }
     Ok(match (&args.submit, files.is_empty()) {
         (Some(Some(_)), false) => bail!("give -s LINE or job files, not both"),

@@ -22,6 +22,8 @@ pub enum Then {
 /// Where the jobs come from.
 pub enum Source {
     Line(String),
+    /// Exact words, no shell.
+    Argv(Vec<String>),
     Files(Vec<PathBuf>),
 }
 
@@ -92,8 +94,16 @@ pub async fn run(
     then: Then,
 ) -> Result<i32> {
     let (specs, one_line) = match source {
-        Source::Line(line) => {
-            let mut spec = JobSpec::shell(line);
+        Source::Line(_) | Source::Argv(_) => {
+            let mut spec = match source {
+                Source::Argv(words) => JobSpec {
+                    command: String::new(),
+                    argv: Some(words),
+                    ..JobSpec::default()
+                },
+                Source::Line(line) => JobSpec::shell(line),
+                Source::Files(_) => unreachable!("matched above"),
+            };
             // A job submitted from a terminal starts with that terminal's size.
             if !ov.no_tty && std::io::stdout().is_terminal() {
                 if let Ok((cols, rows)) = crossterm::terminal::size() {

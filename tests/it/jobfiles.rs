@@ -173,3 +173,43 @@ fn five_thousand_jobs_go_in_one_request_and_all_finish() {
     assert_eq!(hub.fetch(ids[1234]), b"job 1234\n");
     eprintln!("{N} jobs submitted and run in {:?}", started.elapsed());
 }
+
+#[test]
+fn argv_on_the_command_line_runs_exact_words_without_a_shell() {
+    let hub = Hub::start();
+    let _s = hub.slave("s1", 1);
+    let out = hub.xn(&[
+        "-s",
+        "--no-tty",
+        "--wait",
+        "--argv",
+        "printf",
+        "%s|",
+        "a b",
+        "$HOME",
+        "--not-a-flag",
+    ]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(out.stdout, b"a b|$HOME|--not-a-flag|");
+    let rec = hub.jobs().pop().unwrap();
+    assert_eq!(
+        rec.spec.argv.as_deref(),
+        Some(
+            &[
+                "printf".to_string(),
+                "%s|".into(),
+                "a b".into(),
+                "$HOME".into(),
+                "--not-a-flag".into()
+            ][..]
+        )
+    );
+    let bad = hub.xn(&["-s", "ls", "--argv", "ls"]);
+    assert_eq!(bad.status.code(), Some(255));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("--argv goes with -s"));
+}
