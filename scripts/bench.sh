@@ -374,10 +374,11 @@ if want restart; then
     log "restart: a hub with $RESTART_JOBS stored jobs, until xn -l answers ($RESTART_RUNS runs)"
     data=$tmp/restart-hub
     mkdir -p "$data"
-    python3 "$driver" mkdb "$data/jobs.db" "$RESTART_JOBS" >/dev/null
-    # A first, untimed start adds what the hub keeps beside the jobs (its tokens).
+    # A first, untimed start makes the database (the hub's own schema) and its tokens; the
+    # driver then adds finished jobs to it.
     start_hub "$data"
     stop_pid "$hub_pid"
+    python3 "$driver" mkdb "$data/jobs.db" "$RESTART_JOBS" >/dev/null
     hub_pid=$main_hub_pid hub_url=$main_hub_url
     restart_token=$hub_token hub_token=$main_hub_token
     secs=() acc=() rcpu=()

@@ -216,27 +216,14 @@ def echo(argv, n, warmup, marker, stop):
         os.close(fd)
 
 
-SCHEMA = """CREATE TABLE IF NOT EXISTS jobs (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    state TEXT NOT NULL,
-    command TEXT NOT NULL,
-    spec TEXT NOT NULL,
-    exit_code INTEGER,
-    signal INTEGER,
-    reason TEXT,
-    slave TEXT,
-    created_ms INTEGER NOT NULL,
-    started_ms INTEGER,
-    ended_ms INTEGER
-);"""
-
-
 def mkdb(path, n):
-    """Finished jobs, as the hub itself would have stored them (spec JSON as serde writes it)."""
+    """Finished jobs, as the hub itself would have stored them (spec JSON as serde writes it).
+
+    The hub made the database (bench.sh starts it once first), so its schema is the hub's own,
+    migrations included; this only adds rows."""
+    if not os.path.exists(path):
+        sys.exit("mkdb: %s does not exist: start the hub once on its data directory first" % path)
     db = sqlite3.connect(path)
-    db.execute("PRAGMA journal_mode=WAL")
-    db.execute(SCHEMA)
-    db.execute("ALTER TABLE jobs ADD COLUMN owner TEXT")
     now = int(time.time() * 1000) - n
     rows = []
     for i in range(n):

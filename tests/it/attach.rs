@@ -9,6 +9,13 @@ use std::process::{Command, Stdio};
 const BASH: &str = "env PS1='xn$ ' bash --norc --noprofile -i";
 const CTRL_BRACKET: &[u8] = b"\x1d";
 
+/// Submits an interactive bash and waits until it runs; its id, and as text.
+fn running_bash(hub: &Hub) -> (u64, String) {
+    let id = hub.submit(BASH, &[]);
+    hub.wait_state(id, JobState::Running);
+    (id, id.to_string())
+}
+
 fn last_id(hub: &Hub) -> u64 {
     hub.jobs().last().expect("a job").id
 }
@@ -103,9 +110,7 @@ fn rfind(h: &[u8], n: &[u8]) -> Option<usize> {
 fn two_attached_clients_see_the_same_bytes_and_a_viewer_cannot_type() {
     let hub = Hub::start();
     let _s = hub.slave("s1", 1);
-    let id = hub.submit(BASH, &[]);
-    hub.wait_state(id, JobState::Running);
-    let ids = id.to_string();
+    let (id, ids) = running_bash(&hub);
     let mut a = Term::xn(&hub, &["-a", &ids], 24, 80);
     let mut b = Term::xn(&hub, &["-a", &ids], 24, 80);
     let mut v = Term::xn(&hub, &["-a", &ids, "--read-only"], 24, 80);
@@ -303,9 +308,7 @@ fn a_stopped_client_does_not_hold_up_the_job() {
 fn the_last_client_to_type_sets_the_size() {
     let hub = Hub::start();
     let _s = hub.slave("s1", 1);
-    let id = hub.submit(BASH, &[]);
-    hub.wait_state(id, JobState::Running);
-    let ids = id.to_string();
+    let (_, ids) = running_bash(&hub);
     let mut a = Term::xn(&hub, &["-a", &ids], 30, 100);
     let mut b = Term::xn(&hub, &["-a", &ids], 40, 120);
     a.wait_for("xn$ ");

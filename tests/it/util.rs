@@ -41,6 +41,23 @@ pub fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
     }
 }
 
+/// Starts a hub or slave with its log on a pipe (level from `TEST_XN_LOG`, default info) and
+/// collects its lines.
+fn spawn_logged(cmd: &mut Command, what: &str) -> (Child, Arc<Mutex<Vec<String>>>) {
+    let mut child = cmd
+        .env(
+            "XN_LOG",
+            std::env::var("TEST_XN_LOG").unwrap_or("info".into()),
+        )
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("start {what}: {e}"));
+    let log = capture(&mut child);
+    (child, log)
+}
+
 /// Collects a child's stderr lines on a thread.
 fn capture(child: &mut Child) -> Arc<Mutex<Vec<String>>> {
     let lines = Arc::new(Mutex::new(Vec::new()));
@@ -81,21 +98,12 @@ impl Hub {
 
     /// Starts a hub on `data` (kept by the caller) listening on `listen`.
     pub fn start_on(data: &Path, listen: &str, args: &[&str]) -> Hub {
-        let mut child = Command::new(exe())
-            .arg("hub")
+        let mut cmd = Command::new(exe());
+        cmd.arg("hub")
             .args(["--listen", listen, "--data"])
             .arg(data)
-            .args(args)
-            .env(
-                "XN_LOG",
-                std::env::var("TEST_XN_LOG").unwrap_or("info".into()),
-            )
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start hub");
-        let log = capture(&mut child);
+            .args(args);
+        let (child, log) = spawn_logged(&mut cmd, "hub");
         let mut addr = String::new();
         let mut scheme = "http";
         wait_until("the hub to listen", || {
@@ -273,8 +281,8 @@ impl Slave {
         if is_root() && !args.contains(&"--run-as") {
             args.push("--allow-root-jobs");
         }
-        let mut child = Command::new(exe())
-            .arg("slave")
+        let mut cmd = Command::new(exe());
+        cmd.arg("slave")
             .args([
                 "--hub",
                 &hub.url,
@@ -284,17 +292,8 @@ impl Slave {
                 &slots.to_string(),
             ])
             .env("XN_TOKEN", token)
-            .args(args)
-            .env(
-                "XN_LOG",
-                std::env::var("TEST_XN_LOG").unwrap_or("info".into()),
-            )
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start slave");
-        let log = capture(&mut child);
+            .args(args);
+        let (child, log) = spawn_logged(&mut cmd, "slave");
         let s = Slave {
             child: Some(child),
             log,
