@@ -232,6 +232,21 @@ impl Confinement {
         }
     }
 
+    /// Removes a job's directories if they are empty (or to be kept), without blocking for
+    /// long; false if something is left in them, for [`Confinement::clean`] to remove.
+    pub fn clean_if_empty(&self, place: &Place) -> bool {
+        if self.keep {
+            return true;
+        }
+        [Some(&place.work), place.tmp.as_ref()]
+            .into_iter()
+            .flatten()
+            .all(|dir| match std::fs::remove_dir(dir) {
+                Ok(()) => true,
+                Err(e) => e.kind() == std::io::ErrorKind::NotFound,
+            })
+    }
+
     /// Makes the pty's slave side belong to the job's user, as `login` does, so that the job
     /// can open its own terminal again (`/dev/tty`, `tty`).
     pub fn give_tty(&self, tty: impl AsFd) -> io::Result<()> {
@@ -253,20 +268,8 @@ impl Confinement {
         env: &BTreeMap<String, String>,
         tty: Option<&Path>,
     ) -> io::Result<()> {
-        let mut set = |k: &str, v: &std::ffi::OsStr| {
-            if !env.contains_key(k) {
-                cmd.env(k, v);
-            }
-        };
-        if let Some(u) = &self.user {
-            set("HOME", u.home.as_os_str());
-            set("USER", u.name.as_ref());
-            set("LOGNAME", u.name.as_ref());
-        }
-        if let Some(tmp) = &place.tmp {
-            set("TMPDIR", tmp.as_os_str());
-        }
-        let cwd = cwd.map_or_else(|| place.work.clone(), PathBuf::from);
+        self.environment(cmd, place, env);
+        let cwd = self.cwd(place, cwd);
         let landlock = if self.sandbox {
             Some(self.ruleset(place, tty)?)
         } else {
@@ -286,6 +289,35 @@ impl Confinement {
             },
         );
         Ok(())
+    }
+
+    /// Whether a job's child must do more before exec than posix_spawn can (switch user, set
+    /// limits, enter the sandbox); if not, [`Confinement::environment`] and
+    /// [`Confinement::cwd`] are all it needs.
+    pub fn needs_child_setup(&self) -> bool {
+        self.switch_to.is_some() || self.limits != Limits::default() || self.sandbox
+    }
+
+    /// The job's directory: its own `cwd`, else its work directory.
+    pub fn cwd(&self, place: &Place, cwd: Option<&str>) -> PathBuf {
+        cwd.map_or_else(|| place.work.clone(), PathBuf::from)
+    }
+
+    /// Sets HOME, USER, LOGNAME and TMPDIR as the confinement says, unless the job sets them.
+    pub fn environment(&self, cmd: &mut Command, place: &Place, env: &BTreeMap<String, String>) {
+        let mut set = |k: &str, v: &std::ffi::OsStr| {
+            if !env.contains_key(k) {
+                cmd.env(k, v);
+            }
+        };
+        if let Some(u) = &self.user {
+            set("HOME", u.home.as_os_str());
+            set("USER", u.name.as_ref());
+            set("LOGNAME", u.name.as_ref());
+        }
+        if let Some(tmp) = &place.tmp {
+            set("TMPDIR", tmp.as_os_str());
+        }
     }
 
     /// The job may write beneath its work and temp directories, and to its terminal and the

@@ -7,7 +7,7 @@
 
 use super::confine::{Confinement, Place};
 use super::outbox::{JobCtl, Outbox};
-use super::pty;
+use super::{pty, spawn};
 use crate::limits::MAX_DATA_CHUNK;
 use crate::wire::{JobId, JobSpec, Outcome, Stream};
 use nix::sys::signal::Signal;
@@ -19,7 +19,8 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::unix::AsyncFd;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
-use tokio::process::{Child, ChildStderr, ChildStdin, ChildStdout, Command};
+use tokio::net::unix::pipe;
+use tokio::process::Command;
 use tokio::sync::mpsc;
 
 /// After the main process exits, how long to keep reading output that is still buffered.
@@ -50,9 +51,13 @@ pub async fn run(
                     reason: format!("cannot start job: {e}"),
                 },
             };
-            // Its processes are gone (the group was killed); removing a big tree blocks.
-            let c = confinement.clone();
-            let _ = tokio::task::spawn_blocking(move || c.clean(&place)).await;
+            // Its processes are gone (the group was killed). Most jobs leave their work
+            // directory empty, and removing an empty one is one quick syscall; a tree left
+            // behind is removed off the runtime, as that can take long.
+            if !confinement.clean_if_empty(&place) {
+                let c = confinement.clone();
+                let _ = tokio::task::spawn_blocking(move || c.clean(&place)).await;
+            }
             outcome
         }
     };
@@ -63,17 +68,17 @@ pub async fn run(
 /// The job's output side: the pty master, or the stdout pipe.
 enum Out {
     Pty(Arc<AsyncFd<OwnedFd>>),
-    Pipe(ChildStdout),
+    Pipe(pipe::Receiver),
 }
 
 struct Started {
-    child: Child,
+    child: spawn::Proc,
     pgid: u32,
     out: Out,
     /// Stderr, for `tty: false` jobs.
-    err: Option<ChildStderr>,
+    err: Option<pipe::Receiver>,
     /// Stdin, for `tty: false` jobs (a pty job's input goes to the master).
-    stdin: Option<ChildStdin>,
+    stdin: Option<pipe::Sender>,
 }
 
 fn command(spec: &JobSpec) -> Command {
@@ -105,44 +110,79 @@ fn command(spec: &JobSpec) -> Command {
 
 fn start(spec: &JobSpec, confinement: &Confinement, place: &Place) -> io::Result<Started> {
     let mut cmd = command(spec);
+    let cwd = spec.cwd.as_deref();
+    let pty = match spec.tty {
+        true => Some(pty::open(spec.rows, spec.cols)?),
+        false => None,
+    };
+    let (proc, pipes) = if confinement.needs_child_setup() {
+        forked(cmd, spec, confinement, place, pty.as_ref())?
+    } else {
+        confinement.environment(&mut cmd, place, &spec.env);
+        cmd.current_dir(confinement.cwd(place, cwd));
+        spawn::posix_spawn(cmd.as_std(), pty.as_ref().map(|p| p.path.as_path()))?
+    };
+    let pgid = proc.id();
+    match (pty, pipes) {
+        (Some(p), _) => {
+            // Our copy of the slave side goes, or the master never sees EOF.
+            drop(p.slave);
+            Ok(Started {
+                child: proc,
+                pgid,
+                out: Out::Pty(Arc::new(pty::async_master(p.master)?)),
+                err: None,
+                stdin: None,
+            })
+        }
+        (None, Some(pipes)) => Ok(Started {
+            child: proc,
+            pgid,
+            out: Out::Pipe(pipe::Receiver::from_owned_fd(pipes.stdout)?),
+            err: Some(pipe::Receiver::from_owned_fd(pipes.stderr)?),
+            stdin: Some(pipe::Sender::from_owned_fd(pipes.stdin)?),
+        }),
+        (None, None) => Err(io::Error::other("a pipe job started without pipes")),
+    }
+}
+
+/// Forks the job's child the way std does, for a confined job: its `pre_exec` steps (new
+/// session and terminal, then user, limits, sandbox and directory) run in the child.
+fn forked(
+    mut cmd: Command,
+    spec: &JobSpec,
+    confinement: &Confinement,
+    place: &Place,
+    pty: Option<&pty::Pty>,
+) -> io::Result<(spawn::Proc, Option<spawn::Pipes>)> {
     pty::new_session(&mut cmd, spec.tty);
     let cwd = spec.cwd.as_deref();
-    if spec.tty {
-        let p = pty::open(spec.rows, spec.cols)?;
+    if let Some(p) = pty {
         confinement.give_tty(&p.slave)?;
         confinement.apply(&mut cmd, place, cwd, &spec.env, Some(&p.path))?;
         cmd.stdin(Stdio::from(p.slave.try_clone()?))
             .stdout(Stdio::from(p.slave.try_clone()?))
-            .stderr(Stdio::from(p.slave));
-        let child = cmd.spawn()?;
-        // `cmd` holds the slave side's fds; drop it now or the master never sees EOF.
-        drop(cmd);
-        let pgid = child.id().unwrap_or(0);
-        Ok(Started {
-            child,
-            pgid,
-            out: Out::Pty(Arc::new(pty::async_master(p.master)?)),
-            err: None,
-            stdin: None,
-        })
+            .stderr(Stdio::from(p.slave.try_clone()?));
     } else {
         confinement.apply(&mut cmd, place, cwd, &spec.env, None)?;
         cmd.stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
-        let mut child = cmd.spawn()?;
-        drop(cmd);
-        let pgid = child.id().unwrap_or(0);
-        let (stdin, stdout, err) = (child.stdin.take(), child.stdout.take(), child.stderr.take());
-        let stdout = stdout.ok_or_else(|| io::Error::other("child has no stdout pipe"))?;
-        Ok(Started {
-            child,
-            pgid,
-            out: Out::Pipe(stdout),
-            err,
-            stdin,
-        })
     }
+    // std's spawn, not tokio's: the pid is ours to wait for through a pidfd.
+    let mut child = cmd.as_std_mut().spawn()?;
+    // `cmd` holds the child's ends (the pty's slave side); they close with it.
+    drop(cmd);
+    let proc = spawn::Proc::adopt(child.id())?;
+    let pipes = match (child.stdin.take(), child.stdout.take(), child.stderr.take()) {
+        (Some(i), Some(o), Some(e)) => Some(spawn::Pipes {
+            stdin: i.into(),
+            stdout: o.into(),
+            stderr: e.into(),
+        }),
+        _ => None,
+    };
+    Ok((proc, pipes))
 }
 
 /// Where input for the job goes: a task of its own, so a job that does not read its input
@@ -339,7 +379,7 @@ async fn read_out(out: &mut Out, buf: &mut [u8]) -> Option<usize> {
 }
 
 /// Reads stderr; never ready when there is none.
-async fn read_err(err: &mut Option<ChildStderr>, buf: &mut [u8]) -> Option<usize> {
+async fn read_err(err: &mut Option<pipe::Receiver>, buf: &mut [u8]) -> Option<usize> {
     match err {
         Some(e) => read_pipe(e, buf).await,
         None => std::future::pending().await,

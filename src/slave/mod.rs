@@ -6,6 +6,7 @@ mod confine;
 mod job;
 mod outbox;
 mod pty;
+mod spawn;
 mod sys;
 
 pub use confine::{parse_size, ConfineOptions, Limits};

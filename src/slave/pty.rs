@@ -1,6 +1,7 @@
 //! The terminal's share of the slave's `unsafe` and raw system calls: pseudo-terminals, the
 //! child's session and controlling terminal, signal dispositions, and signals to process
-//! groups. The rest (users, limits, the sandbox) is in `sys.rs`; no other file has any.
+//! groups. The rest is in `sys.rs` (users, limits, the sandbox) and `spawn.rs` (posix_spawn,
+//! pidfds); no other file has any.
 //!
 //! Nothing here knows about the hub or the protocol.
 

@@ -276,6 +276,8 @@ fn work_dirs_are_removed_after_the_job_unless_kept() {
         .unwrap();
     hub.wait_ended(id);
     assert_eq!(hub.fetch(id), b"/\n");
+    // Its work directory stayed empty: removed on the quick path, before the end too.
+    assert!(!gone.join("jobs").join(id.to_string()).exists());
     s1.kill();
 
     let _s2 = Slave::start(
