@@ -14,7 +14,7 @@ use hyper_util::rt::TokioIo;
 use rustls_pki_types::ServerName;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 
@@ -34,7 +34,12 @@ pub struct HubUrl {
     /// Set for `https://` hubs (see [`HubUrl::with_tls`]).
     tls: Option<Tls>,
     https: bool,
+    /// A connection whose last exchange is complete, for the next request or WebSocket to
+    /// reuse (`xn -s LINE --wait` submits and then streams on one connection).
+    idle: Arc<Mutex<Option<Sender>>>,
 }
+
+type Sender = hyper::client::conn::http1::SendRequest<Full<Bytes>>;
 
 #[derive(Clone)]
 struct Tls {
@@ -89,6 +94,7 @@ impl HubUrl {
             bearer: None,
             tls: None,
             https,
+            idle: Arc::default(),
         })
     }
 
@@ -144,21 +150,54 @@ impl HubUrl {
         Ok(Box::new(stream))
     }
 
-    /// Sends one request on a fresh connection and returns the response with its body unread.
+    /// The idle connection if it is still open, else a new one. Its task serves upgrades too,
+    /// so any request on it may become a WebSocket.
+    async fn sender(&self) -> Result<Sender> {
+        let idle = self.idle.lock().map(|mut i| i.take()).unwrap_or(None);
+        if let Some(mut sender) = idle {
+            if sender.ready().await.is_ok() {
+                return Ok(sender);
+            }
+        }
+        let stream = self.connect().await?;
+        let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .with_context(|| format!("cannot reach hub at {}", self.url))?;
+        tokio::spawn(async move {
+            // Errors surface through `send_request` and the body; nothing more to report here.
+            let _ = conn.with_upgrades().await;
+        });
+        Ok(sender)
+    }
+
+    /// Keeps a connection whose exchange is complete for the next request.
+    fn keep(&self, sender: Sender) {
+        if !sender.is_closed() {
+            if let Ok(mut idle) = self.idle.lock() {
+                *idle = Some(sender);
+            }
+        }
+    }
+
+    /// Sends one request and returns the response with its body unread (the connection is not
+    /// reused: the caller may read the body for as long as it likes).
     pub async fn request(
         &self,
         method: Method,
         path: &str,
         body: Option<Vec<u8>>,
     ) -> Result<Response<Incoming>> {
-        let stream = self.connect().await?;
-        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-            .await
-            .with_context(|| format!("cannot reach hub at {}", self.url))?;
-        tokio::spawn(async move {
-            // Errors surface through `send_request` and the body; nothing more to report here.
-            let _ = conn.await;
-        });
+        let mut sender = self.sender().await?;
+        self.send(&mut sender, method, path, body).await
+    }
+
+    async fn send(
+        &self,
+        sender: &mut Sender,
+        method: Method,
+        path: &str,
+        body: Option<Vec<u8>>,
+    ) -> Result<Response<Incoming>> {
         let mut req = self.authorize(
             Request::builder()
                 .method(method)
@@ -185,9 +224,11 @@ impl HubUrl {
         body: Option<&B>,
     ) -> Result<T> {
         let body = body.map(|b| serde_json::to_vec(b).expect("request bodies serialize"));
-        let resp = self.request(method, path, body).await?;
+        let mut sender = self.sender().await?;
+        let resp = self.send(&mut sender, method, path, body).await?;
         let status = resp.status();
         let bytes = read_all(resp).await?;
+        self.keep(sender);
         if !status.is_success() {
             return Err(error_from(status, &bytes).into());
         }
@@ -197,13 +238,7 @@ impl HubUrl {
 
     /// Opens a WebSocket at `path`. A refusal is reported with the hub's own error message.
     pub async fn websocket(&self, path: &str) -> Result<ClientWs> {
-        let stream = self.connect().await?;
-        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-            .await
-            .with_context(|| format!("cannot reach hub at {}", self.url))?;
-        tokio::spawn(async move {
-            let _ = conn.with_upgrades().await;
-        });
+        let mut sender = self.sender().await?;
         let mut key = [0u8; 16];
         getrandom::fill(&mut key).map_err(|e| anyhow!("no randomness: {e}"))?;
         let req = self
