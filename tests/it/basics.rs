@@ -21,6 +21,41 @@ fn submit_prints_only_the_id_and_fetch_returns_the_output() {
 }
 
 #[test]
+fn a_tty_job_leads_its_session_with_the_pty_as_its_terminal() {
+    let hub = Hub::start();
+    let _s = hub.slave("s1", 1);
+    // Its session id and process group are its pid; /dev/tty (its controlling terminal) opens;
+    // signals start at their defaults.
+    let out = hub.xn(&[
+        "-s",
+        "ps -o sid= -o pgid= -p $$ | tr -s ' ' | sed 's/^ //'; echo $$; echo > /dev/tty && echo ctty; trap",
+        "--wait",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout).replace('\r', "");
+    let lines: Vec<&str> = text.lines().filter(|l| !l.is_empty()).collect();
+    let pid = lines[1];
+    assert_eq!(lines[0], format!("{pid} {pid}"), "{text}");
+    assert_eq!(lines[2], "ctty", "{text}");
+    assert_eq!(lines.len(), 3, "no trapped or ignored signals: {text}");
+    // A job without a tty leads its own session too, and has no terminal.
+    let out = hub.xn(&[
+        "-s",
+        "ps -o sid= -p $$ | tr -d ' '; echo $$; echo > /dev/tty || echo none",
+        "--no-tty",
+        "--wait",
+    ]);
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines[0], lines[1], "{text}");
+    assert_eq!(lines[2], "none", "{text}");
+}
+
+#[test]
 fn wait_streams_output_and_returns_the_exit_code() {
     let hub = Hub::start();
     let _s = hub.slave("s1", 2);
