@@ -1,5 +1,6 @@
-//! Writes job output to our stdout or stderr from a thread of its own, so that a slow terminal
-//! or pipe never blocks the async runtime, and bytes go out exactly as they came.
+//! Writes job output to our stdout or stderr from a thread of its own (started with the first
+//! bytes), so that a slow terminal or pipe never blocks the async runtime, and bytes go out
+//! exactly as they came.
 
 use bytes::Bytes;
 use std::io::{self, Write};
@@ -17,42 +18,58 @@ pub enum Fd {
 }
 
 pub struct Sink {
+    fd: Fd,
     tx: Option<SyncSender<Bytes>>,
     thread: Option<JoinHandle<io::Result<()>>>,
+    closed: bool,
 }
 
 impl Sink {
+    /// A sink whose writer thread starts with the first bytes (a job that prints nothing
+    /// costs no thread).
     pub fn new(fd: Fd) -> Sink {
-        let (tx, rx) = sync_channel::<Bytes>(QUEUE);
-        let thread = std::thread::spawn(move || -> io::Result<()> {
-            while let Ok(chunk) = rx.recv() {
-                // Lock per batch, not for the thread's life: messages on stderr (`eprintln!`)
-                // take the same lock.
-                let mut out: Box<dyn Write> = match fd {
-                    Fd::Stdout => Box::new(io::stdout().lock()),
-                    Fd::Stderr => Box::new(io::stderr().lock()),
-                };
-                out.write_all(&chunk)?;
-                // Flush whenever we catch up, so interactive output is never held back.
-                while let Ok(more) = rx.try_recv() {
-                    out.write_all(&more)?;
-                }
-                out.flush()?;
-            }
-            Ok(())
-        });
         Sink {
-            tx: Some(tx),
-            thread: Some(thread),
+            fd,
+            tx: None,
+            thread: None,
+            closed: false,
         }
+    }
+
+    fn start(&mut self) -> Option<SyncSender<Bytes>> {
+        if self.closed {
+            return None;
+        }
+        if self.tx.is_none() {
+            let (tx, rx) = sync_channel::<Bytes>(QUEUE);
+            let fd = self.fd;
+            self.thread = Some(std::thread::spawn(move || -> io::Result<()> {
+                while let Ok(chunk) = rx.recv() {
+                    // Lock per batch, not for the thread's life: messages on stderr
+                    // (`eprintln!`) take the same lock.
+                    let mut out: Box<dyn Write> = match fd {
+                        Fd::Stdout => Box::new(io::stdout().lock()),
+                        Fd::Stderr => Box::new(io::stderr().lock()),
+                    };
+                    out.write_all(&chunk)?;
+                    // Flush whenever we catch up, so interactive output is never held back.
+                    while let Ok(more) = rx.try_recv() {
+                        out.write_all(&more)?;
+                    }
+                    out.flush()?;
+                }
+                Ok(())
+            }));
+            self.tx = Some(tx);
+        }
+        self.tx.clone()
     }
 
     /// Queues bytes. Fails (with the writer's error, e.g. a broken pipe) once the writer
     /// stopped.
     pub async fn write(&mut self, chunk: Bytes) -> io::Result<()> {
         let tx = self
-            .tx
-            .clone()
+            .start()
             .ok_or_else(|| io::Error::other("output closed"))?;
         let sent = match tx.try_send(chunk) {
             Ok(()) => true,
@@ -80,6 +97,7 @@ impl Sink {
 
     /// Waits until everything queued is written.
     pub fn close(&mut self) -> io::Result<()> {
+        self.closed = true;
         self.tx.take();
         match self.thread.take() {
             Some(t) => t
