@@ -203,12 +203,16 @@ impl Confinement {
     }
 
     fn fresh_dir(&self, dir: &Path) -> io::Result<PathBuf> {
-        // Left from an earlier job with the same id (the hub's data was reset), and kept.
-        if dir.symlink_metadata().is_ok() {
+        let mkdir = || std::fs::DirBuilder::new().mode(0o700).create(dir);
+        if let Err(e) = mkdir() {
+            if e.kind() != io::ErrorKind::AlreadyExists {
+                return Err(e);
+            }
+            // Left from an earlier job with the same id (the hub's data was reset), and kept.
             tracing::warn!("removing stale job directory {}", dir.display());
             std::fs::remove_dir_all(dir)?;
+            mkdir()?;
         }
-        std::fs::DirBuilder::new().mode(0o700).create(dir)?;
         if let Some(u) = &self.switch_to {
             std::os::unix::fs::chown(dir, Some(u.uid), Some(u.gid))?;
         }

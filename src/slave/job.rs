@@ -250,8 +250,8 @@ async fn supervise(
         .and_then(|d| start.checked_add(d))
         .unwrap_or_else(|| start + Duration::from_secs(100 * 365 * 86400));
     let mut timed_out = false;
-    let mut buf = vec![0u8; MAX_DATA_CHUNK];
-    let mut buf2 = vec![0u8; MAX_DATA_CHUNK];
+    let mut buf = ReadBuf::new();
+    let mut buf2 = ReadBuf::new();
     let mut out_open = true;
     // When a cancel's grace period runs out: then SIGKILL.
     let mut kill_at: Option<tokio::time::Instant> = None;
@@ -263,12 +263,12 @@ async fn supervise(
                 kill_all(job.pgid, Signal::SIGKILL);
                 kill_at = None;
             }
-            n = read_out(&mut job.out, &mut buf), if out_open => match n {
-                Some(n) => outbox.push(id, Stream::Stdout, &buf[..n]).await,
+            n = read_out(&mut job.out, buf.space()), if out_open => match n {
+                Some(n) => outbox.push(id, Stream::Stdout, buf.filled(n)).await,
                 None => out_open = false,
             },
-            n = read_err(&mut job.err, &mut buf2) => match n {
-                Some(n) => outbox.push(id, Stream::Stderr, &buf2[..n]).await,
+            n = read_err(&mut job.err, buf2.space()) => match n {
+                Some(n) => outbox.push(id, Stream::Stderr, buf2.filled(n)).await,
                 None => job.err = None,
             },
             order = ctl.recv(), if ctl_open => match order {
@@ -323,7 +323,7 @@ async fn supervise(
     } else {
         pty::signal_group(job.pgid, Some(Signal::SIGKILL));
     }
-    drain(id, &mut job, outbox, out_open).await;
+    drain(id, &mut job, outbox, out_open, [&mut buf, &mut buf2]).await;
     if timed_out {
         return Outcome::Failed {
             reason: TIMEOUT_REASON.into(),
@@ -339,21 +339,50 @@ async fn supervise(
 }
 
 /// Reads what is still buffered after the main process exited, until EOF or a quiet spell.
-async fn drain(id: JobId, job: &mut Started, outbox: &Outbox, mut out_open: bool) {
-    let mut buf = vec![0u8; MAX_DATA_CHUNK];
-    let mut buf2 = vec![0u8; MAX_DATA_CHUNK];
+async fn drain(
+    id: JobId,
+    job: &mut Started,
+    outbox: &Outbox,
+    mut out_open: bool,
+    [buf, buf2]: [&mut ReadBuf; 2],
+) {
     while out_open || job.err.is_some() {
         tokio::select! {
-            n = read_out(&mut job.out, &mut buf), if out_open => match n {
-                Some(n) => outbox.push(id, Stream::Stdout, &buf[..n]).await,
+            n = read_out(&mut job.out, buf.space()), if out_open => match n {
+                Some(n) => outbox.push(id, Stream::Stdout, buf.filled(n)).await,
                 None => out_open = false,
             },
-            n = read_err(&mut job.err, &mut buf2) => match n {
-                Some(n) => outbox.push(id, Stream::Stderr, &buf2[..n]).await,
+            n = read_err(&mut job.err, buf2.space()) => match n {
+                Some(n) => outbox.push(id, Stream::Stderr, buf2.filled(n)).await,
                 None => job.err = None,
             },
             _ = tokio::time::sleep(DRAIN_IDLE) => return,
         }
+    }
+}
+
+/// A read buffer that starts small and grows to a whole data frame once a read fills it: most
+/// jobs print a few lines, and zeroing (and faulting in) 64 KiB per stream per job showed up
+/// in the slave's profile when jobs are short.
+struct ReadBuf(Vec<u8>);
+
+impl ReadBuf {
+    const FIRST: usize = 4096;
+
+    fn new() -> ReadBuf {
+        ReadBuf(vec![0; Self::FIRST])
+    }
+
+    fn space(&mut self) -> &mut [u8] {
+        &mut self.0
+    }
+
+    /// The `n` bytes just read; grows the buffer for the next read if they filled it.
+    fn filled(&mut self, n: usize) -> &[u8] {
+        if n == self.0.len() && n < MAX_DATA_CHUNK {
+            self.0.resize(MAX_DATA_CHUNK, 0);
+        }
+        &self.0[..n]
     }
 }
 

@@ -290,6 +290,15 @@ fn work_dirs_are_removed_after_the_job_unless_kept() {
     assert_exited(&rec, 0, &out);
     let made = kept.join("jobs").join(rec.id.to_string()).join("made");
     assert_eq!(std::fs::read_to_string(made).unwrap(), "data\n");
+    // A directory already at the next job's place (kept from a hub whose ids started over)
+    // is replaced by a fresh, empty one.
+    let stale = kept.join("jobs").join((rec.id + 1).to_string());
+    std::fs::create_dir_all(stale.join("old")).unwrap();
+    std::fs::write(stale.join("old").join("file"), "x").unwrap();
+    let (next, out) = run(&hub, "ls -A; pwd");
+    assert_exited(&next, 0, &out);
+    assert_eq!(next.id, rec.id + 1);
+    assert_eq!(out.trim(), stale.to_str().unwrap(), "{out}");
 }
 
 #[test]
