@@ -273,14 +273,17 @@ fi
 # 2. dispatch rate: N `true` jobs in one submission, 2 slaves.
 if want dispatch; then
     log "dispatch: $DISPATCH_JOBS true jobs vs xargs -P2"
+    h0=$(cpu "$hub_pid") s0=$(cpu "${slave_pids[@]}")
     python3 "$driver" dispatch "$hub_url" "$DISPATCH_JOBS" >"$tmp/disp.json"
+    disp_hub=$(calc "round(1000*($(cpu "$hub_pid") - $h0)/$DISPATCH_JOBS, 3)")
+    disp_slaves=$(calc "round(1000*($(cpu "${slave_pids[@]}") - $s0)/$DISPATCH_JOBS, 3)")
     t0=$(date +%s.%N)
     seq "$DISPATCH_JOBS" | xargs -n1 -P2 sh -c true
     t1=$(date +%s.%N)
     xargs_rate=$(calc "round($DISPATCH_JOBS/($t1-$t0))")
     disp_rate=$(pyj "$tmp/disp.json" "round(d['rate'])")
     row "dispatch $DISPATCH_JOBS \`true\` jobs, 2 slaves (jobs/s)" "$disp_rate" "xargs -P2: $xargs_rate" "$(calc "round(100*$disp_rate/$xargs_rate)")% of local" ">= 2000/s, >= 75%"
-    note "dispatch: $(pyj "$tmp/disp.json" "d['method']"); submission took $(pyj "$tmp/disp.json" "'%.2f' % d['submit_seconds']") s; jobs not exited 0: $(pyj "$tmp/disp.json" "d['not_ok']"); slaves have $SLAVE_SLOTS slots each; tty jobs (the default)"
+    note "dispatch: $(pyj "$tmp/disp.json" "d['method']"); submission took $(pyj "$tmp/disp.json" "'%.2f' % d['submit_seconds']") s; jobs not exited 0: $(pyj "$tmp/disp.json" "d['not_ok']"); slaves have $SLAVE_SLOTS slots each; tty jobs (the default); CPU per job: hub $disp_hub ms, slaves $disp_slaves ms (the jobs' own not counted)"
 fi
 
 # 3. separate `xn -s` submissions, back to back.
