@@ -71,8 +71,12 @@ if [ $install = 1 ]; then
 fi
 command -v python3 >/dev/null || die "python3 is needed"
 command -v hyperfine >/dev/null || die "hyperfine is needed (apt-get install hyperfine)"
-have_ssh=0
-if [ -x /usr/sbin/sshd ] && command -v ssh >/dev/null && [ "$(id -u)" = 0 ]; then have_ssh=1; fi
+# Only the latency, stream and echo rows have an ssh baseline: the others start no sshd.
+have_ssh=0 need_ssh=0
+if want latency || want stream || want echo; then need_ssh=1; fi
+if [ $need_ssh = 1 ] && [ -x /usr/sbin/sshd ] && command -v ssh >/dev/null && [ "$(id -u)" = 0 ]; then
+    have_ssh=1
+fi
 
 if [ $build = 1 ]; then
     log "building execnode (release)"
@@ -238,7 +242,7 @@ speed() { python3 -c "r=$2/$1; print('%.2fx faster' % r if r >= 1 else '%.2fx sl
 median() { python3 -c 'import statistics,sys; print(statistics.median(float(x) for x in sys.argv[1:]))' "$@"; }
 
 [ $have_ssh = 1 ] && start_sshd
-[ $have_ssh = 1 ] || note "ssh baselines skipped: needs root and openssh-server"
+[ $have_ssh = 1 ] || [ $need_ssh = 0 ] || note "ssh baselines skipped: needs root and openssh-server"
 ssh_() { ssh -F "$ssh_cfg" bench "$@"; }
 
 start_hub "$tmp/hub"
