@@ -216,6 +216,11 @@ def echo(argv, n, warmup, marker, stop):
         os.close(fd)
 
 
+def log_line(i):
+    """What job i printed (tty output: CR LF)."""
+    return b"job %d\r\n" % i
+
+
 def mkdb(path, n):
     """Finished jobs, as the hub itself would have stored them (spec JSON as serde writes it).
 
@@ -230,11 +235,13 @@ def mkdb(path, n):
         cmd = "echo job %d; make -j2 test" % i
         spec = json.dumps({"command": cmd, "tty": True, "rows": 24, "cols": 80},
                           separators=(",", ":"))
+        # The hub stores an ended job's output lengths with its end (its log written below).
         rows.append(("exited", cmd, spec, i % 3, None, None, "bench-slave-%d" % (i % 2),
-                     now + i, now + i, now + i + 1, "admin"))
+                     now + i, now + i, now + i + 1, "admin", len(log_line(i)), 0))
     db.executemany(
         "INSERT INTO jobs (state, command, spec, exit_code, signal, reason, slave, created_ms,"
-        " started_ms, ended_ms, owner) VALUES (?,?,?,?,?,?,?,?,?,?,?)", rows)
+        " started_ms, ended_ms, owner, stdout_len, stderr_len)"
+        " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)", rows)
     db.commit()
     db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     db.close()
@@ -243,7 +250,7 @@ def mkdb(path, n):
     os.makedirs(logs, exist_ok=True)
     for i in range(n):
         with open(os.path.join(logs, "%d.out" % (i + 1)), "wb") as f:
-            f.write(b"job %d\r\n" % i)
+            f.write(log_line(i))
     print(json.dumps({"jobs": n}))
 
 

@@ -5,7 +5,7 @@
 //! first and applied here after. Every change a follower may care about bumps the job's watch.
 
 use super::logs::{JobLog, Logs};
-use super::store::Store;
+use super::store::{Loaded, Store};
 use crate::conn::ConnSender;
 use crate::wire::{HubToSlave, JobId, JobRecord, JobState, Outcome, Stream};
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
@@ -147,14 +147,28 @@ impl Hub {
     /// Builds the picture from what the store loaded. Jobs that were assigned or running when
     /// the hub stopped have no slave until one reconnects with them; the caller starts the
     /// orphan timer for them ([`Hub::orphans`]).
-    pub fn new(store: Store, logs: Logs, loaded: Vec<JobRecord>, opts: HubOptions) -> Hub {
+    ///
+    /// A job that ended for good keeps the output lengths stored with its end (its logs were
+    /// fsynced before that commit and never grow again); only live and lost jobs, and rows from
+    /// before the lengths were stored, have their log files measured. Those old rows get their
+    /// lengths stored now, so the next start does not measure them again.
+    pub fn new(store: Store, logs: Logs, loaded: Vec<Loaded>, opts: HubOptions) -> Hub {
         let mut jobs = BTreeMap::new();
         let mut queue = BTreeSet::new();
         let mut queued_by: HashMap<Option<String>, usize> = HashMap::new();
         let mut next_group = 1;
-        for mut rec in loaded {
-            rec.stdout_len = logs.len(rec.id, rec.attempt, Stream::Stdout);
-            rec.stderr_len = logs.len(rec.id, rec.attempt, Stream::Stderr);
+        for Loaded {
+            mut rec,
+            lens_stored,
+        } in loaded
+        {
+            if !(lens_stored && rec.state.is_final()) {
+                rec.stdout_len = logs.len(rec.id, rec.attempt, Stream::Stdout);
+                rec.stderr_len = logs.len(rec.id, rec.attempt, Stream::Stderr);
+                if rec.state.is_final() {
+                    store.save_later(rec.clone());
+                }
+            }
             if rec.state == JobState::Queued {
                 queue.insert(rec.id);
                 *queued_by.entry(rec.owner.clone()).or_default() += 1;

@@ -22,6 +22,15 @@ enum Op {
     Sync(oneshot::Sender<()>),
 }
 
+/// A job as it was stored.
+pub struct Loaded {
+    pub rec: JobRecord,
+    /// Whether `rec`'s output lengths were stored with it (rows from before the lengths were
+    /// stored have none). They are the log files' lengths only if the job had ended for good
+    /// ([`JobState::is_final`]): a live job's log grew after its record was written.
+    pub lens_stored: bool,
+}
+
 /// Handle to the store thread. Cheap to clone.
 #[derive(Clone)]
 pub struct Store {
@@ -30,7 +39,7 @@ pub struct Store {
 
 impl Store {
     /// Opens (creating if needed) `DIR/jobs.db` and returns the store and every job in it.
-    pub fn open(dir: &Path) -> Result<(Store, Vec<JobRecord>)> {
+    pub fn open(dir: &Path) -> Result<(Store, Vec<Loaded>)> {
         let path = dir.join("jobs.db");
         let conn =
             Connection::open(&path).with_context(|| format!("opening {}", path.display()))?;
@@ -124,12 +133,14 @@ fn commit(conn: &mut Connection, batch: &mut Vec<Op>) {
         {
             let mut insert = tx.prepare_cached(
                 "INSERT INTO jobs (state, command, spec, exit_code, signal, reason, slave,
-                    created_ms, started_ms, ended_ms, owner, grp, attempt, attempts)
-                    VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14)",
+                    created_ms, started_ms, ended_ms, owner, grp, attempt, attempts,
+                    stdout_len, stderr_len)
+                    VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16)",
             )?;
             let mut update = tx.prepare_cached(
                 "UPDATE jobs SET state=?2, exit_code=?3, signal=?4, reason=?5, slave=?6,
-                    started_ms=?7, ended_ms=?8, attempt=?9, attempts=?10 WHERE id=?1",
+                    started_ms=?7, ended_ms=?8, attempt=?9, attempts=?10, stdout_len=?11,
+                    stderr_len=?12 WHERE id=?1",
             )?;
             for op in batch.iter() {
                 match op {
@@ -151,6 +162,8 @@ fn commit(conn: &mut Connection, batch: &mut Vec<Op>) {
                                 r.group,
                                 r.attempt,
                                 attempts_json(&r.attempts),
+                                r.stdout_len as i64,
+                                r.stderr_len as i64,
                             ])?;
                             ids.push(tx.last_insert_rowid() as JobId);
                         }
@@ -168,6 +181,8 @@ fn commit(conn: &mut Connection, batch: &mut Vec<Op>) {
                             r.ended_ms.map(|v| v as i64),
                             r.attempt,
                             attempts_json(&r.attempts),
+                            r.stdout_len as i64,
+                            r.stderr_len as i64,
                         ])?;
                         results.push(Ok(Vec::new()));
                     }
@@ -212,11 +227,15 @@ fn attempts_json(attempts: &[Attempt]) -> String {
 }
 
 /// Columns added after the first release, with defaults that describe the old rows.
-const ADDED_COLUMNS: [(&str, &str); 4] = [
+/// The output lengths are NULL in rows written before they were stored: unknown, so the hub
+/// measures the log files of those jobs instead.
+const ADDED_COLUMNS: [(&str, &str); 6] = [
     ("owner", "TEXT"),
     ("grp", "TEXT"),
     ("attempt", "INTEGER NOT NULL DEFAULT 1"),
     ("attempts", "TEXT NOT NULL DEFAULT '[]'"),
+    ("stdout_len", "INTEGER"),
+    ("stderr_len", "INTEGER"),
 ];
 
 /// Adds the columns an older database lacks.
@@ -233,71 +252,57 @@ fn migrate(conn: &Connection) -> Result<()> {
     Ok(())
 }
 
-fn load(conn: &Connection) -> Result<Vec<JobRecord>> {
+fn load(conn: &Connection) -> Result<Vec<Loaded>> {
+    let count: i64 = conn.query_row("SELECT count(*) FROM jobs", [], |row| row.get(0))?;
     let mut stmt = conn.prepare(
         "SELECT id, state, spec, exit_code, signal, reason, slave, created_ms, started_ms, ended_ms,
-            owner, grp, attempt, attempts
+            owner, grp, attempt, attempts, stdout_len, stderr_len
          FROM jobs ORDER BY id",
     )?;
-    let rows = stmt.query_map([], |row| {
-        Ok((
-            row.get::<_, i64>(0)?,
-            row.get::<_, String>(1)?,
-            row.get::<_, String>(2)?,
-            row.get::<_, Option<i32>>(3)?,
-            row.get::<_, Option<i32>>(4)?,
-            row.get::<_, Option<String>>(5)?,
-            row.get::<_, Option<String>>(6)?,
-            row.get::<_, i64>(7)?,
-            row.get::<_, Option<i64>>(8)?,
-            row.get::<_, Option<i64>>(9)?,
-            row.get::<_, Option<String>>(10)?,
-            row.get::<_, Option<String>>(11)?,
-            row.get::<_, u32>(12)?,
-            row.get::<_, String>(13)?,
-        ))
-    })?;
-    let mut jobs = Vec::new();
-    for row in rows {
-        let (
-            id,
-            state,
-            spec,
-            exit_code,
-            signal,
-            reason,
-            slave,
-            created,
-            started,
-            ended,
-            owner,
-            group,
-            attempt,
-            attempts,
-        ) = row?;
-        let state = JobState::parse(&state)
+    let mut rows = stmt.query([])?;
+    let mut jobs = Vec::with_capacity(usize::try_from(count).unwrap_or(0));
+    while let Some(row) = rows.next()? {
+        let id = row.get::<_, i64>(0)? as JobId;
+        // Borrowed straight from SQLite's row: no String for the state, spec and attempts.
+        let state = row.get_ref(1)?.as_str()?;
+        let state = JobState::parse(state)
             .ok_or_else(|| anyhow!("job {id} has an unknown state {state:?}"))?;
-        let spec: JobSpec =
-            serde_json::from_str(&spec).with_context(|| format!("job {id} has a bad spec"))?;
-        let earlier: Vec<Attempt> = serde_json::from_str(&attempts)
-            .with_context(|| format!("job {id} has bad attempts"))?;
-        jobs.push(JobRecord {
-            id: id as JobId,
+        let spec: JobSpec = serde_json::from_str(row.get_ref(2)?.as_str()?)
+            .with_context(|| format!("job {id} has a bad spec"))?;
+        let attempts = row.get_ref(13)?.as_str()?;
+        let attempts: Vec<Attempt> = if attempts == "[]" {
+            Vec::new()
+        } else {
+            serde_json::from_str(attempts).with_context(|| format!("job {id} has bad attempts"))?
+        };
+        let lens = match (
+            row.get::<_, Option<i64>>(14)?,
+            row.get::<_, Option<i64>>(15)?,
+        ) {
+            (Some(out), Some(err)) => Some((out as u64, err as u64)),
+            _ => None,
+        };
+        let rec = JobRecord {
+            id,
             spec,
             state,
-            exit_code,
-            signal,
-            reason,
-            slave,
-            created_ms: created as u64,
-            started_ms: started.map(|v| v as u64),
-            ended_ms: ended.map(|v| v as u64),
-            stdout_len: 0,
-            stderr_len: 0,
-            owner,
-            attempt: attempt.max(1),
-            attempts: earlier,
-            group,
+            exit_code: row.get(3)?,
+            signal: row.get(4)?,
+            reason: row.get(5)?,
+            slave: row.get(6)?,
+            created_ms: row.get::<_, i64>(7)? as u64,
+            started_ms: row.get::<_, Option<i64>>(8)?.map(|v| v as u64),
+            ended_ms: row.get::<_, Option<i64>>(9)?.map(|v| v as u64),
+            stdout_len: lens.map_or(0, |l| l.0),
+            stderr_len: lens.map_or(0, |l| l.1),
+            owner: row.get(10)?,
+            attempt: row.get::<_, u32>(12)?.max(1),
+            attempts,
+            group: row.get(11)?,
+        };
+        jobs.push(Loaded {
+            rec,
+            lens_stored: lens.is_some(),
         });
     }
     Ok(jobs)

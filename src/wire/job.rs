@@ -194,6 +194,12 @@ impl JobState {
         )
     }
 
+    /// Ended for good: terminal and not `lost` (a slave that comes back with a lost job takes
+    /// it back, and its output grows again).
+    pub fn is_final(self) -> bool {
+        self.is_terminal() && self != JobState::Lost
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             JobState::Queued => "queued",

@@ -32,3 +32,62 @@ fn jobs_and_output_survive_a_hub_restart() {
     let _s = hub.slave("s2", 1);
     assert_eq!(hub.wait_ended(c).exit_code, Some(0));
 }
+
+/// Output lengths stored in jobs.db for job `id`, as the hub last committed them.
+fn stored_lens(data: &std::path::Path, id: u64) -> (Option<i64>, Option<i64>) {
+    let db = rusqlite::Connection::open(data.join("jobs.db")).unwrap();
+    db.query_row(
+        "SELECT stdout_len, stderr_len FROM jobs WHERE id = ?1",
+        [id as i64],
+        |row| Ok((row.get(0)?, row.get(1)?)),
+    )
+    .unwrap()
+}
+
+/// Runs a pipes job printing 3 bytes on stdout and 2 on stderr, to its end.
+fn job_with_output(hub: &Hub) -> u64 {
+    let id = hub.submit("printf abc; printf de >&2", &["--no-tty"]);
+    let rec = hub.wait_ended(id);
+    assert_eq!((rec.stdout_len, rec.stderr_len), (3, 2));
+    id
+}
+
+#[test]
+fn output_lengths_are_stored_with_the_end_and_survive_a_restart() {
+    let mut hub = Hub::start();
+    let mut slave = hub.slave("s1", 1);
+    let a = job_with_output(&hub);
+    let before = hub.job(a);
+    slave.kill();
+    assert!(hub.stop().success());
+    assert_eq!(stored_lens(&hub.data, a), (Some(3), Some(2)));
+    hub.restart(&[]);
+    assert_eq!(hub.job(a), before);
+    assert_eq!(hub.fetch(a), b"abc");
+}
+
+#[test]
+fn a_database_from_before_the_stored_lengths_still_opens_and_lists_them() {
+    let mut hub = Hub::start();
+    let mut slave = hub.slave("s1", 1);
+    let a = job_with_output(&hub);
+    let before = hub.job(a);
+    slave.kill();
+    assert!(hub.stop().success());
+    // What an older hub left: the jobs table without the length columns.
+    let db = rusqlite::Connection::open(hub.data.join("jobs.db")).unwrap();
+    db.execute_batch(
+        "ALTER TABLE jobs DROP COLUMN stdout_len; ALTER TABLE jobs DROP COLUMN stderr_len;",
+    )
+    .unwrap();
+    drop(db);
+    hub.restart(&[]);
+    // The lengths come from the log files, and are stored for the next start.
+    assert_eq!(hub.job(a), before);
+    let list = hub.xn_ok(&["-l"]);
+    assert!(list.contains("printf abc"), "{list}");
+    assert!(hub.stop().success());
+    assert_eq!(stored_lens(&hub.data, a), (Some(3), Some(2)));
+    hub.restart(&[]);
+    assert_eq!(hub.job(a), before);
+}
