@@ -42,7 +42,14 @@ impl From<Reject> for HubResponse {
 
 pub fn json<T: Serialize>(status: StatusCode, value: &T) -> HubResponse {
     // Our reply types hold only strings, numbers and string maps: they always serialize.
-    let body = serde_json::to_vec(value).expect("replies serialize");
+    json_body(
+        status,
+        serde_json::to_vec(value).expect("replies serialize"),
+    )
+}
+
+/// An answer whose JSON is already written; sent whole, with its length.
+pub fn json_body(status: StatusCode, body: Vec<u8>) -> HubResponse {
     Response::builder()
         .status(status)
         .header(hyper::header::CONTENT_TYPE, "application/json")

@@ -6,10 +6,7 @@ use super::respond::{self, HubResponse, LogBody, Reject};
 use super::state::JobError;
 use super::{slaves, stream, tokens, Ctx};
 use crate::limits::MAX_SUBMIT_BODY_BYTES;
-use crate::wire::{
-    has_label, BroadcastReply, JobId, JobRecord, JobSpec, JobState, Role, Stream, SubmitManyReply,
-    SubmitReply,
-};
+use crate::wire::{BroadcastReply, JobId, JobSpec, Role, Stream, SubmitManyReply, SubmitReply};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper::{Method, Request, Response, StatusCode};
@@ -50,7 +47,7 @@ async fn dispatch(
             StatusCode::OK,
             "execnode hub: see /api/v1/jobs, and docs/PROTOCOL.md\n",
         ),
-        (&Method::GET, ["api", "v1", "jobs"]) => list_jobs(ctx, &req, who),
+        (&Method::GET, ["api", "v1", "jobs"]) => super::list::jobs(ctx, &req, who).await,
         (&Method::POST, ["api", "v1", "jobs"]) => submit(ctx, req, who).await,
         (&Method::POST, ["api", "v1", "broadcast"]) => broadcast(ctx, req, who).await,
         (&Method::GET, ["api", "v1", "slaves"]) => respond::json(StatusCode::OK, &ctx.hub.slaves()),
@@ -174,33 +171,6 @@ pub fn query_u64(q: &HashMap<String, String>, key: &str) -> Result<Option<u64>, 
             .map(Some)
             .map_err(|_| Reject::bad(format!("query parameter {key}={v:?} is not a number"))),
     }
-}
-
-fn list_jobs(ctx: &Ctx, req: &Request<Incoming>, who: &Principal) -> HubResponse {
-    let q = query(req);
-    let state = match q.get("state").map(|s| (s, JobState::parse(s))) {
-        Some((s, None)) => {
-            return respond::error(StatusCode::BAD_REQUEST, format!("unknown state {s:?}"))
-        }
-        Some((_, st)) => st,
-        None => None,
-    };
-    let labels: Vec<&str> = q
-        .get("label")
-        .map(|l| l.split(',').filter(|l| !l.is_empty()).collect())
-        .unwrap_or_default();
-    let keep = |j: &JobRecord| {
-        who.can_see(j)
-            && state.is_none_or(|s| j.state == s)
-            && labels.iter().all(|l| has_label(&j.spec.labels, l))
-            && q.get("name")
-                .is_none_or(|n| j.spec.name.as_ref() == Some(n))
-            && q.get("group").is_none_or(|g| j.group.as_ref() == Some(g))
-            && q.get("slave").is_none_or(|s| j.slave.as_ref() == Some(s))
-            && q.get("owner").is_none_or(|o| j.owner.as_ref() == Some(o))
-    };
-    let jobs: Vec<_> = ctx.hub.list().into_iter().filter(keep).collect();
-    respond::json(StatusCode::OK, &jobs)
 }
 
 /// `POST /api/v1/jobs`: one job spec, or an array of them stored in one transaction.

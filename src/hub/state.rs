@@ -214,10 +214,6 @@ impl Hub {
             .collect()
     }
 
-    pub fn list(&self) -> Vec<JobRecord> {
-        self.lock().jobs.values().map(|j| j.rec.clone()).collect()
-    }
-
     pub fn get(&self, id: JobId) -> Result<JobRecord, JobError> {
         self.lock()
             .jobs
