@@ -13,7 +13,7 @@ use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use rustls_pki_types::ServerName;
 use serde::de::DeserializeOwned;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::sync::{Arc, Mutex};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
@@ -224,6 +224,18 @@ impl HubUrl {
         body: Option<&B>,
     ) -> Result<T> {
         let body = body.map(|b| serde_json::to_vec(b).expect("request bodies serialize"));
+        let bytes = self.call_raw(method, path, body).await?;
+        self.parse_answer(&bytes)
+    }
+
+    /// A REST call whose answer the caller parses itself (with [`HubUrl::parse_answer`]), e.g. into
+    /// types that borrow from it; an error status becomes a [`HubError`].
+    pub async fn call_raw(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Vec<u8>>,
+    ) -> Result<Bytes> {
         let mut sender = self.sender().await?;
         let resp = self.send(&mut sender, method, path, body).await?;
         let status = resp.status();
@@ -232,7 +244,12 @@ impl HubUrl {
         if !status.is_success() {
             return Err(error_from(status, &bytes).into());
         }
-        serde_json::from_slice(&bytes)
+        Ok(bytes)
+    }
+
+    /// Parses a JSON answer of this hub's.
+    pub fn parse_answer<'a, T: Deserialize<'a>>(&self, bytes: &'a [u8]) -> Result<T> {
+        serde_json::from_slice(bytes)
             .with_context(|| format!("hub at {} sent an answer we cannot read", self.url))
     }
 
