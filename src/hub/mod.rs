@@ -50,10 +50,11 @@ impl Hub {
     pub fn open(data: &Path, opts: HubOptions) -> Result<Hub> {
         std::fs::create_dir_all(data)
             .with_context(|| format!("creating data directory {}", data.display()))?;
-        let (store, jobs) = store::Store::open(data)?;
         let logs = logs::Logs::open(data)
             .with_context(|| format!("opening logs under {}", data.display()))?;
-        Ok(Hub::new(store, logs, jobs, opts))
+        let mut loading = state::Loading::default();
+        let store = store::Store::open(data, |job| loading.add(&logs, job))?;
+        Ok(Hub::new(store, logs, loading, opts))
     }
 }
 

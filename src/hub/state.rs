@@ -5,7 +5,7 @@
 //! first and applied here after. Every change a follower may care about bumps the job's watch.
 
 use super::logs::{JobLog, Logs};
-use super::store::{Loaded, Store};
+use super::store::Store;
 use crate::conn::ConnSender;
 use crate::wire::{HubToSlave, JobId, JobRecord, JobState, Outcome, Stream};
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
@@ -13,7 +13,10 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::sync::{watch, Notify};
 
+mod loading;
 mod sessions;
+
+pub(super) use loading::Loading;
 
 /// Identifies one connection of one slave (a reconnect is a new session).
 pub type SessionId = u64;
@@ -144,51 +147,21 @@ impl JobEntry {
 }
 
 impl Hub {
-    /// Builds the picture from what the store loaded. Jobs that were assigned or running when
-    /// the hub stopped have no slave until one reconnects with them; the caller starts the
-    /// orphan timer for them ([`Hub::orphans`]).
-    ///
-    /// A job that ended for good keeps the output lengths stored with its end (its logs were
-    /// fsynced before that commit and never grow again); only live and lost jobs, and rows from
-    /// before the lengths were stored, have their log files measured. Those old rows get their
-    /// lengths stored now, so the next start does not measure them again.
-    pub fn new(store: Store, logs: Logs, loaded: Vec<Loaded>, opts: HubOptions) -> Hub {
-        let mut jobs = BTreeMap::new();
-        let mut queue = BTreeSet::new();
-        let mut queued_by: HashMap<Option<String>, usize> = HashMap::new();
-        let mut next_group = 1;
-        for Loaded {
-            mut rec,
-            lens_stored,
-        } in loaded
-        {
-            if !(lens_stored && rec.state.is_final()) {
-                rec.stdout_len = logs.len(rec.id, rec.attempt, Stream::Stdout);
-                rec.stderr_len = logs.len(rec.id, rec.attempt, Stream::Stderr);
-                if rec.state.is_final() {
-                    store.save_later(rec.clone());
-                }
-            }
-            if rec.state == JobState::Queued {
-                queue.insert(rec.id);
-                *queued_by.entry(rec.owner.clone()).or_default() += 1;
-            }
-            if let Some(n) = rec.group.as_deref().and_then(super::submit::group_number) {
-                next_group = next_group.max(n + 1);
-            }
-            let log = (!rec.state.is_terminal()).then(|| Arc::new(logs.job(rec.id, rec.attempt)));
-            let mut entry = JobEntry::new(rec);
-            entry.log = log;
-            jobs.insert(entry.rec.id, entry);
+    /// The hub, from the jobs loaded at start-up. The caller starts the orphan timer for the
+    /// jobs that were assigned or running ([`Hub::orphans`]). Lengths measured for old rows are
+    /// stored now, so the next start does not measure them again.
+    pub(super) fn new(store: Store, logs: Logs, loaded: Loading, opts: HubOptions) -> Hub {
+        for rec in loaded.measured {
+            store.save_later(rec);
         }
         Hub {
             state: Mutex::new(State {
-                jobs,
-                queue,
-                queued_by,
+                jobs: loaded.jobs,
+                queue: loaded.queue,
+                queued_by: loaded.queued_by,
                 slaves: HashMap::new(),
                 next_session: 1,
-                next_group,
+                next_group: loaded.next_group.max(1),
             }),
             store,
             logs,

@@ -38,8 +38,10 @@ pub struct Store {
 }
 
 impl Store {
-    /// Opens (creating if needed) `DIR/jobs.db` and returns the store and every job in it.
-    pub fn open(dir: &Path) -> Result<(Store, Vec<Loaded>)> {
+    /// Opens (creating if needed) `DIR/jobs.db`, hands every job in it to `each` in id order
+    /// (straight from SQLite's rows, with no list of them all in between) and returns the
+    /// store.
+    pub fn open(dir: &Path, each: impl FnMut(Loaded)) -> Result<Store> {
         let path = dir.join("jobs.db");
         let conn =
             Connection::open(&path).with_context(|| format!("opening {}", path.display()))?;
@@ -64,13 +66,13 @@ impl Store {
         )
         .context("creating the jobs table")?;
         migrate(&conn).context("upgrading the jobs table")?;
-        let jobs = load(&conn).context("loading jobs")?;
+        load(&conn, each).context("loading jobs")?;
         let (tx, rx) = mpsc::unbounded_channel();
         std::thread::Builder::new()
             .name("store".into())
             .spawn(move || store_thread(conn, rx))
             .context("starting the store thread")?;
-        Ok((Store { tx }, jobs))
+        Ok(Store { tx })
     }
 
     /// Stores new jobs in one transaction and returns their ids, in order.
@@ -252,15 +254,13 @@ fn migrate(conn: &Connection) -> Result<()> {
     Ok(())
 }
 
-fn load(conn: &Connection) -> Result<Vec<Loaded>> {
-    let count: i64 = conn.query_row("SELECT count(*) FROM jobs", [], |row| row.get(0))?;
+fn load(conn: &Connection, mut each: impl FnMut(Loaded)) -> Result<()> {
     let mut stmt = conn.prepare(
         "SELECT id, state, spec, exit_code, signal, reason, slave, created_ms, started_ms, ended_ms,
             owner, grp, attempt, attempts, stdout_len, stderr_len
          FROM jobs ORDER BY id",
     )?;
     let mut rows = stmt.query([])?;
-    let mut jobs = Vec::with_capacity(usize::try_from(count).unwrap_or(0));
     while let Some(row) = rows.next()? {
         let id = row.get::<_, i64>(0)? as JobId;
         // Borrowed straight from SQLite's row: no String for the state, spec and attempts.
@@ -300,10 +300,10 @@ fn load(conn: &Connection) -> Result<Vec<Loaded>> {
             attempts,
             group: row.get(11)?,
         };
-        jobs.push(Loaded {
+        each(Loaded {
             rec,
             lens_stored: lens.is_some(),
         });
     }
-    Ok(jobs)
+    Ok(())
 }
