@@ -44,6 +44,11 @@ pub const WS_SEND_QUEUE: usize = 64;
 /// marker put in its place.
 pub const SLAVE_UNACKED_BYTES: usize = 8 << 20;
 
+/// Output of one job stream a slave keeps in flight: sent, but neither acknowledged nor refused
+/// by the hub. While frames are in flight, what the job prints meanwhile is coalesced into
+/// full frames; a small frame goes out at once only when nothing is in flight.
+pub const SLAVE_WINDOW_BYTES: u64 = 1 << 20;
+
 /// A slave that hears nothing from its hub for this long drops the connection and dials again.
 pub const HUB_SILENCE_LIMIT: Duration = Duration::from_secs(20);
 

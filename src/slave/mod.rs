@@ -310,7 +310,8 @@ fn obey(
         Incoming::Msg(HubToSlave::Done { job }) => outbox.forget(job),
         Incoming::Msg(HubToSlave::Heartbeat | HubToSlave::Welcome { .. }) => {}
         Incoming::Msg(HubToSlave::Error { message }) => {
-            tracing::warn!(hub = %opts.hub.url, "hub says: {message}")
+            tracing::warn!(hub = %opts.hub.url, "hub says: {message}");
+            outbox.refused();
         }
         Incoming::Data(frame) => {
             let f = DataFrame::decode(&frame).context("bad data frame from hub")?;

@@ -5,8 +5,8 @@
 //! sends again (the hub skips what it already has). A job's end is reported only after all of
 //! its output is sent, and the job is forgotten only when the hub says it stored the end.
 
-use crate::limits::MAX_DATA_CHUNK;
-use crate::wire::{DataFrame, JobId, Outcome, RunningJob, SlaveMsg, Stream};
+use crate::limits::{MAX_DATA_CHUNK, SLAVE_WINDOW_BYTES};
+use crate::wire::{DataFrame, JobId, Outcome, RunningJob, SlaveMsg, Stream, DATA_HEADER_LEN};
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -37,6 +37,11 @@ struct StreamBuf {
     sent: u64,
     /// Highest offset ever sent: the hub may hold bytes up to here, so they are never dropped.
     sent_hw: u64,
+    /// The hub answered every frame up to here in this session: acknowledged it, or refused
+    /// it with an `error` (it could not store it). What lies between here (or `acked`) and
+    /// `sent` is in flight. Refused bytes count as settled, or a hub that cannot store output
+    /// would close the window for good and the job would never end.
+    settled: u64,
     buf: VecDeque<u8>,
     /// The last drop marker not yet sent: (stream offset, its length, bytes it stands for). A
     /// drop right behind it replaces it with one marker counting both.
@@ -46,6 +51,41 @@ struct StreamBuf {
 impl StreamBuf {
     fn produced(&self) -> u64 {
         self.acked + self.buf.len() as u64
+    }
+
+    /// Bytes sent in this session that the hub has not answered yet.
+    fn in_flight(&self) -> u64 {
+        self.sent - self.acked.max(self.settled).min(self.sent)
+    }
+
+    /// The next frame's length: with nothing in flight, whatever is there (so interactive
+    /// output is not held back); otherwise only a full frame, and only while the window has
+    /// room. What was read meanwhile waits for an answer and goes out coalesced.
+    fn next_frame_len(&self) -> usize {
+        let ready = self.buf.len() - (self.sent - self.acked) as usize;
+        let in_flight = self.in_flight();
+        if in_flight == 0 {
+            ready.min(MAX_DATA_CHUNK)
+        } else if ready >= MAX_DATA_CHUNK && in_flight + MAX_DATA_CHUNK as u64 <= SLAVE_WINDOW_BYTES
+        {
+            MAX_DATA_CHUNK
+        } else {
+            0
+        }
+    }
+
+    /// Appends `n` bytes from offset `sent` to `frame`, as at most two slice copies.
+    fn copy_unsent(&self, n: usize, frame: &mut Vec<u8>) {
+        let from = (self.sent - self.acked) as usize;
+        let (a, b) = self.buf.as_slices();
+        if from < a.len() {
+            let k = n.min(a.len() - from);
+            frame.extend_from_slice(&a[from..from + k]);
+            frame.extend_from_slice(&b[..n - k]);
+        } else {
+            let from = from - a.len();
+            frame.extend_from_slice(&b[from..from + n]);
+        }
     }
 }
 
@@ -236,7 +276,22 @@ impl Outbox {
             s.acked = offset;
             s.sent = s.sent.max(offset);
             j.space.notify_one();
+            drop(jobs);
+            // The window may have room again.
+            self.wake.notify_one();
         }
+    }
+
+    /// The hub refused something (an `error`): typically a frame it could not store, which
+    /// it will never acknowledge. Everything sent so far counts as answered, so the window
+    /// reopens; the hub's log and the job's end say what was lost.
+    pub fn refused(&self) {
+        for j in self.lock().values_mut() {
+            for s in &mut j.out {
+                s.settled = s.sent;
+            }
+        }
+        self.wake.notify_one();
     }
 
     /// The hub stored the job's end: forget it.
@@ -260,6 +315,7 @@ impl Outbox {
             );
             for s in &mut j.out {
                 s.sent = s.acked;
+                s.settled = s.acked;
             }
             j.started_sent = false;
             j.ended_sent = false;
@@ -298,11 +354,14 @@ impl Outbox {
             }
             for (i, stream) in [(0, Stream::Stdout), (1, Stream::Stderr)] {
                 let s = &mut j.out[i];
-                let from = (s.sent - s.acked) as usize;
-                let n = (s.buf.len() - from).min(MAX_DATA_CHUNK);
-                if n > 0 {
-                    let mut frame = DataFrame::header(stream, job, s.sent).to_vec();
-                    frame.extend(s.buf.range(from..from + n));
+                loop {
+                    let n = s.next_frame_len();
+                    if n == 0 {
+                        break;
+                    }
+                    let mut frame = Vec::with_capacity(DATA_HEADER_LEN + n);
+                    frame.extend_from_slice(&DataFrame::header(stream, job, s.sent));
+                    s.copy_unsent(n, &mut frame);
                     s.sent += n as u64;
                     s.sent_hw = s.sent_hw.max(s.sent);
                     items.push(Item::Data(frame));
@@ -353,63 +412,4 @@ fn drop_oldest_unsent(id: JobId, s: &mut StreamBuf, want: usize) {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn overflow_while_disconnected_drops_oldest_unsent_with_a_marker() {
-        let ob = Outbox::new(MAX_DATA_CHUNK);
-        let (tx, _rx) = mpsc::unbounded_channel();
-        assert!(ob.add(1, tx));
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .build()
-            .unwrap();
-        rt.block_on(async {
-            ob.push(1, Stream::Stdout, &[b'a'; 100]).await;
-            // Send the first 100 bytes (as a session would); they must survive.
-            let items = ob.take(0).unwrap();
-            assert_eq!(items.len(), 1);
-            ob.push(1, Stream::Stdout, &vec![b'b'; MAX_DATA_CHUNK])
-                .await;
-            ob.push(1, Stream::Stdout, b"last").await;
-        });
-        let jobs = ob.lock();
-        let buf: Vec<u8> = jobs[&1].out[0].buf.iter().copied().collect();
-        assert!(buf.starts_with(&[b'a'; 100]));
-        assert!(String::from_utf8_lossy(&buf).contains("bytes of output dropped here"));
-        assert!(buf.ends_with(b"last"));
-        assert!(buf.len() <= MAX_DATA_CHUNK + 200);
-    }
-
-    #[test]
-    fn drops_in_a_row_are_counted_in_one_marker() {
-        let ob = Outbox::new(MAX_DATA_CHUNK);
-        let (tx, _rx) = mpsc::unbounded_channel();
-        assert!(ob.add(1, tx));
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .build()
-            .unwrap();
-        let total = 10 * MAX_DATA_CHUNK;
-        rt.block_on(async {
-            for _ in 0..total / 1000 {
-                ob.push(1, Stream::Stdout, &[b'x'; 1000]).await;
-            }
-        });
-        let jobs = ob.lock();
-        let text =
-            String::from_utf8_lossy(&jobs[&1].out[0].buf.iter().copied().collect::<Vec<u8>>())
-                .into_owned();
-        assert_eq!(text.matches("dropped here").count(), 1, "one marker");
-        let kept = text.chars().filter(|&c| c == 'x').count() - "execnode".matches('x').count();
-        let n: usize = text
-            .split("[execnode: ")
-            .nth(1)
-            .unwrap()
-            .split(' ')
-            .next()
-            .unwrap()
-            .parse()
-            .unwrap();
-        assert_eq!(kept + n, total / 1000 * 1000, "kept + counted = produced");
-    }
-}
+mod tests;

@@ -3,6 +3,9 @@
 
 use super::*;
 
+/// How long to wait before trying again to commit a job's end that could not be stored.
+const END_RETRY: Duration = Duration::from_millis(500);
+
 impl Hub {
     /// Registers a slave connection. Jobs it says it is running and that the hub has no slave
     /// for are bound to it again. Returns the session id and the jobs it reports that the hub
@@ -187,7 +190,22 @@ impl Hub {
             rec.ended_ms = Some(now_ms());
             rec
         };
-        self.finish(rec).await
+        // A commit that failed (a full disk) is tried again until it succeeds: the slave
+        // keeps the job until it hears `done`, and a lost end would leave the job running in
+        // the records for ever. Nothing changed in memory when it failed, so a retry is the
+        // same commit.
+        loop {
+            match self.finish(rec.clone()).await {
+                Err(JobError::Store(e)) => {
+                    tracing::error!(
+                        job = id,
+                        "storing the job's end failed; trying again in {END_RETRY:?}: {e:#}"
+                    );
+                    tokio::time::sleep(END_RETRY).await;
+                }
+                other => return other,
+            }
+        }
     }
 
     /// Where to append a slave's output for a job, and how much is stored already.

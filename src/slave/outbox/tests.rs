@@ -1,0 +1,142 @@
+//! Unit tests of the outbox: drops while the hub is away, the in-flight window.
+
+use super::*;
+
+#[test]
+fn overflow_while_disconnected_drops_oldest_unsent_with_a_marker() {
+    let ob = Outbox::new(MAX_DATA_CHUNK);
+    let (tx, _rx) = mpsc::unbounded_channel();
+    assert!(ob.add(1, tx));
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        ob.push(1, Stream::Stdout, &[b'a'; 100]).await;
+        // Send the first 100 bytes (as a session would); they must survive.
+        let items = ob.take(0).unwrap();
+        assert_eq!(items.len(), 1);
+        ob.push(1, Stream::Stdout, &vec![b'b'; MAX_DATA_CHUNK])
+            .await;
+        ob.push(1, Stream::Stdout, b"last").await;
+    });
+    let jobs = ob.lock();
+    let buf: Vec<u8> = jobs[&1].out[0].buf.iter().copied().collect();
+    assert!(buf.starts_with(&[b'a'; 100]));
+    assert!(String::from_utf8_lossy(&buf).contains("bytes of output dropped here"));
+    assert!(buf.ends_with(b"last"));
+    assert!(buf.len() <= MAX_DATA_CHUNK + 200);
+}
+
+#[test]
+fn drops_in_a_row_are_counted_in_one_marker() {
+    let ob = Outbox::new(MAX_DATA_CHUNK);
+    let (tx, _rx) = mpsc::unbounded_channel();
+    assert!(ob.add(1, tx));
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let total = 10 * MAX_DATA_CHUNK;
+    rt.block_on(async {
+        for _ in 0..total / 1000 {
+            ob.push(1, Stream::Stdout, &[b'x'; 1000]).await;
+        }
+    });
+    let jobs = ob.lock();
+    let text = String::from_utf8_lossy(&jobs[&1].out[0].buf.iter().copied().collect::<Vec<u8>>())
+        .into_owned();
+    assert_eq!(text.matches("dropped here").count(), 1, "one marker");
+    let kept = text.chars().filter(|&c| c == 'x').count() - "execnode".matches('x').count();
+    let n: usize = text
+        .split("[execnode: ")
+        .nth(1)
+        .unwrap()
+        .split(' ')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert_eq!(kept + n, total / 1000 * 1000, "kept + counted = produced");
+}
+
+/// The lengths of the data frames in `items`.
+fn frame_lens(items: &[Item]) -> Vec<usize> {
+    items
+        .iter()
+        .filter_map(|i| match i {
+            Item::Data(f) => Some(f.len() - DATA_HEADER_LEN),
+            Item::Msg(_) => None,
+        })
+        .collect()
+}
+
+fn block_on<F: std::future::Future>(f: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap()
+        .block_on(f)
+}
+
+#[test]
+fn small_output_goes_at_once_and_is_coalesced_while_in_flight() {
+    let ob = Outbox::new(8 << 20);
+    let (tx, _rx) = mpsc::unbounded_channel();
+    assert!(ob.add(1, tx));
+    ob.set_connected(true);
+    block_on(ob.push(1, Stream::Stdout, b"a"));
+    assert_eq!(
+        frame_lens(&ob.take(0).unwrap()),
+        [1],
+        "nothing in flight: sent at once"
+    );
+    for _ in 0..100 {
+        block_on(ob.push(1, Stream::Stdout, b"bb"));
+    }
+    assert!(
+        frame_lens(&ob.take(0).unwrap()).is_empty(),
+        "held while in flight"
+    );
+    ob.ack(1, Stream::Stdout, 1);
+    assert_eq!(
+        frame_lens(&ob.take(0).unwrap()),
+        [200],
+        "one coalesced frame"
+    );
+}
+
+#[test]
+fn the_window_bounds_what_is_in_flight_and_acks_reopen_it() {
+    let ob = Outbox::new(8 << 20);
+    let (tx, _rx) = mpsc::unbounded_channel();
+    assert!(ob.add(1, tx));
+    let total = 3 * SLAVE_WINDOW_BYTES as usize;
+    block_on(ob.push(1, Stream::Stdout, &vec![b'x'; total]));
+    let first = frame_lens(&ob.take(0).unwrap());
+    assert_eq!(first.iter().sum::<usize>() as u64, SLAVE_WINDOW_BYTES);
+    assert!(first.iter().all(|&n| n == MAX_DATA_CHUNK));
+    assert!(frame_lens(&ob.take(0).unwrap()).is_empty(), "window full");
+    ob.ack(1, Stream::Stdout, MAX_DATA_CHUNK as u64);
+    assert_eq!(frame_lens(&ob.take(0).unwrap()), [MAX_DATA_CHUNK]);
+}
+
+#[test]
+fn refused_frames_reopen_the_window_and_the_end_is_still_sent() {
+    let ob = Outbox::new(8 << 20);
+    let (tx, _rx) = mpsc::unbounded_channel();
+    assert!(ob.add(1, tx));
+    let total = 2 * SLAVE_WINDOW_BYTES as usize + 5;
+    block_on(ob.push(1, Stream::Stdout, &vec![b'x'; total]));
+    ob.ended(1, Outcome::Exited { code: 0 });
+    let mut sent = 0;
+    let mut ended = false;
+    // The hub never acknowledges anything: it refuses every frame (a full disk).
+    for _ in 0..10 {
+        let items = ob.take(0).unwrap();
+        sent += frame_lens(&items).iter().sum::<usize>();
+        ended |= items
+            .iter()
+            .any(|i| matches!(i, Item::Msg(SlaveMsg::Ended { .. })));
+        ob.refused();
+    }
+    assert_eq!(sent, total, "every byte was offered once");
+    assert!(ended, "the end was reported");
+}
