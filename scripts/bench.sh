@@ -7,6 +7,7 @@
 #   options: --no-install (use what is installed; skip ssh if sshd is missing)
 #            --no-build   (use target/release as it is)
 #            --only LIST  (comma-separated: latency,dispatch,submits,stream,echo,idle,restart)
+#   env:     BENCH_EXE=PATH (another execnode binary, e.g. to compare old and new builds)
 #
 # It installs what it needs (Debian's openssh-server and hyperfine), builds execnode in release,
 # starts in a temp dir an sshd on a loopback port (throwaway host and user keys, a throwaway
@@ -29,7 +30,7 @@ while [ $# -gt 0 ]; do
         shift
         ;;
     -h | --help)
-        sed -n '2,16p' "$0"
+        sed -n '2,17p' "$0"
         exit 0
         ;;
     *)
@@ -82,7 +83,7 @@ if [ $build = 1 ]; then
     log "building execnode (release)"
     cargo build --release --locked --quiet --bin execnode --example idle_slaves
 fi
-exe=$root/target/release/execnode
+exe=${BENCH_EXE:-$root/target/release/execnode}
 idle=$root/target/release/examples/idle_slaves
 driver=$root/scripts/bench/driver.py
 [ -x "$exe" ] || die "no $exe: build first"

@@ -5,6 +5,7 @@
 //! and `main` start it the same way.
 
 pub mod auth;
+mod intake;
 mod list;
 mod logs;
 mod respond;

@@ -1,17 +1,16 @@
-//! One slave's WebSocket session: hello and version check, job events, output appended to the
-//! logs and acknowledged, heartbeats both ways, and what happens to its jobs when it goes away.
+//! One slave's WebSocket session: hello and version check, job events (output and ends go to
+//! the session's [`Intake`]), heartbeats both ways, and what happens to its jobs when it goes
+//! away.
 
 use super::auth::Principal;
+use super::intake::{Entry, Intake};
 use super::respond::{self, HubResponse, ServerWs};
 use super::state::SessionId;
 use super::Ctx;
 use crate::conn::{self, ConnReader, ConnSender, Incoming, CLOSE_POLICY};
 use crate::limits::{HANDSHAKE_TIMEOUT, HEARTBEAT_INTERVAL};
-use crate::wire::{
-    DataFrame, HubToSlave, JobId, SlaveMsg, Stream, DATA_HEADER_LEN, PROTOCOL_VERSION,
-};
+use crate::wire::{HubToSlave, JobId, SlaveMsg, PROTOCOL_VERSION};
 use anyhow::{anyhow, bail, Result};
-use bytes::Bytes;
 use hyper::body::Incoming as Body;
 use hyper::Request;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -177,10 +176,12 @@ async fn read_loop(
     last_seen: &AtomicU64,
     started: Instant,
 ) -> Result<()> {
+    // Output and ends go through the intake, in order; the rest is handled here at once.
+    let intake = Intake::start(ctx, sid, tx.clone());
     while let Some(msg) = rd.recv::<SlaveMsg>().await? {
         last_seen.store(started.elapsed().as_millis() as u64, Ordering::Relaxed);
         let answer = match msg {
-            Incoming::Data(frame) => store_output(ctx, sid, frame, tx).await,
+            Incoming::Data(frame) => intake.push(Entry::Data(frame)).await,
             Incoming::Msg(SlaveMsg::Started { job, .. }) => {
                 ctx.hub.job_started(sid, job);
                 Ok(())
@@ -192,20 +193,14 @@ async fn read_loop(
                 stderr_len,
                 cancelled,
             }) => {
-                // Storing an end waits for an fsync and a commit: do it beside this loop, so
-                // that one job's end does not hold up the output and ends of the slave's other
-                // jobs (and many ends share one commit).
-                let (ctx2, tx) = (ctx.clone(), tx.clone());
-                ctx.sessions.spawn(async move {
-                    let lens = (stdout_len, stderr_len);
-                    let ended = ctx2.hub.job_ended(sid, job, outcome, lens, cancelled);
-                    if let Err(e) = ended.await {
-                        tracing::warn!(session = sid, "slave message refused: {e:#}");
-                        let message = format!("{e:#}");
-                        let _ = tx.send(&HubToSlave::Error { message }).await;
-                    }
-                });
-                Ok(())
+                let lens = (stdout_len, stderr_len);
+                let end = Entry::Ended {
+                    job,
+                    outcome,
+                    lens,
+                    cancelled,
+                };
+                intake.push(end).await
             }
             Incoming::Msg(SlaveMsg::Heartbeat) => Ok(()),
             Incoming::Msg(SlaveMsg::Drain) => {
@@ -224,35 +219,4 @@ async fn read_loop(
         }
     }
     Ok(())
-}
-
-/// Appends a frame of output to the job's log and acknowledges it. Bytes the hub has already
-/// (a resend after a reconnect) are skipped; a gap is refused.
-async fn store_output(ctx: &Ctx, sid: SessionId, frame: Bytes, tx: &ConnSender) -> Result<()> {
-    let f = DataFrame::decode(&frame)?;
-    if f.stream == Stream::Stdin {
-        bail!("slaves send output, not input");
-    }
-    let (job, stream, offset) = (f.job, f.stream, f.offset);
-    let end = offset + f.data.len() as u64;
-    let (log, have) = ctx
-        .hub
-        .output_target(sid, job, stream)
-        .ok_or_else(|| anyhow!("job {job} is not running on this slave"))?;
-    if offset > have {
-        bail!("output of job {job} resumes at byte {offset}, but the hub has {have}");
-    }
-    if end > have {
-        let data = frame.slice(DATA_HEADER_LEN + (have - offset) as usize..);
-        tokio::task::spawn_blocking(move || log.append(stream, &data))
-            .await?
-            .map_err(|e| anyhow!("storing output of job {job}: {e}"))?;
-        ctx.hub.output_stored(job, stream, end);
-    }
-    tx.send(&HubToSlave::Ack {
-        job,
-        stream,
-        offset: end.max(have),
-    })
-    .await
 }
