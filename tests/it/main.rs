@@ -14,6 +14,7 @@ mod labels;
 mod restart;
 mod retries;
 mod sandbox;
+mod stream;
 mod term;
 mod tls;
 mod util;
