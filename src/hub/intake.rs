@@ -12,6 +12,8 @@
 //!
 //! Nothing here touches the log files on the runtime: the appends run on `spawn_blocking`.
 
+use super::logs::JobLog;
+use super::recent::Recent;
 use super::state::{Hub, SessionId};
 use super::Ctx;
 use crate::conn::ConnSender;
@@ -203,7 +205,7 @@ fn store_batch(hub: &Hub, sid: SessionId, frames: &[Bytes]) -> Vec<Stored> {
     for frame in frames {
         results.push(store_one(hub, sid, frame, &mut targets));
     }
-    for ((job, stream), (_, have, changed)) in targets {
+    for ((job, stream), (_, have, changed, _)) in targets {
         if changed {
             hub.output_stored(job, stream, have);
         }
@@ -211,7 +213,8 @@ fn store_batch(hub: &Hub, sid: SessionId, frames: &[Bytes]) -> Vec<Stored> {
     results
 }
 
-type Target = (Arc<super::logs::JobLog>, u64, bool);
+/// A stream's log, its stored length, whether this batch changed it, its in-memory tail.
+type Target = (Arc<JobLog>, u64, bool, Arc<Recent>);
 
 fn store_one(
     hub: &Hub,
@@ -227,13 +230,13 @@ fn store_one(
     let key = (job, stream);
     let short = f.data.len() < MAX_DATA_CHUNK;
     let end = offset + f.data.len() as u64;
-    let (log, have, changed) = match targets.entry(key) {
+    let (log, have, changed, recent) = match targets.entry(key) {
         Slot::Occupied(o) => o.into_mut(),
         Slot::Vacant(v) => {
-            let (log, have) = hub
+            let (log, have, recent) = hub
                 .output_target(sid, job, stream)
                 .ok_or_else(|| format!("job {job} is not running on this slave"))?;
-            v.insert((log, have, false))
+            v.insert((log, have, false, recent))
         }
     };
     if offset > *have {
@@ -245,6 +248,7 @@ fn store_one(
         let data = &frame[DATA_HEADER_LEN + (*have - offset) as usize..];
         log.append(stream, data)
             .map_err(|e| format!("storing output of job {job}: {e}"))?;
+        recent.push(stream, *have, data);
         *have = end;
         *changed = true;
     }

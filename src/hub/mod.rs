@@ -8,6 +8,7 @@ pub mod auth;
 mod intake;
 mod list;
 mod logs;
+mod recent;
 mod respond;
 mod retry;
 mod routes;

@@ -5,6 +5,7 @@
 //! first and applied here after. Every change a follower may care about bumps the job's watch.
 
 use super::logs::{JobLog, Logs};
+use super::recent::Recent;
 use super::store::Store;
 use crate::conn::ConnSender;
 use crate::wire::{HubToSlave, JobId, JobRecord, JobState, Outcome, Stream};
@@ -74,6 +75,8 @@ pub(super) struct JobEntry {
     pub(super) rec: JobRecord,
     /// Open log files of the current attempt while the job is live.
     pub(super) log: Option<Arc<JobLog>>,
+    /// The current attempt's latest output, for followers, while the job is live.
+    pub(super) recent: Option<Arc<Recent>>,
     /// Bumped on new output and state changes; created when someone follows the job.
     watch: Option<watch::Sender<u64>>,
     /// The slave session that runs it; `None` while queued or while its slave is away.
@@ -115,6 +118,8 @@ pub struct Subscription {
     pub rec: JobRecord,
     pub changes: watch::Receiver<u64>,
     pub log: Arc<JobLog>,
+    /// The attempt's latest output in memory, while the job is live.
+    pub recent: Option<Arc<Recent>>,
 }
 
 pub fn now_ms() -> u64 {
@@ -129,6 +134,7 @@ impl JobEntry {
         JobEntry {
             rec,
             log: None,
+            recent: None,
             watch: None,
             session: None,
             cancelled: None,
@@ -300,6 +306,7 @@ impl Hub {
                 }
                 job.rec = rec;
                 job.log = None;
+                job.recent = None;
                 if let Some(wait) = retry_in {
                     tracing::info!(job = id, attempt = job.rec.attempt, "retrying in {wait:?}");
                     job.not_before_ms = now_ms() + wait.as_millis() as u64;
@@ -341,10 +348,15 @@ impl Hub {
             .log
             .clone()
             .unwrap_or_else(|| Arc::new(self.logs.job(id, job.rec.attempt)));
+        let recent = match job.rec.state.is_terminal() {
+            true => None,
+            false => Some(job.recent.get_or_insert_with(Default::default).clone()),
+        };
         Ok(Subscription {
             rec: job.rec.clone(),
             changes,
             log,
+            recent,
         })
     }
 

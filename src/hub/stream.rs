@@ -110,11 +110,24 @@ async fn pump(ctx: &Ctx, id: JobId, tx: &ConnSender, mut pos: [u64; 2]) -> Resul
             }
             let n = (len - pos[i]).min(MAX_DATA_CHUNK as u64) as usize;
             let (log, at) = (sub.log.clone(), pos[i]);
-            let frame = tokio::task::spawn_blocking(move || {
-                let mut buf = DataFrame::header(stream, id, at).to_vec();
-                log.read_into(stream, at, n, &mut buf).map(|_| buf)
-            })
-            .await??;
+            let kept = sub.recent.as_ref().and_then(|r| r.read(stream, at, n));
+            let frame = match kept {
+                // Caught up: the bytes are still in memory.
+                Some(data) => {
+                    let mut buf = Vec::with_capacity(DATA_HEADER_LEN + data.len());
+                    buf.extend_from_slice(&DataFrame::header(stream, id, at));
+                    buf.extend_from_slice(&data);
+                    buf
+                }
+                // Behind (or the job has ended): from the log.
+                None => {
+                    tokio::task::spawn_blocking(move || {
+                        let mut buf = DataFrame::header(stream, id, at).to_vec();
+                        log.read_into(stream, at, n, &mut buf).map(|_| buf)
+                    })
+                    .await??
+                }
+            };
             if frame.len() == DATA_HEADER_LEN {
                 bail!("output log of job {id} is shorter than recorded");
             }

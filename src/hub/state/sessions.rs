@@ -208,15 +208,16 @@ impl Hub {
         }
     }
 
-    /// Where to append a slave's output for a job, and how much is stored already.
+    /// Where to append a slave's output for a job, how much is stored already, and where to
+    /// keep a copy of the latest for followers.
     pub fn output_target(
         &self,
         sid: SessionId,
         id: JobId,
         stream: Stream,
-    ) -> Option<(Arc<JobLog>, u64)> {
-        let st = self.lock();
-        let job = st.jobs.get(&id)?;
+    ) -> Option<(Arc<JobLog>, u64, Arc<Recent>)> {
+        let mut st = self.lock();
+        let job = st.jobs.get_mut(&id)?;
         if job.session != Some(sid) {
             return None;
         }
@@ -224,7 +225,8 @@ impl Hub {
             Stream::Stderr => job.rec.stderr_len,
             _ => job.rec.stdout_len,
         };
-        Some((job.log.clone()?, len))
+        let recent = job.recent.get_or_insert_with(Default::default).clone();
+        Some((job.log.clone()?, len, recent))
     }
 
     /// Records that a stream now holds `len` bytes and wakes its followers.
