@@ -10,13 +10,14 @@
 //! Fragmented messages are refused: every message must fit in one frame of at most
 //! [`MAX_WS_MESSAGE_BYTES`].
 
-use crate::limits::{MAX_WS_MESSAGE_BYTES, WS_SEND_QUEUE};
+use crate::limits::{MAX_DATA_CHUNK, MAX_WS_MESSAGE_BYTES, WS_SEND_QUEUE};
 use crate::wire::{DataFrame, JobId, Stream, DATA_HEADER_LEN};
 use anyhow::{anyhow, Result};
 use bytes::{Bytes, BytesMut};
 use fastwebsockets::{Frame, OpCode, Payload, WebSocket, WebSocketError, WebSocketRead};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
+use std::sync::{Arc, Mutex};
 use tokio::io::{AsyncRead, AsyncWrite, BufWriter, ReadHalf};
 use tokio::sync::mpsc;
 
@@ -45,6 +46,46 @@ enum Out {
 #[derive(Clone)]
 pub struct ConnSender {
     tx: mpsc::Sender<Out>,
+    pool: BufPool,
+}
+
+/// Buffers of data frames already written, for the next frames to be built in. A fresh
+/// allocation per 64 KiB frame costs page faults (the allocator gives the memory back to the
+/// kernel and takes it again), a measurable part of streaming output.
+#[derive(Clone, Default)]
+struct BufPool(Arc<Mutex<Vec<Vec<u8>>>>);
+
+/// Most buffers a connection keeps for reuse (each up to a data frame's size).
+const POOL_BUFS: usize = 16;
+
+impl BufPool {
+    fn take(&self, cap: usize) -> Vec<u8> {
+        let reused = self.lock().pop();
+        match reused {
+            Some(mut b) => {
+                b.clear();
+                b.reserve(cap);
+                b
+            }
+            None => Vec::with_capacity(cap),
+        }
+    }
+
+    fn give(&self, buf: Vec<u8>) {
+        // Only buffers worth keeping: small frames are cheap to allocate, big ones rare.
+        let cap = buf.capacity();
+        if (MAX_DATA_CHUNK..=2 * MAX_DATA_CHUNK).contains(&cap) {
+            let mut pool = self.lock();
+            if pool.len() < POOL_BUFS {
+                pool.push(buf);
+            }
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Vec<u8>>> {
+        // Held for a push or a pop only; the buffers are interchangeable.
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
 }
 
 /// The receiving half.
@@ -67,12 +108,15 @@ where
         (r, BufWriter::new(w))
     });
     let (tx, mut rx) = mpsc::channel::<Out>(WS_SEND_QUEUE);
+    let pool = BufPool::default();
+    let sink_pool = pool.clone();
     tokio::spawn(async move {
         // The buffered writer batches small frames (acks, keystrokes) into one write; it is
         // flushed whenever the queue runs empty, so nothing waits in it.
         let mut sink = WsSink {
             ws: wr,
             closed: false,
+            pool: sink_pool,
         };
         while let Some(out) = rx.recv().await {
             if sink.write(out).await.is_err() {
@@ -93,13 +137,14 @@ where
             ws: rd,
             tx: tx.clone(),
         },
-        ConnSender { tx },
+        ConnSender { tx, pool },
     )
 }
 
 struct WsSink<W> {
     ws: fastwebsockets::WebSocketWrite<W>,
     closed: bool,
+    pool: BufPool,
 }
 
 impl<W: AsyncWrite + Unpin> WsSink<W> {
@@ -112,7 +157,13 @@ impl<W: AsyncWrite + Unpin> WsSink<W> {
                 self.closed = true;
                 Frame::close_raw(Payload::Owned(payload))
             }
-            Out::Frame(op, payload) => Frame::new(true, op, None, Payload::Owned(payload)),
+            Out::Frame(op, mut payload) => {
+                // Borrowed mutably (a client masks it in place), so the buffer comes back.
+                let frame = Frame::new(true, op, None, Payload::BorrowedMut(&mut payload));
+                let res = self.ws.write_frame(frame).await;
+                self.pool.give(payload);
+                return res;
+            }
             Out::Close(code, reason) => {
                 self.closed = true;
                 Frame::close(code, reason.as_bytes())
@@ -143,6 +194,12 @@ impl ConnSender {
         buf.extend_from_slice(&DataFrame::header(stream, job, offset));
         buf.extend_from_slice(data);
         self.queue(Out::Frame(OpCode::Binary, buf)).await
+    }
+
+    /// An empty buffer with room for `cap` bytes to build a data frame in, reused from frames
+    /// this connection has written when there is one.
+    pub fn buffer(&self, cap: usize) -> Vec<u8> {
+        self.pool.take(cap)
     }
 
     /// Queues a data frame already laid out as header + bytes.

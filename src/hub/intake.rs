@@ -245,8 +245,8 @@ fn store_one(
         ));
     }
     if end > *have {
-        let data = &frame[DATA_HEADER_LEN + (*have - offset) as usize..];
-        log.append(stream, data)
+        let data = frame.slice(DATA_HEADER_LEN + (*have - offset) as usize..);
+        log.append(stream, &data)
             .map_err(|e| format!("storing output of job {job}: {e}"))?;
         recent.push(stream, *have, data);
         *have = end;

@@ -40,8 +40,10 @@ impl Recent {
     }
 
     /// Records bytes just appended to the log at `offset`. Bytes that do not follow what is
-    /// kept (after a hub restart, say) start the tail afresh.
-    pub fn push(&self, stream: Stream, offset: u64, data: &[u8]) {
+    /// kept (after a hub restart, say) start the tail afresh. `data` is kept as it is, not
+    /// copied: a slice of the frame received keeps that frame's buffer alive, so the memory
+    /// held is at most about [`RECENT_BYTES`] plus the rest of the last frames' buffers.
+    pub fn push(&self, stream: Stream, offset: u64, data: Bytes) {
         if data.is_empty() {
             return;
         }
@@ -51,8 +53,8 @@ impl Recent {
             t.start = offset;
             t.len = 0;
         }
-        t.chunks.push_back(Bytes::copy_from_slice(data));
         t.len += data.len();
+        t.chunks.push_back(data);
         while t.len > RECENT_BYTES {
             let Some(old) = t.chunks.pop_front() else {
                 break;
@@ -88,9 +90,9 @@ mod tests {
     #[test]
     fn keeps_a_bounded_contiguous_tail() {
         let r = Recent::default();
-        let chunk = vec![7u8; 100 << 10];
+        let chunk = Bytes::from(vec![7u8; 100 << 10]);
         for i in 0..10u64 {
-            r.push(Stream::Stdout, i * (100 << 10), &chunk);
+            r.push(Stream::Stdout, i * (100 << 10), chunk.clone());
         }
         assert!(r.read(Stream::Stdout, 0, 10).is_none(), "oldest evicted");
         let last = 9 * (100 << 10);
@@ -106,7 +108,7 @@ mod tests {
         let kept: usize = r.lock(Stream::Stdout).len;
         assert!(kept <= RECENT_BYTES);
         // A gap starts afresh.
-        r.push(Stream::Stdout, 1 << 30, b"xyz");
+        r.push(Stream::Stdout, 1 << 30, Bytes::from_static(b"xyz"));
         assert!(r.read(Stream::Stdout, last, 10).is_none());
         assert_eq!(
             &r.read(Stream::Stdout, (1 << 30) + 1, 10).unwrap()[..],

@@ -114,15 +114,16 @@ async fn pump(ctx: &Ctx, id: JobId, tx: &ConnSender, mut pos: [u64; 2]) -> Resul
             let frame = match kept {
                 // Caught up: the bytes are still in memory.
                 Some(data) => {
-                    let mut buf = Vec::with_capacity(DATA_HEADER_LEN + data.len());
+                    let mut buf = tx.buffer(DATA_HEADER_LEN + data.len());
                     buf.extend_from_slice(&DataFrame::header(stream, id, at));
                     buf.extend_from_slice(&data);
                     buf
                 }
                 // Behind (or the job has ended): from the log.
                 None => {
+                    let mut buf = tx.buffer(DATA_HEADER_LEN + n);
                     tokio::task::spawn_blocking(move || {
-                        let mut buf = DataFrame::header(stream, id, at).to_vec();
+                        buf.extend_from_slice(&DataFrame::header(stream, id, at));
                         log.read_into(stream, at, n, &mut buf).map(|_| buf)
                     })
                     .await??

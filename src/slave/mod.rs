@@ -250,7 +250,7 @@ async fn serve(
 /// Sends what the outbox has due, for as long as the connection lasts.
 async fn forward(outbox: &Outbox, tx: &ConnSender, epoch: u64) -> Result<()> {
     loop {
-        let Some(items) = outbox.next(epoch).await else {
+        let Some(items) = outbox.next(epoch, &mut |n| tx.buffer(n)).await else {
             return Ok(());
         };
         for item in items {

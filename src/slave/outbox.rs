@@ -326,10 +326,15 @@ impl Outbox {
     }
 
     /// Takes what is due now (marking it sent), or waits until something is. A session whose
-    /// `epoch` is no longer current gets nothing, ever.
-    pub async fn next(&self, epoch: u64) -> Option<Vec<Item>> {
+    /// `epoch` is no longer current gets nothing, ever. Data frames are built in buffers from
+    /// `buffer` (which gets the size wanted).
+    pub async fn next(
+        &self,
+        epoch: u64,
+        buffer: &mut impl FnMut(usize) -> Vec<u8>,
+    ) -> Option<Vec<Item>> {
         loop {
-            let Some(items) = self.take(epoch) else {
+            let Some(items) = self.take(epoch, buffer) else {
                 // Pass on a wake-up this stale session may have taken from the current one.
                 self.wake.notify_one();
                 return None;
@@ -341,7 +346,7 @@ impl Outbox {
         }
     }
 
-    fn take(&self, epoch: u64) -> Option<Vec<Item>> {
+    fn take(&self, epoch: u64, buffer: &mut impl FnMut(usize) -> Vec<u8>) -> Option<Vec<Item>> {
         let mut items = Vec::new();
         let mut jobs = self.lock();
         if self.epoch.load(Ordering::SeqCst) != epoch {
@@ -359,7 +364,7 @@ impl Outbox {
                     if n == 0 {
                         break;
                     }
-                    let mut frame = Vec::with_capacity(DATA_HEADER_LEN + n);
+                    let mut frame = buffer(DATA_HEADER_LEN + n);
                     frame.extend_from_slice(&DataFrame::header(stream, job, s.sent));
                     s.copy_unsent(n, &mut frame);
                     s.sent += n as u64;

@@ -13,7 +13,7 @@ fn overflow_while_disconnected_drops_oldest_unsent_with_a_marker() {
     rt.block_on(async {
         ob.push(1, Stream::Stdout, &[b'a'; 100]).await;
         // Send the first 100 bytes (as a session would); they must survive.
-        let items = ob.take(0).unwrap();
+        let items = ob.take(0, &mut Vec::with_capacity).unwrap();
         assert_eq!(items.len(), 1);
         ob.push(1, Stream::Stdout, &vec![b'b'; MAX_DATA_CHUNK])
             .await;
@@ -84,7 +84,7 @@ fn small_output_goes_at_once_and_is_coalesced_while_in_flight() {
     ob.set_connected(true);
     block_on(ob.push(1, Stream::Stdout, b"a"));
     assert_eq!(
-        frame_lens(&ob.take(0).unwrap()),
+        frame_lens(&ob.take(0, &mut Vec::with_capacity).unwrap()),
         [1],
         "nothing in flight: sent at once"
     );
@@ -92,12 +92,12 @@ fn small_output_goes_at_once_and_is_coalesced_while_in_flight() {
         block_on(ob.push(1, Stream::Stdout, b"bb"));
     }
     assert!(
-        frame_lens(&ob.take(0).unwrap()).is_empty(),
+        frame_lens(&ob.take(0, &mut Vec::with_capacity).unwrap()).is_empty(),
         "held while in flight"
     );
     ob.ack(1, Stream::Stdout, 1);
     assert_eq!(
-        frame_lens(&ob.take(0).unwrap()),
+        frame_lens(&ob.take(0, &mut Vec::with_capacity).unwrap()),
         [200],
         "one coalesced frame"
     );
@@ -110,12 +110,18 @@ fn the_window_bounds_what_is_in_flight_and_acks_reopen_it() {
     assert!(ob.add(1, tx));
     let total = 3 * SLAVE_WINDOW_BYTES as usize;
     block_on(ob.push(1, Stream::Stdout, &vec![b'x'; total]));
-    let first = frame_lens(&ob.take(0).unwrap());
+    let first = frame_lens(&ob.take(0, &mut Vec::with_capacity).unwrap());
     assert_eq!(first.iter().sum::<usize>() as u64, SLAVE_WINDOW_BYTES);
     assert!(first.iter().all(|&n| n == MAX_DATA_CHUNK));
-    assert!(frame_lens(&ob.take(0).unwrap()).is_empty(), "window full");
+    assert!(
+        frame_lens(&ob.take(0, &mut Vec::with_capacity).unwrap()).is_empty(),
+        "window full"
+    );
     ob.ack(1, Stream::Stdout, MAX_DATA_CHUNK as u64);
-    assert_eq!(frame_lens(&ob.take(0).unwrap()), [MAX_DATA_CHUNK]);
+    assert_eq!(
+        frame_lens(&ob.take(0, &mut Vec::with_capacity).unwrap()),
+        [MAX_DATA_CHUNK]
+    );
 }
 
 #[test]
@@ -130,7 +136,7 @@ fn refused_frames_reopen_the_window_and_the_end_is_still_sent() {
     let mut ended = false;
     // The hub never acknowledges anything: it refuses every frame (a full disk).
     for _ in 0..10 {
-        let items = ob.take(0).unwrap();
+        let items = ob.take(0, &mut Vec::with_capacity).unwrap();
         sent += frame_lens(&items).iter().sum::<usize>();
         ended |= items
             .iter()
