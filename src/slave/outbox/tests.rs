@@ -1,6 +1,7 @@
 //! Unit tests of the outbox: drops while the hub is away, the in-flight window.
 
 use super::*;
+use crate::limits::SLAVE_WINDOW_BYTES;
 
 #[test]
 fn overflow_while_disconnected_drops_oldest_unsent_with_a_marker() {
