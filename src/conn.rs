@@ -10,7 +10,7 @@
 //! Fragmented messages are refused: every message must fit in one frame of at most
 //! [`MAX_WS_MESSAGE_BYTES`].
 
-use crate::limits::{MAX_DATA_CHUNK, MAX_WS_MESSAGE_BYTES, WS_SEND_QUEUE};
+use crate::limits::{MAX_DATA_CHUNK, MAX_WS_MESSAGE_BYTES, WS_SEND_QUEUE, WS_WRITE_BUFFER};
 use crate::wire::{DataFrame, JobId, Stream, DATA_HEADER_LEN};
 use anyhow::{anyhow, Result};
 use bytes::{Bytes, BytesMut};
@@ -105,7 +105,7 @@ where
     ws.set_auto_close(true);
     let (rd, wr) = ws.split(|s| {
         let (r, w) = tokio::io::split(s);
-        (r, BufWriter::new(w))
+        (r, BufWriter::with_capacity(WS_WRITE_BUFFER, w))
     });
     let (tx, mut rx) = mpsc::channel::<Out>(WS_SEND_QUEUE);
     let pool = BufPool::default();
