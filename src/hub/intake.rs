@@ -53,23 +53,35 @@ pub enum Entry {
     },
 }
 
-/// The queue into one session's intake task.
+/// The queue into one session's intake task. The task and its queue start with the first
+/// entry: an idle slave (most of them, in a large pool) costs the hub neither.
 pub struct Intake {
-    tx: mpsc::Sender<Entry>,
+    ctx: Arc<Ctx>,
+    sid: SessionId,
+    answer: ConnSender,
+    tx: Option<mpsc::Sender<Entry>>,
 }
 
 impl Intake {
-    /// Starts the intake task of session `sid`; it answers the slave through `tx`, and ends
+    /// The intake of session `sid`; its task answers the slave through `answer`, and ends
     /// when the [`Intake`] is dropped and its queue is empty.
-    pub fn start(ctx: &Arc<Ctx>, sid: SessionId, tx: ConnSender) -> Intake {
-        let (etx, erx) = mpsc::channel(QUEUE);
-        ctx.sessions.spawn(run(ctx.clone(), sid, erx, tx));
-        Intake { tx: etx }
+    pub fn new(ctx: &Arc<Ctx>, sid: SessionId, answer: ConnSender) -> Intake {
+        Intake {
+            ctx: ctx.clone(),
+            sid,
+            answer,
+            tx: None,
+        }
     }
 
-    pub async fn push(&self, entry: Entry) -> Result<()> {
-        self.tx
-            .send(entry)
+    pub async fn push(&mut self, entry: Entry) -> Result<()> {
+        let tx = self.tx.get_or_insert_with(|| {
+            let (etx, erx) = mpsc::channel(QUEUE);
+            let task = run(self.ctx.clone(), self.sid, erx, self.answer.clone());
+            self.ctx.sessions.spawn(task);
+            etx
+        });
+        tx.send(entry)
             .await
             .map_err(|_| anyhow!("output intake stopped"))
     }

@@ -177,7 +177,7 @@ async fn read_loop(
     started: Instant,
 ) -> Result<()> {
     // Output and ends go through the intake, in order; the rest is handled here at once.
-    let intake = Intake::start(ctx, sid, tx.clone());
+    let mut intake = Intake::new(ctx, sid, tx.clone());
     while let Some(msg) = rd.recv::<SlaveMsg>().await? {
         last_seen.store(started.elapsed().as_millis() as u64, Ordering::Relaxed);
         let answer = match msg {
