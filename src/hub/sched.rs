@@ -90,10 +90,13 @@ impl Hub {
             let mut free: HashMap<SessionId, u32> = slaves
                 .iter()
                 .map(|(&sid, s)| {
+                    // A job whose end the slave reported holds no slot: its process is gone,
+                    // and the slave keeps the end until the hub has stored it.
                     let used: u32 = s
                         .jobs
                         .iter()
                         .filter_map(|id| jobs.get(id))
+                        .filter(|j| !j.ending)
                         .map(|j| j.rec.spec.slots)
                         .sum();
                     (sid, s.slots.saturating_sub(used))

@@ -90,7 +90,7 @@ pub(super) struct JobEntry {
     /// A queued retry waits until then (ms since the epoch); 0 for no wait.
     pub(super) not_before_ms: u64,
     /// The slave reported the end and it is being stored: a repeated report is refused.
-    ending: bool,
+    pub(super) ending: bool,
 }
 
 pub(super) struct SlaveEntry {

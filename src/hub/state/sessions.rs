@@ -190,6 +190,8 @@ impl Hub {
             rec.ended_ms = Some(now_ms());
             rec
         };
+        // The slot is free now: the next job starts while this end is being stored.
+        self.schedule().await;
         // A commit that failed (a full disk) is tried again until it succeeds: the slave
         // keeps the job until it hears `done`, and a lost end would leave the job running in
         // the records for ever. Nothing changed in memory when it failed, so a retry is the
