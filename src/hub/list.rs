@@ -3,6 +3,7 @@
 //! The array is serialized straight from the hub's records into the response body, a batch of
 //! jobs per hold of the state lock, off the async runtime; it never copies every record first,
 //! and never holds the lock for the whole list. The body is sent whole, with its length.
+//! Each record is written by `list_json`, which writes what serde would, faster.
 //! A job that changes between two batches is listed as it was when its batch was written, so
 //! the list is a picture of each job, not one instant of the whole hub.
 
@@ -104,9 +105,7 @@ impl Hub {
                     if out.len() > 1 {
                         out.push(b',');
                     }
-                    // A record holds only strings, numbers and string maps: it always
-                    // serializes, and writing to a Vec cannot fail.
-                    serde_json::to_writer(&mut out, &job.rec).expect("records serialize");
+                    super::list_json::write_record(&mut out, &job.rec);
                 }
             }
             done += BATCH;

@@ -7,6 +7,7 @@
 pub mod auth;
 mod intake;
 mod list;
+mod list_json;
 mod logs;
 mod recent;
 mod respond;

@@ -189,3 +189,31 @@ fn personalities_by_argv0_and_subcommand() {
         assert!(text.contains(&format!("Usage: {name}")), "{name}: {text}");
     }
 }
+
+/// The hub writes the list's JSON itself (faster than serde): it must be byte for byte what
+/// serde writes for the same records, whatever fields a job has set.
+#[test]
+fn the_list_is_exactly_the_records_serde_json() {
+    let hub = Hub::start();
+    let mut slave = hub.slave("s1", 4);
+    let retried = hub.submit(
+        "echo 'tab\there'; exit 3",
+        &["--retries", "1", "--retries-on-failure"],
+    );
+    let spec = r#"{"argv":["printf","%s\n","a \"q\" \\ é 😀"],"env":{"K":"v\u0001"},"cwd":"/",
+        "tty":false,"rows":5,"cols":7,"stdin":"in\n","labels":["none=\"x\""],"timeout":2.5,
+        "retries":2,"name":"n\"1","slots":3}"#;
+    let (status, body) = hub.post("/api/v1/jobs", spec);
+    assert!(status < 300, "{status} {body}");
+    hub.wait_ended(retried);
+    slave.kill();
+    let (status, raw) = hub.get("/api/v1/jobs");
+    assert_eq!(status, 200, "{raw}");
+    let jobs: Vec<execnode::wire::JobRecord> = serde_json::from_str(&raw).unwrap();
+    assert_eq!(jobs.len(), 2);
+    assert!(jobs
+        .iter()
+        .any(|j| j.attempt == 2 && !j.attempts.is_empty()));
+    assert!(jobs.iter().any(|j| j.spec.slots == 3 && j.reason.is_some()));
+    assert_eq!(raw, serde_json::to_string(&jobs).unwrap());
+}
