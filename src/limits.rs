@@ -12,6 +12,10 @@ pub const MAX_WS_MESSAGE_BYTES: usize = 1 << 20;
 /// [`MAX_WS_MESSAGE_BYTES`] so a frame with its header always fits.
 pub const MAX_DATA_CHUNK: usize = 64 << 10;
 
+/// Most memory a client reserves ahead for a REST answer of announced length (it grows past
+/// this as the bytes arrive).
+pub const ANSWER_PREALLOC_BYTES: u64 = 256 << 20;
+
 /// Largest REST request body, but for job submissions.
 pub const MAX_REST_BODY_BYTES: usize = 1 << 20;
 
