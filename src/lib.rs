@@ -16,6 +16,7 @@ pub mod conn;
 pub mod http;
 pub mod hub;
 pub mod limits;
+pub mod malloc;
 pub mod slave;
 pub mod tls;
 pub mod wire;

@@ -195,6 +195,7 @@ struct SlaveArgs {
 }
 
 fn main() -> ExitCode {
+    execnode::malloc::tune();
     let argv0 = std::env::args_os()
         .next()
         .map(PathBuf::from)
