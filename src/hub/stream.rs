@@ -5,6 +5,7 @@
 //! stream says so with a `job` message and goes on with that attempt's output from offset 0.
 
 use super::auth::Principal;
+use super::logs::JobLog;
 use super::respond::{self, HubResponse, ServerWs};
 use super::routes::{forbidden, query, query_u64};
 use super::Ctx;
@@ -111,29 +112,33 @@ async fn pump(ctx: &Ctx, id: JobId, tx: &ConnSender, mut pos: [u64; 2]) -> Resul
             let n = (len - pos[i]).min(MAX_DATA_CHUNK as u64) as usize;
             let (log, at) = (sub.log.clone(), pos[i]);
             let kept = sub.recent.as_ref().and_then(|r| r.read(stream, at, n));
-            let frame = match kept {
+            let frames = match kept {
                 // Caught up: the bytes are still in memory.
                 Some(data) => {
                     let mut buf = tx.buffer(DATA_HEADER_LEN + data.len());
                     buf.extend_from_slice(&DataFrame::header(stream, id, at));
                     buf.extend_from_slice(&data);
-                    buf
+                    vec![buf]
                 }
-                // Behind (or the job has ended): from the log.
+                // Behind (or the job has ended): from the log, several frames per blocking hop.
                 None => {
-                    let mut buf = tx.buffer(DATA_HEADER_LEN + n);
+                    let count = (len - at).div_ceil(MAX_DATA_CHUNK as u64);
+                    let bufs = (0..count.min(LOG_FRAMES_PER_READ))
+                        .map(|_| tx.buffer(DATA_HEADER_LEN + MAX_DATA_CHUNK))
+                        .collect();
                     tokio::task::spawn_blocking(move || {
-                        buf.extend_from_slice(&DataFrame::header(stream, id, at));
-                        log.read_into(stream, at, n, &mut buf).map(|_| buf)
+                        read_frames(&log, stream, id, (at, len), bufs)
                     })
                     .await??
                 }
             };
-            if frame.len() == DATA_HEADER_LEN {
+            if frames.is_empty() {
                 bail!("output log of job {id} is shorter than recorded");
             }
-            pos[i] += (frame.len() - DATA_HEADER_LEN) as u64;
-            tx.send_raw_data(frame).await?;
+            for frame in frames {
+                pos[i] += (frame.len() - DATA_HEADER_LEN) as u64;
+                tx.send_raw_data(frame).await?;
+            }
             sent = true;
         }
         if sent {
@@ -148,6 +153,37 @@ async fn pump(ctx: &Ctx, id: JobId, tx: &ConnSender, mut pos: [u64; 2]) -> Resul
             bail!("hub is shutting down");
         }
     }
+}
+
+/// Frames a follower that is behind reads from the log in one blocking hop: a hop costs two
+/// thread wake-ups, and a follower slower than the job (the usual case when output streams
+/// into a pipe) is behind for most of its frames.
+const LOG_FRAMES_PER_READ: u64 = 16;
+
+/// Reads `stream` from `at` up to `len` into data frames, one per buffer in `bufs` (blocking);
+/// fewer when the log ends sooner, none when it has nothing at `at`.
+fn read_frames(
+    log: &JobLog,
+    stream: Stream,
+    id: JobId,
+    (mut at, len): (u64, u64),
+    bufs: Vec<Vec<u8>>,
+) -> std::io::Result<Vec<Vec<u8>>> {
+    let mut frames = Vec::with_capacity(bufs.len());
+    for mut buf in bufs {
+        if at >= len {
+            break;
+        }
+        let n = (len - at).min(MAX_DATA_CHUNK as u64) as usize;
+        buf.extend_from_slice(&DataFrame::header(stream, id, at));
+        let got = log.read_into(stream, at, n, &mut buf)?;
+        if got == 0 {
+            break;
+        }
+        at += got as u64;
+        frames.push(buf);
+    }
+    Ok(frames)
 }
 
 /// Handles what the client sends: input, resize, close of stdin, terminate.
