@@ -258,7 +258,7 @@ fn store_one(
     }
     if end > *have {
         let data = frame.slice(DATA_HEADER_LEN + (*have - offset) as usize..);
-        log.append(stream, &data)
+        log.append(stream, *have, &data)
             .map_err(|e| format!("storing output of job {job}: {e}"))?;
         recent.push(stream, *have, data);
         *have = end;

@@ -5,14 +5,19 @@
 //! The hub is the only writer. Every consumer reads by offset, from the file (the page cache
 //! keeps recent bytes hot), so replaying history and following live output are one code path,
 //! and a slow reader costs a file offset, not memory. All calls here block: run them on
-//! `spawn_blocking`, never on the async runtime.
+//! `spawn_blocking`, never on the async runtime. What a long stream leaves in the page cache
+//! is bounded by `cache` (write-behind).
 
 use crate::wire::{JobId, Stream};
+pub use cache::ReadMark;
+use cache::Trim;
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
+
+mod cache;
 
 /// The log directory.
 #[derive(Clone, Debug)]
@@ -27,6 +32,8 @@ pub struct JobLog {
     err_path: PathBuf,
     out: OnceLock<File>,
     err: OnceLock<File>,
+    /// Write-behind state of stdout and stderr.
+    trims: [Trim; 2],
 }
 
 impl Logs {
@@ -43,6 +50,7 @@ impl Logs {
             err_path: self.path(id, attempt, Stream::Stderr),
             out: OnceLock::new(),
             err: OnceLock::new(),
+            trims: Default::default(),
         }
     }
 
@@ -85,10 +93,22 @@ impl JobLog {
         Ok(cell.get_or_init(|| f))
     }
 
-    /// Appends bytes. The caller knows the length and passes only new bytes.
-    pub fn append(&self, stream: Stream, data: &[u8]) -> io::Result<()> {
+    fn trim(&self, stream: Stream) -> &Trim {
+        &self.trims[usize::from(stream == Stream::Stderr)]
+    }
+
+    /// Appends bytes at `at`, the stream's stored length (the caller knows it and passes only
+    /// new bytes).
+    pub fn append(&self, stream: Stream, at: u64, data: &[u8]) -> io::Result<()> {
         let mut f = self.file(stream)?;
-        f.write_all(data)
+        f.write_all(data)?;
+        self.trim(stream).appended(f, at, at + data.len() as u64);
+        Ok(())
+    }
+
+    /// Marks a follower's position in `stream`, so the cache keeps what it has yet to read.
+    pub fn reader(&self, stream: Stream, pos: u64) -> ReadMark {
+        self.trim(stream).reader(pos)
     }
 
     /// Reads up to `max` bytes at `offset`; shorter only at the end of what is stored.
@@ -123,6 +143,7 @@ impl JobLog {
             }
         }
         buf.truncate(start + got);
+        self.trim(stream).read(f, offset, offset + got as u64);
         Ok(got)
     }
 

@@ -5,7 +5,7 @@
 //! stream says so with a `job` message and goes on with that attempt's output from offset 0.
 
 use super::auth::Principal;
-use super::logs::JobLog;
+use super::logs::{JobLog, ReadMark};
 use super::respond::{self, HubResponse, ServerWs};
 use super::routes::{forbidden, query, query_u64};
 use super::Ctx;
@@ -75,6 +75,7 @@ async fn session(
 /// Sends output from `pos` on, as it is stored, until the job has ended and all is sent.
 async fn pump(ctx: &Ctx, id: JobId, tx: &ConnSender, mut pos: [u64; 2]) -> Result<()> {
     let mut sub = ctx.hub.subscribe(id)?;
+    let mut marks = read_marks(&sub.log, pos);
     let mut shown = sub.rec.state;
     let mut attempt = sub.rec.attempt;
     tx.send(&StreamMsg::Job {
@@ -93,6 +94,7 @@ async fn pump(ctx: &Ctx, id: JobId, tx: &ConnSender, mut pos: [u64; 2]) -> Resul
             attempt = rec.attempt;
             sub = ctx.hub.subscribe(id)?;
             pos = [0, 0];
+            marks = read_marks(&sub.log, pos);
             shown = rec.state;
             tx.send(&StreamMsg::Job { job: rec.clone() }).await?;
             continue;
@@ -139,6 +141,7 @@ async fn pump(ctx: &Ctx, id: JobId, tx: &ConnSender, mut pos: [u64; 2]) -> Resul
                 pos[i] += (frame.len() - DATA_HEADER_LEN) as u64;
                 tx.send_raw_data(frame).await?;
             }
+            marks[i].set(pos[i]);
             sent = true;
         }
         if sent {
@@ -153,6 +156,14 @@ async fn pump(ctx: &Ctx, id: JobId, tx: &ConnSender, mut pos: [u64; 2]) -> Resul
             bail!("hub is shutting down");
         }
     }
+}
+
+/// This follower's positions, so the log's cache keeps what it has yet to read.
+fn read_marks(log: &JobLog, pos: [u64; 2]) -> [ReadMark; 2] {
+    [
+        log.reader(Stream::Stdout, pos[0]),
+        log.reader(Stream::Stderr, pos[1]),
+    ]
 }
 
 /// Frames a follower that is behind reads from the log in one blocking hop: a hop costs two

@@ -1,0 +1,153 @@
+//! Write-behind for output logs: what a long stream leaves in the page cache.
+//!
+//! Without it, every byte of a long stream stays in the cache as a dirty page until the kernel
+//! writes it out on its own schedule (or throttles the writer), and a stream of many GiB
+//! pushes everything else out of the cache. With it, each [`WINDOW`] of a log is handed to the
+//! disk as soon as it is full, and the cache keeps the last two windows plus whatever a live
+//! follower has yet to read: windows behind both are dropped once written (a page still dirty
+//! is kept by the kernel, and a later call drops it). The pages freed are the next ones the
+//! log takes, which on a VM that backs fresh guest memory lazily is most of the cost of
+//! storing (BENCHMARKS.md).
+//!
+//! Advice only: nothing stored depends on it, a failed call is ignored, and a reader that
+//! finds its bytes dropped reads them from the disk.
+
+use nix::fcntl::{posix_fadvise, PosixFadviseAdvice};
+use std::fs::File;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+
+/// A log is written out and dropped from the cache in windows of this size; logs shorter than
+/// one are left entirely to the kernel.
+pub const WINDOW: u64 = 8 << 20;
+
+/// Windows a trim looks back over, for pages that were still dirty at the previous one.
+const LOOK_BACK: u64 = 8;
+
+/// The cache state of one stream of one log, shared by its writer and its followers.
+#[derive(Debug, Default)]
+pub struct Trim {
+    /// The length written through this log handle (0 while it has written nothing).
+    written: AtomicU64,
+    /// Where the live followers of the stream are.
+    readers: Mutex<Vec<Weak<AtomicU64>>>,
+}
+
+/// A follower's position in a stream: nothing it has yet to read is dropped from the cache
+/// while the mark lives.
+#[derive(Debug)]
+pub struct ReadMark(Arc<AtomicU64>);
+
+impl ReadMark {
+    pub fn set(&self, pos: u64) {
+        self.0.store(pos, Ordering::Relaxed);
+    }
+}
+
+impl Trim {
+    fn readers(&self) -> std::sync::MutexGuard<'_, Vec<Weak<AtomicU64>>> {
+        // Positions only; a panic elsewhere leaves nothing half-done here.
+        self.readers.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Registers a follower at `pos`.
+    pub fn reader(&self, pos: u64) -> ReadMark {
+        let mark = Arc::new(AtomicU64::new(pos));
+        let mut readers = self.readers();
+        readers.retain(|r| r.strong_count() > 0);
+        readers.push(Arc::downgrade(&mark));
+        ReadMark(mark)
+    }
+
+    /// The writer appended `[at, end)`: a window that just filled goes to the disk, and what
+    /// everyone is done with leaves the cache.
+    pub fn appended(&self, f: &File, at: u64, end: u64) {
+        self.written.store(end, Ordering::Relaxed);
+        let filled = end / WINDOW * WINDOW;
+        if filled > at && filled >= WINDOW {
+            // DONTNEED on dirty pages starts their writeback (and drops nothing yet).
+            advise(f, filled - WINDOW, filled);
+            self.trim(f);
+        }
+    }
+
+    /// A reader read `[at, end)`: when it crossed into another window, the cache behind it
+    /// may go.
+    pub fn read(&self, f: &File, at: u64, end: u64) {
+        if end / WINDOW > at / WINDOW {
+            self.trim(f);
+        }
+    }
+
+    /// Drops the windows behind the last two written and behind every live follower.
+    fn trim(&self, f: &File) {
+        let keep = keep_from(self.written.load(Ordering::Relaxed), &self.positions());
+        if keep > 0 {
+            advise(f, keep.saturating_sub(LOOK_BACK * WINDOW), keep);
+        }
+    }
+
+    /// The positions of the live followers.
+    fn positions(&self) -> Vec<u64> {
+        self.readers()
+            .iter()
+            .filter_map(Weak::upgrade)
+            .map(|r| r.load(Ordering::Relaxed))
+            .collect()
+    }
+}
+
+/// Where the cache must start keeping a log written up to `written` and read by followers at
+/// `readers`: a window boundary at least two windows behind the end and behind every follower.
+fn keep_from(written: u64, readers: &[u64]) -> u64 {
+    let keep = readers
+        .iter()
+        .fold(written.saturating_sub(2 * WINDOW), |k, &r| k.min(r));
+    keep / WINDOW * WINDOW
+}
+
+fn advise(f: &File, from: u64, to: u64) {
+    if let (Ok(from), Ok(len)) = (i64::try_from(from), i64::try_from(to - from)) {
+        // On Linux, DONTNEED writes back dirty pages in the range (without waiting) and drops
+        // the clean ones.
+        let _ = posix_fadvise(f, from, len, PosixFadviseAdvice::POSIX_FADV_DONTNEED);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keeps_the_last_two_windows_and_everything_a_follower_has_yet_to_read() {
+        assert_eq!(keep_from(0, &[]), 0);
+        assert_eq!(keep_from(2 * WINDOW + 5, &[]), 0);
+        assert_eq!(keep_from(5 * WINDOW + 5, &[]), 3 * WINDOW);
+        // A follower behind holds the cache from the window it is in.
+        assert_eq!(keep_from(5 * WINDOW, &[WINDOW + 7]), WINDOW);
+        assert_eq!(
+            keep_from(5 * WINDOW, &[4 * WINDOW, 2 * WINDOW + 1]),
+            2 * WINDOW
+        );
+        // One that is caught up holds nothing back.
+        assert_eq!(keep_from(5 * WINDOW, &[5 * WINDOW]), 3 * WINDOW);
+        // A follower at 0 (attached from the start, nothing read yet) keeps it all.
+        assert_eq!(keep_from(50 * WINDOW, &[0]), 0);
+    }
+
+    #[test]
+    fn marks_follow_their_readers_and_go_with_them() {
+        let t = Trim::default();
+        let a = t.reader(0);
+        let b = t.reader(3 * WINDOW);
+        a.set(2 * WINDOW);
+        assert_eq!(t.positions(), [2 * WINDOW, 3 * WINDOW]);
+        drop(a);
+        assert_eq!(t.positions(), [3 * WINDOW]);
+        drop(b);
+        let _c = t.reader(7);
+        // Registering prunes the marks of followers that are gone.
+        assert_eq!(t.readers().len(), 1);
+        assert_eq!(t.positions(), [7]);
+    }
+}
