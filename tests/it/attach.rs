@@ -313,10 +313,15 @@ fn the_last_client_to_type_sets_the_size() {
     let mut b = Term::xn(&hub, &["-a", &ids], 40, 120);
     a.wait_for("xn$ ");
     b.wait_for("xn$ ");
+    // b types first: its size message goes before its input on its connection, so once its
+    // answer is back, b's size is the one in force (seeing the prompt says nothing about that:
+    // it was printed before b attached).
+    b.send(b"stty size\r");
+    b.wait_for("40 120\r\n");
     a.send(b"stty size\r");
     a.wait_for("30 100\r\n");
     b.send(b"stty size\r");
-    b.wait_for("40 120\r\n");
+    b.wait_for_n("40 120\r\n", 2);
     a.send(b"stty size\r");
     a.wait_for_n("30 100\r\n", 2);
     a.send(b"exit\r");
