@@ -59,16 +59,20 @@ async fn session(ctx: Arc<Ctx>, ws: ServerWs, who: Arc<Principal>) {
         }
     };
     let label_list = labels.join(",");
-    let (sid, unwanted) = ctx
-        .hub
-        .add_slave(name.clone(), slots, labels, tx.clone(), &running);
-    tracing::info!(slave = %name, slots, labels = %label_list, reclaimed = running.len() - unwanted.len(), "slave connected");
-    let grace_ms = ctx.hub.opts.cancel_grace.as_millis() as u64;
+    // The welcome is queued before the session is added: from then on the scheduler (run by
+    // any other session's task) may queue `assign`s on `tx`, and a slave whose first answer
+    // is not `welcome` drops the session and dials again, and the jobs assigned meanwhile
+    // were lost.
     let _ = tx
         .send(&HubToSlave::Welcome {
             protocol: PROTOCOL_VERSION,
         })
         .await;
+    let (sid, unwanted) = ctx
+        .hub
+        .add_slave(name.clone(), slots, labels, tx.clone(), &running);
+    tracing::info!(slave = %name, slots, labels = %label_list, reclaimed = running.len() - unwanted.len(), "slave connected");
+    let grace_ms = ctx.hub.opts.cancel_grace.as_millis() as u64;
     // Jobs the hub no longer wants (ended meanwhile): stop them and let the slave forget them.
     for job in unwanted {
         let _ = tx.send(&HubToSlave::Cancel { job, grace_ms }).await;
