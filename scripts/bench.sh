@@ -8,7 +8,7 @@
 #            --no-build   (use target/release as it is)
 #            --only LIST  (comma-separated: latency,dispatch,submits,stream,echo,idle,restart)
 #   env:     BENCH_EXE=PATH (another execnode binary, e.g. to compare old and new builds)
-#
+#            BENCH_WORK_DIR=DIR (the slaves' job directories; default: /dev/shm when tmpfs)
 # It installs what it needs (Debian's openssh-server and hyperfine), builds execnode in release,
 # starts in a temp dir an sshd on a loopback port (throwaway host and user keys, a throwaway
 # user `xnbench` with /bin/sh as its shell; ssh multiplexes over a ControlMaster), a hub and two slaves on free loopback
@@ -30,7 +30,7 @@ while [ $# -gt 0 ]; do
         shift
         ;;
     -h | --help)
-        sed -n '2,17p' "$0"
+        sed -n '2,16p' "$0"
         exit 0
         ;;
     *)
@@ -150,12 +150,12 @@ slave_pids=()
 # Where the slaves put job directories (each job gets a fresh one, made and removed around it):
 # a tmpfs when there is one, as /tmp is on most current distributions. On ext4 a mkdir and rmdir
 # cost a short job about 0.15 ms of CPU; the dispatch row measures that case too.
+fstype() { { findmnt -n -o FSTYPE -T "$1" 2>/dev/null || stat -f -c %T "$1"; } | head -1; }
 work_fast=${BENCH_WORK_DIR:-}
 if [ -z "$work_fast" ]; then
     work_fast=$tmp/work
-    [ "$(stat -f -c %T /dev/shm 2>/dev/null)" = tmpfs ] && [ -w /dev/shm ] && work_fast=/dev/shm/execnode-bench-$$
+    [ -w /dev/shm ] && [ "$(fstype /dev/shm)" = tmpfs ] && work_fast=/dev/shm/execnode-bench-$$
 fi
-fstype() { { findmnt -n -o FSTYPE -T "$1" 2>/dev/null || stat -f -c %T "$1"; } | head -1; }
 # start_slaves [WORK_DIR]: two slaves whose job directories go under WORK_DIR.
 start_slaves() {
     local i root_ok=() work=${1:-$work_fast}
@@ -368,7 +368,8 @@ if want stream; then
         ls+=("$(time_mbps "head -c $STREAM_BYTES /dev/zero")")
         [ $have_ssh = 1 ] && ss+=("$(time_mbps "ssh -F $ssh_cfg bench 'head -c $STREAM_BYTES /dev/zero'")")
         # The hub stores every byte before it is sent: what the machine takes to write as much
-        # into a new file beside the hub's logs (page cache, as the hub writes) is its ceiling.
+        # into a new file beside the hub's logs (plain buffered writes, without the hub's
+        # write-behind) is the ceiling for storing it.
         t0=$(date +%s.%N)
         dd if=/dev/zero of="$tmp/hub/dd.tmp" bs=64k count=$((bytes / 65536)) status=none
         t1=$(date +%s.%N)
