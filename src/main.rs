@@ -227,7 +227,19 @@ fn main() -> ExitCode {
         }
     };
     let name = if is_client { "xn" } else { "execnode" };
-    match rt.block_on(run(role)) {
+    let res = if is_client {
+        rt.block_on(run(role))
+    } else {
+        // The future given to `block_on` runs on this thread, outside the worker pool: a hub
+        // that accepted there handed every new connection to a worker with a cross-thread
+        // wake-up. Spawned, the accept loop runs on a worker and its connections start there.
+        rt.block_on(async move {
+            tokio::spawn(run(role))
+                .await
+                .unwrap_or_else(|e| Err(anyhow::anyhow!("{e}")))
+        })
+    };
+    match res {
         Ok(code) => ExitCode::from(code.clamp(0, 255) as u8),
         Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,
         Err(e) => {
