@@ -8,6 +8,8 @@ Each subcommand prints one JSON object on stdout; bench.sh turns those into the 
   mkdb DB N               writes N finished jobs straight into a hub database (same schema as
                           src/hub/store.rs), for the restart measurement
   wait-list HUB XN        time until `XN -l` (run against HUB) succeeds, from now
+  posts HUB TOKEN N       N `true` jobs submitted one by one, each over a new connection (as
+                          every `xn -s` does); the median time from connect to the answer
 """
 
 import json
@@ -15,6 +17,7 @@ import os
 import pty
 import select
 import signal
+import socket
 import sqlite3
 import statistics
 import subprocess
@@ -297,6 +300,26 @@ def wait_list(hub, xn, t0, pid=None, timeout=60):
     raise SystemExit("hub did not answer xn -l within %d s" % timeout)
 
 
+def posts(hub, token, n):
+    u = urllib.parse.urlparse(hub)
+    body = json.dumps({"command": "true"}).encode()
+    head = (
+        "POST /api/v1/jobs HTTP/1.1\r\nhost: %s\r\nauthorization: Bearer %s\r\n"
+        "content-type: application/json\r\ncontent-length: %d\r\n\r\n" % (u.netloc, token, len(body))
+    ).encode()
+    times, codes = [], {}
+    for _ in range(n):
+        t0 = time.perf_counter()
+        with socket.create_connection((u.hostname, u.port)) as s:
+            s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            s.sendall(head + body)
+            answer = s.recv(65536)
+        times.append(time.perf_counter() - t0)
+        code = answer[9:12].decode(errors="replace")
+        codes[code] = codes.get(code, 0) + 1
+    print(json.dumps({"median_ms": round(statistics.median(times) * 1000, 3), "codes": codes}))
+
+
 def main():
     a = sys.argv[1:]
     if not a:
@@ -314,6 +337,8 @@ def main():
         echo(a[sep + 1:], n, warmup, marker, stop)
     elif cmd == "mkdb":
         mkdb(a[1], int(a[2]))
+    elif cmd == "posts":
+        posts(a[1], a[2], int(a[3]))
     elif cmd == "wait-list":
         wait_list(a[1], a[2], float(a[3]), int(a[4]) if len(a) > 4 else None)
     else:
