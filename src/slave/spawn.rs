@@ -125,8 +125,8 @@ fn reap(pid: u32, status: &mut Option<ExitStatus>) -> io::Result<Option<ExitStat
 
 impl Drop for Proc {
     fn drop(&mut self) {
-        if self.status.is_some() || matches!(reap(self.pid, &mut self.status), Ok(Some(_)) | Err(_))
-        {
+        // Reaped already, or reaped now.
+        if matches!(reap(self.pid, &mut self.status), Ok(Some(_)) | Err(_)) {
             return;
         }
         // Still running: reap it when it ends.
