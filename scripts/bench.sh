@@ -86,6 +86,8 @@ fi
 exe=${BENCH_EXE:-$root/target/release/execnode}
 idle=$root/target/release/examples/idle_slaves
 driver=$root/scripts/bench/driver.py
+# shellcheck source=scripts/bench/lib.sh
+source "$root/scripts/bench/lib.sh"
 [ -x "$exe" ] || die "no $exe: build first"
 
 # ---- the temp dir and everything we start ---------------------------------------------------
@@ -118,72 +120,14 @@ trap 'exit 130' INT TERM
 # Idle connections and fds: one per slave, on both ends.
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 
-# Starts a hub on a free port with data in $1 (more hub flags may follow); sets hub_pid, hub_url, hub_token (admin) and
-# slave_token.
-start_hub() {
-    local data=$1 logf=$1.log
-    mkdir -p "$data"
-    XN_LOG=warn,execnode=info "$exe" hub --listen 127.0.0.1:0 --data "$data" "${@:2}" 2>"$logf" &
-    hub_pid=$!
-    pids+=("$hub_pid")
-    for _ in $(seq 1500); do
-        hub_url=$(sed -n 's/.*hub listening on \(http:[^ ]*\).*/\1/p' "$logf" | head -1)
-        # Its first start on a data directory writes an admin and a slave token there.
-        if [ -n "$hub_url" ] && [ -s "$data/admin.token" ] && [ -s "$data/slave.token" ]; then
-            hub_token=$(cat "$data/admin.token") slave_token=$(cat "$data/slave.token")
-            return 0
-        fi
-        kill -0 "$hub_pid" 2>/dev/null || die "hub exited: $(cat "$logf")"
-        sleep 0.02
-    done
-    die "hub did not start: $(cat "$logf")"
-}
-stop_pid() {
-    kill -TERM "$1" 2>/dev/null || return 0
-    for _ in $(seq 100); do
-        kill -0 "$1" 2>/dev/null || return 0
-        sleep 0.05
-    done
-    kill -KILL "$1" 2>/dev/null || true
-}
-slave_pids=()
 # Where the slaves put job directories (each job gets a fresh one, made and removed around it):
 # a tmpfs when there is one, as /tmp is on most current distributions. On ext4 a mkdir and rmdir
 # cost a short job about 0.15 ms of CPU; the dispatch row measures that case too.
-fstype() { { findmnt -n -o FSTYPE -T "$1" 2>/dev/null || stat -f -c %T "$1"; } | head -1; }
 work_fast=${BENCH_WORK_DIR:-}
 if [ -z "$work_fast" ]; then
     work_fast=$tmp/work
     [ -w /dev/shm ] && [ "$(fstype /dev/shm)" = tmpfs ] && work_fast=/dev/shm/execnode-bench-$$
 fi
-# start_slaves [WORK_DIR]: two slaves whose job directories go under WORK_DIR.
-start_slaves() {
-    local i root_ok=() work=${1:-$work_fast}
-    # Root slaves refuse to run jobs as root unless told to (see SECURITY.md).
-    [ "$(id -u)" = 0 ] && root_ok=(--allow-root-jobs)
-    slave_pids=()
-    for i in 1 2; do
-        XN_LOG=warn "$exe" slave --hub "$hub_url" --token "$slave_token" --name "bench-$i" --slots "$SLAVE_SLOTS" "${root_ok[@]}" \
-            --work-dir "$work/slave-$i" 2>"$tmp/slave-$i.log" &
-        pids+=($!)
-        slave_pids+=($!)
-    done
-    for _ in $(seq 200); do
-        [ "$(api /api/v1/slaves | jq length)" = 2 ] && return 0
-        sleep 0.05
-    done
-    die "slaves did not connect"
-}
-stop_slaves() {
-    local p
-    for p in "${slave_pids[@]}"; do stop_pid "$p"; done
-    for _ in $(seq 200); do
-        [ "$(api /api/v1/slaves | jq length)" = 0 ] && return 0
-        sleep 0.05
-    done
-    die "slaves did not disconnect"
-}
-
 ssh_cfg=
 # ssh runs the remote command through the user's login shell; root's here is bash with a
 # .bashrc that costs 100+ ms (pyenv), which would flatter us. So ssh logs in as a throwaway
@@ -253,12 +197,7 @@ notes=$tmp/notes.txt
 # row METRIC OURS BASELINE RATIO TARGET
 row() { printf '%s\t%s\t%s\t%s\t%s\n' "$@" >>"$results"; }
 note() { printf -- '- %s\n' "$*" >>"$notes"; }
-# cpu PID...: user + system CPU seconds the processes have used so far (robust to load).
-cpu() { local p t=0; for p in "$@"; do t=$(calc "$t + $(awk '{print ($14+$15)}' "/proc/$p/stat") / $(getconf CLK_TCK)"); done; echo "$t"; }
-# api PATH: a GET on the current hub, as its admin.
-api() { curl -fsS -H "Authorization: Bearer $hub_token" "$hub_url$1"; }
 pyj() { python3 -c "import json,sys; d=json.load(open('$1')); print($2)"; }
-calc() { python3 -c "print($1)"; }
 # speed OURS_TIME BASE_TIME: how much faster (or slower) we are, from two times.
 speed() { python3 -c "r=$2/$1; print('%.2fx faster' % r if r >= 1 else '%.2fx slower' % (1/r))"; }
 median() { python3 -c 'import statistics,sys; print(statistics.median(float(x) for x in sys.argv[1:]))' "$@"; }

@@ -20,58 +20,38 @@ what=${1:?usage: compare.sh [--rounds N] posts|submits|stream EXE...}
 shift
 [ $# -ge 1 ] || { echo "compare.sh: name at least one execnode binary" >&2; exit 2; }
 command -v perf >/dev/null || { echo "compare.sh: needs perf (Debian: linux-perf)" >&2; exit 1; }
-driver=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/driver.py
+command -v jq >/dev/null || { echo "compare.sh: needs jq" >&2; exit 1; }
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+driver=$here/driver.py
+die() {
+    printf 'compare.sh: %s\n' "$*" >&2
+    exit 1
+}
+# shellcheck source=scripts/bench/lib.sh
+source "$here/lib.sh"
 tmp=$(mktemp -d)
-fast=$tmp
-[ -d /dev/shm ] && [ -w /dev/shm ] && fast=$(mktemp -d /dev/shm/xn-compare.XXXXXX)
+work_fast=$tmp/work
+[ -w /dev/shm ] && [ "$(fstype /dev/shm)" = tmpfs ] && work_fast=$(mktemp -d /dev/shm/xn-compare.XXXXXX)
+SLAVE_SLOTS=2
 pids=()
 stop_all() {
     local p
-    for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
-    for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
+    for p in "${pids[@]}"; do stop_pid "$p"; done
     pids=()
 }
-trap 'stop_all; rm -rf "$tmp" "$fast"' EXIT
+trap 'stop_all; rm -rf "$tmp" "$work_fast"' EXIT
 
-# start EXE SLAVES: a hub on a free loopback port and SLAVES slaves; sets hub, slaves, XN_*.
+# start EXE SLAVES: a fresh hub with SLAVES slaves; XN_HUB and XN_TOKEN point at it.
 start() {
-    local exe n=$2 i root_ok=()
     exe=$(realpath "$1")
-    rm -rf "$tmp/run" "$fast/work"
-    mkdir -p "$tmp/run/hub"
-    ln -sf "$exe" "$tmp/run/xn"
-    XN_LOG=warn,execnode=info "$exe" hub --listen 127.0.0.1:0 --data "$tmp/run/hub" 2>"$tmp/run/hub.log" &
-    hub=$!
-    pids+=("$hub")
-    for _ in $(seq 500); do
-        url=$(sed -n 's/.*hub listening on \(http:[^ ]*\).*/\1/p' "$tmp/run/hub.log" | head -1)
-        [ -n "$url" ] && [ -s "$tmp/run/hub/slave.token" ] && break
-        sleep 0.02
-    done
-    [ -n "$url" ] || { echo "compare.sh: hub did not start: $(cat "$tmp/run/hub.log")" >&2; exit 1; }
-    export XN_HUB=$url XN_TOKEN
-    XN_TOKEN=$(cat "$tmp/run/hub/admin.token")
-    [ "$(id -u)" = 0 ] && root_ok=(--allow-root-jobs)
-    slaves=()
-    for i in $(seq "$n"); do
-        XN_LOG=warn "$exe" slave --hub "$url" --token "$(cat "$tmp/run/hub/slave.token")" --name "s$i" \
-            --slots 2 "${root_ok[@]}" --work-dir "$fast/work/s$i" 2>"$tmp/run/s$i.log" &
-        pids+=($!)
-        slaves+=($!)
-    done
-    for _ in $(seq 200); do
-        [ "$(curl -s -H "authorization: Bearer $XN_TOKEN" "$url/api/v1/slaves" | python3 -c 'import json,sys; print(len(json.load(sys.stdin)))')" = "$n" ] && return 0
-        sleep 0.05
-    done
-    echo "compare.sh: slaves did not connect" >&2
-    exit 1
+    ln -sf "$exe" "$tmp/xn"
+    rm -rf "$tmp/hub" "$work_fast"
+    start_hub "$tmp/hub"
+    export XN_HUB=$hub_url XN_TOKEN=$hub_token
+    SLAVES=$2 start_slaves
 }
-# cpu_ms PID...: their own user+system time, in ms.
-cpu_ms() {
-    local p t=0
-    for p in "$@"; do t=$((t + $(awk '{print $14 + $15}' "/proc/$p/stat"))); done
-    echo $((t * 1000 / $(getconf CLK_TCK)))
-}
+# cpu_ms PID...: their own user+system time, in whole ms.
+cpu_ms() { calc "round(1000 * $(cpu "$@"))"; }
 
 for round in $(seq "$rounds"); do
     for exe in "$@"; do
@@ -80,7 +60,7 @@ for round in $(seq "$rounds"); do
         posts)
             start "$exe" 0
             # perf counts the hub (-p) for as long as the command after `--` runs.
-            perf stat -x, -e context-switches,task-clock -p "$hub" -o "$tmp/stat" -- \
+            perf stat -x, -e context-switches,task-clock -p "$hub_pid" -o "$tmp/stat" -- \
                 python3 "$driver" posts "$XN_HUB" "$XN_TOKEN" 1000 >"$tmp/res"
             res=$(cat "$tmp/res")
             cs=$(awk -F, '$3 == "context-switches" {print $1}' "$tmp/stat")
@@ -90,19 +70,19 @@ for round in $(seq "$rounds"); do
         submits)
             start "$exe" 2
             t0=$(date +%s.%N)
-            for _ in $(seq 300); do "$tmp/run/xn" -s true >/dev/null; done
+            for _ in $(seq 300); do "$tmp/xn" -s true >/dev/null; done
             t1=$(date +%s.%N)
             echo "$name: $(python3 -c "print(round(300 / ($t1 - $t0)))") submissions/s"
             ;;
         stream)
             start "$exe" 1
             events=syscalls:sys_enter_wait4,syscalls:sys_enter_epoll_wait,syscalls:sys_enter_writev
-            h0=$(cpu_ms "$hub") s0=$(cpu_ms "${slaves[@]}")
+            h0=$(cpu_ms "$hub_pid") s0=$(cpu_ms "${slave_pids[@]}")
             t0=$(date +%s.%N)
-            perf stat -x, -e "$events" -p "${slaves[0]}" -o "$tmp/stat" -- \
-                sh -c "'$tmp/run/xn' -s 'head -c 1G /dev/zero' --no-tty --wait | wc -c" >"$tmp/res"
+            perf stat -x, -e "$events" -p "${slave_pids[0]}" -o "$tmp/stat" -- \
+                sh -c "'$tmp/xn' -s 'head -c 1G /dev/zero' --no-tty --wait | wc -c" >"$tmp/res"
             t1=$(date +%s.%N)
-            h1=$(cpu_ms "$hub") s1=$(cpu_ms "${slaves[@]}")
+            h1=$(cpu_ms "$hub_pid") s1=$(cpu_ms "${slave_pids[@]}")
             n=$(cat "$tmp/res")
             [ "$n" = 1073741824 ] || { echo "compare.sh: got $n bytes, expected 1073741824" >&2; exit 1; }
             calls=$(awk -F, '$3 ~ /sys_enter_/ {sub("syscalls:sys_enter_", "", $3); printf "%s %s, ", $3, $1}' "$tmp/stat")
