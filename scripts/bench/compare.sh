@@ -8,6 +8,9 @@
 #   WHAT  posts    1000 `true` jobs POSTed one by one, each over a new connection as `xn -s`
 #                  makes, no slave: the hub's context switches and task-clock, median answer
 #         submits  300 `xn -s true` one after another in a shell loop, 2 slaves running them
+#         starts   what one `xn` process costs: 400 x N runs per build of `xn -s true` (to one
+#                  hub of the first build, no slave) and of `xn --version`, the builds
+#                  interleaved run by run; median and quartiles of the wall time
 #         stream   1 GiB to `xn --no-tty --wait | wc -c` (bytes checked): MB/s, hub and slave
 #                  CPU (their own, not the job's), the slave's wait4/epoll_wait/writev calls
 #
@@ -52,6 +55,25 @@ start() {
 }
 # cpu_ms PID...: their own user+system time, in whole ms.
 cpu_ms() { calc "round(1000 * $(cpu "$@"))"; }
+
+if [ "$what" = starts ]; then
+    start "$1" 0
+    xns=() exes=("$@")
+    for exe in "$@"; do
+        mkdir -p "$tmp/${#xns[@]}"
+        ln -sf "$(realpath "$exe")" "$tmp/${#xns[@]}/xn"
+        xns+=("$tmp/${#xns[@]}/xn")
+    done
+    for args in "-s true" "--version"; do
+        # shellcheck disable=SC2086 # the arguments are meant to split
+        python3 "$driver" starts $((400 * rounds)) $args -- "${xns[@]}" >"$tmp/res"
+        for i in "${!xns[@]}"; do
+            jq -r --arg x "${xns[$i]}" --arg exe "${exes[$i]}" --arg args "$args" \
+                '.[$x] | "\($exe): xn \($args) median \(.median_ms) ms (quartiles \(.p25_ms)-\(.p75_ms))"' "$tmp/res"
+        done
+    done
+    exit 0
+fi
 
 for round in $(seq "$rounds"); do
     for exe in "$@"; do

@@ -10,6 +10,10 @@ Each subcommand prints one JSON object on stdout; bench.sh turns those into the 
   wait-list HUB XN        time until `XN -l` (run against HUB) succeeds, from now
   posts HUB TOKEN N       N `true` jobs submitted one by one, each over a new connection (as
                           every `xn -s` does); the median time from connect to the answer
+  starts N ARG... -- XN...
+                          `XN ARG...` run N times for each XN, interleaved (ABAB, then BABA),
+                          so drift in the machine's speed falls on every build alike; median,
+                          quartiles and mean wall time per XN, in ms
 """
 
 import json
@@ -320,6 +324,22 @@ def posts(hub, token, n):
     print(json.dumps({"median_ms": round(statistics.median(times) * 1000, 3), "codes": codes}))
 
 
+def starts(n, args, xns):
+    times = {x: [] for x in xns}
+    with open(os.devnull, "wb") as null:
+        for i in range(n):
+            for x in xns if i % 2 == 0 else xns[::-1]:
+                t0 = time.perf_counter()
+                subprocess.run([x] + args, stdout=null, check=True)
+                times[x].append(time.perf_counter() - t0)
+    out = {}
+    for x, t in times.items():
+        q = statistics.quantiles(t, n=4)
+        out[x] = {"median_ms": round(statistics.median(t) * 1000, 3), "p25_ms": round(q[0] * 1000, 3),
+                  "p75_ms": round(q[2] * 1000, 3), "mean_ms": round(statistics.mean(t) * 1000, 3)}
+    print(json.dumps(out))
+
+
 def main():
     a = sys.argv[1:]
     if not a:
@@ -339,6 +359,9 @@ def main():
         mkdb(a[1], int(a[2]))
     elif cmd == "posts":
         posts(a[1], a[2], int(a[3]))
+    elif cmd == "starts":
+        sep = a.index("--")
+        starts(int(a[1]), a[2:sep], a[sep + 1:])
     elif cmd == "wait-list":
         wait_list(a[1], a[2], float(a[3]), int(a[4]) if len(a) > 4 else None)
     else:
