@@ -325,6 +325,10 @@ if want stream; then
     row "  vs storing as much (dd into a new file)" "$xm" "dd: $dm" "$(calc "round($xm/$dm,2)")x dd" "-"
     gbs=$(calc "$bytes * $STREAM_RUNS / 1e9")
     note "stream runs (MB/s): xn ${xs[*]}; local ${ls[*]}; ssh ${ss[*]:-}; dd ${ds[*]}; every run's byte count checked (0 lost); CPU per GB streamed: hub $(calc "round($cpu_hub/$gbs,2)") s, slaves $(calc "round($cpu_slaves/$gbs,2)") s"
+    # Gigabytes were just written and deleted: let the kernel finish with them (writeback,
+    # the journal) before the latency rows that follow, which they would otherwise share the
+    # two CPUs with.
+    sync
 fi
 
 # 5. keystroke echo through an attached pty.
