@@ -18,7 +18,13 @@ fn main() {
     if var("CARGO_CFG_TARGET_OS") != "linux" || var("CARGO_CFG_TARGET_ENV") != "gnu" {
         return;
     }
-    let linker = std::env::var("RUSTC_LINKER").unwrap_or_else(|_| "cc".into());
+    // The linker cargo was told to use for this target; else `cc`, which links for the host
+    // only, so a cross build without a linker of its own is left alone.
+    let linker = match std::env::var("RUSTC_LINKER") {
+        Ok(l) => l,
+        Err(_) if var("TARGET") == var("HOST") => "cc".into(),
+        Err(_) => return,
+    };
     let Some(eh) = static_unwinder(&linker) else {
         return;
     };

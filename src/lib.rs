@@ -20,3 +20,18 @@ pub mod malloc;
 pub mod slave;
 pub mod tls;
 pub mod wire;
+
+#[cfg(test)]
+mod tests {
+    /// build.rs links GCC's unwinder statically: a panic must still unwind, as tokio relies on
+    /// to keep the hub and slave serving when one of their tasks panics.
+    #[test]
+    fn a_panicking_task_unwinds_and_is_caught() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let res = rt.block_on(rt.spawn(async { panic!("a task panics") }));
+        assert!(res.unwrap_err().is_panic());
+        assert!(std::panic::catch_unwind(|| panic!("and unwinds")).is_err());
+    }
+}
