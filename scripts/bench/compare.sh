@@ -10,7 +10,7 @@
 #         submits  300 `xn -s true` one after another in a shell loop, 2 slaves running them
 #         starts   what one `xn` process costs: 400 x N runs per build of `xn -s true` (to one
 #                  hub of the first build, no slave) and of `xn --version`, the builds
-#                  interleaved run by run; median and quartiles of the wall time
+#                  interleaved run by run in a random order; median and quartiles of the wall time
 #         stream   1 GiB to `xn --no-tty --wait | wc -c` (bytes checked): MB/s, hub and slave
 #                  CPU (their own, not the job's), the slave's wait4/epoll_wait/writev calls
 #

@@ -11,14 +11,16 @@ Each subcommand prints one JSON object on stdout; bench.sh turns those into the 
   posts HUB TOKEN N       N `true` jobs submitted one by one, each over a new connection (as
                           every `xn -s` does); the median time from connect to the answer
   starts N ARG... -- XN...
-                          `XN ARG...` run N times for each XN, interleaved (ABAB, then BABA),
-                          so drift in the machine's speed falls on every build alike; median,
-                          quartiles and mean wall time per XN, in ms
+                          `XN ARG...` run N times for each XN, interleaved, in a new random
+                          order each round (fixed seed): drift in the machine's speed, and
+                          whatever the run before leaves behind, fall on every build alike;
+                          median, quartiles and mean wall time per XN, in ms
 """
 
 import json
 import os
 import pty
+import random
 import select
 import signal
 import socket
@@ -326,9 +328,11 @@ def posts(hub, token, n):
 
 def starts(n, args, xns):
     times = {x: [] for x in xns}
+    rng, order = random.Random(7), list(xns)
     with open(os.devnull, "wb") as null:
-        for i in range(n):
-            for x in xns if i % 2 == 0 else xns[::-1]:
+        for _ in range(n):
+            rng.shuffle(order)
+            for x in order:
                 t0 = time.perf_counter()
                 subprocess.run([x] + args, stdout=null, check=True)
                 times[x].append(time.perf_counter() - t0)
