@@ -12,7 +12,8 @@
 #                  hub of the first build, no slave) and of `xn --version`, the builds
 #                  interleaved run by run in a random order; median and quartiles of the wall time
 #         stream   1 GiB to `xn --no-tty --wait | wc -c` (bytes checked): MB/s, hub and slave
-#                  CPU (their own, not the job's), the slave's wait4/epoll_wait/writev calls
+#                  CPU (their own, not the job's), the hub's context switches (all threads
+#                  living at the end), the slave's wait4/epoll_wait/writev calls
 #
 # Example: cp target/release/execnode /tmp/old; (change, build); scripts/bench/compare.sh
 # stream /tmp/old target/release/execnode. Needs perf (Debian: linux-perf) and python3.
@@ -55,6 +56,8 @@ start() {
 }
 # cpu_ms PID...: their own user+system time, in whole ms.
 cpu_ms() { calc "round(1000 * $(cpu "$@"))"; }
+# switches PID: context switches of all its threads so far (voluntary and not).
+switches() { cat /proc/"$1"/task/*/status 2>/dev/null | awk '/ctxt_switches/ {n += $2} END {print n}'; }
 
 if [ "$what" = starts ]; then
     start "$1" 0
@@ -99,16 +102,16 @@ for round in $(seq "$rounds"); do
         stream)
             start "$exe" 1
             events=syscalls:sys_enter_wait4,syscalls:sys_enter_epoll_wait,syscalls:sys_enter_writev
-            h0=$(cpu_ms "$hub_pid") s0=$(cpu_ms "${slave_pids[@]}")
+            h0=$(cpu_ms "$hub_pid") s0=$(cpu_ms "${slave_pids[@]}") c0=$(switches "$hub_pid")
             t0=$(date +%s.%N)
             perf stat -x, -e "$events" -p "${slave_pids[0]}" -o "$tmp/stat" -- \
                 sh -c "'$tmp/xn' -s 'head -c 1G /dev/zero' --no-tty --wait | wc -c" >"$tmp/res"
             t1=$(date +%s.%N)
-            h1=$(cpu_ms "$hub_pid") s1=$(cpu_ms "${slave_pids[@]}")
+            h1=$(cpu_ms "$hub_pid") s1=$(cpu_ms "${slave_pids[@]}") c1=$(switches "$hub_pid")
             n=$(cat "$tmp/res")
             [ "$n" = 1073741824 ] || { echo "compare.sh: got $n bytes, expected 1073741824" >&2; exit 1; }
             calls=$(awk -F, '$3 ~ /sys_enter_/ {sub("syscalls:sys_enter_", "", $3); printf "%s %s, ", $3, $1}' "$tmp/stat")
-            echo "$name: $(python3 -c "print(round($n / 1e6 / ($t1 - $t0)))") MB/s; CPU ms hub $((h1 - h0)), slave $((s1 - s0)); slave calls: ${calls%, }"
+            echo "$name: $(python3 -c "print(round($n / 1e6 / ($t1 - $t0)))") MB/s; CPU ms hub $((h1 - h0)), slave $((s1 - s0)); hub context switches $((c1 - c0)); slave calls: ${calls%, }"
             ;;
         *)
             echo "compare.sh: WHAT is posts, submits or stream, not $what" >&2
