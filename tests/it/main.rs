@@ -11,6 +11,7 @@ mod fuzz;
 mod golden;
 mod jobfiles;
 mod labels;
+mod quickstart;
 mod restart;
 mod retries;
 mod sandbox;
