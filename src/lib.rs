@@ -23,8 +23,8 @@ pub mod wire;
 
 #[cfg(test)]
 mod tests {
-    /// build.rs links GCC's unwinder statically: a panic must still unwind, as tokio relies on
-    /// to keep the hub and slave serving when one of their tasks panics.
+    /// build.rs links GCC's unwinder statically: a panic must still unwind, for tokio to catch
+    /// it and keep the hub and slave serving when one of their tasks panics.
     #[test]
     fn a_panicking_task_unwinds_and_is_caught() {
         let rt = tokio::runtime::Builder::new_current_thread()
