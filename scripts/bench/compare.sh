@@ -20,7 +20,7 @@
 set -euo pipefail
 rounds=3
 if [ "${1:-}" = --rounds ]; then rounds=$2; shift 2; fi
-what=${1:?usage: compare.sh [--rounds N] posts|submits|stream EXE...}
+what=${1:?usage: compare.sh [--rounds N] posts|submits|starts|stream EXE...}
 shift
 [ $# -ge 1 ] || { echo "compare.sh: name at least one execnode binary" >&2; exit 2; }
 command -v perf >/dev/null || { echo "compare.sh: needs perf (Debian: linux-perf)" >&2; exit 1; }
@@ -114,7 +114,7 @@ for round in $(seq "$rounds"); do
             echo "$name: $(python3 -c "print(round($n / 1e6 / ($t1 - $t0)))") MB/s; CPU ms hub $((h1 - h0)), slave $((s1 - s0)); hub context switches $((c1 - c0)); slave calls: ${calls%, }"
             ;;
         *)
-            echo "compare.sh: WHAT is posts, submits or stream, not $what" >&2
+            echo "compare.sh: WHAT is posts, submits, starts or stream, not $what" >&2
             exit 2
             ;;
         esac
