@@ -80,6 +80,7 @@ async fn idle_slave(hub: &HubUrl, i: usize) -> Result<tokio_util::sync::DropGuar
         slots: 1,
         labels: Vec::new(),
         running: Vec::new(),
+        instance: None,
     })
     .await?;
     match rd.recv::<HubToSlave>().await? {

@@ -125,6 +125,11 @@ pub enum SlaveMsg {
         /// What the slave offers (`gpu`, `os=linux`); jobs may require labels.
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         labels: Vec<String>,
+        /// Random, drawn once per slave process and sent on each of its connections: a hello
+        /// with the instance of an earlier session comes from the same process, so `running`
+        /// is all it holds, and a job assigned to that session but not listed never reached it.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        instance: Option<u64>,
     },
     /// The job's process is running.
     Started {

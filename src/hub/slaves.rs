@@ -5,7 +5,7 @@
 use super::auth::Principal;
 use super::intake::{Entry, Intake};
 use super::respond::{self, HubResponse, ServerWs};
-use super::state::SessionId;
+use super::state::{Joined, Joining, SessionId};
 use super::Ctx;
 use crate::conn::{self, ConnReader, ConnSender, Incoming, CLOSE_POLICY};
 use crate::limits::{HANDSHAKE_TIMEOUT, HEARTBEAT_INTERVAL};
@@ -16,6 +16,10 @@ use hyper::Request;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
+
+/// Close code for a session replaced by a newer one of the same slave process (an
+/// application code, 4000–4999, as RFC 6455 leaves them to us).
+const CLOSE_REPLACED: u16 = 4000;
 
 /// Longest slave name accepted.
 const MAX_NAME: usize = 256;
@@ -45,7 +49,7 @@ type Reader = ConnReader<hyper_util::rt::TokioIo<hyper::upgrade::Upgraded>>;
 
 async fn session(ctx: Arc<Ctx>, ws: ServerWs, who: Arc<Principal>) {
     let (mut rd, tx) = conn::start(ws);
-    let (name, slots, labels, running) = match hello(&mut rd).await {
+    let join = match hello(&mut rd).await {
         Ok(h) => h,
         Err(e) => {
             tracing::warn!("slave refused: {e:#}");
@@ -58,7 +62,8 @@ async fn session(ctx: Arc<Ctx>, ws: ServerWs, who: Arc<Principal>) {
             return;
         }
     };
-    let label_list = labels.join(",");
+    let (name, slots, label_list) = (join.name.clone(), join.slots, join.labels.join(","));
+    let reported = join.running.len();
     // The welcome is queued before the session is added: from then on the scheduler (run by
     // any other session's task) may queue `assign`s on `tx`, and a slave whose first answer
     // is not `welcome` drops the session and dials again, and the jobs assigned meanwhile
@@ -68,10 +73,21 @@ async fn session(ctx: Arc<Ctx>, ws: ServerWs, who: Arc<Principal>) {
             protocol: PROTOCOL_VERSION,
         })
         .await;
-    let (sid, unwanted) = ctx
-        .hub
-        .add_slave(name.clone(), slots, labels, tx.clone(), &running);
-    tracing::info!(slave = %name, slots, labels = %label_list, reclaimed = running.len() - unwanted.len(), "slave connected");
+    let Joined {
+        sid,
+        unwanted,
+        requeued,
+        gone,
+        replaced,
+        replaced_by,
+    } = ctx.hub.add_slave(join, tx.clone());
+    tracing::info!(slave = %name, slots, labels = %label_list, reclaimed = reported - unwanted.len(), replaced, "slave connected");
+    if !requeued.is_empty() {
+        tracing::info!(slave = %name, jobs = ?requeued, "assignments that never reached the slave are queued again");
+    }
+    ctx.hub
+        .expire_orphans(&gone, "its slave came back without it")
+        .await;
     let grace_ms = ctx.hub.opts.cancel_grace.as_millis() as u64;
     // Jobs the hub no longer wants (ended meanwhile): stop them and let the slave forget them.
     for job in unwanted {
@@ -116,6 +132,16 @@ async fn session(ctx: Arc<Ctx>, ws: ServerWs, who: Arc<Principal>) {
                 reader.abort();
                 break false;
             }
+            // The slave dialled again and its new session took over; this one's peer is gone.
+            _ = replaced_by.cancelled() => {
+                reader.abort();
+                let _ = tokio::time::timeout(
+                    HEARTBEAT_INTERVAL,
+                    tx.close(CLOSE_REPLACED, "replaced by a newer connection of this slave"),
+                )
+                .await;
+                break false;
+            }
             _ = who.revoked.cancelled() => {
                 tracing::warn!(slave = %name, token = %who.name, "token revoked: disconnecting slave");
                 let _ = tx.send(&HubToSlave::Error { message: "token revoked".into() }).await;
@@ -135,7 +161,7 @@ async fn session(ctx: Arc<Ctx>, ws: ServerWs, who: Arc<Principal>) {
     }
 }
 
-async fn hello(rd: &mut Reader) -> Result<(String, u32, Vec<String>, Vec<JobId>)> {
+async fn hello(rd: &mut Reader) -> Result<Joining> {
     let first = tokio::time::timeout(HANDSHAKE_TIMEOUT, rd.recv::<SlaveMsg>())
         .await
         .map_err(|_| anyhow!("no hello within {HANDSHAKE_TIMEOUT:?}"))??;
@@ -146,6 +172,7 @@ async fn hello(rd: &mut Reader) -> Result<(String, u32, Vec<String>, Vec<JobId>)
             slots,
             running,
             labels,
+            instance,
         })) => {
             if protocol != PROTOCOL_VERSION {
                 bail!(
@@ -159,12 +186,13 @@ async fn hello(rd: &mut Reader) -> Result<(String, u32, Vec<String>, Vec<JobId>)
                 bail!("a slave needs at least one slot");
             }
             super::submit::check_labels(&labels).map_err(|e| anyhow!("slave labels: {e}"))?;
-            Ok((
+            Ok(Joining {
                 name,
                 slots,
                 labels,
-                running.into_iter().map(|r| r.job).collect(),
-            ))
+                running: running.into_iter().map(|r| r.job).collect(),
+                instance,
+            })
         }
         Some(Incoming::Bad(e)) => bail!("expected a hello message: {e}"),
         Some(_) => bail!("expected a hello message first"),

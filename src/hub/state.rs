@@ -14,9 +14,11 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::sync::{watch, Notify};
 
+mod joins;
 mod loading;
 mod sessions;
 
+pub use joins::{Joined, Joining};
 pub(super) use loading::Loading;
 
 /// Identifies one connection of one slave (a reconnect is a new session).
@@ -66,6 +68,9 @@ pub(super) struct State {
     /// Queued jobs per owner, for `max_queued_per_owner`.
     pub(super) queued_by: HashMap<Option<String>, usize>,
     pub(super) slaves: HashMap<SessionId, SlaveEntry>,
+    /// Jobs the sessions of a slave process (by instance id) left behind that no slave has
+    /// taken back yet; see `joins`.
+    orphans_of: HashMap<u64, HashSet<JobId>>,
     next_session: SessionId,
     /// The number of the next broadcast group (`g1`, `g2`, ...).
     pub(super) next_group: u64,
@@ -101,6 +106,10 @@ pub(super) struct SlaveEntry {
     pub(super) draining: bool,
     pub(super) jobs: HashSet<JobId>,
     pub(super) tx: ConnSender,
+    /// The slave process's instance id, if it sent one.
+    instance: Option<u64>,
+    /// Cancelled when a later session of the same process replaces this one.
+    replaced_by: tokio_util::sync::CancellationToken,
 }
 
 /// What a connected slave looks like from outside (`GET /api/v1/slaves`).
@@ -166,6 +175,7 @@ impl Hub {
                 queue: loaded.queue,
                 queued_by: loaded.queued_by,
                 slaves: HashMap::new(),
+                orphans_of: HashMap::new(),
                 next_session: 1,
                 next_group: loaded.next_group.max(1),
             }),

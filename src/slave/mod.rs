@@ -184,6 +184,7 @@ async fn serve(
         slots: opts.slots,
         running: outbox.running(),
         labels: opts.labels.clone(),
+        instance: Some(outbox.instance),
     })
     .await?;
     match tokio::time::timeout(HANDSHAKE_TIMEOUT, rd.recv::<HubToSlave>()).await {

@@ -59,6 +59,24 @@ pub struct Outbox {
     epoch: AtomicU64,
     /// The jobs' tasks; a job's task ending means its processes are gone.
     pub tasks: TaskTracker,
+    /// Names this outbox, i.e. this slave process, in every hello (see `SlaveMsg::Hello`).
+    pub instance: u64,
+}
+
+/// A random instance id of 53 bits, which every JSON reader keeps exact. Without the system's
+/// randomness, the time and pid still tell two processes apart in practice.
+fn new_instance() -> u64 {
+    let mut b = [0u8; 8];
+    let r = match getrandom::fill(&mut b) {
+        Ok(()) => u64::from_le_bytes(b),
+        Err(_) => {
+            let t = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos() as u64);
+            t ^ (u64::from(std::process::id()) << 32)
+        }
+    };
+    r & ((1 << 53) - 1)
 }
 
 fn idx(stream: Stream) -> usize {
@@ -76,6 +94,7 @@ impl Outbox {
             connected: AtomicBool::new(false),
             epoch: AtomicU64::new(0),
             tasks: TaskTracker::new(),
+            instance: new_instance(),
         }
     }
 

@@ -110,6 +110,7 @@ fn a_slave_with_another_protocol_version_is_refused_with_both_versions() {
             slots: 1,
             running: vec![],
             labels: vec![],
+            instance: None,
         })
         .await
         .unwrap();
@@ -196,6 +197,7 @@ fn bad_websocket_messages_get_errors_and_the_stream_stays_up() {
             slots: 1,
             running: vec![],
             labels: vec![],
+            instance: None,
         })
         .await
         .unwrap();

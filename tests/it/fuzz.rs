@@ -103,6 +103,7 @@ fn a_live_hub_survives_random_requests_and_messages() {
                     slots: 1,
                     running: vec![],
                     labels: vec![],
+                    instance: None,
                 })
                 .await
                 .unwrap();

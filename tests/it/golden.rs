@@ -79,6 +79,7 @@ fn messages() -> Vec<(&'static str, serde_json::Value)> {
                 slots: 4,
                 running: vec![RunningJob { job: 3 }],
                 labels: vec![],
+                instance: Some(0x5eed_cafe_f00d_0001),
             }),
         ),
         (
@@ -89,6 +90,7 @@ fn messages() -> Vec<(&'static str, serde_json::Value)> {
                 slots: 8,
                 running: vec![],
                 labels: vec!["gpu".into(), "hostname=gpu-1".into()],
+                instance: None,
             }),
         ),
         ("slave_started", v(&SlaveMsg::Started { job: 7, pid: 4242 })),

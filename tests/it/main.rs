@@ -12,6 +12,8 @@ mod golden;
 mod jobfiles;
 mod labels;
 mod quickstart;
+mod redial;
+mod relay;
 mod restart;
 mod retries;
 mod sandbox;

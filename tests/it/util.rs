@@ -277,20 +277,18 @@ impl Slave {
         slots: u32,
         args: &[&str],
     ) -> Slave {
+        Self::start_at(&hub.url, token, name, slots, args)
+    }
+
+    /// Starts a slave that dials `url` (the hub's, or a relay's in front of it).
+    pub fn start_at(url: &str, token: &str, name: &str, slots: u32, args: &[&str]) -> Slave {
         let mut args = args.to_vec();
         if is_root() && !args.contains(&"--run-as") {
             args.push("--allow-root-jobs");
         }
         let mut cmd = Command::new(exe());
         cmd.arg("slave")
-            .args([
-                "--hub",
-                &hub.url,
-                "--name",
-                name,
-                "--slots",
-                &slots.to_string(),
-            ])
+            .args(["--hub", url, "--name", name, "--slots", &slots.to_string()])
             .env("XN_TOKEN", token)
             .args(args);
         let (child, log) = spawn_logged(&mut cmd, "slave");

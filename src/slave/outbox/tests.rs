@@ -1,4 +1,4 @@
-//! Unit tests of the outbox: drops while the hub is away, the in-flight window.
+//! Unit tests of the outbox: drops while the hub is away, the in-flight window, the instance id.
 
 use super::*;
 use crate::limits::SLAVE_WINDOW_BYTES;
@@ -146,4 +146,12 @@ fn refused_frames_reopen_the_window_and_the_end_is_still_sent() {
     }
     assert_eq!(sent, total, "every byte was offered once");
     assert!(ended, "the end was reported");
+}
+
+#[test]
+fn each_outbox_names_its_process_with_an_exact_json_number() {
+    let ids: Vec<u64> = (0..8).map(|_| Outbox::new(1).instance).collect();
+    assert!(ids.iter().all(|&i| i < 1 << 53), "{ids:?}");
+    let distinct: std::collections::HashSet<_> = ids.iter().collect();
+    assert_eq!(distinct.len(), ids.len(), "{ids:?}");
 }

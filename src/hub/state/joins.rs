@@ -1,0 +1,236 @@
+//! A slave session joining and leaving the hub's picture: taking back the jobs its slave
+//! reports, replacing earlier sessions of the same slave process, and what becomes of the jobs
+//! a session leaves behind (orphans: given up as `lost` unless their slave takes them back).
+//!
+//! A slave process names itself with a random instance id in every hello. A hello with the
+//! instance of an earlier session is the same process dialling again, so its `running` list is
+//! everything it holds: a job that was assigned to the earlier session and is not on the list
+//! never reached it (the assignment was lost with the connection) and is queued again at
+//! once; an earlier session the hub still has open is dead to that process and is replaced.
+
+use super::*;
+use tokio_util::sync::CancellationToken;
+
+/// What a slave says about itself in its hello.
+pub struct Joining {
+    pub name: String,
+    pub slots: u32,
+    pub labels: Vec<String>,
+    /// The jobs it still holds.
+    pub running: Vec<JobId>,
+    pub instance: Option<u64>,
+}
+
+/// A slave session, registered.
+pub struct Joined {
+    pub sid: SessionId,
+    /// Jobs it reports that the hub no longer wants (ended meanwhile): the session cancels
+    /// those.
+    pub unwanted: Vec<JobId>,
+    /// Jobs assigned to an earlier session of the same process that never reached it: queued
+    /// again.
+    pub requeued: Vec<JobId>,
+    /// Jobs an earlier session of the same process had started and that it no longer holds:
+    /// to be given up now, as no slave will come back with them.
+    pub gone: Vec<JobId>,
+    /// Earlier sessions of the same process that were still open, now replaced.
+    pub replaced: usize,
+    /// Cancelled when a later session of the same slave process replaces this one.
+    pub replaced_by: CancellationToken,
+}
+
+impl Hub {
+    /// Registers a slave connection. Jobs it says it is running and that the hub has no slave
+    /// for are bound to it again.
+    pub fn add_slave(&self, join: Joining, tx: ConnSender) -> Joined {
+        let mut st = self.lock();
+        let st = &mut *st;
+        let sid = st.next_session;
+        st.next_session += 1;
+        let (left, replaced) = match join.instance {
+            Some(i) => st.replace_sessions_of(i),
+            None => (HashSet::new(), 0),
+        };
+        let mut mine = HashSet::new();
+        let mut unwanted = Vec::new();
+        for &id in &join.running {
+            match st.jobs.get_mut(&id) {
+                // Queued for a retry: the hub gave up the attempt this slave still runs, and
+                // will run the job again; the old attempt is cancelled.
+                Some(job) if job.rec.state == JobState::Queued && !job.rec.attempts.is_empty() => {
+                    unwanted.push(id)
+                }
+                Some(job) if !job.rec.state.is_terminal() && job.session.is_none() => {
+                    job.session = Some(sid);
+                    job.rec.slave = Some(join.name.clone());
+                    // The slave has it, whatever the hub managed to store before a crash
+                    // (`assigned` is not waited for): it must not be handed out again.
+                    let was_queued = st.queue.remove(&id);
+                    if was_queued {
+                        unqueued(&mut st.queued_by, &job.rec.owner);
+                    }
+                    if was_queued || job.rec.state == JobState::Assigned {
+                        job.rec.state = JobState::Running;
+                        job.rec.started_ms.get_or_insert_with(now_ms);
+                        job.touch();
+                        self.store.save_later(job.rec.clone());
+                    }
+                    if job.log.is_none() {
+                        job.log = Some(Arc::new(self.logs.job(id, job.rec.attempt)));
+                    }
+                    mine.insert(id);
+                }
+                // Given up as lost, but its slave was only out of touch: take it back. The
+                // record said `lost` for a while; it now goes on to its real end.
+                Some(job) if job.rec.state == JobState::Lost && job.session.is_none() => {
+                    tracing::info!(job = id, slave = %join.name, "lost job is back with its slave");
+                    job.session = Some(sid);
+                    job.rec.slave = Some(join.name.clone());
+                    job.rec.state = JobState::Running;
+                    job.rec.reason = None;
+                    job.rec.ended_ms = None;
+                    job.log = Some(Arc::new(self.logs.job(id, job.rec.attempt)));
+                    job.touch();
+                    self.store.save_later(job.rec.clone());
+                    mine.insert(id);
+                }
+                _ => unwanted.push(id),
+            }
+        }
+        let (mut requeued, mut gone) = (Vec::new(), Vec::new());
+        for id in left.into_iter().filter(|id| !mine.contains(id)) {
+            let Some(job) = st.jobs.get_mut(&id) else {
+                continue;
+            };
+            if job.session.is_some() || job.rec.state.is_terminal() {
+                continue;
+            }
+            if job.rec.state == JobState::Assigned {
+                job.rec.state = JobState::Queued;
+                job.rec.slave = None;
+                job.log = None;
+                job.recent = None;
+                if st.queue.insert(id) {
+                    *st.queued_by.entry(job.rec.owner.clone()).or_default() += 1;
+                }
+                job.touch();
+                self.store.save_later(job.rec.clone());
+                requeued.push(id);
+            } else {
+                gone.push(id);
+            }
+        }
+        let replaced_by = CancellationToken::new();
+        st.slaves.insert(
+            sid,
+            SlaveEntry {
+                name: join.name,
+                slots: join.slots,
+                labels: join.labels,
+                draining: false,
+                jobs: mine,
+                tx,
+                instance: join.instance,
+                replaced_by: replaced_by.clone(),
+            },
+        );
+        crate::hub::sched::refresh_reasons(st);
+        Joined {
+            sid,
+            unwanted,
+            requeued,
+            gone,
+            replaced,
+            replaced_by,
+        }
+    }
+
+    /// Forgets a slave connection. Its jobs stay as they are, without a slave, until it comes
+    /// back or the orphan timer gives them up. Returns those jobs.
+    pub fn remove_slave(&self, sid: SessionId) -> Vec<JobId> {
+        let mut st = self.lock();
+        let Some(slave) = st.slaves.remove(&sid) else {
+            return Vec::new();
+        };
+        crate::hub::sched::refresh_reasons(&mut st);
+        let orphans = st.orphan_jobs(sid, slave.jobs);
+        if let Some(i) = slave.instance {
+            st.orphans_of.entry(i).or_default().extend(&orphans);
+        }
+        orphans
+    }
+
+    /// Gives up jobs that still have no slave: they become `lost`.
+    pub async fn expire_orphans(&self, ids: &[JobId], why: &str) {
+        let lost: Vec<JobRecord> = {
+            let mut st = self.lock();
+            let lost: Vec<JobRecord> = ids
+                .iter()
+                .filter_map(|id| st.jobs.get(id))
+                .filter(|j| j.session.is_none() && !j.rec.state.is_terminal())
+                .map(|j| {
+                    let mut rec = j.rec.clone();
+                    rec.state = if j.cancelled.is_some() {
+                        JobState::Cancelled
+                    } else {
+                        JobState::Lost
+                    };
+                    rec.reason = Some(why.to_string());
+                    rec.ended_ms = Some(now_ms());
+                    rec
+                })
+                .collect();
+            // No slave process takes these back as orphans any more.
+            if !lost.is_empty() {
+                let ended: HashSet<JobId> = lost.iter().map(|r| r.id).collect();
+                st.orphans_of.retain(|_, jobs| {
+                    jobs.retain(|id| !ended.contains(id));
+                    !jobs.is_empty()
+                });
+            }
+            lost
+        };
+        for rec in lost {
+            tracing::warn!(job = rec.id, "job lost: {why}");
+            if let Err(e) = self.finish(rec).await {
+                tracing::error!("{e}");
+            }
+        }
+    }
+}
+
+impl State {
+    /// Replaces the sessions of slave process `instance` still registered (it has dialled
+    /// again, so they are dead to it). Returns the jobs its earlier sessions left, and how many
+    /// sessions were replaced.
+    fn replace_sessions_of(&mut self, instance: u64) -> (HashSet<JobId>, usize) {
+        let stale: Vec<SessionId> = self
+            .slaves
+            .iter()
+            .filter(|(_, s)| s.instance == Some(instance))
+            .map(|(&sid, _)| sid)
+            .collect();
+        let mut left = self.orphans_of.remove(&instance).unwrap_or_default();
+        for sid in &stale {
+            if let Some(old) = self.slaves.remove(sid) {
+                tracing::info!(slave = %old.name, session = sid, "slave dialled again: its earlier connection is replaced");
+                old.replaced_by.cancel();
+                left.extend(self.orphan_jobs(*sid, old.jobs));
+            }
+        }
+        (left, stale.len())
+    }
+
+    /// Detaches the jobs of session `sid` from it; returns those that were still its own.
+    fn orphan_jobs(&mut self, sid: SessionId, jobs: HashSet<JobId>) -> Vec<JobId> {
+        jobs.into_iter()
+            .filter(|id| match self.jobs.get_mut(id) {
+                Some(job) if job.session == Some(sid) => {
+                    job.session = None;
+                    true
+                }
+                _ => false,
+            })
+            .collect()
+    }
+}

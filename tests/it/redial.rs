@@ -1,0 +1,240 @@
+//! A slave process that dials its hub again: its hello carries the same instance id, so the hub
+//! knows what that process holds. An assignment the cut connection swallowed is queued again at
+//! once (not `lost` after the slave timeout), an earlier connection the hub still has open is
+//! replaced (its running jobs are not cancelled), and a started job the process no longer
+//! holds is given up at once. Most tests here play the slave over the real protocol, so they
+//! decide exactly what reached it; the last two cut a real slave's connection with a relay.
+
+use crate::relay::Relay;
+use crate::util::*;
+use execnode::conn::{self, ConnReader, ConnSender, Incoming};
+use execnode::http::HubUrl;
+use execnode::wire::{
+    HubToSlave, JobId, JobState, Outcome, RunningJob, SlaveMsg, PROTOCOL_VERSION,
+};
+
+type Reader = ConnReader<hyper_util::rt::TokioIo<hyper::upgrade::Upgraded>>;
+
+/// The slave timeout of these hubs: far longer than any wait here, so nothing below can pass
+/// by waiting for it.
+const SLAVE_TIMEOUT: &str = "600";
+
+/// With a worker thread of its own: the connections' writer tasks go on while the test blocks
+/// on `xn` or on a wait.
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// One connection of a played slave process `instance` with `slots`, welcomed.
+async fn dial(hub: &Hub, instance: u64, slots: u32, running: &[JobId]) -> (Reader, ConnSender) {
+    let url = HubUrl::parse(&hub.url)
+        .unwrap()
+        .with_token(Some(hub.slave_token.clone()));
+    let ws = url.websocket("/api/v1/slave").await.unwrap();
+    let (mut rd, tx) = conn::start(ws);
+    tx.send(&SlaveMsg::Hello {
+        protocol: PROTOCOL_VERSION,
+        name: "played".into(),
+        slots,
+        running: running.iter().map(|&job| RunningJob { job }).collect(),
+        labels: vec![],
+        instance: Some(instance),
+    })
+    .await
+    .unwrap();
+    match next(&mut rd).await {
+        Some(HubToSlave::Welcome { .. }) => (rd, tx),
+        other => panic!("expected a welcome, got {other:?}"),
+    }
+}
+
+/// The hub's next message other than a heartbeat; `None` once it closed the connection.
+async fn next(rd: &mut Reader) -> Option<HubToSlave> {
+    loop {
+        let msg = tokio::time::timeout(TIMEOUT, rd.recv::<HubToSlave>())
+            .await
+            .expect("the hub said nothing")
+            .unwrap_or(None);
+        match msg {
+            Some(Incoming::Msg(HubToSlave::Heartbeat)) => continue,
+            Some(Incoming::Msg(m)) => return Some(m),
+            Some(other) => panic!("unexpected from the hub: {other:?}"),
+            None => return None,
+        }
+    }
+}
+
+async fn assigned(rd: &mut Reader) -> JobId {
+    match next(rd).await {
+        Some(HubToSlave::Assign { job, .. }) => job,
+        other => panic!("expected an assignment, got {other:?}"),
+    }
+}
+
+/// Waits until the hub has `n` slaves connected.
+fn wait_slaves(hub: &Hub, n: usize) {
+    wait_until(&format!("{n} connected slave(s)"), || {
+        let (code, body) = hub.get("/api/v1/slaves");
+        code == 200
+            && serde_json::from_str::<Vec<serde_json::Value>>(&body)
+                .unwrap()
+                .len()
+                == n
+    });
+}
+
+#[test]
+fn an_assignment_lost_with_the_connection_is_queued_again_at_once() {
+    let hub = Hub::start_with(&["--slave-timeout", SLAVE_TIMEOUT]);
+    runtime().block_on(async {
+        let (mut rd, tx) = dial(&hub, 7, 1, &[]).await;
+        let id = hub.submit("true", &[]);
+        assert_eq!(assigned(&mut rd).await, id);
+        // The connection ends; as far as the hub can tell, the assignment never arrived.
+        drop((rd, tx));
+        wait_slaves(&hub, 0);
+        assert_eq!(hub.job(id).state, JobState::Assigned);
+        // The same process dials again holding nothing: the job is handed out again.
+        let (mut rd, _tx) = dial(&hub, 7, 1, &[]).await;
+        assert_eq!(assigned(&mut rd).await, id);
+        let rec = hub.job(id);
+        assert_eq!(rec.state, JobState::Assigned);
+        assert_eq!((rec.attempt, rec.attempts.len()), (1, 0), "not a retry");
+        assert!(hub.log_contains("queued again"));
+    });
+}
+
+#[test]
+fn a_connection_the_hub_still_holds_is_replaced_and_its_jobs_go_on() {
+    let hub = Hub::start_with(&["--slave-timeout", SLAVE_TIMEOUT]);
+    runtime().block_on(async {
+        let (mut old_rd, old_tx) = dial(&hub, 8, 2, &[]).await;
+        let running = hub.submit("true", &[]);
+        assert_eq!(assigned(&mut old_rd).await, running);
+        old_tx
+            .send(&SlaveMsg::Started {
+                job: running,
+                pid: 4242,
+            })
+            .await
+            .unwrap();
+        wait_until("the job to run", || {
+            hub.job(running).state == JobState::Running
+        });
+        // A second job goes out on the old connection; say the cut swallowed it.
+        let swallowed = hub.submit("true", &[]);
+        assert_eq!(assigned(&mut old_rd).await, swallowed);
+        // The hub hears no end of the old connection; the process dials again, holding the
+        // running job only. Had the hub cancelled that job, a `cancel` would come first.
+        let (mut rd, tx) = dial(&hub, 8, 2, &[running]).await;
+        assert_eq!(assigned(&mut rd).await, swallowed);
+        assert_eq!(
+            next(&mut old_rd).await,
+            None,
+            "the old connection is closed"
+        );
+        wait_slaves(&hub, 1);
+        assert_eq!(hub.job(running).state, JobState::Running);
+        let rec = hub.job(swallowed);
+        assert_eq!((rec.state, rec.attempts.len()), (JobState::Assigned, 0));
+        // The job taken back ends normally on the new connection.
+        tx.send(&SlaveMsg::Ended {
+            job: running,
+            outcome: Outcome::Exited { code: 0 },
+            stdout_len: 0,
+            stderr_len: 0,
+            cancelled: None,
+        })
+        .await
+        .unwrap();
+        assert_eq!(next(&mut rd).await, Some(HubToSlave::Done { job: running }));
+        let rec = hub.wait_ended(running);
+        assert_eq!((rec.state, rec.exit_code), (JobState::Exited, Some(0)));
+        drop(old_tx);
+    });
+}
+
+#[test]
+fn a_started_job_its_slave_no_longer_holds_is_lost_at_once() {
+    let hub = Hub::start_with(&["--slave-timeout", SLAVE_TIMEOUT]);
+    runtime().block_on(async {
+        let (mut rd, tx) = dial(&hub, 9, 1, &[]).await;
+        let id = hub.submit("true", &[]);
+        assert_eq!(assigned(&mut rd).await, id);
+        tx.send(&SlaveMsg::Started { job: id, pid: 4242 })
+            .await
+            .unwrap();
+        wait_until("the job to run", || hub.job(id).state == JobState::Running);
+        drop((rd, tx));
+        wait_slaves(&hub, 0);
+        let _again = dial(&hub, 9, 1, &[]).await;
+        let rec = hub.wait_ended(id);
+        assert_eq!(rec.state, JobState::Lost);
+        assert_eq!(
+            rec.reason.as_deref(),
+            Some("its slave came back without it")
+        );
+    });
+    // Another process of the same name is not the one that had the job: what it does not
+    // hold stays with the slave timeout, as before.
+    let hub = Hub::start_with(&["--slave-timeout", SLAVE_TIMEOUT]);
+    runtime().block_on(async {
+        let (mut rd, tx) = dial(&hub, 10, 1, &[]).await;
+        let id = hub.submit("true", &[]);
+        assert_eq!(assigned(&mut rd).await, id);
+        drop((rd, tx));
+        wait_slaves(&hub, 0);
+        let (mut rd, _tx) = dial(&hub, 11, 1, &[]).await;
+        let next_job = hub.submit("true", &[]);
+        assert_eq!(
+            assigned(&mut rd).await,
+            next_job,
+            "the free slot takes the next job"
+        );
+        assert_eq!(hub.job(id).state, JobState::Assigned);
+    });
+}
+
+#[test]
+fn a_running_job_outlives_a_cut_its_hub_did_not_notice() {
+    let hub = Hub::start_with(&["--slave-timeout", SLAVE_TIMEOUT]);
+    let relay = Relay::start(&hub.addr);
+    let slave = Slave::start_at(&relay.url, &hub.slave_token, "s1", 1, &[]);
+    let dir = tempfile::tempdir().unwrap();
+    let go = dir.path().join("go");
+    let line = format!(
+        "echo before; while [ ! -e {} ]; do sleep 0.05; done; echo after",
+        go.display()
+    );
+    let id = hub.submit(&line, &["--no-tty"]);
+    wait_until("output", || hub.job(id).stdout_len >= 7);
+    // The slave's side of the connection ends; the hub's stays open and hears nothing.
+    relay.cut_now();
+    wait_until("the slave to dial again and replace it", || {
+        hub.log_contains("earlier connection is replaced")
+    });
+    assert_eq!(relay.accepted(), 2);
+    std::fs::write(&go, b"").unwrap();
+    let rec = hub.wait_ended(id);
+    assert_eq!((rec.state, rec.exit_code), (JobState::Exited, Some(0)));
+    assert_eq!(hub.fetch(id), b"before\nafter\n");
+    assert!(!slave.log_contains("cancel"), "the job was never cancelled");
+}
+
+#[test]
+fn an_assignment_a_cut_swallowed_runs_when_the_slave_dials_again() {
+    let hub = Hub::start_with(&["--slave-timeout", SLAVE_TIMEOUT]);
+    let relay = Relay::start(&hub.addr);
+    let _slave = Slave::start_at(&relay.url, &hub.slave_token, "s1", 1, &[]);
+    relay.cut_on(br#""type":"assign""#);
+    let id = hub.submit("echo ran", &["--no-tty"]);
+    let rec = hub.wait_ended(id);
+    assert_eq!((rec.state, rec.exit_code), (JobState::Exited, Some(0)));
+    assert_eq!((rec.attempt, rec.attempts.len()), (1, 0), "not a retry");
+    assert_eq!(hub.fetch(id), b"ran\n");
+    assert_eq!(relay.cuts(), 1, "the first assignment never arrived");
+}
