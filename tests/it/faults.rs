@@ -282,24 +282,14 @@ fn a_slave_stopped_gracefully_drains_then_cancels() {
 fn a_lost_job_is_taken_back_when_its_slave_returns() {
     let hub = Hub::start_with(&["--slave-timeout", "2"]);
     let slave = hub.slave("s1", 1);
-    let dir = tempfile::tempdir().unwrap();
-    let go = dir.path().join("go");
-    let line = format!(
-        "echo before; while [ ! -e {} ]; do sleep 0.05; done; echo after",
-        go.display()
-    );
-    let id = hub.submit(&line, &["--no-tty"]);
-    wait_output(&hub, id, 7);
+    let job = GatedJob::submit(&hub);
     slave.signal(libc::SIGSTOP);
-    assert_eq!(hub.wait_ended(id).state, JobState::Lost);
+    assert_eq!(hub.wait_ended(job.id).state, JobState::Lost);
     slave.signal(libc::SIGCONT);
     wait_until("the job to be back", || {
-        hub.job(id).state == JobState::Running
+        hub.job(job.id).state == JobState::Running
     });
-    std::fs::write(&go, b"").unwrap();
-    let rec = hub.wait_ended(id);
-    assert_eq!((rec.state, rec.exit_code), (JobState::Exited, Some(0)));
-    assert_eq!(hub.fetch(id), b"before\nafter\n");
+    job.finish(&hub);
 }
 
 /// Mounts a small tmpfs for a data dir; `None` where this machine does not let us (not root).

@@ -204,24 +204,14 @@ fn a_running_job_outlives_a_cut_its_hub_did_not_notice() {
     let hub = Hub::start_with(&["--slave-timeout", SLAVE_TIMEOUT]);
     let relay = Relay::start(&hub.addr);
     let slave = Slave::start_at(&relay.url, &hub.slave_token, "s1", 1, &[]);
-    let dir = tempfile::tempdir().unwrap();
-    let go = dir.path().join("go");
-    let line = format!(
-        "echo before; while [ ! -e {} ]; do sleep 0.05; done; echo after",
-        go.display()
-    );
-    let id = hub.submit(&line, &["--no-tty"]);
-    wait_until("output", || hub.job(id).stdout_len >= 7);
+    let job = GatedJob::submit(&hub);
     // The slave's side of the connection ends; the hub's stays open and hears nothing.
     relay.cut_now();
     wait_until("the slave to dial again and replace it", || {
         hub.log_contains("earlier connection is replaced")
     });
     assert_eq!(relay.accepted(), 2);
-    std::fs::write(&go, b"").unwrap();
-    let rec = hub.wait_ended(id);
-    assert_eq!((rec.state, rec.exit_code), (JobState::Exited, Some(0)));
-    assert_eq!(hub.fetch(id), b"before\nafter\n");
+    job.finish(&hub);
     assert!(!slave.log_contains("cancel"), "the job was never cancelled");
 }
 

@@ -41,6 +41,41 @@ pub fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
     }
 }
 
+/// A job that prints `before`, waits until the test opens its gate, prints `after` and exits 0
+/// (`--no-tty`): a job that is surely running while the test does something to it.
+pub struct GatedJob {
+    pub id: u64,
+    gate: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl GatedJob {
+    /// Submits it and waits until `before` is stored.
+    pub fn submit(hub: &Hub) -> GatedJob {
+        let dir = tempfile::tempdir().unwrap();
+        let gate = dir.path().join("go");
+        let line = format!(
+            "echo before; while [ ! -e {} ]; do sleep 0.05; done; echo after",
+            gate.display()
+        );
+        let id = hub.submit(&line, &["--no-tty"]);
+        wait_until("output", || hub.job(id).stdout_len >= 7);
+        GatedJob {
+            id,
+            gate,
+            _dir: dir,
+        }
+    }
+
+    /// Lets it finish, and checks that it did, with all its output.
+    pub fn finish(&self, hub: &Hub) {
+        std::fs::write(&self.gate, b"").unwrap();
+        let rec = hub.wait_ended(self.id);
+        assert_eq!((rec.state, rec.exit_code), (JobState::Exited, Some(0)));
+        assert_eq!(hub.fetch(self.id), b"before\nafter\n");
+    }
+}
+
 /// Starts a hub or slave with its log on a pipe (level from `TEST_XN_LOG`, default info) and
 /// collects its lines.
 fn spawn_logged(cmd: &mut Command, what: &str) -> (Child, Arc<Mutex<Vec<String>>>) {
