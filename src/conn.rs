@@ -18,6 +18,7 @@ use fastwebsockets::{Frame, OpCode, Payload, WebSocket, WebSocketError, WebSocke
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, BufWriter, ReadHalf};
 use tokio::sync::mpsc;
 
@@ -92,6 +93,8 @@ impl BufPool {
 pub struct ConnReader<S> {
     ws: WebSocketRead<ReadHalf<S>>,
     tx: mpsc::Sender<Out>,
+    /// The peer has pinged us: it is expected to go on doing so (see [`ConnReader::recv_watched`]).
+    pinged: bool,
 }
 
 /// Splits an upgraded WebSocket and starts its writer task. The task ends when every
@@ -101,7 +104,8 @@ where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     ws.set_max_message_size(MAX_WS_MESSAGE_BYTES);
-    ws.set_auto_pong(true);
+    // Pings are answered in `recv`, which also notes that the peer is alive.
+    ws.set_auto_pong(false);
     ws.set_auto_close(true);
     let (rd, wr) = ws.split(|s| {
         let (r, w) = tokio::io::split(s);
@@ -136,6 +140,7 @@ where
         ConnReader {
             ws: rd,
             tx: tx.clone(),
+            pinged: false,
         },
         ConnSender { tx, pool },
     )
@@ -212,6 +217,12 @@ impl ConnSender {
         self.queue(Out::Close(code, reason.to_string())).await
     }
 
+    /// Queues a ping, unless the queue is full (then frames are on their way anyway, and they
+    /// tell the peer as much). The peer answers with a pong; see [`ConnReader::recv_watched`].
+    pub fn ping(&self) {
+        let _ = self.tx.try_send(Out::Frame(OpCode::Ping, Vec::new()));
+    }
+
     /// Whether the writer task has stopped (peer gone or close sent).
     pub fn is_closed(&self) -> bool {
         self.tx.is_closed()
@@ -228,11 +239,42 @@ impl ConnSender {
 impl<S: AsyncRead + Unpin> ConnReader<S> {
     /// The next message; `Ok(None)` when the peer closed the connection cleanly or went away.
     pub async fn recv<T: DeserializeOwned>(&mut self) -> Result<Option<Incoming<T>>> {
+        self.recv_inner(None).await
+    }
+
+    /// [`recv`](Self::recv) for a connection that a cut network could leave open and silent:
+    /// once the peer has pinged us (a hub pings its clients every few seconds), a time of
+    /// `silence` without any frame from it, pings included, is an error. After that error
+    /// the reader is unusable (a frame may be half read): drop the connection.
+    pub async fn recv_watched<T: DeserializeOwned>(
+        &mut self,
+        silence: Duration,
+    ) -> Result<Option<Incoming<T>>> {
+        self.recv_inner(Some(silence)).await
+    }
+
+    async fn recv_inner<T: DeserializeOwned>(
+        &mut self,
+        silence: Option<Duration>,
+    ) -> Result<Option<Incoming<T>>> {
         loop {
-            let frame = match self.read_frame().await? {
+            let next = match silence.filter(|_| self.pinged) {
+                Some(limit) => match tokio::time::timeout(limit, self.read_frame()).await {
+                    Ok(f) => f?,
+                    Err(_) => return Err(anyhow!("no word from the other end for {limit:?}")),
+                },
+                None => self.read_frame().await?,
+            };
+            let frame = match next {
                 Some(f) => f,
                 None => return Ok(None),
             };
+            if frame.opcode == OpCode::Ping {
+                let pong = Out::Frame(OpCode::Pong, frame.payload.to_vec());
+                self.pinged = true;
+                let _ = self.tx.send(pong).await;
+                continue;
+            }
             if !frame.fin || frame.opcode == OpCode::Continuation {
                 let reason = "fragmented messages are not supported";
                 let _ = self.tx.send(Out::Close(CLOSE_POLICY, reason.into())).await;
@@ -245,7 +287,7 @@ impl<S: AsyncRead + Unpin> ConnReader<S> {
                     Err(e) => Incoming::Bad(format!("bad message: {e}")),
                 },
                 OpCode::Binary => Incoming::Data(payload_bytes(frame.payload)),
-                // Pings are answered by the reader itself; unsolicited pongs mean nothing.
+                // Pongs answer our pings; that they arrive is all they say.
                 _ => continue,
             }));
         }

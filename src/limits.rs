@@ -59,7 +59,8 @@ pub const SLAVE_UNACKED_BYTES: usize = 8 << 20;
 /// full frames; a small frame goes out at once only when nothing is in flight.
 pub const SLAVE_WINDOW_BYTES: u64 = 1 << 20;
 
-/// A slave that hears nothing from its hub for this long drops the connection and dials again.
+/// A slave (or a client following a job) that hears nothing from its hub for this long drops
+/// the connection and dials again.
 pub const HUB_SILENCE_LIMIT: Duration = Duration::from_secs(20);
 
 /// How long `xn` keeps trying to reconnect to a hub that went away mid-stream.

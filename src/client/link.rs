@@ -1,11 +1,12 @@
-//! A job's stream that outlives the hub: when the connection drops before the job's end, it
-//! dials again with backoff (saying so on stderr) and resumes from the last byte received, so
-//! `xn -a`, `xn -f --follow` and `xn -s --wait` neither lose nor repeat a byte.
+//! A job's stream that outlives the hub: when the connection drops before the job's end, or
+//! goes silent (no ping from the hub for [`HUB_SILENCE_LIMIT`]), it dials again with backoff
+//! (saying so on stderr) and resumes from the last byte received, so `xn -a`, `xn -f --follow`
+//! and `xn -s --wait` neither lose nor repeat a byte.
 
 use super::terminal::say;
 use crate::conn::{self, ConnSender, Incoming};
 use crate::http::{HubError, HubUrl};
-use crate::limits::CLIENT_RECONNECT_LIMIT;
+use crate::limits::{CLIENT_RECONNECT_LIMIT, HUB_SILENCE_LIMIT};
 use crate::wire::{JobId, StreamMsg};
 use anyhow::Result;
 use std::time::{Duration, Instant};
@@ -94,7 +95,9 @@ async fn connect(
     let (ev_tx, events) = mpsc::channel::<Event>(64);
     tokio::spawn(async move {
         loop {
-            let next = rd.recv::<StreamMsg>().await;
+            // The hub pings every few seconds: silence means a connection that a cut network
+            // left open, which no error would ever end.
+            let next = rd.recv_watched::<StreamMsg>(HUB_SILENCE_LIMIT).await;
             let stop = !matches!(next, Ok(Some(_)));
             if ev_tx.send(next).await.is_err() || stop {
                 break;

@@ -10,7 +10,7 @@ use super::respond::{self, HubResponse, ServerWs};
 use super::routes::{forbidden, query, query_u64};
 use super::Ctx;
 use crate::conn::{self, ConnReader, ConnSender, Incoming};
-use crate::limits::MAX_DATA_CHUNK;
+use crate::limits::{HEARTBEAT_INTERVAL, MAX_DATA_CHUNK};
 use crate::wire::{
     ClientMsg, DataFrame, HubToSlave, JobId, JobRecord, Stream, StreamMsg, DATA_HEADER_LEN,
 };
@@ -54,19 +54,30 @@ async fn session(
         let (ctx, tx) = (ctx.clone(), tx.clone());
         tokio::spawn(async move { client_loop(&ctx, id, rd, &tx, interactive).await })
     };
-    tokio::select! {
-        res = pump(&ctx, id, &tx, from) => {
-            if let Err(e) = res {
-                tracing::debug!(job = id, "stream ended: {e:#}");
+    let pump = pump(&ctx, id, &tx, from);
+    tokio::pin!(pump);
+    // Pings tell the client that a quiet job's connection is still there: without them, one a
+    // cut network left open would keep it waiting for ever.
+    let mut beat = tokio::time::interval(HEARTBEAT_INTERVAL);
+    loop {
+        tokio::select! {
+            res = &mut pump => {
+                if let Err(e) = res {
+                    tracing::debug!(job = id, "stream ended: {e:#}");
+                }
+                break;
             }
-        }
-        _ = &mut reader => {}
-        _ = ctx.shutdown.cancelled() => {
-            let _ = tx.close(1001, "hub shutting down").await;
-        }
-        _ = who.revoked.cancelled() => {
-            let _ = tx.send(&StreamMsg::Error { message: "token revoked".into() }).await;
-            let _ = tx.close(crate::conn::CLOSE_POLICY, "token revoked").await;
+            _ = &mut reader => break,
+            _ = beat.tick() => tx.ping(),
+            _ = ctx.shutdown.cancelled() => {
+                let _ = tx.close(1001, "hub shutting down").await;
+                break;
+            }
+            _ = who.revoked.cancelled() => {
+                let _ = tx.send(&StreamMsg::Error { message: "token revoked".into() }).await;
+                let _ = tx.close(crate::conn::CLOSE_POLICY, "token revoked").await;
+                break;
+            }
         }
     }
     reader.abort();

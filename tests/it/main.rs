@@ -17,6 +17,7 @@ mod relay;
 mod restart;
 mod retries;
 mod sandbox;
+mod silence;
 mod stream;
 mod term;
 mod tls;

@@ -1,7 +1,8 @@
 //! A TCP relay in front of a hub that cuts connections the way a network does: the side of the
 //! dialler (a slave) ends at once, while the hub's side stays open and silent, so the hub hears
 //! nothing until its own timeouts. A cut can wait for a pattern in what the hub sends, which is
-//! then never delivered.
+//! then never delivered. A frozen connection stays open on both sides and carries nothing more
+//! either way (what is sent is taken and dropped), as when a route goes away.
 
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
@@ -30,6 +31,7 @@ struct Link {
     near: Arc<TcpStream>,
     far: Arc<TcpStream>,
     cut: Arc<AtomicBool>,
+    frozen: Arc<AtomicBool>,
 }
 
 impl Link {
@@ -65,6 +67,7 @@ impl Relay {
                     near: Arc::new(near),
                     far: Arc::new(far),
                     cut: Arc::default(),
+                    frozen: Arc::default(),
                 };
                 s.live.lock().unwrap().push(link.clone());
                 s.accepted.fetch_add(1, Ordering::SeqCst);
@@ -81,6 +84,13 @@ impl Relay {
     pub fn cut_now(&self) {
         for link in self.shared.live.lock().unwrap().drain(..) {
             link.cut(&self.shared);
+        }
+    }
+
+    /// Freezes every live connection now; new ones are relayed as before.
+    pub fn freeze_now(&self) {
+        for link in self.shared.live.lock().unwrap().drain(..) {
+            link.frozen.store(true, Ordering::SeqCst);
         }
     }
 
@@ -107,6 +117,9 @@ fn pump_up(link: &Link) {
             Ok(n) if n > 0 && !link.cut.load(Ordering::SeqCst) => n,
             _ => break,
         };
+        if link.frozen.load(Ordering::SeqCst) {
+            continue;
+        }
         if (&*link.far).write_all(&buf[..n]).is_err() {
             break;
         }
@@ -126,6 +139,9 @@ fn pump_down(shared: &Shared, link: &Link) {
             Ok(n) if n > 0 && !link.cut.load(Ordering::SeqCst) => n,
             _ => break,
         };
+        if link.frozen.load(Ordering::SeqCst) {
+            continue;
+        }
         seen.extend_from_slice(&buf[..n]);
         let mut armed = shared.cut_on.lock().unwrap();
         if let Some(p) = armed.as_ref() {

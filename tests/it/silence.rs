@@ -1,0 +1,52 @@
+//! A client whose connection a cut network leaves open and silent: no error ever ends it, so
+//! the hub pings its clients and a client that hears nothing for a while dials again, and
+//! resumes where it was.
+
+use crate::relay::Relay;
+use crate::util::*;
+use std::io::Read;
+use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex};
+
+#[test]
+fn a_follower_whose_connection_goes_silent_dials_again_and_misses_nothing() {
+    let hub = Hub::start();
+    let _slave = hub.slave("s1", 1);
+    let relay = Relay::start(&hub.addr);
+    let job = GatedJob::submit(&hub);
+    let mut follower = Command::new(bin_dir().join("xn"))
+        .args(["-f", &job.id.to_string(), "--follow"])
+        .env("XN_HUB", &relay.url)
+        .env("XN_TOKEN", &hub.token)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let followed = Arc::new(Mutex::new(Vec::new()));
+    let reader = {
+        let (mut out, followed) = (follower.stdout.take().unwrap(), followed.clone());
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = out.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                followed.lock().unwrap().extend_from_slice(&buf[..n]);
+            }
+        })
+    };
+    wait_until("the follower to stream", || {
+        followed.lock().unwrap().as_slice() == b"before\n"
+    });
+    // The route goes away: both ends stay open, nothing arrives either way.
+    relay.freeze_now();
+    wait_until("the follower to dial again", || relay.accepted() == 2);
+    job.finish(&hub);
+    let mut err = String::new();
+    let mut stderr = follower.stderr.take().unwrap();
+    stderr.read_to_string(&mut err).unwrap();
+    assert_eq!(follower.wait().unwrap().code(), Some(0), "{err}");
+    reader.join().unwrap();
+    assert_eq!(followed.lock().unwrap().as_slice(), b"before\nafter\n");
+    assert!(err.contains("no word from the other end"), "{err}");
+}
