@@ -1,6 +1,7 @@
 //! The HTTP client side shared by `xn` and `xnslave`: parse a hub URL, make one REST call, open
 //! a WebSocket. Errors name the hub URL so a user knows what could not be reached.
 
+use crate::limits::{HUB_ANSWER_TIMEOUT, HUB_CONNECT_TIMEOUT};
 use crate::wire::ErrorBody;
 use anyhow::{anyhow, bail, Context, Result};
 use base64::Engine;
@@ -131,6 +132,17 @@ impl HubUrl {
     }
 
     async fn connect(&self) -> Result<Box<dyn Io>> {
+        tokio::time::timeout(HUB_CONNECT_TIMEOUT, self.dial())
+            .await
+            .unwrap_or_else(|_| {
+                Err(anyhow!(
+                    "cannot reach hub at {}: no connection within {HUB_CONNECT_TIMEOUT:?}",
+                    self.url
+                ))
+            })
+    }
+
+    async fn dial(&self) -> Result<Box<dyn Io>> {
         let stream = TcpStream::connect(&self.authority)
             .await
             .with_context(|| format!("cannot reach hub at {}", self.url))?;
@@ -210,10 +222,21 @@ impl HubUrl {
         let req = req
             .body(Full::new(Bytes::from(body.unwrap_or_default())))
             .context("building request")?;
-        sender
-            .send_request(req)
-            .await
-            .with_context(|| format!("hub at {} did not answer", self.url))
+        self.answer(sender.send_request(req)).await
+    }
+
+    /// The head of the hub's answer to a request sent, within [`HUB_ANSWER_TIMEOUT`].
+    async fn answer(
+        &self,
+        sent: impl std::future::Future<Output = hyper::Result<Response<Incoming>>>,
+    ) -> Result<Response<Incoming>> {
+        match tokio::time::timeout(HUB_ANSWER_TIMEOUT, sent).await {
+            Ok(resp) => resp.with_context(|| format!("hub at {} did not answer", self.url)),
+            Err(_) => bail!(
+                "hub at {} did not answer within {HUB_ANSWER_TIMEOUT:?}",
+                self.url
+            ),
+        }
     }
 
     /// A REST call with a JSON answer; an error status becomes a [`HubError`].
@@ -274,10 +297,7 @@ impl HubUrl {
             .header("Sec-WebSocket-Version", "13")
             .body(Full::new(Bytes::new()))
             .context("building request")?;
-        let mut resp = sender
-            .send_request(req)
-            .await
-            .with_context(|| format!("hub at {} did not answer", self.url))?;
+        let mut resp = self.answer(sender.send_request(req)).await?;
         if resp.status() != StatusCode::SWITCHING_PROTOCOLS {
             let status = resp.status();
             let bytes = read_all(resp).await?;

@@ -63,5 +63,15 @@ pub const SLAVE_WINDOW_BYTES: u64 = 1 << 20;
 /// the connection and dials again.
 pub const HUB_SILENCE_LIMIT: Duration = Duration::from_secs(20);
 
+/// How long `xn` and slaves wait for a connection to the hub (TCP, and TLS over it) before
+/// they report it unreachable: a hub behind a route that drops packets would otherwise take the
+/// kernel's two minutes of retries.
+pub const HUB_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long a request waits for the head of the hub's answer (the body, e.g. a long output,
+/// may take as long as it takes): a hub that accepted and then stopped (`SIGSTOP`, a hung
+/// machine) must not leave `xn -l` waiting for ever.
+pub const HUB_ANSWER_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// How long `xn` keeps trying to reconnect to a hub that went away mid-stream.
 pub const CLIENT_RECONNECT_LIMIT: Duration = Duration::from_secs(300);

@@ -93,6 +93,47 @@ fn runtime() -> tokio::runtime::Runtime {
 }
 
 #[test]
+fn a_hub_that_accepts_and_never_answers_is_a_clear_error_not_a_hang() {
+    // Takes connections and reads what comes, as a stopped or hung hub's kernel would, and
+    // never answers.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    std::thread::spawn(move || {
+        for conn in listener.incoming().flatten() {
+            std::thread::spawn(move || std::io::copy(&mut &conn, &mut std::io::sink()));
+        }
+    });
+    let out = xn(&url, &["-l"]);
+    assert_eq!(out.status.code(), Some(255));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        err.trim(),
+        format!("xn: hub at {url} did not answer within 30s")
+    );
+}
+
+#[test]
+fn a_hub_no_connection_gets_through_to_is_a_clear_error_not_a_hang() {
+    use std::os::fd::AsRawFd;
+    // A listener whose queue of connections not yet accepted is full: the kernel drops what
+    // else comes, as a route that loses packets does, and a connect would retry for minutes.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    // SAFETY: listen(2) again on our own listening socket only shortens its queue.
+    assert_eq!(unsafe { libc::listen(listener.as_raw_fd(), 0) }, 0);
+    let addr = listener.local_addr().unwrap();
+    let _queued = std::net::TcpStream::connect(addr).unwrap();
+    let url = format!("http://{addr}");
+    let out = xn(&url, &["-l"]);
+    assert_eq!(out.status.code(), Some(255));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        err.trim(),
+        format!("xn: cannot reach hub at {url}: no connection within 10s")
+    );
+    drop(listener);
+}
+
+#[test]
 fn a_slave_with_another_protocol_version_is_refused_with_both_versions() {
     use execnode::conn::{self, Incoming};
     use execnode::http::HubUrl;
