@@ -16,6 +16,7 @@ use rustls_pki_types::ServerName;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 
@@ -219,23 +220,23 @@ impl HubUrl {
         if body.is_some() {
             req = req.header(hyper::header::CONTENT_TYPE, "application/json");
         }
-        let req = req
-            .body(Full::new(Bytes::from(body.unwrap_or_default())))
-            .context("building request")?;
-        self.answer(sender.send_request(req)).await
+        let body = Bytes::from(body.unwrap_or_default());
+        // The answer comes after the body is sent: a big one (up to 32 MiB of job specs) gets
+        // a second more per 256 KiB, for a slow link.
+        let limit = HUB_ANSWER_TIMEOUT + Duration::from_secs(body.len() as u64 / (256 << 10));
+        let req = req.body(Full::new(body)).context("building request")?;
+        self.answer(sender.send_request(req), limit).await
     }
 
-    /// The head of the hub's answer to a request sent, within [`HUB_ANSWER_TIMEOUT`].
+    /// The head of the hub's answer to a request sent, within `limit`.
     async fn answer(
         &self,
         sent: impl std::future::Future<Output = hyper::Result<Response<Incoming>>>,
+        limit: Duration,
     ) -> Result<Response<Incoming>> {
-        match tokio::time::timeout(HUB_ANSWER_TIMEOUT, sent).await {
+        match tokio::time::timeout(limit, sent).await {
             Ok(resp) => resp.with_context(|| format!("hub at {} did not answer", self.url)),
-            Err(_) => bail!(
-                "hub at {} did not answer within {HUB_ANSWER_TIMEOUT:?}",
-                self.url
-            ),
+            Err(_) => bail!("hub at {} did not answer within {limit:?}", self.url),
         }
     }
 
@@ -297,7 +298,9 @@ impl HubUrl {
             .header("Sec-WebSocket-Version", "13")
             .body(Full::new(Bytes::new()))
             .context("building request")?;
-        let mut resp = self.answer(sender.send_request(req)).await?;
+        let mut resp = self
+            .answer(sender.send_request(req), HUB_ANSWER_TIMEOUT)
+            .await?;
         if resp.status() != StatusCode::SWITCHING_PROTOCOLS {
             let status = resp.status();
             let bytes = read_all(resp).await?;
