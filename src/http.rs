@@ -336,12 +336,25 @@ pub async fn read_all(resp: Response<Incoming>) -> Result<Bytes> {
     // peer's word.
     let announced = hyper::body::Body::size_hint(&body).exact().unwrap_or(0);
     let mut all = Vec::with_capacity(announced.min(crate::limits::ANSWER_PREALLOC_BYTES) as usize);
-    while let Some(frame) = body.frame().await {
-        if let Ok(data) = frame.context("reading the hub's answer")?.into_data() {
+    while let Some(frame) = body_frame(&mut body)
+        .await
+        .context("reading the hub's answer")?
+    {
+        if let Ok(data) = frame.into_data() {
             all.extend_from_slice(&data);
         }
     }
     Ok(Bytes::from(all))
+}
+
+/// The next piece of an answer's body; an error after [`HUB_ANSWER_TIMEOUT`] without a byte:
+/// the hub sends what it has at once, so that long a silence is a dead connection.
+pub async fn body_frame(body: &mut Incoming) -> Result<Option<hyper::body::Frame<Bytes>>> {
+    match tokio::time::timeout(HUB_ANSWER_TIMEOUT, body.frame()).await {
+        Ok(Some(frame)) => Ok(Some(frame?)),
+        Ok(None) => Ok(None),
+        Err(_) => bail!("nothing more came for {HUB_ANSWER_TIMEOUT:?}"),
+    }
 }
 
 /// Escapes a value for a query string: everything but unreserved characters as `%XX`.

@@ -68,10 +68,10 @@ pub const HUB_SILENCE_LIMIT: Duration = Duration::from_secs(20);
 /// kernel's two minutes of retries.
 pub const HUB_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// How long a request waits for the head of the hub's answer (the body, e.g. a long output,
-/// may take as long as it takes; a big request body adds a second per 256 KiB): a hub that
-/// accepted and then stopped (`SIGSTOP`, a hung machine) must not leave `xn -l` waiting for
-/// ever.
+/// How long a request waits for the head of the hub's answer (a big request body adds a second
+/// per 256 KiB), and then for each next piece of its body (a long output may take as long as
+/// it takes, as long as it flows): a hub that accepted and then stopped (`SIGSTOP`, a hung
+/// machine) must not leave `xn -l` waiting for ever.
 pub const HUB_ANSWER_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// How long `xn` keeps trying to reconnect to a hub that went away mid-stream.

@@ -7,7 +7,6 @@ use crate::http::{self, HubUrl};
 use crate::wire::{JobId, JobRecord};
 use anyhow::{bail, Context, Result};
 use bytes::Bytes;
-use http_body_util::BodyExt;
 use hyper::Method;
 
 pub async fn run(hub: &HubUrl, id: JobId, attempt: Option<u32>) -> Result<i32> {
@@ -62,8 +61,10 @@ pub async fn copy(
     let mut sink = Sink::new(fd);
     let mut lines = prefix.map(LinePrefixer::new);
     let mut body = resp.into_body();
-    while let Some(frame) = body.frame().await {
-        let frame = frame.with_context(|| format!("reading the {stream} of job {id}"))?;
+    while let Some(frame) = http::body_frame(&mut body)
+        .await
+        .with_context(|| format!("reading the {stream} of job {id}"))?
+    {
         if let Ok(data) = frame.into_data() {
             let data = match &mut lines {
                 Some(p) => p.feed(&data),

@@ -92,23 +92,44 @@ fn runtime() -> tokio::runtime::Runtime {
         .unwrap()
 }
 
-#[test]
-fn a_hub_that_accepts_and_never_answers_is_a_clear_error_not_a_hang() {
-    // Takes connections and reads what comes, as a stopped or hung hub's kernel would, and
-    // never answers.
+/// A listener that takes connections, reads what comes and answers each with `answer` and
+/// then nothing more, as a hub that stopped (or whose machine went away) would.
+fn stalled_hub(answer: &'static [u8]) -> String {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
     std::thread::spawn(move || {
-        for conn in listener.incoming().flatten() {
-            std::thread::spawn(move || std::io::copy(&mut &conn, &mut std::io::sink()));
+        for mut conn in listener.incoming().flatten() {
+            std::thread::spawn(move || {
+                use std::io::Write;
+                let _ = conn.write_all(answer);
+                std::io::copy(&mut &conn, &mut std::io::sink())
+            });
         }
     });
-    let out = xn(&url, &["-l"]);
-    assert_eq!(out.status.code(), Some(255));
-    let err = String::from_utf8_lossy(&out.stderr);
+    url
+}
+
+#[test]
+fn a_hub_that_stops_answering_is_a_clear_error_not_a_hang() {
+    // One says nothing; the other starts an answer of 100 bytes and stops after 10. Both are
+    // asked at once: each costs the 30 s that xn waits.
+    let silent = stalled_hub(b"");
+    let half = stalled_hub(b"HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\n[{\"id\":1,");
+    let asks: Vec<_> = [silent.clone(), half.clone()]
+        .into_iter()
+        .map(|url| std::thread::spawn(move || xn(&url, &["-l"])))
+        .collect();
+    let outs: Vec<_> = asks.into_iter().map(|t| t.join().unwrap()).collect();
+    let err = |i: usize| String::from_utf8_lossy(&outs[i].stderr).trim().to_string();
+    assert_eq!(outs[0].status.code(), Some(255));
     assert_eq!(
-        err.trim(),
-        format!("xn: hub at {url} did not answer within 30s")
+        err(0),
+        format!("xn: hub at {silent} did not answer within 30s")
+    );
+    assert_eq!(outs[1].status.code(), Some(255));
+    assert_eq!(
+        err(1),
+        "xn: reading the hub's answer: nothing more came for 30s"
     );
 }
 
