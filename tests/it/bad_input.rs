@@ -92,7 +92,7 @@ fn runtime() -> tokio::runtime::Runtime {
         .unwrap()
 }
 
-/// A listener that takes connections, reads what comes and answers each with `answer` and
+/// A listener that takes connections, reads each request's head, answers it with `answer` and
 /// then nothing more, as a hub that stopped (or whose machine went away) would.
 fn stalled_hub(answer: &'static [u8]) -> String {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -100,7 +100,13 @@ fn stalled_hub(answer: &'static [u8]) -> String {
     std::thread::spawn(move || {
         for mut conn in listener.incoming().flatten() {
             std::thread::spawn(move || {
-                use std::io::Write;
+                use std::io::{Read, Write};
+                // An answer before the request would be a protocol error, not a stall.
+                let mut head = Vec::new();
+                let mut byte = [0u8; 1];
+                while !head.ends_with(b"\r\n\r\n") && conn.read(&mut byte).unwrap_or(0) == 1 {
+                    head.push(byte[0]);
+                }
                 let _ = conn.write_all(answer);
                 std::io::copy(&mut &conn, &mut std::io::sink())
             });
