@@ -40,19 +40,7 @@ fn hub_killed_mid_job_loses_nothing_and_clients_reconnect() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let followed = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-    let reader = {
-        let (mut out, followed) = (follower.stdout.take().unwrap(), followed.clone());
-        std::thread::spawn(move || {
-            let mut buf = [0u8; 4096];
-            while let Ok(n) = out.read(&mut buf) {
-                if n == 0 {
-                    break;
-                }
-                followed.lock().unwrap().extend_from_slice(&buf[..n]);
-            }
-        })
-    };
+    let (followed, reader) = collect(follower.stdout.take().unwrap());
     let mut term = Term::xn(&hub, &["-a", &id.to_string(), "--read-only"], 24, 80);
     term.wait_for("\n5\n");
     wait_until("the follower to be streaming", || {

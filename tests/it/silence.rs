@@ -6,7 +6,6 @@ use crate::relay::Relay;
 use crate::util::*;
 use std::io::Read;
 use std::process::{Command, Stdio};
-use std::sync::{Arc, Mutex};
 
 #[test]
 fn a_follower_whose_connection_goes_silent_dials_again_and_misses_nothing() {
@@ -22,19 +21,7 @@ fn a_follower_whose_connection_goes_silent_dials_again_and_misses_nothing() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let followed = Arc::new(Mutex::new(Vec::new()));
-    let reader = {
-        let (mut out, followed) = (follower.stdout.take().unwrap(), followed.clone());
-        std::thread::spawn(move || {
-            let mut buf = [0u8; 4096];
-            while let Ok(n) = out.read(&mut buf) {
-                if n == 0 {
-                    break;
-                }
-                followed.lock().unwrap().extend_from_slice(&buf[..n]);
-            }
-        })
-    };
+    let (followed, reader) = collect(follower.stdout.take().unwrap());
     wait_until("the follower to stream", || {
         followed.lock().unwrap().as_slice() == b"before\n"
     });

@@ -3,11 +3,11 @@
 
 #![allow(dead_code)]
 
-use crate::util::{bin_dir, wait_until, Hub, TIMEOUT};
+use crate::util::{bin_dir, collect, wait_until, Hub, TIMEOUT};
 use nix::pty::{openpty, Winsize};
 use nix::sys::termios::{tcgetattr, LocalFlags};
 use std::fs::File;
-use std::io::{Read, Write};
+use std::io::Write;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, ExitStatus};
@@ -66,18 +66,7 @@ impl Term {
         drop(cmd);
         drop(slave);
         let master = File::from(pty.master);
-        let out = Arc::new(Mutex::new(Vec::new()));
-        let mut reader = master.try_clone().unwrap();
-        let o = out.clone();
-        std::thread::spawn(move || {
-            let mut buf = [0u8; 4096];
-            while let Ok(n) = reader.read(&mut buf) {
-                if n == 0 {
-                    break;
-                }
-                o.lock().unwrap().extend_from_slice(&buf[..n]);
-            }
-        });
+        let (out, _reader) = collect(master.try_clone().unwrap());
         Term { master, child, out }
     }
 

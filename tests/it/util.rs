@@ -41,6 +41,25 @@ pub fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
     }
 }
 
+/// Bytes read from `from` so far, collected by a thread until it ends (join the handle to wait
+/// for that).
+pub fn collect(
+    mut from: impl std::io::Read + Send + 'static,
+) -> (Arc<Mutex<Vec<u8>>>, std::thread::JoinHandle<()>) {
+    let got = Arc::new(Mutex::new(Vec::new()));
+    let sink = got.clone();
+    let thread = std::thread::spawn(move || {
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = from.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            sink.lock().unwrap().extend_from_slice(&buf[..n]);
+        }
+    });
+    (got, thread)
+}
+
 /// A job that prints `before`, waits until the test opens its gate, prints `after` and exits 0
 /// (`--no-tty`): a job that is surely running while the test does something to it.
 pub struct GatedJob {
