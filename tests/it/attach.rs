@@ -182,10 +182,8 @@ fn line_mode_sends_lines_and_term_terminates() {
     let line = format!("sleep 1000 & echo $! > {}; cat", pidfile.display());
     let id = hub.submit(&line, &["--no-tty"]);
     hub.wait_state(id, JobState::Running);
-    let mut child = Command::new(bin_dir().join("xn"))
-        .args(["-a", &id.to_string()])
-        .env("XN_HUB", &hub.url)
-        .env("XN_TOKEN", &hub.token)
+    let mut child = hub
+        .xn_command(&["-a", &id.to_string()])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -217,10 +215,8 @@ fn line_mode_end_of_input_closes_the_jobs_stdin() {
     for tty in [false, true] {
         let extra: &[&str] = if tty { &[] } else { &["--no-tty"] };
         let id = hub.submit("wc -l", extra);
-        let mut child = Command::new(bin_dir().join("xn"))
-            .args(["-a", &id.to_string()])
-            .env("XN_HUB", &hub.url)
-            .env("XN_TOKEN", &hub.token)
+        let mut child = hub
+            .xn_command(&["-a", &id.to_string()])
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
@@ -258,20 +254,16 @@ fn attach_replays_every_byte_value_identically() {
     std::fs::write(&file, &data).unwrap();
     let id = hub.submit(&format!("cat {}", file.display()), &["--no-tty"]);
     hub.wait_ended(id);
-    let out = Command::new(bin_dir().join("xn"))
-        .args(["-a", &id.to_string()])
-        .env("XN_HUB", &hub.url)
-        .env("XN_TOKEN", &hub.token)
+    let out = hub
+        .xn_command(&["-a", &id.to_string()])
         .stdin(Stdio::null())
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(0));
     assert!(out.stdout == data, "replayed bytes differ");
     // --tail replays only the end.
-    let out = Command::new(bin_dir().join("xn"))
-        .args(["-a", &id.to_string(), "--tail", "1000"])
-        .env("XN_HUB", &hub.url)
-        .env("XN_TOKEN", &hub.token)
+    let out = hub
+        .xn_command(&["-a", &id.to_string(), "--tail", "1000"])
         .stdin(Stdio::null())
         .output()
         .unwrap();

@@ -32,10 +32,8 @@ fn hub_killed_mid_job_loses_nothing_and_clients_reconnect() {
     let id = hub.submit(&sequence_job(300), &["--no-tty"]);
     wait_output(&hub, id, 20);
     // A follower and an attached terminal, both live when the hub dies.
-    let mut follower = Command::new(bin_dir().join("xn"))
-        .args(["-f", &id.to_string(), "--follow"])
-        .env("XN_HUB", &hub.url)
-        .env("XN_TOKEN", &hub.token)
+    let mut follower = hub
+        .xn_command(&["-f", &id.to_string(), "--follow"])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -91,15 +89,13 @@ fn hub_killed_mid_job_loses_nothing_and_clients_reconnect() {
 fn wait_survives_a_hub_restart() {
     let mut hub = Hub::start();
     let _s = hub.slave("s1", 1);
-    let mut waiter = Command::new(bin_dir().join("xn"))
-        .args([
+    let mut waiter = hub
+        .xn_command(&[
             "-s",
             &format!("{}; exit 5", sequence_job(200)),
             "--no-tty",
             "--wait",
         ])
-        .env("XN_HUB", &hub.url)
-        .env("XN_TOKEN", &hub.token)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()

@@ -5,7 +5,7 @@
 use crate::relay::Relay;
 use crate::util::*;
 use std::io::Read;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 
 #[test]
 fn a_follower_whose_connection_goes_silent_dials_again_and_misses_nothing() {
@@ -13,14 +13,15 @@ fn a_follower_whose_connection_goes_silent_dials_again_and_misses_nothing() {
     let _slave = hub.slave("s1", 1);
     let relay = Relay::start(&hub.addr);
     let job = GatedJob::submit(&hub);
-    let mut follower = Command::new(bin_dir().join("xn"))
-        .args(["-f", &job.id.to_string(), "--follow"])
-        .env("XN_HUB", &relay.url)
-        .env("XN_TOKEN", &hub.token)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut follower = xn_command(
+        &relay.url,
+        &hub.token,
+        &["-f", &job.id.to_string(), "--follow"],
+    )
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped())
+    .spawn()
+    .unwrap();
     let (followed, reader) = collect(follower.stdout.take().unwrap());
     wait_until("the follower to stream", || {
         followed.lock().unwrap().as_slice() == b"before\n"

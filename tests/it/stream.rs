@@ -6,7 +6,7 @@ use crate::util::*;
 use execnode::wire::JobState;
 use std::io::Read;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::thread::JoinHandle;
 
 /// `n` bytes that do not repeat in a simple pattern (so a lost, doubled or misplaced chunk
@@ -25,10 +25,8 @@ fn noise(n: usize, seed: u64) -> Vec<u8> {
 
 /// `xn ARGS` running in the background; its whole stdout is the thread's result.
 fn background_xn(hub: &Hub, args: &[&str]) -> (Child, JoinHandle<Vec<u8>>) {
-    let mut child = Command::new(bin_dir().join("xn"))
-        .args(args)
-        .env("XN_HUB", &hub.url)
-        .env("XN_TOKEN", &hub.token)
+    let mut child = hub
+        .xn_command(args)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())

@@ -3,14 +3,14 @@
 
 #![allow(dead_code)]
 
-use crate::util::{bin_dir, collect, wait_until, Hub, TIMEOUT};
+use crate::util::{collect, wait_until, xn_command, Hub, TIMEOUT};
 use nix::pty::{openpty, Winsize};
 use nix::sys::termios::{tcgetattr, LocalFlags};
 use std::fs::File;
 use std::io::Write;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::process::CommandExt;
-use std::process::{Child, Command, ExitStatus};
+use std::process::{Child, ExitStatus};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -44,11 +44,8 @@ impl Term {
         )
         .unwrap();
         let slave: OwnedFd = pty.slave;
-        let mut cmd = Command::new(bin_dir().join("xn"));
-        cmd.args(args)
-            .env("XN_HUB", &hub.url)
-            .env("XN_TOKEN", token)
-            .env("TERM", "xterm")
+        let mut cmd = xn_command(&hub.url, token, args);
+        cmd.env("TERM", "xterm")
             .stdin(slave.try_clone().unwrap())
             .stdout(slave.try_clone().unwrap())
             .stderr(slave.try_clone().unwrap());

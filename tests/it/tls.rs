@@ -2,7 +2,6 @@
 
 use crate::util::*;
 use std::path::Path;
-use std::process::Command;
 
 /// Writes ca.pem, cert.pem and key.pem for `localhost` and 127.0.0.1 into `dir`.
 fn make_certs(dir: &Path) {
@@ -40,11 +39,8 @@ fn jobs_run_over_tls_with_a_private_ca() {
     assert!(hub.url.starts_with("https://127.0.0.1:"), "{}", hub.url);
     let _s = Slave::start(&hub, "s1", 1, &["--ca", ca.to_str().unwrap()]);
     let xn = |extra_env: &[(&str, &Path)], args: &[&str]| {
-        let mut cmd = Command::new(bin_dir().join("xn"));
-        cmd.args(args)
-            .env("XN_HUB", &hub.url)
-            .env("XN_TOKEN", &hub.token)
-            .env_remove("XN_CA");
+        let mut cmd = hub.xn_command(args);
+        cmd.env_remove("XN_CA");
         for (k, v) in extra_env {
             cmd.env(k, v);
         }

@@ -222,6 +222,11 @@ impl Hub {
         self.log.lock().unwrap().iter().any(|l| l.contains(s))
     }
 
+    /// `xn ARGS` as this hub's admin, stdio left for the caller to choose.
+    pub fn xn_command(&self, args: &[&str]) -> Command {
+        xn_command(&self.url, &self.token, args)
+    }
+
     /// Runs `xn ARGS` against this hub, as its admin.
     pub fn xn(&self, args: &[&str]) -> Output {
         xn_as(&self.url, &self.token, args)
@@ -454,12 +459,21 @@ pub fn xn(hub_url: &str, args: &[&str]) -> Output {
 
 /// `xn ARGS` presenting `token` (none if empty).
 pub fn xn_as(hub_url: &str, token: &str, args: &[&str]) -> Output {
+    xn_command(hub_url, token, args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run xn")
+}
+
+/// `xn ARGS` through the `xn` symlink, dialling `hub_url` with `token` (none if empty), stdio
+/// left for the caller to choose.
+pub fn xn_command(hub_url: &str, token: &str, args: &[&str]) -> Command {
     let mut cmd = Command::new(bin_dir().join("xn"));
     cmd.args(args).env("XN_HUB", hub_url).env_remove("XN_TOKEN");
     if !token.is_empty() {
         cmd.env("XN_TOKEN", token);
     }
-    cmd.stdin(Stdio::null()).output().expect("run xn")
+    cmd
 }
 
 /// One raw HTTP/1.1 request; returns (status, body).
