@@ -5,23 +5,6 @@ use crate::term::Term;
 use crate::util::*;
 use execnode::wire::JobState;
 
-/// Creates a token with `xnhub token create` on the hub's data dir (while it runs).
-fn token(hub: &Hub, name: &str, role: &str) -> String {
-    let out = std::process::Command::new(bin_dir().join("xnhub"))
-        .args(["token", "create", "--name", name, "--role", role, "--data"])
-        .arg(&hub.data)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let t = String::from_utf8(out.stdout).unwrap().trim().to_string();
-    assert!(t.starts_with("xn_") && t.len() == 3 + 64, "{t}");
-    t
-}
-
 #[test]
 fn first_start_writes_private_admin_and_slave_tokens() {
     use std::os::unix::fs::PermissionsExt;
@@ -87,9 +70,9 @@ fn no_token_or_a_wrong_one_is_refused_everywhere_and_nothing_runs() {
 fn users_see_only_their_own_jobs_and_viewers_only_watch() {
     let hub = Hub::start();
     let _s = hub.slave("s1", 2);
-    let alice = token(&hub, "alice", "user");
-    let bob = token(&hub, "bob", "user");
-    let viewer = token(&hub, "watcher", "viewer");
+    let alice = hub.new_token("alice", "user");
+    let bob = hub.new_token("bob", "user");
+    let viewer = hub.new_token("watcher", "viewer");
     let out = xn_as(&hub.url, &alice, &["-s", "cat", "--no-tty"]);
     assert!(out.status.success());
     let id: u64 = String::from_utf8_lossy(&out.stdout).trim().parse().unwrap();
@@ -135,7 +118,7 @@ fn users_see_only_their_own_jobs_and_viewers_only_watch() {
 fn revoking_a_token_ends_its_open_connections() {
     let hub = Hub::start();
     let _s = hub.slave("s1", 1);
-    let carol = token(&hub, "carol", "user");
+    let carol = hub.new_token("carol", "user");
     let out = xn_as(&hub.url, &carol, &["-s", "cat"]);
     let id = String::from_utf8_lossy(&out.stdout).trim().to_string();
     hub.wait_state(id.parse().unwrap(), JobState::Running);
@@ -155,18 +138,9 @@ fn revoking_a_token_ends_its_open_connections() {
 #[test]
 fn a_revoked_slave_token_disconnects_the_slave_at_once() {
     let hub = Hub::start();
-    let t = token(&hub, "worker", "slave");
+    let t = hub.new_token("worker", "slave");
     let _s = Slave::start_with_token(&hub, &t, "w1", 1, &[]);
-    let out = std::process::Command::new(bin_dir().join("xnhub"))
-        .args(["token", "revoke", "worker", "--data"])
-        .arg(&hub.data)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    hub.token_command(&["revoke", "worker"]);
     wait_until("the hub to drop the slave", || {
         hub.log_contains("token revoked: disconnecting slave")
     });

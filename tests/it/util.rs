@@ -86,9 +86,14 @@ impl GatedJob {
         }
     }
 
+    /// Lets it finish (without waiting for that).
+    pub fn open(&self) {
+        std::fs::write(&self.gate, b"").unwrap();
+    }
+
     /// Lets it finish, and checks that it did, with all its output.
     pub fn finish(&self, hub: &Hub) {
-        std::fs::write(&self.gate, b"").unwrap();
+        self.open();
         let rec = hub.wait_ended(self.id);
         assert_eq!((rec.state, rec.exit_code), (JobState::Exited, Some(0)));
         assert_eq!(hub.fetch(self.id), b"before\nafter\n");
@@ -242,6 +247,31 @@ impl Hub {
             String::from_utf8_lossy(&out.stderr)
         );
         String::from_utf8(out.stdout).unwrap()
+    }
+
+    /// Runs `xnhub token ARGS --data DATA` on this hub's data dir (it works while the hub
+    /// runs), which must succeed; its stdout, trimmed.
+    pub fn token_command(&self, args: &[&str]) -> String {
+        let out = Command::new(bin_dir().join("xnhub"))
+            .arg("token")
+            .args(args)
+            .arg("--data")
+            .arg(&self.data)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap().trim().to_string()
+    }
+
+    /// Creates a token with `xnhub token create` and returns it.
+    pub fn new_token(&self, name: &str, role: &str) -> String {
+        let t = self.token_command(&["create", "--name", name, "--role", role]);
+        assert!(t.starts_with("xn_") && t.len() == 3 + 64, "{t}");
+        t
     }
 
     /// Submits a line, returns its id.
