@@ -76,6 +76,10 @@ struct HubArgs {
     /// Jobs one token may have queued at once; more are refused with 429
     #[arg(long, default_value_t = 100_000, value_name = "N")]
     max_queued_per_user: usize,
+    /// Delete jobs that ended longer ago than AGE (like 30d, 12h, 90m), with their output;
+    /// checked at start and every tenth of AGE (at most hourly). Without it every job is kept
+    #[arg(long, value_name = "AGE", value_parser = execnode::hub::retention::parse_age)]
+    retain: Option<Duration>,
     /// Accept every request without a token, as an admin. For local experiments only
     #[arg(long)]
     no_auth: bool,
@@ -314,6 +318,7 @@ async fn run_hub(args: HubArgs) -> Result<()> {
         cancel_grace: Duration::from_secs(args.cancel_grace),
         max_conns_per_addr: args.max_conns_per_addr.max(1),
         max_queued_per_owner: args.max_queued_per_user.max(1),
+        retain: args.retain,
     };
     let tls = match (&args.tls_cert, &args.tls_key) {
         (Some(cert), Some(key)) => Some(execnode::tls::server_config(cert, key)?),

@@ -1,4 +1,4 @@
-//! `xn -k ID`: cancel a queued or running job.
+//! `xn -k ID`: cancel a queued or running job; `xn --rm ID`: delete one that has ended.
 
 use crate::http::HubUrl;
 use crate::wire::{JobId, JobRecord, JobState};
@@ -16,5 +16,16 @@ pub async fn run(hub: &HubUrl, id: JobId) -> Result<i32> {
             "job {id}: cancel sent to its slave (SIGTERM, then SIGKILL after the grace period)"
         );
     }
+    Ok(0)
+}
+
+pub async fn delete(hub: &HubUrl, id: JobId) -> Result<i32> {
+    let rec: JobRecord = hub
+        .call::<(), _>(Method::DELETE, &format!("/api/v1/jobs/{id}"), None)
+        .await?;
+    eprintln!(
+        "job {id} deleted with its output (it had ended: {})",
+        rec.describe_end()
+    );
     Ok(0)
 }

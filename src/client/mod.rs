@@ -24,7 +24,7 @@ pub const EXIT_XN_ERROR: i32 = 255;
 
 /// Submit jobs to an execnode hub, list them, fetch and follow their output, cancel them.
 #[derive(Args, Clone)]
-#[command(group(ArgGroup::new("action").required(true).multiple(true).args(["submit", "file", "words", "list", "fetch", "cancel", "attach"])))]
+#[command(group(ArgGroup::new("action").required(true).multiple(true).args(["submit", "file", "words", "list", "fetch", "cancel", "delete", "attach"])))]
 pub struct XnArgs {
     /// Submit LINE as a job (run as `sh -c LINE`); prints the new job's id.
     /// With --file instead of LINE: submit the jobs the file describes
@@ -61,6 +61,11 @@ pub struct XnArgs {
     /// Cancel job ID: SIGTERM to everything it started (its session), a grace period, then SIGKILL
     #[arg(short = 'k', long, value_name = "ID")]
     pub cancel: Option<JobId>,
+
+    /// Delete job ID, which has ended, with all its output (every attempt's); its id is never
+    /// used again
+    #[arg(long = "rm", visible_alias = "delete", value_name = "ID")]
+    pub delete: Option<JobId>,
 
     /// Attach to job ID's terminal: replay its output, then type into it live.
     /// With -s and no ID: submit, then attach (`xn -s bash -a`)
@@ -193,7 +198,12 @@ pub async fn run(args: XnArgs) -> Result<i32> {
         None => None,
     };
     let source = submit_source(&args)?;
-    let others = [args.list, args.fetch.is_some(), args.cancel.is_some()];
+    let others = [
+        args.list,
+        args.fetch.is_some(),
+        args.cancel.is_some(),
+        args.delete.is_some(),
+    ];
     let others = others.iter().filter(|a| **a).count();
     let valid = match (&source, &attach) {
         (Some(_), Some((None, _))) => others == 0 && !args.wait,
@@ -204,7 +214,7 @@ pub async fn run(args: XnArgs) -> Result<i32> {
         (None, None) => others == 1,
     };
     if !valid {
-        bail!("give one action: -s, -l, -f, -k or -a ID (only -s LINE -a go together)");
+        bail!("give one action: -s, -l, -f, -k, --rm or -a ID (only -s LINE -a go together)");
     }
     if source.is_none() && (args.wait || args.all || args.no_tty || has_job_flags(&args)) {
         bail!("--wait, --all, --no-tty, --env, --cwd, --on, --slave, --timeout, --retries, --slots and --stdin-file go with -s");
@@ -257,6 +267,8 @@ pub async fn run(args: XnArgs) -> Result<i32> {
         }
     } else if let Some(id) = args.cancel {
         cancel::run(&hub, id).await
+    } else if let Some(id) = args.delete {
+        cancel::delete(&hub, id).await
     } else if let Some((id, opts)) = attach {
         let id = id.expect("checked above: -a without -s has an id");
         attach::run(&hub, id, &opts).await

@@ -67,6 +67,20 @@ impl Logs {
         }
     }
 
+    /// Removes the log files of every attempt of a job up to `attempts` (blocking). Files
+    /// that were never written are not an error.
+    pub fn remove(&self, id: JobId, attempts: u32) -> io::Result<()> {
+        for attempt in 1..=attempts.max(1) {
+            for stream in [Stream::Stdout, Stream::Stderr] {
+                match std::fs::remove_file(self.path(id, attempt, stream)) {
+                    Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+                    _ => {}
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// Bytes stored for a job's stream in one attempt (0 when it has none).
     pub fn len(&self, id: JobId, attempt: u32, stream: Stream) -> u64 {
         std::fs::metadata(self.path(id, attempt, stream))
@@ -76,7 +90,9 @@ impl Logs {
 }
 
 impl JobLog {
-    fn file(&self, stream: Stream) -> io::Result<&File> {
+    /// The stream's file, opened for reading and appending; created only for a writer
+    /// (`create`), so that a reader of a deleted job leaves no empty file behind.
+    fn file(&self, stream: Stream, create: bool) -> io::Result<&File> {
         let (cell, path) = match stream {
             Stream::Stderr => (&self.err, &self.err_path),
             _ => (&self.out, &self.out_path),
@@ -87,7 +103,7 @@ impl JobLog {
         let f = OpenOptions::new()
             .read(true)
             .append(true)
-            .create(true)
+            .create(create)
             .open(path)?;
         // Another thread may have won the race; either file handle is equally good.
         Ok(cell.get_or_init(|| f))
@@ -100,7 +116,7 @@ impl JobLog {
     /// Appends bytes at `at`, the stream's stored length (the caller knows it and passes only
     /// new bytes).
     pub fn append(&self, stream: Stream, at: u64, data: &[u8]) -> io::Result<()> {
-        let mut f = self.file(stream)?;
+        let mut f = self.file(stream, true)?;
         f.write_all(data)?;
         self.trim(stream).appended(f, at, at + data.len() as u64);
         Ok(())
@@ -127,7 +143,12 @@ impl JobLog {
         max: usize,
         buf: &mut Vec<u8>,
     ) -> io::Result<usize> {
-        let f = self.file(stream)?;
+        let f = match self.file(stream, false) {
+            Ok(f) => f,
+            // Nothing stored yet, or the job was deleted.
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(0),
+            Err(e) => return Err(e),
+        };
         let start = buf.len();
         buf.resize(start + max, 0);
         let mut got = 0;

@@ -11,6 +11,7 @@ mod list_json;
 mod logs;
 mod recent;
 mod respond;
+pub mod retention;
 mod retry;
 mod routes;
 mod sched;
@@ -113,6 +114,9 @@ pub async fn run(
     }
     let conns = TaskTracker::new();
     conns.spawn(retry::timer(hub.clone(), shutdown.clone()));
+    if let Some(retain) = hub.opts.retain {
+        conns.spawn(retention::timer(hub.clone(), retain, shutdown.clone()));
+    }
     let per_addr = PerAddr::new(hub.opts.max_conns_per_addr);
     loop {
         let (sock, peer) = tokio::select! {

@@ -83,6 +83,16 @@ async fn dispatch(
                         Err(e) => respond::job_error(e),
                     }
                 }
+                (&Method::DELETE, []) => {
+                    if !who.can_control(&rec) {
+                        return forbidden(who, "delete this job");
+                    }
+                    match ctx.hub.delete(id).await {
+                        // The record as it was, for the client to say what went.
+                        Ok(()) => respond::json(StatusCode::OK, &rec),
+                        Err(e) => respond::job_error(e),
+                    }
+                }
                 (&Method::GET, ["output"]) => output(ctx, id, &req),
                 (&Method::GET, ["stream"]) => stream::upgrade(ctx, id, req, who.clone(), &rec),
                 (_, ["cancel" | "output" | "stream"] | []) => method_not_allowed(&method),

@@ -16,6 +16,7 @@ use tokio::sync::{watch, Notify};
 
 mod joins;
 mod loading;
+mod removal;
 mod sessions;
 
 pub use joins::{Joined, Joining};
@@ -35,6 +36,8 @@ pub struct HubOptions {
     pub max_conns_per_addr: usize,
     /// Jobs one owner may have queued at once.
     pub max_queued_per_owner: usize,
+    /// Jobs that ended longer ago than this are deleted with their output; `None` keeps all.
+    pub retain: Option<Duration>,
 }
 
 /// Errors a request about a job can get; each maps to one HTTP status.
@@ -177,7 +180,7 @@ impl Hub {
                 slaves: HashMap::new(),
                 orphans_of: HashMap::new(),
                 next_session: 1,
-                next_group: loaded.next_group.max(1),
+                next_group: loaded.next_group.max(store.next_group).max(1),
             }),
             store,
             logs,

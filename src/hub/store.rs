@@ -9,7 +9,7 @@
 
 use crate::wire::{Attempt, JobId, JobRecord, JobSpec, JobState};
 use anyhow::{anyhow, Context, Result};
-use rusqlite::{params, Connection};
+use rusqlite::{params, Connection, OptionalExtension};
 use std::path::Path;
 use tokio::sync::{mpsc, oneshot};
 
@@ -20,6 +20,8 @@ enum Op {
     Insert(Vec<JobRecord>, oneshot::Sender<Result<Vec<JobId>>>),
     Save(Box<JobRecord>, Option<oneshot::Sender<Result<()>>>),
     Sync(oneshot::Sender<()>),
+    /// Jobs to delete, and the next broadcast group number to remember.
+    Delete(Vec<JobId>, u64, oneshot::Sender<Result<()>>),
 }
 
 /// A job as it was stored.
@@ -35,6 +37,9 @@ pub struct Loaded {
 #[derive(Clone)]
 pub struct Store {
     tx: mpsc::UnboundedSender<Op>,
+    /// The next broadcast group number recorded when jobs were deleted: groups are numbered
+    /// on from it even if every job of the later groups is gone.
+    pub next_group: u64,
 }
 
 impl Store {
@@ -65,14 +70,25 @@ impl Store {
             );",
         )
         .context("creating the jobs table")?;
+        conn.execute_batch(
+            "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);",
+        )
+        .context("creating the meta table")?;
         migrate(&conn).context("upgrading the jobs table")?;
         load(&conn, each).context("loading jobs")?;
+        let next_group = conn
+            .query_row("SELECT value FROM meta WHERE key = 'next_group'", [], |r| {
+                r.get::<_, i64>(0)
+            })
+            .optional()
+            .context("reading the meta table")?
+            .map_or(0, |v| v.max(0) as u64);
         let (tx, rx) = mpsc::unbounded_channel();
         std::thread::Builder::new()
             .name("store".into())
             .spawn(move || store_thread(conn, rx))
             .context("starting the store thread")?;
-        Ok(Store { tx })
+        Ok(Store { tx, next_group })
     }
 
     /// Stores new jobs in one transaction and returns their ids, in order.
@@ -94,6 +110,15 @@ impl Store {
         if self.send(Op::Save(Box::new(rec), None)).is_err() {
             tracing::error!("store is stopped; a job update was not saved");
         }
+    }
+
+    /// Deletes jobs' records (their ids are never given out again: the table is
+    /// AUTOINCREMENT) and remembers `next_group`, so a group number is not given out again
+    /// either once its jobs are gone.
+    pub async fn delete(&self, ids: Vec<JobId>, next_group: u64) -> Result<()> {
+        let (tx, rx) = oneshot::channel();
+        self.send(Op::Delete(ids, next_group, tx))?;
+        rx.await.map_err(|_| stopped())?
     }
 
     /// Waits until everything queued before this call is committed.
@@ -189,6 +214,18 @@ fn commit(conn: &mut Connection, batch: &mut Vec<Op>) {
                         results.push(Ok(Vec::new()));
                     }
                     Op::Sync(_) => results.push(Ok(Vec::new())),
+                    Op::Delete(ids, next_group, _) => {
+                        let mut delete = tx.prepare_cached("DELETE FROM jobs WHERE id = ?1")?;
+                        for id in ids {
+                            delete.execute(params![*id as i64])?;
+                        }
+                        tx.execute(
+                            "INSERT INTO meta (key, value) VALUES ('next_group', ?1)
+                                ON CONFLICT (key) DO UPDATE SET value = MAX(value, ?1)",
+                            params![*next_group as i64],
+                        )?;
+                        results.push(Ok(Vec::new()));
+                    }
                 }
             }
         }
@@ -213,6 +250,9 @@ fn commit(conn: &mut Connection, batch: &mut Vec<Op>) {
             }
             Op::Sync(reply) => {
                 let _ = reply.send(());
+            }
+            Op::Delete(_, _, reply) => {
+                let _ = reply.send(res.map(|_| ()).map_err(|e| anyhow!(e)));
             }
         }
     }

@@ -95,10 +95,13 @@ async fn pump(ctx: &Ctx, id: JobId, tx: &ConnSender, mut pos: [u64; 2]) -> Resul
     .await?;
     loop {
         sub.changes.borrow_and_update();
-        let rec = ctx
-            .hub
-            .snapshot(id)
-            .ok_or_else(|| anyhow!("job {id} vanished"))?;
+        let Some(rec) = ctx.hub.snapshot(id) else {
+            // Deleted (`xn --rm`, `--retain`) while this client was reading it.
+            let message = format!("job {id} was deleted");
+            tx.send(&StreamMsg::Error { message }).await?;
+            tx.close(1000, "job deleted").await?;
+            return Ok(());
+        };
         if rec.attempt != attempt {
             // A retry: the new attempt has logs of its own, and its offsets start at 0. The
             // `job` message that says so goes before any of its bytes.

@@ -15,6 +15,7 @@ mod quickstart;
 mod redial;
 mod relay;
 mod restart;
+mod retention;
 mod retries;
 mod sandbox;
 mod silence;
