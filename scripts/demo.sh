@@ -114,6 +114,7 @@ for n in 1 2; do
         die "slave demo-$n did not connect"
 done
 grep 'slave connected' "$tmp/hub.log"
+typed 'xn --slaves'
 
 say "Submitting jobs (xn prints each job's id)"
 submit 'xn -s "uname -a"'

@@ -10,6 +10,7 @@ mod jobfile;
 mod link;
 mod list;
 mod output;
+mod slaves;
 mod submit;
 mod terminal;
 
@@ -24,7 +25,7 @@ pub const EXIT_XN_ERROR: i32 = 255;
 
 /// Submit jobs to an execnode hub, list them, fetch and follow their output, cancel them.
 #[derive(Args, Clone)]
-#[command(group(ArgGroup::new("action").required(true).multiple(true).args(["submit", "file", "words", "list", "fetch", "cancel", "delete", "attach"])))]
+#[command(group(ArgGroup::new("action").required(true).multiple(true).args(["submit", "file", "words", "list", "slaves", "fetch", "cancel", "delete", "attach"])))]
 pub struct XnArgs {
     /// Submit LINE as a job (run as `sh -c LINE`); prints the new job's id.
     /// With --file instead of LINE: submit the jobs the file describes
@@ -43,6 +44,11 @@ pub struct XnArgs {
     /// List jobs: id, state, exit code, slave, age, name, command
     #[arg(short = 'l', long)]
     pub list: bool,
+
+    /// List the connected slaves: name, slots, the jobs they hold, labels (what --slave and
+    /// --on can name)
+    #[arg(long)]
+    pub slaves: bool,
 
     /// Write job ID's output so far to stdout (stderr to stderr for --no-tty jobs); for a
     /// broadcast GROUP (g7), every job's output under a header naming its slave
@@ -149,8 +155,8 @@ pub struct XnArgs {
     #[arg(long)]
     pub all: bool,
 
-    /// With -l: print a JSON array instead of a table
-    #[arg(long, requires = "list")]
+    /// With -l or --slaves: print a JSON array instead of a table
+    #[arg(long)]
     pub json: bool,
 
     /// With -l: only jobs in this state (queued, running, exited, failed, lost, ...)
@@ -200,6 +206,7 @@ pub async fn run(args: XnArgs) -> Result<i32> {
     let source = submit_source(&args)?;
     let others = [
         args.list,
+        args.slaves,
         args.fetch.is_some(),
         args.cancel.is_some(),
         args.delete.is_some(),
@@ -214,10 +221,15 @@ pub async fn run(args: XnArgs) -> Result<i32> {
         (None, None) => others == 1,
     };
     if !valid {
-        bail!("give one action: -s, -l, -f, -k, --rm or -a ID (only -s LINE -a go together)");
+        bail!(
+            "give one action: -s, -l, --slaves, -f, -k, --rm or -a ID (only -s LINE -a go together)"
+        );
     }
     if source.is_none() && (args.wait || args.all || args.no_tty || has_job_flags(&args)) {
         bail!("--wait, --all, --no-tty, --env, --cwd, --on, --slave, --timeout, --retries, --slots and --stdin-file go with -s");
+    }
+    if args.json && !(args.list || args.slaves) {
+        bail!("--json goes with -l or --slaves");
     }
     if let Some(source) = source {
         let then = match &attach {
@@ -248,6 +260,8 @@ pub async fn run(args: XnArgs) -> Result<i32> {
             owner: args.owner.clone(),
         };
         list::run(&hub, args.json, &filters).await
+    } else if args.slaves {
+        slaves::run(&hub, args.json).await
     } else if let Some(target) = &args.fetch {
         if group::is_group(target) {
             if args.attempt.is_some() || args.follow {

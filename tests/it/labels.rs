@@ -79,3 +79,42 @@ fn a_job_takes_as_many_slots_as_it_asks_for() {
     assert_eq!(hub.wait_ended(wide).exit_code, Some(0));
     assert_eq!(hub.wait_ended(small).exit_code, Some(0));
 }
+
+#[test]
+fn xn_slaves_lists_who_is_connected_with_their_jobs_and_labels() {
+    let hub = Hub::start();
+    let out = hub.xn(&["--slaves"]);
+    assert!(out.status.success());
+    assert_eq!(String::from_utf8_lossy(&out.stdout).lines().count(), 1);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no slave is connected"));
+
+    let _gpu = Slave::start(&hub, "gpu-box", 3, &["--label", "gpu"]);
+    let _plain = hub.slave("plain", 1);
+    let job = GatedJob::submit(&hub);
+    let on = hub.job(job.id).slave.unwrap();
+    let table = hub.xn_ok(&["--slaves"]);
+    let rows: Vec<Vec<&str>> = table
+        .lines()
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    assert_eq!(rows[0], ["NAME", "SLOTS", "JOBS", "LABELS"]);
+    assert_eq!(&rows[1][..2], ["gpu-box", "3"], "{table}");
+    assert!(rows[1][3].starts_with("gpu,hostname="), "{table}");
+    assert_eq!(&rows[2][..2], ["plain", "1"], "{table}");
+    let (busy, idle) = if on == "gpu-box" { (1, 2) } else { (2, 1) };
+    assert_eq!(rows[busy][2], job.id.to_string(), "{table}");
+    assert_eq!(rows[idle][2], "-", "{table}");
+
+    // The same as JSON, for scripts; any valid token may look, a wrong one may not.
+    let viewer = hub.new_token("watcher", "viewer");
+    let out = xn_as(&hub.url, &viewer, &["--slaves", "--json"]);
+    let slaves: Vec<execnode::hub::SlaveInfo> = serde_json::from_slice(&out.stdout).unwrap();
+    let names: Vec<&str> = slaves.iter().map(|s| s.name.as_str()).collect();
+    assert_eq!(names, ["gpu-box", "plain"]);
+    let out = xn_as(&hub.url, "xn_wrong", &["--slaves"]);
+    assert_eq!(out.status.code(), Some(255));
+    assert!(out.stdout.is_empty());
+    let out = hub.xn(&["-f", "1", "--json"]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--json goes with -l or --slaves"));
+    job.finish(&hub);
+}
