@@ -141,7 +141,7 @@ impl Hub {
                 job.rec.reason = None;
                 job.log = Some(Arc::new(self.logs.job(id, job.rec.attempt)));
                 job.touch();
-                self.store.save_later(job.rec.clone());
+                self.store.assigned_later(job.rec.clone(), slave.instance);
                 let msg = HubToSlave::Assign {
                     job: id,
                     spec: Box::new(job.rec.spec.clone()),

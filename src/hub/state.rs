@@ -110,7 +110,7 @@ pub(super) struct SlaveEntry {
     pub(super) jobs: HashSet<JobId>,
     pub(super) tx: ConnSender,
     /// The slave process's instance id, if it sent one.
-    instance: Option<u64>,
+    pub(super) instance: Option<u64>,
     /// Cancelled when a later session of the same process replaces this one.
     replaced_by: tokio_util::sync::CancellationToken,
 }
@@ -178,7 +178,7 @@ impl Hub {
                 queue: loaded.queue,
                 queued_by: loaded.queued_by,
                 slaves: HashMap::new(),
-                orphans_of: HashMap::new(),
+                orphans_of: loaded.orphans_of,
                 next_session: 1,
                 next_group: loaded.next_group.max(store.next_group).max(1),
             }),

@@ -20,6 +20,8 @@ enum Op {
     Insert(Vec<JobRecord>, oneshot::Sender<Result<Vec<JobId>>>),
     Save(Box<JobRecord>, Option<oneshot::Sender<Result<()>>>),
     Sync(oneshot::Sender<()>),
+    /// A record saved at its assignment, with the slave process (instance id) it went to.
+    Assigned(Box<JobRecord>, Option<u64>),
     /// Jobs to delete, and the next broadcast group number to remember.
     Delete(Vec<JobId>, u64, oneshot::Sender<Result<()>>),
 }
@@ -31,6 +33,9 @@ pub struct Loaded {
     /// stored have none). They are the log files' lengths only if the job had ended for good
     /// ([`JobState::is_final`]): a live job's log grew after its record was written.
     pub lens_stored: bool,
+    /// The slave process (instance id) the job was last assigned to, if that slave sent one:
+    /// after a crash of the hub, that process's hello says whether the job ever reached it.
+    pub instance: Option<u64>,
 }
 
 /// Handle to the store thread. Cheap to clone.
@@ -121,6 +126,15 @@ impl Store {
         rx.await.map_err(|_| stopped())?
     }
 
+    /// As [`Store::save_later`], for a job just assigned to slave process `instance` (none
+    /// for a slave that sent no instance id): after a crash of the hub, that process's hello
+    /// tells whether the assignment reached it.
+    pub fn assigned_later(&self, rec: JobRecord, instance: Option<u64>) {
+        if self.send(Op::Assigned(Box::new(rec), instance)).is_err() {
+            tracing::error!("store is stopped; an assignment was not saved");
+        }
+    }
+
     /// Waits until everything queued before this call is committed.
     pub async fn sync(&self) -> Result<()> {
         let (tx, rx) = oneshot::channel();
@@ -164,11 +178,10 @@ fn commit(conn: &mut Connection, batch: &mut Vec<Op>) {
                     stdout_len, stderr_len)
                     VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16)",
             )?;
-            let mut update = tx.prepare_cached(
-                "UPDATE jobs SET state=?2, exit_code=?3, signal=?4, reason=?5, slave=?6,
-                    started_ms=?7, ended_ms=?8, attempt=?9, attempts=?10, stdout_len=?11,
-                    stderr_len=?12 WHERE id=?1",
-            )?;
+            let mut update = tx.prepare_cached(&format!("UPDATE jobs SET {SAVED} WHERE id=?1"))?;
+            let mut assign = tx.prepare_cached(&format!(
+                "UPDATE jobs SET {SAVED}, instance=?13 WHERE id=?1"
+            ))?;
             for op in batch.iter() {
                 match op {
                     Op::Insert(recs, _) => {
@@ -197,23 +210,15 @@ fn commit(conn: &mut Connection, batch: &mut Vec<Op>) {
                         results.push(Ok(ids));
                     }
                     Op::Save(r, _) => {
-                        update.execute(params![
-                            r.id as i64,
-                            r.state.as_str(),
-                            r.exit_code,
-                            r.signal,
-                            r.reason,
-                            r.slave,
-                            r.started_ms.map(|v| v as i64),
-                            r.ended_ms.map(|v| v as i64),
-                            r.attempt,
-                            attempts_json(&r.attempts),
-                            r.stdout_len as i64,
-                            r.stderr_len as i64,
-                        ])?;
+                        save(&mut update, r, None)?;
                         results.push(Ok(Vec::new()));
                     }
                     Op::Sync(_) => results.push(Ok(Vec::new())),
+                    Op::Assigned(r, instance) => {
+                        let instance = instance.map(|i| i as i64);
+                        save(&mut assign, r, Some(&instance))?;
+                        results.push(Ok(Vec::new()));
+                    }
                     Op::Delete(ids, next_group, _) => {
                         let mut delete = tx.prepare_cached("DELETE FROM jobs WHERE id = ?1")?;
                         for id in ids {
@@ -251,11 +256,47 @@ fn commit(conn: &mut Connection, batch: &mut Vec<Op>) {
             Op::Sync(reply) => {
                 let _ = reply.send(());
             }
+            Op::Assigned(r, _) => {
+                if let Err(e) = res {
+                    tracing::error!(job = r.id, "assignment not saved: {e}");
+                }
+            }
             Op::Delete(_, _, reply) => {
                 let _ = reply.send(res.map(|_| ()).map_err(|e| anyhow!(e)));
             }
         }
     }
+}
+
+/// The columns a saved record updates (`?1` is its id).
+const SAVED: &str = "state=?2, exit_code=?3, signal=?4, reason=?5, slave=?6, started_ms=?7,
+    ended_ms=?8, attempt=?9, attempts=?10, stdout_len=?11, stderr_len=?12";
+
+/// Runs an update of [`SAVED`] for `r`, with `?13` bound to `extra` if given.
+fn save(
+    stmt: &mut rusqlite::CachedStatement<'_>,
+    r: &JobRecord,
+    extra: Option<&dyn rusqlite::ToSql>,
+) -> rusqlite::Result<usize> {
+    let (id, state, attempts) = (r.id as i64, r.state.as_str(), attempts_json(&r.attempts));
+    let (started, ended) = (r.started_ms.map(|v| v as i64), r.ended_ms.map(|v| v as i64));
+    let (out, err) = (r.stdout_len as i64, r.stderr_len as i64);
+    let mut values: Vec<&dyn rusqlite::ToSql> = vec![
+        &id,
+        &state,
+        &r.exit_code,
+        &r.signal,
+        &r.reason,
+        &r.slave,
+        &started,
+        &ended,
+        &r.attempt,
+        &attempts,
+        &out,
+        &err,
+    ];
+    values.extend(extra);
+    stmt.execute(values.as_slice())
 }
 
 fn spec_json(spec: &JobSpec) -> String {
@@ -271,13 +312,14 @@ fn attempts_json(attempts: &[Attempt]) -> String {
 /// Columns added after the first release, with defaults that describe the old rows.
 /// The output lengths are NULL in rows written before they were stored: unknown, so the hub
 /// measures the log files of those jobs instead.
-const ADDED_COLUMNS: [(&str, &str); 6] = [
+const ADDED_COLUMNS: [(&str, &str); 7] = [
     ("owner", "TEXT"),
     ("grp", "TEXT"),
     ("attempt", "INTEGER NOT NULL DEFAULT 1"),
     ("attempts", "TEXT NOT NULL DEFAULT '[]'"),
     ("stdout_len", "INTEGER"),
     ("stderr_len", "INTEGER"),
+    ("instance", "INTEGER"),
 ];
 
 /// Adds the columns an older database lacks.
@@ -297,7 +339,7 @@ fn migrate(conn: &Connection) -> Result<()> {
 fn load(conn: &Connection, mut each: impl FnMut(Loaded)) -> Result<()> {
     let mut stmt = conn.prepare(
         "SELECT id, state, spec, exit_code, signal, reason, slave, created_ms, started_ms, ended_ms,
-            owner, grp, attempt, attempts, stdout_len, stderr_len
+            owner, grp, attempt, attempts, stdout_len, stderr_len, instance
          FROM jobs ORDER BY id",
     )?;
     let mut rows = stmt.query([])?;
@@ -343,6 +385,7 @@ fn load(conn: &Connection, mut each: impl FnMut(Loaded)) -> Result<()> {
         each(Loaded {
             rec,
             lens_stored: lens.is_some(),
+            instance: row.get::<_, Option<i64>>(16)?.map(|v| v as u64),
         });
     }
     Ok(())

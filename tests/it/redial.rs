@@ -2,8 +2,9 @@
 //! knows what that process holds. An assignment the cut connection swallowed is queued again at
 //! once (not `lost` after the slave timeout), an earlier connection the hub still has open is
 //! replaced (its running jobs are not cancelled), and a started job the process no longer
-//! holds is given up at once. Most tests here play the slave over the real protocol, so they
-//! decide exactly what reached it; the last two cut a real slave's connection with a relay.
+//! holds is given up at once; the same after a crash of the hub, which stores the instance
+//! each job went to. Most tests here play the slave over the real protocol, so they decide
+//! exactly what reached it; the last three cut a real slave's connection with a relay.
 
 use crate::relay::Relay;
 use crate::util::*;
@@ -227,4 +228,26 @@ fn an_assignment_a_cut_swallowed_runs_when_the_slave_dials_again() {
     assert_eq!((rec.attempt, rec.attempts.len()), (1, 0), "not a retry");
     assert_eq!(hub.fetch(id), b"ran\n");
     assert_eq!(relay.cuts(), 1, "the first assignment never arrived");
+}
+
+#[test]
+fn an_assignment_lost_with_a_crashed_hub_runs_when_the_slave_dials_the_new_one() {
+    let mut hub = Hub::start_with(&["--slave-timeout", SLAVE_TIMEOUT]);
+    let relay = Relay::start(&hub.addr);
+    let _slave = Slave::start_at(&relay.url, &hub.slave_token, "s1", 1, &[]);
+    // The assignment is swallowed, and the slave cannot dial again until the hub has died:
+    // only the restarted hub can learn that it never arrived.
+    relay.refuse_new(true);
+    relay.cut_on(br#""type":"assign""#);
+    let id = hub.submit("echo ran", &["--no-tty"]);
+    wait_until("the assignment to be cut", || relay.cuts() == 1);
+    assert_eq!(hub.job(id).state, JobState::Assigned);
+    hub.kill();
+    hub.restart(&["--slave-timeout", SLAVE_TIMEOUT]);
+    relay.refuse_new(false);
+    let rec = hub.wait_ended(id);
+    assert_eq!((rec.state, rec.exit_code), (JobState::Exited, Some(0)));
+    assert_eq!((rec.attempt, rec.attempts.len()), (1, 0), "not a retry");
+    assert_eq!(hub.fetch(id), b"ran\n");
+    assert!(hub.log_contains("assignments that never reached the slave are queued again"));
 }

@@ -2,7 +2,8 @@
 //! dialler (a slave) ends at once, while the hub's side stays open and silent, so the hub hears
 //! nothing until its own timeouts. A cut can wait for a pattern in what the hub sends, which is
 //! then never delivered. A frozen connection stays open on both sides and carries nothing more
-//! either way (what is sent is taken and dropped), as when a route goes away.
+//! either way (what is sent is taken and dropped), as when a route goes away. New connections
+//! can be refused for a while, as by a hub that is down.
 
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
@@ -22,6 +23,8 @@ struct Shared {
     live: Mutex<Vec<Link>>,
     /// Hub sides of cut connections, kept open and unread.
     held: Mutex<Vec<TcpStream>>,
+    /// Close new connections at once, as a hub that is down would.
+    refuse: AtomicBool,
     accepted: AtomicUsize,
     cuts: AtomicUsize,
 }
@@ -60,6 +63,10 @@ impl Relay {
         std::thread::spawn(move || {
             for near in listener.incoming() {
                 let Ok(near) = near else { return };
+                if s.refuse.load(Ordering::SeqCst) {
+                    drop(near);
+                    continue;
+                }
                 let Ok(far) = TcpStream::connect(&hub_addr) else {
                     continue;
                 };
@@ -97,6 +104,11 @@ impl Relay {
     /// Cuts the next connection whose hub side sends `pattern`, before it is delivered.
     pub fn cut_on(&self, pattern: &[u8]) {
         *self.shared.cut_on.lock().unwrap() = Some(pattern.to_vec());
+    }
+
+    /// While `on`, new connections are closed at once and never reach the hub.
+    pub fn refuse_new(&self, on: bool) {
+        self.shared.refuse.store(on, Ordering::SeqCst);
     }
 
     /// Connections accepted so far.

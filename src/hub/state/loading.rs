@@ -6,7 +6,7 @@ use super::JobEntry;
 use crate::hub::logs::Logs;
 use crate::hub::store::Loaded;
 use crate::wire::{JobId, JobRecord, JobState, Stream};
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 
 /// The picture being built from the stored jobs at start-up, one job at a time as the store
@@ -17,6 +17,9 @@ pub(in crate::hub) struct Loading {
     pub(super) queue: BTreeSet<JobId>,
     pub(super) queued_by: HashMap<Option<String>, usize>,
     pub(super) next_group: u64,
+    /// Assigned and running jobs by the slave process they were assigned to: the jobs each
+    /// process left behind, as `State::orphans_of` after a slave's connection ends.
+    pub(super) orphans_of: HashMap<u64, HashSet<JobId>>,
     /// Ended jobs from before the lengths were stored, measured: to store.
     pub(super) measured: Vec<JobRecord>,
 }
@@ -32,7 +35,11 @@ impl Loading {
         let Loaded {
             mut rec,
             lens_stored,
+            instance,
         } = job;
+        if let (Some(i), JobState::Assigned | JobState::Running) = (instance, rec.state) {
+            self.orphans_of.entry(i).or_default().insert(rec.id);
+        }
         if !(lens_stored && rec.state.is_final()) {
             rec.stdout_len = logs.len(rec.id, rec.attempt, Stream::Stdout);
             rec.stderr_len = logs.len(rec.id, rec.attempt, Stream::Stderr);
