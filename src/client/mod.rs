@@ -69,9 +69,9 @@ pub struct XnArgs {
     pub cancel: Option<JobId>,
 
     /// Delete job ID, which has ended, with all its output (every attempt's); its id is never
-    /// used again
-    #[arg(long = "rm", visible_alias = "delete", value_name = "ID")]
-    pub delete: Option<JobId>,
+    /// used again. For a broadcast GROUP (g7): every job of it, once all have ended
+    #[arg(long = "rm", visible_alias = "delete", value_name = "ID|GROUP")]
+    pub delete: Option<String>,
 
     /// Attach to job ID's terminal: replay its output, then type into it live.
     /// With -s and no ID: submit, then attach (`xn -s bash -a`)
@@ -281,7 +281,13 @@ pub async fn run(args: XnArgs) -> Result<i32> {
         }
     } else if let Some(id) = args.cancel {
         cancel::run(&hub, id).await
-    } else if let Some(id) = args.delete {
+    } else if let Some(target) = &args.delete {
+        if group::is_group(target) {
+            return cancel::delete_group(&hub, target).await;
+        }
+        let id: JobId = target.parse().map_err(|_| {
+            anyhow::anyhow!("--rm {target:?}: expected a job id (like 7) or a group id (like g7)")
+        })?;
         cancel::delete(&hub, id).await
     } else if let Some((id, opts)) = attach {
         let id = id.expect("checked above: -a without -s has an id");

@@ -174,3 +174,44 @@ fn a_follower_of_a_job_deleted_under_it_is_told_and_leaves_no_file_behind() {
     assert!(err.contains(&format!("no job with id {id}")), "{err}");
     assert!(!log_file(&hub, id).exists(), "no file left behind");
 }
+
+#[test]
+fn rm_of_a_group_deletes_all_its_jobs_once_all_have_ended() {
+    let hub = Hub::start();
+    let _a = hub.slave("a", 1);
+    let _b = hub.slave("b", 1);
+    hub.xn_ok(&["-s", "echo hi", "--all", "--wait"]);
+    let live_group = hub.xn_ok(&["-s", "sleep 60", "--all"]).trim().to_string();
+    let of = |g: &str| -> Vec<u64> {
+        hub.jobs()
+            .iter()
+            .filter(|j| j.group.as_deref() == Some(g))
+            .map(|j| j.id)
+            .collect()
+    };
+    assert_eq!(of("g1").len(), 2);
+
+    let out = hub.xn(&["--rm", &live_group]);
+    assert_eq!(out.status.code(), Some(255));
+    assert!(
+        stderr(&out).contains("has jobs that have not ended")
+            && stderr(&out).contains("nothing was deleted"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(of(&live_group).len(), 2);
+    for (arg, says) in [("g99", "no group g99"), ("x7", "expected a job id")] {
+        let out = hub.xn(&["--rm", arg]);
+        assert_eq!(out.status.code(), Some(255));
+        assert!(stderr(&out).contains(says), "{}", stderr(&out));
+    }
+
+    let ended = of("g1");
+    let out = hub.xn(&["--rm", "g1"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stderr(&out).contains("group g1 deleted: 2 jobs"));
+    assert!(of("g1").is_empty());
+    for id in ended {
+        assert!(!log_file(&hub, id).exists());
+    }
+}
