@@ -2,7 +2,7 @@
 //! /api/v1/jobs/ID`, `xn --rm ID`), or every job that ended before a cutoff (`xnhub --retain`,
 //! see `hub::retention`). A deleted job's id is never given out again, nor its group's.
 
-use super::{now_ms, Hub, JobEntry, JobError};
+use super::{now_ms, Hub, JobEntry, JobError, State};
 use crate::wire::JobId;
 
 /// Most jobs deleted in one go (one lock hold, one transaction).
@@ -21,7 +21,7 @@ impl Hub {
                 )));
             }
         }
-        match self.remove(|j| j.rec.id == id).await? {
+        match self.remove(|_| vec![id]).await? {
             0 => Err(JobError::NotFound(id)),
             _ => Ok(()),
         }
@@ -33,9 +33,20 @@ impl Hub {
         let cutoff = now_ms().saturating_sub(age_ms);
         let mut total = 0;
         loop {
-            // A record without an end time (none should lack one) counts from its creation.
             let n = self
-                .remove(|j| j.rec.ended_ms.unwrap_or(j.rec.created_ms) < cutoff)
+                .remove(|st| {
+                    st.jobs
+                        .values()
+                        .filter(|j| {
+                            // A record without an end time (none should lack one) counts from
+                            // its creation.
+                            let ended = j.rec.ended_ms.unwrap_or(j.rec.created_ms);
+                            j.rec.state.is_terminal() && ended < cutoff
+                        })
+                        .map(|j| j.rec.id)
+                        .take(BATCH)
+                        .collect()
+                })
                 .await?;
             total += n;
             if n < BATCH {
@@ -44,20 +55,19 @@ impl Hub {
         }
     }
 
-    /// Takes the ended jobs `pick` chooses (at most [`BATCH`]) out of the hub, deletes their records, then their
-    /// log files. If the store refuses, they are put back: nothing is half deleted. A job that
-    /// is live (or being retried) is never picked.
-    async fn remove(&self, pick: impl Fn(&JobEntry) -> bool) -> Result<usize, JobError> {
-        let (taken, next_group) = {
+    /// Takes the jobs `choose` names out of the hub (those that have ended; at most [`BATCH`]),
+    /// deletes their records, then their log files. If the store refuses, they are put back:
+    /// nothing is half deleted. A live job (or one queued for a retry) is never taken.
+    async fn remove(&self, choose: impl FnOnce(&State) -> Vec<JobId>) -> Result<usize, JobError> {
+        let (taken, next_group): (Vec<JobEntry>, u64) = {
             let mut st = self.lock();
-            let ids: Vec<JobId> = st
-                .jobs
-                .values()
-                .filter(|j| j.rec.state.is_terminal() && pick(j))
-                .map(|j| j.rec.id)
-                .take(BATCH)
-                .collect();
-            let taken: Vec<JobEntry> = ids.iter().filter_map(|id| st.jobs.remove(id)).collect();
+            let ids = choose(&st);
+            let mut taken = Vec::new();
+            for id in ids.into_iter().take(BATCH) {
+                if st.jobs.get(&id).is_some_and(|j| j.rec.state.is_terminal()) {
+                    taken.extend(st.jobs.remove(&id));
+                }
+            }
             (taken, st.next_group)
         };
         if taken.is_empty() {
