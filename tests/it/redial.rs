@@ -251,3 +251,27 @@ fn an_assignment_lost_with_a_crashed_hub_runs_when_the_slave_dials_the_new_one()
     assert_eq!(hub.fetch(id), b"ran\n");
     assert!(hub.log_contains("assignments that never reached the slave are queued again"));
 }
+
+#[test]
+fn a_lost_job_deleted_meanwhile_is_stopped_when_its_slave_comes_back_with_it() {
+    let hub = Hub::start_with(&["--slave-timeout", "1"]);
+    runtime().block_on(async {
+        let (mut rd, tx) = dial(&hub, 12, 1, &[]).await;
+        let id = hub.submit("sleep 600", &[]);
+        assert_eq!(assigned(&mut rd).await, id);
+        tx.send(&SlaveMsg::Started { job: id, pid: 4242 })
+            .await
+            .unwrap();
+        wait_until("the job to run", || hub.job(id).state == JobState::Running);
+        // Out of touch for longer than the slave timeout: `lost`, which counts as ended.
+        drop((rd, tx));
+        assert_eq!(hub.wait_ended(id).state, JobState::Lost);
+        hub.xn_ok(&["--rm", &id.to_string()]);
+        // The slave was only away and still runs it: the hub, which no longer knows the
+        // job, has it stopped and forgotten.
+        let (mut rd, _tx) = dial(&hub, 12, 1, &[id]).await;
+        assert!(matches!(next(&mut rd).await, Some(HubToSlave::Cancel { job, .. }) if job == id));
+        assert_eq!(next(&mut rd).await, Some(HubToSlave::Done { job: id }));
+        assert!(hub.jobs().is_empty(), "not taken back");
+    });
+}
