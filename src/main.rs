@@ -80,6 +80,11 @@ struct HubArgs {
     /// checked at start and every tenth of AGE (at most hourly). Without it every job is kept
     #[arg(long, value_name = "AGE", value_parser = execnode::hub::retention::parse_age)]
     retain: Option<Duration>,
+    /// Seconds a job stream's client (xn -f --follow, -s --wait, -a) may leave what the hub
+    /// sent unacknowledged before the hub drops it: its machine or network went away. A
+    /// client that only reads slowly still acknowledges, and is kept. 0: leave it to TCP
+    #[arg(long, default_value_t = 60, value_name = "SECS")]
+    peer_timeout: u64,
     /// Accept every request without a token, as an admin. For local experiments only
     #[arg(long)]
     no_auth: bool,
@@ -319,6 +324,7 @@ async fn run_hub(args: HubArgs) -> Result<()> {
         max_conns_per_addr: args.max_conns_per_addr.max(1),
         max_queued_per_owner: args.max_queued_per_user.max(1),
         retain: args.retain,
+        peer_timeout: (args.peer_timeout > 0).then(|| Duration::from_secs(args.peer_timeout)),
     };
     let tls = match (&args.tls_cert, &args.tls_key) {
         (Some(cert), Some(key)) => Some(execnode::tls::server_config(cert, key)?),

@@ -9,6 +9,7 @@ mod intake;
 mod list;
 mod list_json;
 mod logs;
+mod peer;
 mod recent;
 mod respond;
 pub mod retention;
@@ -138,15 +139,16 @@ pub async fn run(
             continue;
         };
         sock.set_nodelay(true).ok();
+        let fd = peer::PeerSocket(std::os::fd::AsRawFd::as_raw_fd(&sock));
         let ctx = ctx.clone();
         let tls = tls.clone();
         conns.spawn(async move {
             let _slot = slot;
             match tls {
-                None => serve(ctx, sock, peer).await,
+                None => serve(ctx, sock, peer, fd).await,
                 Some(acceptor) => {
                     match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(sock)).await {
-                        Ok(Ok(stream)) => serve(ctx, stream, peer).await,
+                        Ok(Ok(stream)) => serve(ctx, stream, peer, fd).await,
                         Ok(Err(e)) => tracing::debug!(%peer, "TLS handshake: {e}"),
                         Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
                     }
@@ -170,11 +172,14 @@ pub async fn run(
 }
 
 /// Serves HTTP/1.1 (with upgrades) on one connection until it ends or the hub stops.
-async fn serve<S>(ctx: Arc<Ctx>, sock: S, peer: std::net::SocketAddr)
+async fn serve<S>(ctx: Arc<Ctx>, sock: S, peer: std::net::SocketAddr, fd: peer::PeerSocket)
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
-    let svc = service_fn(|req| routes::route(ctx.clone(), req));
+    let svc = service_fn(|mut req: hyper::Request<hyper::body::Incoming>| {
+        req.extensions_mut().insert(fd);
+        routes::route(ctx.clone(), req)
+    });
     let mut builder = http1::Builder::new();
     builder
         .timer(TokioTimer::new())

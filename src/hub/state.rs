@@ -38,6 +38,9 @@ pub struct HubOptions {
     pub max_queued_per_owner: usize,
     /// Jobs that ended longer ago than this are deleted with their output; `None` keeps all.
     pub retain: Option<Duration>,
+    /// A job stream whose client acknowledged nothing for this long is dropped (see
+    /// `hub::peer`); `None` leaves it to TCP.
+    pub peer_timeout: Option<Duration>,
 }
 
 /// Errors a request about a job can get; each maps to one HTTP status.

@@ -6,6 +6,7 @@
 
 use super::auth::Principal;
 use super::logs::{JobLog, ReadMark};
+use super::peer::{self, PeerSocket};
 use super::respond::{self, HubResponse, ServerWs};
 use super::routes::{forbidden, query, query_u64};
 use super::Ctx;
@@ -36,8 +37,9 @@ pub fn upgrade(
         return forbidden(&who, "type into this job: attach with --read-only");
     }
     let ctx = ctx.clone();
+    let sock = req.extensions().get::<PeerSocket>().copied();
     respond::upgrade(&ctx.sessions.clone(), req, move |ws| {
-        session(ctx, id, ws, from, interactive, who)
+        session(ctx, id, ws, from, interactive, who, sock)
     })
 }
 
@@ -48,6 +50,7 @@ async fn session(
     from: [u64; 2],
     interactive: bool,
     who: Arc<Principal>,
+    sock: Option<PeerSocket>,
 ) {
     let (rd, tx) = conn::start(ws);
     let mut reader = {
@@ -68,7 +71,16 @@ async fn session(
                 break;
             }
             _ = &mut reader => break,
-            _ = beat.tick() => tx.ping(),
+            _ = beat.tick() => {
+                // Checked while `ws` (in `rd` and `tx`) keeps the socket open.
+                if let (Some(sock), Some(limit)) = (sock, ctx.hub.opts.peer_timeout) {
+                    if peer::gone(sock, limit) {
+                        tracing::info!(job = id, "a client acknowledged nothing for {limit:?}: its stream is dropped");
+                        break;
+                    }
+                }
+                tx.ping();
+            }
             _ = ctx.shutdown.cancelled() => {
                 let _ = tx.close(1001, "hub shutting down").await;
                 break;
