@@ -45,8 +45,8 @@ pub struct XnArgs {
     #[arg(short = 'l', long)]
     pub list: bool,
 
-    /// List the connected slaves: name, slots, the jobs they hold, labels (what --slave and
-    /// --on can name)
+    /// List the connected slaves: name, state (ready or draining), slots, the jobs they hold,
+    /// labels (what --slave and --on can name)
     #[arg(long)]
     pub slaves: bool,
 

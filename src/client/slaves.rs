@@ -1,5 +1,5 @@
-//! `xn --slaves [--json]`: the slaves connected to the hub now, with their slots, the jobs they
-//! hold and their labels: what `--slave NAME` and `--on LABEL` can name.
+//! `xn --slaves [--json]`: the slaves connected to the hub now, whether they take jobs, their
+//! slots, the jobs they hold and their labels: what `--slave NAME` and `--on LABEL` can name.
 
 use crate::http::HubUrl;
 use crate::hub::SlaveInfo;
@@ -34,8 +34,8 @@ fn table(slaves: &[SlaveInfo]) -> Vec<u8> {
         .unwrap_or(0)
         .max(4);
     let mut t = format!(
-        "{:<name_width$}  {:>5}  {:<16}  LABELS\n",
-        "NAME", "SLOTS", "JOBS"
+        "{:<name_width$}  {:<8}  {:>5}  {:<16}  LABELS\n",
+        "NAME", "STATE", "SLOTS", "JOBS"
     );
     for s in slaves {
         let jobs = match s.running.as_slice() {
@@ -47,8 +47,10 @@ fn table(slaves: &[SlaveInfo]) -> Vec<u8> {
         } else {
             s.labels.join(",")
         };
+        // A draining slave finishes what it holds and takes nothing new (it is stopping).
+        let state = if s.draining { "draining" } else { "ready" };
         t.push_str(&format!(
-            "{:<name_width$}  {:>5}  {jobs:<16}  {labels}\n",
+            "{:<name_width$}  {state:<8}  {:>5}  {jobs:<16}  {labels}\n",
             s.name, s.slots
         ));
     }
@@ -67,23 +69,25 @@ mod tests {
                 slots: 4,
                 running: vec![3, 17],
                 labels: vec!["os=linux".into(), "gpu".into()],
+                draining: true,
             },
             SlaveInfo {
                 name: "b".into(),
                 slots: 1,
                 running: vec![],
                 labels: vec![],
+                draining: false,
             },
         ];
         assert_eq!(
             String::from_utf8(table(&slaves)).unwrap(),
-            "NAME          SLOTS  JOBS              LABELS\n\
-             build-host-1      4  3,17              os=linux,gpu\n\
-             b                 1  -                 -\n"
+            "NAME          STATE     SLOTS  JOBS              LABELS\n\
+             build-host-1  draining      4  3,17              os=linux,gpu\n\
+             b             ready         1  -                 -\n"
         );
         assert_eq!(
             String::from_utf8(table(&[])).unwrap(),
-            "NAME  SLOTS  JOBS              LABELS\n"
+            "NAME  STATE     SLOTS  JOBS              LABELS\n"
         );
     }
 }

@@ -126,6 +126,9 @@ pub struct SlaveInfo {
     pub running: Vec<JobId>,
     #[serde(default)]
     pub labels: Vec<String>,
+    /// Stopping: it finishes the jobs it holds and takes no new ones.
+    #[serde(default)]
+    pub draining: bool,
 }
 
 /// What a follower needs to read a job: its record, a wake-up channel and its log.
@@ -226,6 +229,7 @@ impl Hub {
                 name: s.name.clone(),
                 slots: s.slots,
                 labels: s.labels.clone(),
+                draining: s.draining,
                 running: {
                     let mut r: Vec<_> = s.jobs.iter().copied().collect();
                     r.sort();

@@ -88,29 +88,42 @@ fn xn_slaves_lists_who_is_connected_with_their_jobs_and_labels() {
     assert_eq!(String::from_utf8_lossy(&out.stdout).lines().count(), 1);
     assert!(String::from_utf8_lossy(&out.stderr).contains("no slave is connected"));
 
-    let _gpu = Slave::start(&hub, "gpu-box", 3, &["--label", "gpu"]);
+    let gpu = Slave::start(&hub, "gpu-box", 3, &["--label", "gpu"]);
     let _plain = hub.slave("plain", 1);
     let job = GatedJob::submit(&hub);
     let on = hub.job(job.id).slave.unwrap();
+    assert_eq!(on, "gpu-box", "the slave with the most free slots takes it");
+    let rows = |table: &str| -> Vec<Vec<String>> {
+        table
+            .lines()
+            .map(|l| l.split_whitespace().map(String::from).collect())
+            .collect()
+    };
     let table = hub.xn_ok(&["--slaves"]);
-    let rows: Vec<Vec<&str>> = table
-        .lines()
-        .map(|l| l.split_whitespace().collect())
-        .collect();
-    assert_eq!(rows[0], ["NAME", "SLOTS", "JOBS", "LABELS"]);
-    assert_eq!(&rows[1][..2], ["gpu-box", "3"], "{table}");
-    assert!(rows[1][3].starts_with("gpu,hostname="), "{table}");
-    assert_eq!(&rows[2][..2], ["plain", "1"], "{table}");
-    let (busy, idle) = if on == "gpu-box" { (1, 2) } else { (2, 1) };
-    assert_eq!(rows[busy][2], job.id.to_string(), "{table}");
-    assert_eq!(rows[idle][2], "-", "{table}");
+    let r = rows(&table);
+    assert_eq!(r[0], ["NAME", "STATE", "SLOTS", "JOBS", "LABELS"]);
+    assert_eq!(&r[1][..3], ["gpu-box", "ready", "3"], "{table}");
+    assert!(r[1][4].starts_with("gpu,hostname="), "{table}");
+    assert_eq!(&r[2][..3], ["plain", "ready", "1"], "{table}");
+    assert_eq!(r[1][3], job.id.to_string(), "{table}");
+    assert_eq!(r[2][3], "-", "{table}");
+    // A slave told to stop finishes what it holds (it stays until then) and says so.
+    gpu.signal(libc::SIGTERM);
+    wait_until("gpu-box to drain", || {
+        rows(&hub.xn_ok(&["--slaves"]))
+            .iter()
+            .any(|r| r[0] == "gpu-box" && r[1] == "draining")
+    });
 
     // The same as JSON, for scripts; any valid token may look, a wrong one may not.
     let viewer = hub.new_token("watcher", "viewer");
     let out = xn_as(&hub.url, &viewer, &["--slaves", "--json"]);
     let slaves: Vec<execnode::hub::SlaveInfo> = serde_json::from_slice(&out.stdout).unwrap();
-    let names: Vec<&str> = slaves.iter().map(|s| s.name.as_str()).collect();
-    assert_eq!(names, ["gpu-box", "plain"]);
+    let names: Vec<(&str, bool)> = slaves
+        .iter()
+        .map(|s| (s.name.as_str(), s.draining))
+        .collect();
+    assert_eq!(names, [("gpu-box", true), ("plain", false)]);
     let out = xn_as(&hub.url, "xn_wrong", &["--slaves"]);
     assert_eq!(out.status.code(), Some(255));
     assert!(out.stdout.is_empty());
