@@ -77,18 +77,11 @@ fn a_follower_whose_network_vanished_is_let_go_and_a_paused_one_is_kept() {
     let big = hub.submit(&format!("head -c {size} /dev/zero"), &["--no-tty"]);
     hub.wait_ended(big);
     let before = conns(port, host);
-    let mut near = hub
-        .xn_command(&["-f", &big.to_string(), "--follow"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let (got, reader) = collect(near.stdout.take().unwrap());
-    let (err, err_reader) = collect(near.stderr.take().unwrap());
+    let near = Collected::spawn(&mut hub.xn_command(&["-f", &big.to_string(), "--follow"]));
     wait_until("the near follower to stream", || {
-        !got.lock().unwrap().is_empty()
+        !near.out.lock().unwrap().is_empty()
     });
-    signal(near.id(), libc::SIGSTOP);
+    signal(near.child.id(), libc::SIGSTOP);
     // Several of the hub's checks (every 5 s) with its last acknowledgement older than 2 s.
     let paused = Instant::now();
     while paused.elapsed() < Duration::from_secs(12) {
@@ -99,13 +92,10 @@ fn a_follower_whose_network_vanished_is_let_go_and_a_paused_one_is_kept() {
         );
         std::thread::sleep(Duration::from_millis(200));
     }
-    signal(near.id(), libc::SIGCONT);
-    let status = near.wait().unwrap();
-    reader.join().unwrap();
-    err_reader.join().unwrap();
-    let err = String::from_utf8_lossy(&err.lock().unwrap()).into_owned();
+    signal(near.child.id(), libc::SIGCONT);
+    let (status, out, err) = near.finish();
     assert!(status.success(), "{err}");
-    assert_eq!(got.lock().unwrap().len(), size);
+    assert_eq!(out.len(), size);
     assert!(!err.contains("reconnect"), "{err}");
     job.finish(&hub);
 }

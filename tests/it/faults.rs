@@ -32,17 +32,11 @@ fn hub_killed_mid_job_loses_nothing_and_clients_reconnect() {
     let id = hub.submit(&sequence_job(300), &["--no-tty"]);
     wait_output(&hub, id, 20);
     // A follower and an attached terminal, both live when the hub dies.
-    let mut follower = hub
-        .xn_command(&["-f", &id.to_string(), "--follow"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let (followed, reader) = collect(follower.stdout.take().unwrap());
+    let follower = Collected::spawn(&mut hub.xn_command(&["-f", &id.to_string(), "--follow"]));
     let mut term = Term::xn(&hub, &["-a", &id.to_string(), "--read-only"], 24, 80);
     term.wait_for("\n5\n");
     wait_until("the follower to be streaming", || {
-        followed.lock().unwrap().starts_with(b"1\n2\n3\n4\n5\n")
+        follower.out.lock().unwrap().starts_with(b"1\n2\n3\n4\n5\n")
     });
 
     hub.kill();
@@ -55,17 +49,10 @@ fn hub_killed_mid_job_loses_nothing_and_clients_reconnect() {
         "stored output is the exact sequence"
     );
 
-    let mut err = String::new();
-    follower
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut err)
-        .unwrap();
-    assert_eq!(follower.wait().unwrap().code(), Some(0), "{err}");
-    reader.join().unwrap();
+    let (status, followed, err) = follower.finish();
+    assert_eq!(status.code(), Some(0), "{err}");
     assert!(
-        *followed.lock().unwrap() == sequence(300),
+        followed == sequence(300),
         "the follower saw every byte once"
     );
     assert!(err.contains("reconnected"), "{err}");

@@ -76,6 +76,18 @@ async fn assigned(rd: &mut Reader) -> JobId {
     }
 }
 
+/// Submits `line`, takes its assignment on this played connection and reports it started;
+/// returns its id once the hub shows it running.
+async fn start_one(hub: &Hub, rd: &mut Reader, tx: &ConnSender, line: &str) -> JobId {
+    let id = hub.submit(line, &[]);
+    assert_eq!(assigned(rd).await, id);
+    tx.send(&SlaveMsg::Started { job: id, pid: 4242 })
+        .await
+        .unwrap();
+    wait_until("the job to run", || hub.job(id).state == JobState::Running);
+    id
+}
+
 /// Waits until the hub has `n` slaves connected.
 fn wait_slaves(hub: &Hub, n: usize) {
     wait_until(&format!("{n} connected slave(s)"), || {
@@ -114,18 +126,7 @@ fn a_connection_the_hub_still_holds_is_replaced_and_its_jobs_go_on() {
     let hub = Hub::start_with(&["--slave-timeout", SLAVE_TIMEOUT]);
     runtime().block_on(async {
         let (mut old_rd, old_tx) = dial(&hub, 8, 2, &[]).await;
-        let running = hub.submit("true", &[]);
-        assert_eq!(assigned(&mut old_rd).await, running);
-        old_tx
-            .send(&SlaveMsg::Started {
-                job: running,
-                pid: 4242,
-            })
-            .await
-            .unwrap();
-        wait_until("the job to run", || {
-            hub.job(running).state == JobState::Running
-        });
+        let running = start_one(&hub, &mut old_rd, &old_tx, "true").await;
         // A second job goes out on the old connection; say the cut swallowed it.
         let swallowed = hub.submit("true", &[]);
         assert_eq!(assigned(&mut old_rd).await, swallowed);
@@ -164,12 +165,7 @@ fn a_started_job_its_slave_no_longer_holds_is_lost_at_once() {
     let hub = Hub::start_with(&["--slave-timeout", SLAVE_TIMEOUT]);
     runtime().block_on(async {
         let (mut rd, tx) = dial(&hub, 9, 1, &[]).await;
-        let id = hub.submit("true", &[]);
-        assert_eq!(assigned(&mut rd).await, id);
-        tx.send(&SlaveMsg::Started { job: id, pid: 4242 })
-            .await
-            .unwrap();
-        wait_until("the job to run", || hub.job(id).state == JobState::Running);
+        let id = start_one(&hub, &mut rd, &tx, "true").await;
         drop((rd, tx));
         wait_slaves(&hub, 0);
         let _again = dial(&hub, 9, 1, &[]).await;
@@ -257,12 +253,7 @@ fn a_lost_job_deleted_meanwhile_is_stopped_when_its_slave_comes_back_with_it() {
     let hub = Hub::start_with(&["--slave-timeout", "1"]);
     runtime().block_on(async {
         let (mut rd, tx) = dial(&hub, 12, 1, &[]).await;
-        let id = hub.submit("sleep 600", &[]);
-        assert_eq!(assigned(&mut rd).await, id);
-        tx.send(&SlaveMsg::Started { job: id, pid: 4242 })
-            .await
-            .unwrap();
-        wait_until("the job to run", || hub.job(id).state == JobState::Running);
+        let id = start_one(&hub, &mut rd, &tx, "sleep 600").await;
         // Out of touch for longer than the slave timeout: `lost`, which counts as ended.
         drop((rd, tx));
         assert_eq!(hub.wait_ended(id).state, JobState::Lost);

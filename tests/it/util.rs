@@ -60,6 +60,45 @@ pub fn collect(
     (got, thread)
 }
 
+/// A child whose stdout and stderr are collected by threads as they come.
+pub struct Collected {
+    pub child: Child,
+    /// Its stdout so far.
+    pub out: Arc<Mutex<Vec<u8>>>,
+    err: Arc<Mutex<Vec<u8>>>,
+    readers: [std::thread::JoinHandle<()>; 2],
+}
+
+impl Collected {
+    /// Spawns `cmd` with its stdout and stderr piped.
+    pub fn spawn(cmd: &mut Command) -> Collected {
+        let mut child = cmd
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let (out, r1) = collect(child.stdout.take().unwrap());
+        let (err, r2) = collect(child.stderr.take().unwrap());
+        Collected {
+            child,
+            out,
+            err,
+            readers: [r1, r2],
+        }
+    }
+
+    /// Waits until it exits: its status, its whole stdout, and its stderr as text.
+    pub fn finish(mut self) -> (std::process::ExitStatus, Vec<u8>, String) {
+        let status = self.child.wait().unwrap();
+        for r in self.readers {
+            r.join().unwrap();
+        }
+        let out = std::mem::take(&mut *self.out.lock().unwrap());
+        let err = String::from_utf8_lossy(&self.err.lock().unwrap()).into_owned();
+        (status, out, err)
+    }
+}
+
 /// A job that prints `before`, waits until the test opens its gate, prints `after` and exits 0
 /// (`--no-tty`): a job that is surely running while the test does something to it.
 pub struct GatedJob {
