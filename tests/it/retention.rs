@@ -137,7 +137,7 @@ fn retain_needs_an_age_with_a_unit() {
 }
 
 #[test]
-fn a_follower_of_a_job_deleted_under_it_is_told_and_leaves_no_file_behind() {
+fn a_follower_of_a_job_deleted_under_it_is_told_so() {
     let hub = Hub::start();
     let _s = hub.slave("s1", 1);
     let size = 64 << 20;
@@ -172,7 +172,7 @@ fn a_follower_of_a_job_deleted_under_it_is_told_and_leaves_no_file_behind() {
         "{err}"
     );
     assert!(err.contains(&format!("no job with id {id}")), "{err}");
-    assert!(!log_file(&hub, id).exists(), "no file left behind");
+    assert!(!log_file(&hub, id).exists(), "the log went with the job");
 }
 
 #[test]
