@@ -176,3 +176,26 @@ impl JobLog {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_reader_creates_nothing_and_removal_takes_every_attempt() {
+        let dir = tempfile::tempdir().unwrap();
+        let logs = Logs::open(dir.path()).unwrap();
+        let file = |name: &str| dir.path().join("logs").join(name);
+        let first = logs.job(5, 1);
+        // Nothing stored yet (or the job was deleted): nothing to read, and no file made.
+        assert_eq!(first.read_at(Stream::Stdout, 0, 10).unwrap(), b"");
+        assert!(!file("5.out").exists());
+        first.append(Stream::Stdout, 0, b"one").unwrap();
+        logs.job(5, 2).append(Stream::Stderr, 0, b"two").unwrap();
+        assert_eq!(first.read_at(Stream::Stdout, 0, 10).unwrap(), b"one");
+        logs.remove(5, 2).unwrap();
+        assert!(!file("5.out").exists() && !file("5.2.err").exists());
+        // Files that are not there are no error.
+        logs.remove(5, 2).unwrap();
+    }
+}
