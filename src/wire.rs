@@ -80,6 +80,13 @@ pub struct TokenInfo {
     pub created_ms: u64,
 }
 
+/// `GET /api/v1/whoami`: the token a request was made with.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct WhoAmI {
+    pub name: String,
+    pub role: Role,
+}
+
 /// Body of `POST /api/v1/tokens`.
 #[derive(Serialize, Deserialize, Clone, Debug)]
 pub struct CreateToken {

@@ -142,6 +142,11 @@ impl Auth {
         Ok(auth)
     }
 
+    /// `--no-auth`: every request is an admin's.
+    pub fn is_open(&self) -> bool {
+        self.open.is_some()
+    }
+
     fn db(&self) -> std::sync::MutexGuard<'_, Connection> {
         self.db.lock().unwrap_or_else(|p| p.into_inner())
     }

@@ -1,4 +1,5 @@
-//! `GET /api/v1/jobs`: the jobs a caller may see, filtered by the query, as one JSON array.
+//! `GET /api/v1/jobs`: the jobs a caller may see, filtered by the query, as one JSON array
+//! (all of them, or with `last=N` the newest N).
 //!
 //! The array is serialized straight from the hub's records into the response body, a batch of
 //! jobs per hold of the state lock, off the async runtime; it never copies every record first,
@@ -76,13 +77,27 @@ impl Filter {
 
 /// Answers `GET /api/v1/jobs`.
 pub async fn jobs(ctx: &Ctx, req: &Request<Incoming>, who: &Arc<Principal>) -> HubResponse {
-    let filter = match Filter::from_query(query(req)) {
+    let mut q = query(req);
+    // `last=N`: only the N newest of the jobs that match (the web interface's list).
+    let last = match q.remove("last").map(|v| v.parse::<usize>()) {
+        None => None,
+        Some(Ok(n)) => Some(n),
+        Some(Err(_)) => {
+            return respond::error(StatusCode::BAD_REQUEST, "last= takes a number of jobs")
+        }
+    };
+    let filter = match Filter::from_query(q) {
         Ok(f) => f,
         Err(e) => return respond::error(StatusCode::BAD_REQUEST, e),
     };
     let (hub, who) = (ctx.hub.clone(), who.clone());
+    let keep = move |j: &JobRecord| filter.keep(&who, j);
     // Serializing 100,000 jobs takes a good part of a second: not on the runtime.
-    match tokio::task::spawn_blocking(move || hub.list_json(|j| filter.keep(&who, j))).await {
+    let list = move || match last {
+        Some(n) => hub.list_json_last(keep, n),
+        None => hub.list_json(keep),
+    };
+    match tokio::task::spawn_blocking(list).await {
         Ok(body) => respond::json_body(StatusCode::OK, body),
         Err(e) => respond::error(
             StatusCode::INTERNAL_SERVER_ERROR,
@@ -118,6 +133,41 @@ impl Hub {
                 out.reserve(out.len() / BATCH * left);
             }
             from = next;
+        }
+        out.push(b']');
+        out
+    }
+
+    /// The newest `n` jobs `keep` accepts, in id order, as a JSON array: read from the newest
+    /// back, [`BATCH`] jobs per lock hold.
+    fn list_json_last(&self, keep: impl Fn(&JobRecord) -> bool, n: usize) -> Vec<u8> {
+        let mut picked: Vec<Vec<u8>> = Vec::new();
+        let mut below = JobId::MAX;
+        'batches: while picked.len() < n {
+            let st = self.lock();
+            let mut seen = 0;
+            for (&id, job) in st.jobs.range(..below).rev().take(BATCH) {
+                below = id;
+                seen += 1;
+                if keep(&job.rec) {
+                    let mut one = Vec::new();
+                    super::list_json::write_record(&mut one, &job.rec);
+                    picked.push(one);
+                    if picked.len() == n {
+                        break 'batches;
+                    }
+                }
+            }
+            if seen < BATCH {
+                break;
+            }
+        }
+        let mut out = vec![b'['];
+        for (i, one) in picked.iter().rev().enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            out.extend_from_slice(one);
         }
         out.push(b']');
         out

@@ -22,6 +22,7 @@ mod store;
 mod stream;
 mod submit;
 mod tokens;
+mod web;
 
 pub use state::{now_ms, Hub, HubOptions, SlaveInfo};
 pub use submit::validate;

@@ -221,8 +221,13 @@ where
             "this endpoint speaks WebSocket: send an upgrade request",
         );
     }
+    let protocol = super::web::chosen_protocol(req.headers());
     match fastwebsockets::upgrade::upgrade(&mut req) {
-        Ok((resp, fut)) => {
+        Ok((mut resp, fut)) => {
+            if let Some(p) = protocol {
+                resp.headers_mut()
+                    .insert(hyper::header::SEC_WEBSOCKET_PROTOCOL, p);
+            }
             sessions.spawn(async move {
                 match fut.await {
                     Ok(ws) => session(ws).await,

@@ -4,9 +4,11 @@
 use super::auth::Principal;
 use super::respond::{self, HubResponse, LogBody, Reject};
 use super::state::JobError;
-use super::{slaves, stream, tokens, Ctx};
+use super::{slaves, stream, tokens, web, Ctx};
 use crate::limits::MAX_SUBMIT_BODY_BYTES;
-use crate::wire::{BroadcastReply, JobId, JobSpec, Role, Stream, SubmitManyReply, SubmitReply};
+use crate::wire::{
+    BroadcastReply, JobId, JobSpec, Role, Stream, SubmitManyReply, SubmitReply, WhoAmI,
+};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper::{Method, Request, Response, StatusCode};
@@ -22,12 +24,21 @@ pub async fn route(ctx: Arc<Ctx>, req: Request<Incoming>) -> Result<HubResponse,
             ref m => method_not_allowed(m),
         });
     }
+    // The web interface's files hold no secret: a browser loads them before it has a token.
+    if let Some(r) = web::serve(req.method(), &path, req.headers()) {
+        return Ok(r);
+    }
+    // Without tokens, nothing but the Origin check stops a web page of another site from
+    // submitting jobs through the browser of someone who can reach the hub.
+    if ctx.auth.is_open() && web::cross_origin(req.headers()) {
+        return Ok(respond::error(
+            StatusCode::FORBIDDEN,
+            "a request from a page of another origin (this hub runs with --no-auth)",
+        ));
+    }
     // Nothing else is answered without a valid token, upgrades included.
-    let header = req
-        .headers()
-        .get(hyper::header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok());
-    let who = match ctx.auth.check(header) {
+    let header = web::credentials(req.headers());
+    let who = match ctx.auth.check(header.as_deref()) {
         Ok(p) => p,
         Err(e) => return Ok(respond::unauthorized(&e.to_string())),
     };
@@ -43,9 +54,12 @@ async fn dispatch(
     let segs: Vec<&str> = path.trim_matches('/').split('/').collect();
     let method = req.method().clone();
     match (&method, segs.as_slice()) {
-        (&Method::GET, [""]) => respond::text(
+        (&Method::GET, ["api", "v1", "whoami"]) => respond::json(
             StatusCode::OK,
-            "execnode hub: see /api/v1/jobs, and docs/PROTOCOL.md\n",
+            &WhoAmI {
+                name: who.name.clone(),
+                role: who.role,
+            },
         ),
         (&Method::GET, ["api", "v1", "jobs"]) => super::list::jobs(ctx, &req, who).await,
         (&Method::POST, ["api", "v1", "jobs"]) => submit(ctx, req, who).await,
@@ -99,7 +113,7 @@ async fn dispatch(
                 _ => not_found(path),
             }
         }
-        (_, ["api", "v1", "jobs" | "slaves" | "slave" | "broadcast"]) => {
+        (_, ["api", "v1", "jobs" | "slaves" | "slave" | "broadcast" | "whoami"]) => {
             method_not_allowed(&method)
         }
         _ => not_found(path),

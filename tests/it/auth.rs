@@ -39,7 +39,7 @@ fn no_token_or_a_wrong_one_is_refused_everywhere_and_nothing_runs() {
             ("GET", "/api/v1/slave"),
             ("GET", "/api/v1/slaves"),
             ("GET", "/api/v1/tokens"),
-            ("GET", "/"),
+            ("GET", "/api/v1/whoami"),
         ] {
             let (status, body) = request(
                 &hub.addr,

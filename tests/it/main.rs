@@ -25,3 +25,4 @@ mod stream;
 mod term;
 mod tls;
 mod util;
+mod web;
