@@ -1,0 +1,316 @@
+//! The web interface in a real browser (headless Chromium): signing in, running a shell and
+//! typing into it, watching as a viewer, a pipe job's stdin, redialling a restarted hub, a
+//! revoked token, and the terminal emulator (tests/web/screen_cases.js) on what programs print.
+
+use crate::browser::{Browser, CTRL};
+use crate::util::Hub;
+use serde_json::Value;
+
+/// Opens the page and signs in with `token`; returns once the page shows who signed in.
+fn sign_in(b: &Browser, hub: &Hub, token: &str) {
+    b.goto(&hub.url);
+    b.wait_for(
+        "the sign-in form",
+        "!document.getElementById('signin').hidden",
+    );
+    type_into(b, "token", token);
+    b.key("Enter", 0);
+    b.wait_for(
+        "the page to sign in",
+        "document.getElementById('who').textContent",
+    );
+}
+
+/// Focuses the element of id `id` and types `text` into it.
+fn type_into(b: &Browser, id: &str, text: &str) {
+    b.eval(&format!("document.getElementById('{id}').focus()"));
+    b.insert_text(text);
+}
+
+fn text_of(b: &Browser, id: &str) -> String {
+    let v = b.eval(&format!("document.getElementById('{id}').innerText"));
+    v.as_str().unwrap_or_default().to_string()
+}
+
+/// Focuses the terminal's input and types a line into the job.
+fn type_line(b: &Browser, line: &str) {
+    b.eval("document.querySelector('#terminal textarea').focus()");
+    b.insert_text(line);
+    b.key("Enter", 0);
+}
+
+/// Waits until the terminal shows at least `n` lines that are exactly `line`.
+fn wait_lines(b: &Browser, line: &str, n: usize) {
+    let js = format!(
+        "document.getElementById('terminal').innerText.split('\\n')\
+         .filter(l => l.trimEnd() === {}).length >= {n}",
+        Value::from(line)
+    );
+    b.wait_for(&format!("{n} lines {line:?} in the terminal"), &js);
+}
+
+/// The id of the job the page shows.
+fn shown_job(b: &Browser) -> u64 {
+    let hash = b.wait_for(
+        "a job view",
+        "location.hash.startsWith('#/job/') && location.hash",
+    );
+    hash.as_str().unwrap()["#/job/".len()..].parse().unwrap()
+}
+
+/// Nothing went wrong in the page: no exception, no console error, no refused load, no
+/// Content-Security-Policy violation. The one expected refusal is the page asking the hub who
+/// it is before it has a token (the browser logs that 401 as a failed load).
+fn assert_no_errors(b: &Browser) {
+    let errors: Vec<String> = b
+        .errors()
+        .into_iter()
+        .filter(|e| !(e.contains("401 (Unauthorized)") && e.ends_with("/api/v1/whoami]")))
+        .collect();
+    assert!(errors.is_empty(), "the page reported errors: {errors:#?}");
+}
+
+#[test]
+fn a_user_signs_in_runs_a_shell_types_into_it_and_comes_back() {
+    let hub = Hub::start();
+    let _s = hub.slave("s1", 2);
+    let alice = hub.new_token("alice", "user");
+    let b = Browser::launch();
+    b.goto(&hub.url);
+    b.wait_for(
+        "the sign-in form",
+        "!document.getElementById('signin').hidden",
+    );
+    // A wrong token is refused in the hub's words.
+    type_into(&b, "token", &format!("xn_{}", "0".repeat(64)));
+    b.key("Enter", 0);
+    b.wait_for(
+        "the refusal",
+        "document.getElementById('signin-error').textContent.includes('not valid')",
+    );
+    sign_in(&b, &hub, &alice);
+    assert_eq!(text_of(&b, "who"), "alice (user)");
+
+    type_into(&b, "command", "PS1='web$ ' exec bash --norc --noprofile");
+    b.key("Enter", 0);
+    let id = shown_job(&b);
+    b.wait_for(
+        "the prompt",
+        "document.getElementById('terminal').innerText.includes('web$')",
+    );
+    type_line(&b, "echo $((6*7))");
+    wait_lines(&b, "42", 1);
+    // History through the arrow key, then Ctrl-C through the terminal's line discipline.
+    b.key("ArrowUp", 0);
+    b.key("Enter", 0);
+    wait_lines(&b, "42", 2);
+    type_line(&b, "sleep 300");
+    b.key("c", CTRL);
+    type_line(&b, "echo after");
+    wait_lines(&b, "after", 1);
+
+    // The job's terminal takes the page's size, and follows the window when it shrinks.
+    type_line(&b, "stty size");
+    let size = |b: &Browser| -> (u32, u32) {
+        let text = text_of(b, "terminal");
+        let line = text
+            .lines()
+            .rev()
+            .find(|l| {
+                let w: Vec<&str> = l.split_whitespace().collect();
+                w.len() == 2 && w.iter().all(|n| n.parse::<u32>().is_ok())
+            })
+            .unwrap_or_default()
+            .to_string();
+        let mut w = line.split_whitespace().map(|n| n.parse().unwrap_or(0));
+        (w.next().unwrap_or(0), w.next().unwrap_or(0))
+    };
+    b.wait_for(
+        "stty's answer",
+        "/^\\d+ \\d+$/m.test(document.getElementById('terminal').innerText)",
+    );
+    let (rows, cols) = size(&b);
+    assert!(rows > 10 && cols > 80, "{rows} {cols}");
+    b.call(
+        "Emulation.setDeviceMetricsOverride",
+        serde_json::json!({"width": 600, "height": 500, "deviceScaleFactor": 1, "mobile": false}),
+    );
+    b.eval("new Promise(r => setTimeout(r, 300))");
+    b.eval("document.querySelector('#terminal textarea').focus()");
+    b.insert_text("clear; stty size");
+    b.key("Enter", 0);
+    b.wait_for(
+        "a smaller terminal",
+        &format!(
+            "(m => m && Number(m[2]) < {cols})(document.getElementById('terminal').innerText.match(/^(\\d+) (\\d+)$/m))"
+        ),
+    );
+
+    // Away to the list: the job is running there; back: everything it printed is shown.
+    b.eval("location.hash = '#/'");
+    b.wait_for(
+        "the job running in the list",
+        &format!("document.querySelector('#job-table tr[data-id=\"{id}\"] .state')?.textContent === 'running'"),
+    );
+    b.eval(&format!("location.hash = '#/job/{id}'"));
+    b.wait_for(
+        "the replayed screen",
+        "document.getElementById('terminal').innerText.includes('web$')",
+    );
+    type_line(&b, "exit 3");
+    b.wait_for(
+        "the end",
+        "document.getElementById('job-status').textContent.includes('the job ended: exited (3)')",
+    );
+    let rec = hub.wait_ended(id);
+    assert_eq!(
+        (rec.exit_code, rec.owner.as_deref()),
+        (Some(3), Some("alice"))
+    );
+    let out = String::from_utf8_lossy(&hub.fetch(id)).to_string();
+    assert_eq!(out.matches("42\r\n").count(), 2, "{out}");
+    assert!(out.contains("^C"), "{out}");
+    assert_no_errors(&b);
+}
+
+#[test]
+fn a_viewer_watches_a_job_but_is_offered_nothing_that_would_change_it() {
+    let hub = Hub::start();
+    let _s = hub.slave("s1", 1);
+    let id = hub.submit("echo ready; exec cat", &[]);
+    let viewer = hub.new_token("watch", "viewer");
+    let b = Browser::launch();
+    sign_in(&b, &hub, &viewer);
+    assert_eq!(text_of(&b, "who"), "watch (viewer)");
+    assert_eq!(
+        b.eval("document.getElementById('submit-form').hidden"),
+        true
+    );
+    b.wait_for(
+        "the job in the list",
+        &format!("document.querySelector('#job-table tr[data-id=\"{id}\"]')"),
+    );
+    b.eval(&format!(
+        "document.querySelector('#job-table tr[data-id=\"{id}\"] td.command').click()"
+    ));
+    assert_eq!(shown_job(&b), id);
+    wait_lines(&b, "ready", 1);
+    for button in ["job-cancel", "job-eof", "job-delete"] {
+        let disabled = b.eval(&format!("document.getElementById('{button}').disabled"));
+        assert_eq!(disabled, true, "{button}");
+    }
+    // Cancelled by an admin elsewhere: the page sees it live.
+    let (status, body) = hub.post(&format!("/api/v1/jobs/{id}/cancel"), "");
+    assert_eq!(status, 200, "{body}");
+    b.wait_for(
+        "the cancellation",
+        "document.getElementById('job-state').textContent.startsWith('cancelled')",
+    );
+    // Signing out forgets the token.
+    b.eval("document.getElementById('signout').click()");
+    b.wait_for(
+        "the sign-in form",
+        "!document.getElementById('signin').hidden",
+    );
+    let stored = b.eval("sessionStorage.length + localStorage.length");
+    assert_eq!(stored, 0);
+    assert_no_errors(&b);
+}
+
+#[test]
+fn a_pipe_job_takes_lines_and_shows_both_streams_then_is_deleted() {
+    let hub = Hub::start();
+    let _s = hub.slave("s1", 1);
+    let b = Browser::launch();
+    sign_in(&b, &hub, &hub.token);
+    b.eval("document.getElementById('tty').click()");
+    type_into(
+        &b,
+        "command",
+        "while read l; do echo \"$l\" | tr a-z A-Z; done; echo done >&2",
+    );
+    b.key("Enter", 0);
+    let id = shown_job(&b);
+    b.wait_for(
+        "the stdin form",
+        "!document.getElementById('stdin-form').hidden && !document.getElementById('job-eof').disabled",
+    );
+    type_into(&b, "stdin-line", "hello web");
+    b.key("Enter", 0);
+    wait_lines(&b, "HELLO WEB", 1);
+    b.eval("document.getElementById('job-eof').click()");
+    b.wait_for(
+        "the end",
+        "document.getElementById('job-status').textContent.includes('the job ended: exited (0)')",
+    );
+    wait_lines(&b, "done", 1);
+    assert_eq!(hub.fetch(id), b"HELLO WEB\n");
+    b.eval("document.getElementById('job-delete').click()");
+    b.wait_for("the list", "location.hash === '#/'");
+    let (status, _) = hub.get(&format!("/api/v1/jobs/{id}"));
+    assert_eq!(status, 404);
+    assert_no_errors(&b);
+}
+
+#[test]
+fn the_page_dials_a_restarted_hub_again_and_loses_nothing() {
+    let mut hub = Hub::start();
+    let _s = hub.slave("s1", 1);
+    let b = Browser::launch();
+    sign_in(&b, &hub, &hub.token);
+    let id = hub.submit(
+        "for i in $(seq 1 60); do echo line$i; sleep 0.05; done; read x; echo got $x",
+        &[],
+    );
+    b.eval(&format!("location.hash = '#/job/{id}'"));
+    wait_lines(&b, "line5", 1);
+    hub.kill();
+    hub.restart(&[]);
+    wait_lines(&b, "line60", 1);
+    type_line(&b, "back");
+    wait_lines(&b, "got back", 1);
+    let text = text_of(&b, "terminal");
+    for i in 1..=60 {
+        let n = text.lines().filter(|l| *l == format!("line{i}")).count();
+        assert_eq!(n, 1, "line{i} shown {n} times:\n{text}");
+    }
+    // The browser logs the refused connections while the hub was down; nothing else.
+    let errors: Vec<String> = b
+        .errors()
+        .into_iter()
+        .filter(|e| !e.contains("ERR_CONNECTION_REFUSED") && !e.contains("WebSocket"))
+        .filter(|e| !(e.contains("401 (Unauthorized)") && e.ends_with("/api/v1/whoami]")))
+        .collect();
+    assert!(errors.is_empty(), "{errors:#?}");
+}
+
+#[test]
+fn a_revoked_token_sends_the_page_back_to_sign_in() {
+    let hub = Hub::start();
+    let bob = hub.new_token("bob", "user");
+    let b = Browser::launch();
+    sign_in(&b, &hub, &bob);
+    b.wait_for("the list", "!document.getElementById('jobs').hidden");
+    hub.token_command(&["revoke", "bob"]);
+    b.wait_for(
+        "the sign-in form again",
+        "!document.getElementById('signin').hidden && \
+         document.getElementById('signin-error').textContent.includes('not valid')",
+    );
+    assert_eq!(b.eval("sessionStorage.length"), 0);
+}
+
+#[test]
+fn the_terminal_draws_what_full_screen_programs_print() {
+    let hub = Hub::start();
+    let b = Browser::launch();
+    b.goto(&hub.url);
+    let failures = b.eval(include_str!("../web/screen_cases.js"));
+    assert_eq!(
+        failures,
+        serde_json::json!([]),
+        "the emulator's cases that failed"
+    );
+    // The page the cases ran in is the real one, under its Content-Security-Policy.
+    assert_no_errors(&b);
+}
