@@ -4,6 +4,7 @@
 
 use crate::browser::{Browser, CTRL};
 use crate::util::Hub;
+use execnode::wire::JobState;
 use serde_json::Value;
 
 /// Opens the page and signs in with `token`; returns once the page shows who signed in.
@@ -287,17 +288,31 @@ fn the_page_dials_a_restarted_hub_again_and_loses_nothing() {
 #[test]
 fn a_revoked_token_sends_the_page_back_to_sign_in() {
     let hub = Hub::start();
+    let _s = hub.slave("s1", 1);
     let bob = hub.new_token("bob", "user");
     let b = Browser::launch();
     sign_in(&b, &hub, &bob);
+    // Revoked while the page lists jobs: the next refresh is refused.
     b.wait_for("the list", "!document.getElementById('jobs').hidden");
     hub.token_command(&["revoke", "bob"]);
-    b.wait_for(
-        "the sign-in form again",
-        "!document.getElementById('signin').hidden && \
-         document.getElementById('signin-error').textContent.includes('not valid')",
-    );
+    let signed_out = "!document.getElementById('signin').hidden && \
+         document.getElementById('signin-error').textContent.includes('not valid')";
+    b.wait_for("the sign-in form again", signed_out);
     assert_eq!(b.eval("sessionStorage.length"), 0);
+    // Revoked while the page is attached to a job: the hub closes the stream.
+    let carol = hub.new_token("carol", "user");
+    sign_in(&b, &hub, &carol);
+    type_into(&b, "command", "echo up; sleep 600");
+    b.key("Enter", 0);
+    let id = shown_job(&b);
+    wait_lines(&b, "up", 1);
+    hub.token_command(&["revoke", "carol"]);
+    b.wait_for("the sign-in form after the stream", signed_out);
+    assert_eq!(
+        hub.job(id).state,
+        JobState::Running,
+        "the job itself goes on"
+    );
 }
 
 #[test]

@@ -365,8 +365,14 @@ async function connect(v) {
     if (view !== v || v.ws !== ws) return;
     v.ws = null;
     if (v.ended) return;
-    if (ev.code === 1008) status(v, ev.reason || "the hub closed the stream");
-    else retry(v, "the connection to the hub was lost: dialling again");
+    if (ev.code === 1008) {
+      // Refused for good (a revoked token, a protocol error): the `error` before it said why.
+      // Asking who we are signs the page out if the token is what went.
+      if (!$("job-status").textContent) status(v, ev.reason || "the hub closed the stream");
+      api("GET", "/api/v1/whoami").catch(() => {});
+    } else {
+      retry(v, "the connection to the hub was lost: dialling again");
+    }
   };
 }
 
