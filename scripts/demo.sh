@@ -2,7 +2,18 @@
 # A tour of execnode on this machine: builds it, starts a hub and two slaves on loopback in a
 # temporary directory, and runs a few jobs with `xn` as a user would type it. Everything it
 # starts is stopped, and the directory removed, when it exits. Exits 0 when all went as shown.
+# With --keep, it leaves the hub and slaves running at the end, for the web interface, until
+# Ctrl-C.
 set -euo pipefail
+keep=false
+case "${1:-}" in
+--keep) keep=true ;;
+"") ;;
+*)
+    echo "usage: scripts/demo.sh [--keep]" >&2
+    exit 2
+    ;;
+esac
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 # Our own settings only: a user's XN_* variables must not point the demo at a real hub.
@@ -161,4 +172,19 @@ typed_code 255 "xn -f 999"
 say "All jobs"
 typed 'xn -l'
 
+say "The web interface: the same hub serves a page at /, which signs in with a token"
+if command -v curl >/dev/null; then
+    typed "curl -s $hub/ | grep -o '<title>.*</title>'"
+    typed "curl -s -H \"Authorization: Bearer \$XN_TOKEN\" $hub/api/v1/whoami; echo"
+else
+    echo "(curl is not installed: open $hub/ in a browser instead, with scripts/demo.sh --keep)"
+fi
+
 say "Demo finished"
+if $keep; then
+    printf '\nThe hub and both slaves keep running. Open %s/ in a browser and sign in with\n' "$hub"
+    printf 'the admin token %s\n(or run xn with XN_HUB=%s XN_TOKEN=%s).\nCtrl-C stops them.\n' \
+        "$XN_TOKEN" "$hub" "$XN_TOKEN"
+    trap 'exit 0' INT TERM
+    while :; do sleep 3600; done
+fi
