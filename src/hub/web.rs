@@ -32,8 +32,11 @@ const SVG: &str = "image/svg+xml";
 const FILES: &[(&str, &str, &str)] = &[
     ("/", HTML, include_str!("web/index.html")),
     ("/ui/app.js", JS, include_str!("web/app.js")),
+    ("/ui/session.js", JS, include_str!("web/session.js")),
+    ("/ui/job.js", JS, include_str!("web/job.js")),
     ("/ui/term.js", JS, include_str!("web/term.js")),
     ("/ui/screen.js", JS, include_str!("web/screen.js")),
+    ("/ui/cells.js", JS, include_str!("web/cells.js")),
     ("/ui/app.css", CSS, include_str!("web/app.css")),
     ("/ui/term.css", CSS, include_str!("web/term.css")),
     ("/ui/icon.svg", SVG, include_str!("web/icon.svg")),

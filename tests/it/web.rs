@@ -55,8 +55,11 @@ fn the_page_loads_without_a_token_under_a_strict_policy() {
     assert!(page.contains(r#"<script type="module" src="/ui/app.js">"#));
     for file in [
         "/ui/app.js",
+        "/ui/session.js",
+        "/ui/job.js",
         "/ui/term.js",
         "/ui/screen.js",
+        "/ui/cells.js",
         "/ui/app.css",
         "/ui/term.css",
         "/ui/icon.svg",

@@ -219,7 +219,7 @@ fn a_viewer_watches_a_job_but_is_offered_nothing_that_would_change_it() {
 }
 
 #[test]
-fn a_pipe_job_takes_lines_and_shows_both_streams_then_is_deleted() {
+fn a_pipe_job_takes_lines_and_downloads_then_jobs_are_deleted_and_terminated() {
     let hub = Hub::start();
     let _s = hub.slave("s1", 1);
     let b = Browser::launch();
@@ -246,10 +246,34 @@ fn a_pipe_job_takes_lines_and_shows_both_streams_then_is_deleted() {
     );
     wait_lines(&b, "done", 1);
     assert_eq!(hub.fetch(id), b"HELLO WEB\n");
+    // Downloads carry the token the page holds (a plain link could not).
+    let downloads = tempfile::tempdir().unwrap();
+    b.download_to(downloads.path());
+    b.eval("document.getElementById('job-stdout').click()");
+    b.eval("document.getElementById('job-stderr').click()");
+    let file = |name: &str| std::fs::read(downloads.path().join(name)).unwrap_or_default();
+    crate::util::wait_until("both downloads", || {
+        file(&format!("job-{id}.stdout")) == b"HELLO WEB\n"
+            && file(&format!("job-{id}.stderr")) == b"done\n"
+    });
     b.eval("document.getElementById('job-delete').click()");
     b.wait_for("the list", "location.hash === '#/'");
     let (status, _) = hub.get(&format!("/api/v1/jobs/{id}"));
     assert_eq!(status, 404);
+    // Terminate, on a job that would otherwise run for ten minutes.
+    type_into(&b, "command", "echo up; sleep 600");
+    b.key("Enter", 0);
+    let id = shown_job(&b);
+    b.wait_for(
+        "a running job",
+        "!document.getElementById('job-cancel').disabled",
+    );
+    b.eval("document.getElementById('job-cancel').click()");
+    b.wait_for(
+        "the job cancelled",
+        "document.getElementById('job-state').textContent.startsWith('cancelled')",
+    );
+    assert_eq!(hub.wait_ended(id).state, JobState::Cancelled);
     assert_no_errors(&b);
 }
 

@@ -3,10 +3,9 @@
 // untrusted: it reaches the page as text nodes only.
 
 import {
-  BOLD, DIM, HIDDEN, INVERSE, ITALIC, PLAIN, STRIKE, TRUECOLOR, UNDERLINE, Screen, isBlank, sameAttr,
-} from "./screen.js";
-
-export { Screen };
+  BOLD, DIM, HIDDEN, INVERSE, ITALIC, PLAIN, STRIKE, TRUECOLOR, UNDERLINE, isBlank, sameAttr,
+} from "./cells.js";
+import { Screen } from "./screen.js";
 
 /** A colour beyond the 16 that term.css names: the 6x6x6 cube, the grey ramp, or 24-bit. */
 function cssColor(c) {
