@@ -310,6 +310,30 @@ fn the_page_dials_a_restarted_hub_again_and_loses_nothing() {
 }
 
 #[test]
+fn a_big_output_opens_at_its_end() {
+    let hub = Hub::start();
+    let _s = hub.slave("s1", 1);
+    // 2 MB of NUL bytes between two words: a terminal draws nothing for NUL.
+    let id = hub.submit(
+        "printf 'FIRST\\n'; head -c 2000000 /dev/zero; printf '\\nEND\\n'",
+        &["--no-tty"],
+    );
+    hub.wait_ended(id);
+    let b = Browser::launch();
+    sign_in(&b, &hub, &hub.token);
+    b.eval(&format!("location.hash = '#/job/{id}'"));
+    wait_lines(&b, "END", 1);
+    let text = text_of(&b, "terminal");
+    assert!(
+        !text.contains("FIRST"),
+        "the page read the whole output:\n{text}"
+    );
+    let note = text_of(&b, "job-skipped");
+    assert!(note.contains("0.5 MiB of 1.9 MiB"), "{note}");
+    assert_no_errors(&b);
+}
+
+#[test]
 fn a_revoked_token_sends_the_page_back_to_sign_in() {
     let hub = Hub::start();
     let _s = hub.slave("s1", 1);

@@ -10,6 +10,10 @@ import { $, api, canType, commandOf, exitOf, token } from "/ui/session.js";
 const STDIN = 0, STDERR = 2;
 const HEADER = 18;
 
+/** Bytes of each stream a job view starts with: a bigger output starts this far from its end
+ * (as `xn -a --tail`), since the terminal keeps 5,000 lines and parses some 10 MB/s. */
+const TAIL = 512 * 1024;
+
 /** The open job view, or null. */
 let view = null;
 
@@ -22,7 +26,8 @@ export function openJob(id) {
   $("job-status").textContent = "";
   $("stdin-form").hidden = true;
   const term = new Terminal($("terminal"));
-  const v = (view = { id, term, rec: null, out: 0, err: 0, sent: 0, ws: null, ended: false, tries: 0 });
+  const v = (view = { id, term, rec: null, out: null, err: null, sent: 0, ws: null, ended: false, tries: 0 });
+  $("job-skipped").hidden = true;
   // Keystrokes go to a terminal; a pipe job takes whole lines from the form under it.
   term.onData = (bytes) => v.rec && v.rec.tty && sendInput(v, bytes);
   setButtons(v);
@@ -87,6 +92,7 @@ async function connect(v) {
     return;
   }
   if (view !== v) return;
+  if (v.out === null) skipToTail(v);
   const scheme = location.protocol === "https:" ? "wss:" : "ws:";
   let url = `${scheme}//${location.host}/api/v1/jobs/${v.id}/stream?stdout=${v.out}&stderr=${v.err}`;
   if (canType()) url += "&input=1";
@@ -115,6 +121,20 @@ async function connect(v) {
       retry(v, "the connection to the hub was lost: dialling again");
     }
   };
+}
+
+/** Where a new view starts reading: the last TAIL bytes of each stream. */
+function skipToTail(v) {
+  v.out = Math.max(0, v.rec.stdout_len - TAIL);
+  v.err = Math.max(0, v.rec.stderr_len - TAIL);
+  if (v.out || v.err) {
+    const mib = (n) => `${(n / 1048576).toFixed(1)} MiB`;
+    const all = v.rec.stdout_len + v.rec.stderr_len;
+    $("job-skipped").textContent =
+      `Showing the end of the output: ${mib(all - v.out - v.err)} of ${mib(all)}. ` +
+      "Download output for all of it.";
+    $("job-skipped").hidden = false;
+  }
 }
 
 function retry(v, message) {
