@@ -57,6 +57,7 @@ fn the_page_loads_without_a_token_under_a_strict_policy() {
         "/ui/app.js",
         "/ui/session.js",
         "/ui/job.js",
+        "/ui/tokens.js",
         "/ui/term.js",
         "/ui/screen.js",
         "/ui/cells.js",

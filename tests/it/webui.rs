@@ -3,7 +3,7 @@
 //! revoked token, and the terminal emulator (tests/web/screen_cases.js) on what programs print.
 
 use crate::browser::{Browser, CTRL};
-use crate::util::Hub;
+use crate::util::{xn_as, Hub};
 use execnode::wire::JobState;
 use serde_json::Value;
 
@@ -63,10 +63,16 @@ fn shown_job(b: &Browser) -> u64 {
 /// Content-Security-Policy violation. The one expected refusal is the page asking the hub who
 /// it is before it has a token (the browser logs that 401 as a failed load).
 fn assert_no_errors(b: &Browser) {
+    assert_no_errors_but(b, &[]);
+}
+
+/// As `assert_no_errors`, allowing errors that contain one of `expected`.
+fn assert_no_errors_but(b: &Browser, expected: &[&str]) {
     let errors: Vec<String> = b
         .errors()
         .into_iter()
         .filter(|e| !(e.contains("401 (Unauthorized)") && e.ends_with("/api/v1/whoami]")))
+        .filter(|e| !expected.iter().any(|x| e.contains(x)))
         .collect();
     assert!(errors.is_empty(), "the page reported errors: {errors:#?}");
 }
@@ -191,6 +197,14 @@ fn a_viewer_watches_a_job_but_is_offered_nothing_that_would_change_it() {
         "the job in the list",
         &format!("document.querySelector('#job-table tr[data-id=\"{id}\"]')"),
     );
+    // The slaves, with the job each runs.
+    b.wait_for(
+        "the slave and its job",
+        &format!(
+            "(r => r && r.cells[0].textContent === 's1' && r.cells[1].textContent === 'ready' \
+             && r.cells[3].textContent === '{id}')(document.querySelector('#slave-table tbody tr'))"
+        ),
+    );
     b.eval(&format!(
         "document.querySelector('#job-table tr[data-id=\"{id}\"] td.command').click()"
     ));
@@ -300,13 +314,58 @@ fn the_page_dials_a_restarted_hub_again_and_loses_nothing() {
         assert_eq!(n, 1, "line{i} shown {n} times:\n{text}");
     }
     // The browser logs the refused connections while the hub was down; nothing else.
-    let errors: Vec<String> = b
-        .errors()
-        .into_iter()
-        .filter(|e| !e.contains("ERR_CONNECTION_REFUSED") && !e.contains("WebSocket"))
-        .filter(|e| !(e.contains("401 (Unauthorized)") && e.ends_with("/api/v1/whoami]")))
-        .collect();
-    assert!(errors.is_empty(), "{errors:#?}");
+    assert_no_errors_but(&b, &["ERR_CONNECTION_REFUSED", "WebSocket connection to"]);
+}
+
+#[test]
+fn an_admin_makes_and_revokes_tokens_in_the_page() {
+    let hub = Hub::start();
+    let b = Browser::launch();
+    sign_in(&b, &hub, &hub.token);
+    b.eval("document.getElementById('tokens-link').click()");
+    b.wait_for(
+        "the token list",
+        "document.querySelector('#token-table tr[data-name=\"admin\"]')",
+    );
+    type_into(&b, "token-name", "alice");
+    b.key("Enter", 0);
+    let shown = b.wait_for(
+        "the new token",
+        "!document.getElementById('new-token').hidden && document.getElementById('new-token-value').value",
+    );
+    let alice = shown.as_str().unwrap().to_string();
+    let out = xn_as(&hub.url, &alice, &["-l"]);
+    assert!(out.status.success(), "the token works");
+    assert!(hub.token_command(&["list"]).contains("alice"));
+    // A name that is taken: the hub's words.
+    type_into(&b, "token-name", "alice");
+    b.key("Enter", 0);
+    b.wait_for(
+        "the refusal",
+        "document.getElementById('token-error').textContent.includes('exists already')",
+    );
+    // Revoking asks again in the button first.
+    let revoke = "document.querySelector('#token-table tr[data-name=\"alice\"] button')";
+    b.eval(&format!("{revoke}.click()"));
+    assert_eq!(b.eval(&format!("{revoke}.textContent")), "Revoke alice?");
+    b.eval(&format!("{revoke}.click()"));
+    b.wait_for("alice gone from the list", &format!("!{revoke}"));
+    assert_eq!(xn_as(&hub.url, &alice, &["-l"]).status.code(), Some(255));
+    // Not an admin: no tokens page.
+    b.eval("document.getElementById('signout').click()");
+    let bob = hub.new_token("bob", "user");
+    sign_in(&b, &hub, &bob);
+    assert_eq!(
+        b.eval("document.getElementById('tokens-link').hidden"),
+        true
+    );
+    b.eval("location.hash = '#/tokens'");
+    b.wait_for(
+        "the job list instead",
+        "!document.getElementById('jobs').hidden",
+    );
+    // The taken name's 400, which the browser logs as a failed load.
+    assert_no_errors_but(&b, &["400 (Bad Request) [http://"]);
 }
 
 #[test]

@@ -6,6 +6,7 @@
 // subprotocol `bearer.TOKEN` on the job stream (a browser cannot put headers on a WebSocket).
 
 import { closeJob, openJob } from "/ui/job.js";
+import { openTokens } from "/ui/tokens.js";
 import {
   $, api, canType, commandOf, exitOf, forget, keep, me, onUnauthorized, signedInAs, token,
 } from "/ui/session.js";
@@ -15,7 +16,7 @@ const LIST_LAST = 200;
 let listTimer = null;
 
 function show(section) {
-  for (const id of ["signin", "jobs", "job"]) $(id).hidden = id !== section;
+  for (const id of ["signin", "jobs", "job", "tokens"]) $(id).hidden = id !== section;
 }
 
 function notice(message) {
@@ -42,6 +43,7 @@ async function start() {
   $("who").textContent = `${me.name} (${me.role})`;
   $("signout").hidden = !token;
   $("submit-form").hidden = !canType();
+  $("tokens-link").hidden = me.role !== "admin";
   route();
 }
 
@@ -52,6 +54,7 @@ function signedOut(message) {
   forget();
   $("who").textContent = "";
   $("signout").hidden = true;
+  $("tokens-link").hidden = true;
   $("signin-error").textContent = message || "";
   show("signin");
 }
@@ -76,6 +79,11 @@ function route() {
     stopList();
     show("job");
     openJob(Number(m[1]));
+  } else if (location.hash === "#/tokens" && me.role === "admin") {
+    stopList();
+    closeJob();
+    show("tokens");
+    openTokens();
   } else {
     closeJob();
     openList();
@@ -171,7 +179,7 @@ function renderSlaves(slaves) {
     cell(row, s.name);
     cell(row, s.draining ? "draining" : "ready");
     cell(row, String(s.slots));
-    cell(row, (s.jobs || []).join(" "));
+    cell(row, (s.running || []).join(" "));
     cell(row, (s.labels || []).join(", "));
   }
   if (!slaves.length) cell(body.insertRow(), "no slave is connected", "muted").colSpan = 5;

@@ -1,0 +1,89 @@
+// The tokens page, for admins: the hub's tokens (never their secrets), a form that makes one
+// and shows it the only time it exists in clear, and revoking, which ends every connection the
+// token holds (docs/PROTOCOL.md, Tokens).
+
+import { $, api } from "/ui/session.js";
+
+export async function openTokens() {
+  $("token-error").textContent = "";
+  await refresh();
+}
+
+async function refresh() {
+  try {
+    render(await api("GET", "/api/v1/tokens"));
+  } catch (e) {
+    $("token-error").textContent = e.message;
+  }
+}
+
+function render(tokens) {
+  const body = $("token-table").tBodies[0];
+  body.replaceChildren();
+  for (const t of tokens) {
+    const row = body.insertRow();
+    row.dataset.name = t.name;
+    for (const text of [t.name, t.role, new Date(t.created_ms).toLocaleString()]) {
+      row.insertCell().textContent = text;
+    }
+    const revoke = document.createElement("button");
+    revoke.type = "button";
+    revoke.textContent = "Revoke";
+    revoke.addEventListener("click", () => confirmThen(revoke, `Revoke ${t.name}?`, () => remove(t.name)));
+    row.insertCell().append(revoke);
+  }
+}
+
+/** A button that asks again in its own label before it acts (no dialog boxes). */
+function confirmThen(button, question, act) {
+  if (button.dataset.armed) {
+    act();
+    return;
+  }
+  const label = button.textContent;
+  button.dataset.armed = "1";
+  button.textContent = question;
+  setTimeout(() => {
+    delete button.dataset.armed;
+    button.textContent = label;
+  }, 4000);
+}
+
+async function remove(name) {
+  try {
+    await api("DELETE", `/api/v1/tokens/${encodeURIComponent(name)}`);
+    $("new-token").hidden = true;
+  } catch (e) {
+    $("token-error").textContent = e.message;
+  }
+  await refresh();
+}
+
+$("token-form").addEventListener("submit", async (ev) => {
+  ev.preventDefault();
+  $("token-error").textContent = "";
+  try {
+    const made = await api("POST", "/api/v1/tokens", {
+      name: $("token-name").value.trim(),
+      role: $("token-role").value,
+    });
+    $("token-name").value = "";
+    $("new-token-name").textContent = `${made.name} (${made.role})`;
+    $("new-token-value").value = made.token;
+    $("new-token").hidden = false;
+    $("new-token-value").select();
+  } catch (e) {
+    $("token-error").textContent = e.message;
+  }
+  await refresh();
+});
+
+$("new-token-copy").addEventListener("click", async () => {
+  try {
+    await navigator.clipboard.writeText($("new-token-value").value);
+    $("new-token-copy").textContent = "Copied";
+  } catch {
+    // No clipboard (a page served over plain http to another machine): it is selected.
+    $("new-token-value").select();
+  }
+});
