@@ -111,7 +111,10 @@ fn a_user_signs_in_runs_a_shell_types_into_it_and_comes_back() {
     b.key("ArrowUp", 0);
     b.key("Enter", 0);
     wait_lines(&b, "42", 2);
-    type_line(&b, "sleep 300");
+    // Ctrl-C once the sleep runs: typed before, it would interrupt the shell's line editor
+    // and leave the sleep to run.
+    type_line(&b, "echo sleeping; sleep 300");
+    wait_lines(&b, "sleeping", 1);
     b.key("c", CTRL);
     type_line(&b, "echo after");
     wait_lines(&b, "after", 1);
@@ -142,7 +145,11 @@ fn a_user_signs_in_runs_a_shell_types_into_it_and_comes_back() {
         "Emulation.setDeviceMetricsOverride",
         serde_json::json!({"width": 600, "height": 500, "deviceScaleFactor": 1, "mobile": false}),
     );
-    b.eval("new Promise(r => setTimeout(r, 300))");
+    // The page sends its new size as it redraws its rows for it.
+    b.wait_for(
+        "the page's terminal to shrink",
+        &format!("document.querySelectorAll('#terminal .xt-screen .xt-row').length < {rows}"),
+    );
     b.eval("document.querySelector('#terminal textarea').focus()");
     b.insert_text("clear; stty size");
     b.key("Enter", 0);
