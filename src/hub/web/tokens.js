@@ -62,20 +62,24 @@ async function remove(name) {
 $("token-form").addEventListener("submit", async (ev) => {
   ev.preventDefault();
   $("token-error").textContent = "";
+  let made;
   try {
-    const made = await api("POST", "/api/v1/tokens", {
+    made = await api("POST", "/api/v1/tokens", {
       name: $("token-name").value.trim(),
       role: $("token-role").value,
     });
-    $("token-name").value = "";
-    $("new-token-name").textContent = `${made.name} (${made.role})`;
-    $("new-token-value").value = made.token;
-    $("new-token").hidden = false;
-    $("new-token-value").select();
   } catch (e) {
+    // Refused: nothing changed, so the table stays as it is (and its buttons with it).
     $("token-error").textContent = e.message;
+    return;
   }
+  // The table first, then the token: whatever the page shows next is already drawn.
   await refresh();
+  $("token-name").value = "";
+  $("new-token-name").textContent = `${made.name} (${made.role})`;
+  $("new-token-value").value = made.token;
+  $("new-token").hidden = false;
+  $("new-token-value").select();
 });
 
 $("new-token-copy").addEventListener("click", async () => {
