@@ -376,6 +376,45 @@ fn an_admin_makes_and_revokes_tokens_in_the_page() {
 }
 
 #[test]
+fn job_specs_in_json_are_submitted_as_they_are() {
+    let hub = Hub::start();
+    let _s = hub.slave("s1", 2);
+    let b = Browser::launch();
+    sign_in(&b, &hub, &hub.token);
+    b.eval("document.querySelector('#spec-box summary').click()");
+    let submit = |json: &str| {
+        b.eval("document.getElementById('spec').value = ''");
+        type_into(&b, "spec", json);
+        b.eval("document.querySelector('#spec-form button').click()");
+    };
+    // Not JSON, and JSON the hub refuses: the reason, and nothing submitted.
+    submit(r#"{"command": "#);
+    b.wait_for(
+        "the parse error",
+        "document.getElementById('spec-error').textContent.startsWith('not JSON')",
+    );
+    submit(r#"{"command": "true", "timeout": -1}"#);
+    b.wait_for(
+        "the hub's refusal",
+        "document.getElementById('spec-error').textContent.includes('timeout')",
+    );
+    assert!(hub.jobs().is_empty());
+    // Several: they stay in the list.
+    submit(r#"[{"command": "echo one", "tty": false}, {"command": "echo two", "name": "second"}]"#);
+    b.wait_for(
+        "both",
+        "document.getElementById('spec-done').textContent === 'submitted jobs 1, 2'",
+    );
+    assert_eq!(hub.job(2).spec.name.as_deref(), Some("second"));
+    // One: its view opens.
+    submit(r#"{"command": "echo $GREETING", "env": {"GREETING": "hi from json"}}"#);
+    assert_eq!(shown_job(&b), 3);
+    wait_lines(&b, "hi from json", 1);
+    // The hub's 400 for the refused spec, logged by the browser as a failed load.
+    assert_no_errors_but(&b, &["400 (Bad Request) [http://"]);
+}
+
+#[test]
 fn a_big_output_opens_at_its_end() {
     let hub = Hub::start();
     let _s = hub.slave("s1", 1);

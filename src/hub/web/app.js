@@ -42,7 +42,7 @@ async function start() {
   }
   $("who").textContent = `${me.name} (${me.role})`;
   $("signout").hidden = !token;
-  $("submit-form").hidden = !canType();
+  $("submit-form").hidden = $("spec-box").hidden = !canType();
   $("tokens-link").hidden = me.role !== "admin";
   route();
 }
@@ -199,6 +199,32 @@ $("submit-form").addEventListener("submit", async (ev) => {
     location.hash = `#/job/${id}`;
   } catch (e) {
     $("submit-error").textContent = e.message;
+  }
+});
+
+// A job spec, or an array of them, as JSON (docs/JOBS.md): every field a job has. The hub
+// checks it; one job opens, several stay in the list.
+$("spec-form").addEventListener("submit", async (ev) => {
+  ev.preventDefault();
+  $("spec-error").textContent = "";
+  $("spec-done").textContent = "";
+  let spec;
+  try {
+    spec = JSON.parse($("spec").value);
+  } catch (e) {
+    $("spec-error").textContent = `not JSON: ${e.message}`;
+    return;
+  }
+  try {
+    const made = await api("POST", "/api/v1/jobs", spec);
+    if (made.id !== undefined) {
+      location.hash = `#/job/${made.id}`;
+    } else {
+      $("spec-done").textContent = `submitted jobs ${made.ids.join(", ")}`;
+      refreshList();
+    }
+  } catch (e) {
+    $("spec-error").textContent = e.message;
   }
 });
 
