@@ -415,6 +415,49 @@ fn job_specs_in_json_are_submitted_as_they_are() {
 }
 
 #[test]
+fn a_line_runs_on_every_slave_as_one_group() {
+    let hub = Hub::start();
+    let _a = hub.slave("s1", 1);
+    let _b = hub.slave("s2", 1);
+    let b = Browser::launch();
+    sign_in(&b, &hub, &hub.token);
+    b.eval("document.getElementById('every').click()");
+    // No slave has the label: the hub's words, and nothing submitted.
+    type_into(&b, "labels", "gpu");
+    type_into(&b, "command", "hostname");
+    b.key("Enter", 0);
+    b.wait_for(
+        "the refusal",
+        "document.getElementById('submit-error').textContent.includes('nothing to broadcast to')",
+    );
+    assert!(hub.jobs().is_empty());
+    b.eval("document.getElementById('labels').value = ''");
+    b.key("Enter", 0);
+    let done = b.wait_for(
+        "the group",
+        "document.getElementById('submit-done').textContent",
+    );
+    assert_eq!(done, "group g1: jobs 1, 2");
+    // One job per slave, both listed, each naming its group in its view.
+    let mut slaves: Vec<String> = (1..=2)
+        .map(|id| hub.wait_ended(id).slave.unwrap())
+        .collect();
+    slaves.sort();
+    assert_eq!(slaves, ["s1", "s2"]);
+    b.wait_for(
+        "both in the list",
+        "document.querySelectorAll('#job-table tr[data-id]').length === 2",
+    );
+    b.eval("location.hash = '#/job/2'");
+    b.wait_for(
+        "the group in the job's header",
+        "document.getElementById('job-info').textContent.includes('group g1')",
+    );
+    // The browser logs the refusal (a 409) as a failed load.
+    assert_no_errors_but(&b, &["409 (Conflict) [http://"]);
+}
+
+#[test]
 fn a_big_output_opens_at_its_end() {
     let hub = Hub::start();
     let _s = hub.slave("s1", 1);

@@ -188,12 +188,21 @@ function renderSlaves(slaves) {
 $("submit-form").addEventListener("submit", async (ev) => {
   ev.preventDefault();
   $("submit-error").textContent = "";
+  $("submit-done").textContent = "";
   const tty = $("tty").checked;
   const spec = { command: $("command").value, tty };
   const labels = $("labels").value.split(",").map((l) => l.trim()).filter((l) => l);
   if (labels.length) spec.labels = labels;
   if (tty) Object.assign(spec, terminalSize());
   try {
+    if ($("every").checked) {
+      // A broadcast: one job per matching slave, named here and left in the list.
+      const { group, ids } = await api("POST", "/api/v1/broadcast", spec);
+      $("command").value = "";
+      $("submit-done").textContent = `group ${group}: jobs ${ids.join(", ")}`;
+      refreshList();
+      return;
+    }
     const { id } = await api("POST", "/api/v1/jobs", spec);
     $("command").value = "";
     location.hash = `#/job/${id}`;

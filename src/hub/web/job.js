@@ -70,7 +70,12 @@ function showRecord(v, rec) {
   const st = $("job-state");
   st.textContent = rec.state + (exitOf(rec) ? ` (${exitOf(rec)})` : "");
   st.className = `state ${rec.state}`;
-  const info = [rec.slave && `on ${rec.slave}`, rec.owner && `by ${rec.owner}`, rec.reason]
+  const info = [
+    rec.slave && `on ${rec.slave}`,
+    rec.owner && `by ${rec.owner}`,
+    rec.group && `group ${rec.group}`,
+    rec.reason,
+  ]
     .filter((x) => x)
     .join(", ");
   $("job-info").textContent = info;
