@@ -11,6 +11,8 @@
 #         starts   what one `xn` process costs: 400 x N runs per build of `xn -s true` (to one
 #                  hub of the first build, no slave) and of `xn --version`, the builds
 #                  interleaved run by run in a random order; median and quartiles of the wall time
+#         dispatch 5000 `true` jobs in one POST, 2 slaves of 2 slots: jobs/s, and the hub's and
+#                  the slaves' own CPU per job (the jobs' not counted)
 #         stream   1 GiB to `xn --no-tty --wait | wc -c` (bytes checked): MB/s, hub and slave
 #                  CPU (their own, not the job's), the hub's context switches (all threads
 #                  living at the end), the slave's wait4/epoll_wait/writev calls
@@ -20,7 +22,7 @@
 set -euo pipefail
 rounds=3
 if [ "${1:-}" = --rounds ]; then rounds=$2; shift 2; fi
-what=${1:?usage: compare.sh [--rounds N] posts|submits|starts|stream EXE...}
+what=${1:?usage: compare.sh [--rounds N] posts|submits|starts|dispatch|stream EXE...}
 shift
 [ $# -ge 1 ] || { echo "compare.sh: name at least one execnode binary" >&2; exit 2; }
 command -v perf >/dev/null || { echo "compare.sh: needs perf (Debian: linux-perf)" >&2; exit 1; }
@@ -99,6 +101,13 @@ for round in $(seq "$rounds"); do
             t1=$(date +%s.%N)
             echo "$name: $(python3 -c "print(round(300 / ($t1 - $t0)))") submissions/s"
             ;;
+        dispatch)
+            start "$exe" 2
+            h0=$(cpu_ms "$hub_pid") s0=$(cpu_ms "${slave_pids[@]}")
+            python3 "$driver" dispatch "$XN_HUB" 5000 >"$tmp/res"
+            h1=$(cpu_ms "$hub_pid") s1=$(cpu_ms "${slave_pids[@]}")
+            echo "$name: $(jq -r '"\(.rate | round) jobs/s, not exited 0: \(.not_ok)"' "$tmp/res"); CPU us per job hub $(((h1 - h0) / 5)), slaves $(((s1 - s0) / 5))"
+            ;;
         stream)
             start "$exe" 1
             events=syscalls:sys_enter_wait4,syscalls:sys_enter_epoll_wait,syscalls:sys_enter_writev
@@ -114,7 +123,7 @@ for round in $(seq "$rounds"); do
             echo "$name: $(python3 -c "print(round($n / 1e6 / ($t1 - $t0)))") MB/s; CPU ms hub $((h1 - h0)), slave $((s1 - s0)); hub context switches $((c1 - c0)); slave calls: ${calls%, }"
             ;;
         *)
-            echo "compare.sh: WHAT is posts, submits, starts or stream, not $what" >&2
+            echo "compare.sh: WHAT is posts, submits, starts, dispatch or stream, not $what" >&2
             exit 2
             ;;
         esac

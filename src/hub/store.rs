@@ -3,7 +3,8 @@
 //! Every write goes through one queue to the store thread, which takes everything queued at that
 //! moment and commits it in one transaction. Callers that must not show a change before it is
 //! durable (a new job's id, a terminal state) await the commit; others only queue, and the queue
-//! keeps their order. This is the narrow interface a shared database could stand behind.
+//! keeps their order (and lets them wait a little for an awaited one to share a transaction
+//! with: see [`queue`]). This is the narrow interface a shared database could stand behind.
 //!
 //! It never holds output bytes: those live in [`super::logs`].
 
@@ -11,7 +12,11 @@ use crate::wire::{Attempt, JobId, JobRecord, JobSpec, JobState};
 use anyhow::{anyhow, Context, Result};
 use rusqlite::{params, Connection, OptionalExtension};
 use std::path::Path;
-use tokio::sync::{mpsc, oneshot};
+use std::sync::Arc;
+use tokio::sync::oneshot;
+
+mod queue;
+use queue::Queue;
 
 /// Most operations committed in one transaction.
 const MAX_BATCH: usize = 4096;
@@ -41,7 +46,7 @@ pub struct Loaded {
 /// Handle to the store thread. Cheap to clone.
 #[derive(Clone)]
 pub struct Store {
-    tx: mpsc::UnboundedSender<Op>,
+    queue: Arc<Handle>,
     /// The next broadcast group number recorded when jobs were deleted: groups are numbered
     /// on from it even if every job of the later groups is gone.
     pub next_group: u64,
@@ -88,12 +93,16 @@ impl Store {
             .optional()
             .context("reading the meta table")?
             .map_or(0, |v| v.max(0) as u64);
-        let (tx, rx) = mpsc::unbounded_channel();
+        let queue = Queue::new(MAX_BATCH, queue::LATER);
+        let theirs = queue.clone();
         std::thread::Builder::new()
             .name("store".into())
-            .spawn(move || store_thread(conn, rx))
+            .spawn(move || store_thread(conn, &theirs))
             .context("starting the store thread")?;
-        Ok(Store { tx, next_group })
+        Ok(Store {
+            queue: Arc::new(Handle(queue)),
+            next_group,
+        })
     }
 
     /// Stores new jobs in one transaction and returns their ids, in order.
@@ -143,7 +152,18 @@ impl Store {
     }
 
     fn send(&self, op: Op) -> Result<()> {
-        self.tx.send(op).map_err(|_| stopped())
+        let awaited = !matches!(op, Op::Save(_, None) | Op::Assigned(..));
+        self.queue.0.push(op, awaited).map_err(|_| stopped())
+    }
+}
+
+/// The queue as the `Store` handles share it: when the last is dropped, the thread commits
+/// what is queued and ends.
+struct Handle(Arc<Queue<Op>>);
+
+impl Drop for Handle {
+    fn drop(&mut self) {
+        self.0.close();
     }
 }
 
@@ -151,16 +171,18 @@ fn stopped() -> anyhow::Error {
     anyhow!("the job store has stopped")
 }
 
-fn store_thread(mut conn: Connection, mut rx: mpsc::UnboundedReceiver<Op>) {
-    let mut batch = Vec::new();
-    while let Some(op) = rx.blocking_recv() {
-        batch.push(op);
-        while batch.len() < MAX_BATCH {
-            match rx.try_recv() {
-                Ok(op) => batch.push(op),
-                Err(_) => break,
-            }
+fn store_thread(mut conn: Connection, queue: &Queue<Op>) {
+    // Should the thread die, callers get "stopped" instead of waiting for ever; operations
+    // still queued are dropped with it, and their waiters get the same.
+    struct Stop<'a>(&'a Queue<Op>);
+    impl Drop for Stop<'_> {
+        fn drop(&mut self) {
+            self.0.close();
+            while self.0.take().is_some() {}
         }
+    }
+    let _stop = Stop(queue);
+    while let Some(mut batch) = queue.take() {
         commit(&mut conn, &mut batch);
     }
 }
