@@ -94,6 +94,11 @@ struct HubArgs {
     /// The certificate's private key (PEM)
     #[arg(long, value_name = "FILE", requires = "tls_cert")]
     tls_key: Option<PathBuf>,
+    /// Threads that serve connections. One serves thousands of slaves and clients (logs and
+    /// the job database have threads of their own); more only for a hub whose main thread is
+    /// busy all the time
+    #[arg(long, default_value_t = 1, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=1024))]
+    threads: u16,
 }
 
 #[derive(Subcommand)]
@@ -218,15 +223,20 @@ fn main() -> ExitCode {
     };
     let is_client = matches!(role, Role::Xn(_));
     init_logging(is_client);
-    // `xn` lives for one command and waits on a socket or two: a single-threaded runtime spares
-    // it starting a worker thread per CPU on every run. The hub and slave keep the
-    // multi-threaded one.
-    let rt = if is_client {
-        tokio::runtime::Builder::new_current_thread()
+    // One thread runs everything but blocking work (files, the job database, which have
+    // threads of their own). `xn` waits on a socket or two. A slave's CPUs are its jobs', and
+    // its part is to start them and relay bytes. A hub's work per message is small: with a
+    // worker per CPU, most of its events woke an idle worker first, a futex and a context
+    // switch each (dispatch of 5,000 jobs on 2 CPUs: hub 120-132 -> 102-106 us of CPU per job,
+    // slaves 196-210 -> 158-164 us; BENCHMARKS.md, round 7). `xnhub --threads N` for more.
+    let rt = match &role {
+        Role::Hub(args) if args.threads > 1 => tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(args.threads.into())
             .enable_all()
-            .build()
-    } else {
-        tokio::runtime::Runtime::new()
+            .build(),
+        _ => tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build(),
     };
     let rt = match rt {
         Ok(rt) => rt,
@@ -239,9 +249,10 @@ fn main() -> ExitCode {
     let res = if is_client {
         rt.block_on(run(role))
     } else {
-        // The future given to `block_on` runs on this thread, outside the worker pool: a hub
-        // that accepted there handed every new connection to a worker with a cross-thread
-        // wake-up. Spawned, the accept loop runs on a worker and its connections start there.
+        // With workers (`xnhub --threads N`), the future given to `block_on` runs on this
+        // thread, outside their pool: a hub that accepted there handed every new connection to
+        // a worker with a cross-thread wake-up. Spawned, the accept loop runs on a worker and
+        // its connections start there (and a panic in it is an error, not an abort).
         rt.block_on(async move {
             tokio::spawn(run(role))
                 .await

@@ -100,16 +100,35 @@ fn xn_wait_gets_every_byte_of_a_fast_stream() {
     let file = dir.path().join("blob");
     let data = noise(32 << 20, 11);
     std::fs::write(&file, &data).unwrap();
-    let hub = Hub::start();
-    let _s = hub.slave("s1", 1);
-    let line = format!("cat {}", file.display());
-    let out = hub.xn(&["-s", &line, "--no-tty", "--wait"]);
+    // The hub's one thread (the default), then a pool of workers.
+    for args in [&[][..], &["--threads", "3"]] {
+        let hub = Hub::start_with(args);
+        let _s = hub.slave("s1", 1);
+        let line = format!("cat {}", file.display());
+        let out = hub.xn(&["-s", &line, "--no-tty", "--wait"]);
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_same(&format!("xn -s --wait, hub {args:?}"), &out.stdout, &data);
+    }
+}
+
+#[test]
+fn a_hub_needs_at_least_one_thread() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(exe())
+        .args(["hub", "--listen", "127.0.0.1:0", "--threads", "0", "--data"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
     assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+        err.contains("--threads") && err.contains("0 is not in 1..=1024"),
+        "{err}"
     );
-    assert_same("xn -s --wait", &out.stdout, &data);
 }
 
 #[test]
