@@ -168,6 +168,11 @@ impl JobLog {
         Ok(got)
     }
 
+    /// Whether a file was opened, i.e. [`JobLog::sync`] has anything to flush.
+    pub fn has_files(&self) -> bool {
+        self.out.get().is_some() || self.err.get().is_some()
+    }
+
     /// Flushes both files to disk (those that were opened).
     pub fn sync(&self) -> io::Result<()> {
         for f in [self.out.get(), self.err.get()].into_iter().flatten() {
@@ -190,7 +195,9 @@ mod tests {
         // Nothing stored yet (or the job was deleted): nothing to read, and no file made.
         assert_eq!(first.read_at(Stream::Stdout, 0, 10).unwrap(), b"");
         assert!(!file("5.out").exists());
+        assert!(!first.has_files(), "nothing to sync");
         first.append(Stream::Stdout, 0, b"one").unwrap();
+        assert!(first.has_files());
         logs.job(5, 2).append(Stream::Stderr, 0, b"two").unwrap();
         assert_eq!(first.read_at(Stream::Stdout, 0, 10).unwrap(), b"one");
         logs.remove(5, 2).unwrap();

@@ -296,7 +296,8 @@ impl Hub {
                 None => (None, (rec.stdout_len, rec.stderr_len)),
             }
         };
-        if let Some(log) = log {
+        // A job that printed nothing has no file to flush: no hop to a blocking thread.
+        if let Some(log) = log.filter(|l| l.has_files()) {
             let synced = tokio::task::spawn_blocking(move || log.sync()).await;
             if let Ok(Err(e)) = synced {
                 tracing::error!(job = rec.id, "syncing output log: {e}");
