@@ -227,8 +227,7 @@ fn main() -> ExitCode {
     // threads of their own). `xn` waits on a socket or two. A slave's CPUs are its jobs', and
     // its part is to start them and relay bytes. A hub's work per message is small: with a
     // worker per CPU, most of its events woke an idle worker first, a futex and a context
-    // switch each (dispatch of 5,000 jobs on 2 CPUs: hub 120-132 -> 102-106 us of CPU per job,
-    // slaves 196-210 -> 158-164 us; BENCHMARKS.md, round 7). `xnhub --threads N` for more.
+    // switch each (BENCHMARKS.md, round 7). `xnhub --threads N` for more.
     let rt = match &role {
         Role::Hub(args) if args.threads > 1 => tokio::runtime::Builder::new_multi_thread()
             .worker_threads(args.threads.into())
