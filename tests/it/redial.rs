@@ -238,6 +238,10 @@ fn an_assignment_lost_with_a_crashed_hub_runs_when_the_slave_dials_the_new_one()
     let id = hub.submit("echo ran", &["--no-tty"]);
     wait_until("the assignment to be cut", || relay.cuts() == 1);
     assert_eq!(hub.job(id).state, JobState::Assigned);
+    // The hub stores an assignment without waiting for it; a new job's record is waited for
+    // and goes in after it. Without this the crash may come first, and the restarted hub
+    // simply finds the job queued. This one waits for a label no slave has.
+    let parked = hub.submit("true", &["--no-tty", "--on", "nowhere"]);
     hub.kill();
     hub.restart(&["--slave-timeout", SLAVE_TIMEOUT]);
     relay.refuse_new(false);
@@ -246,6 +250,7 @@ fn an_assignment_lost_with_a_crashed_hub_runs_when_the_slave_dials_the_new_one()
     assert_eq!((rec.attempt, rec.attempts.len()), (1, 0), "not a retry");
     assert_eq!(hub.fetch(id), b"ran\n");
     assert!(hub.log_contains("assignments that never reached the slave are queued again"));
+    assert_eq!(hub.job(parked).state, JobState::Queued);
 }
 
 #[test]
