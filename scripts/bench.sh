@@ -286,34 +286,36 @@ fi
 if want stream; then
     bytes=$(numfmt --from=iec "$STREAM_BYTES")
     log "stream: head -c $STREAM_BYTES /dev/zero, $STREAM_RUNS runs each: xn --no-tty --wait | wc -c, local pipe, ssh"
-    # time_mbps COMMAND: MB/s (10^6) of one run, and checks the byte count.
+    # time_mbps NAME COMMAND: MB/s (10^6) of one run, appended to the array NAME, and the
+    # machine's CPU time during it added to busy_NAME (every process and the kernel's work
+    # for them: the cost of the whole pipeline, whoever pays it). COMMAND's output is checked
+    # to be $bytes long unless it prints nothing (dd).
     time_mbps() {
-        local t0 t1 n
-        t0=$(date +%s.%N)
-        n=$(bash -c "$1" | wc -c)
-        t1=$(date +%s.%N)
-        [ "$n" = "$bytes" ] || die "$1: got $n bytes, expected $bytes"
-        calc "round($bytes/1e6/($t1-$t0))"
+        local -n runs=$1 spent=busy_$1
+        local t0 t1 b0 b1 n
+        b0=$(busy) t0=$(date +%s.%N)
+        n=$(bash -c "$2" | wc -c)
+        t1=$(date +%s.%N) b1=$(busy)
+        [ "$n" = "$bytes" ] || [ "$n" = 0 ] || die "$2: got $n bytes, expected $bytes"
+        runs+=("$(calc "round($bytes/1e6/($t1-$t0))")")
+        spent=$(calc "${spent:-0} + $b1 - $b0")
     }
-    xs=() ls=() ss=() ds=() cpu_hub=0 cpu_slaves=0
+    xs=() ls=() ss=() ds=() cpu_hub=0 cpu_slaves=0 busy_xs=0 busy_ls=0 busy_ss=0 busy_ds=0
     for _ in $(seq "$STREAM_RUNS"); do
         h0=$(cpu "$hub_pid") s0=$(cpu "${slave_pids[@]}")
-        xs+=("$(time_mbps "$xn -s 'head -c $STREAM_BYTES /dev/zero' --no-tty --wait")")
+        time_mbps xs "$xn -s 'head -c $STREAM_BYTES /dev/zero' --no-tty --wait"
         cpu_hub=$(calc "$cpu_hub + $(cpu "$hub_pid") - $h0")
         cpu_slaves=$(calc "$cpu_slaves + $(cpu "${slave_pids[@]}") - $s0")
         # Its log was counted: delete it, so every run starts with the same page cache (on a VM
         # that hands the guest fresh memory slowly, runs got slower as logs piled up).
         find "$tmp/hub/logs" -type f -size +1M -delete
-        ls+=("$(time_mbps "head -c $STREAM_BYTES /dev/zero")")
-        [ $have_ssh = 1 ] && ss+=("$(time_mbps "ssh -F $ssh_cfg bench 'head -c $STREAM_BYTES /dev/zero'")")
+        time_mbps ls "head -c $STREAM_BYTES /dev/zero"
+        [ $have_ssh = 1 ] && time_mbps ss "ssh -F $ssh_cfg bench 'head -c $STREAM_BYTES /dev/zero'"
         # The hub stores every byte before it is sent: what the machine takes to write as much
         # into a new file beside the hub's logs (plain buffered writes, without the hub's
         # write-behind) is the ceiling for storing it.
-        t0=$(date +%s.%N)
-        dd if=/dev/zero of="$tmp/hub/dd.tmp" bs=64k count=$((bytes / 65536)) status=none
-        t1=$(date +%s.%N)
+        time_mbps ds "dd if=/dev/zero of='$tmp/hub/dd.tmp' bs=64k count=$((bytes / 65536)) status=none"
         rm -f "$tmp/hub/dd.tmp"
-        ds+=("$(calc "round($bytes/1e6/($t1-$t0))")")
     done
     xm=$(median "${xs[@]}") lm=$(median "${ls[@]}")
     row "stream $STREAM_BYTES to client (MB/s, bytes checked)" "$xm" "local pipe: $lm" "$(calc "round($xm/$lm,3)")x local" ">= 1000 MB/s"
@@ -325,6 +327,11 @@ if want stream; then
     row "  vs storing as much (dd into a new file)" "$xm" "dd: $dm" "$(calc "round($xm/$dm,2)")x dd" "-"
     gbs=$(calc "$bytes * $STREAM_RUNS / 1e9")
     note "stream runs (MB/s): xn ${xs[*]}; local ${ls[*]}; ssh ${ss[*]:-}; dd ${ds[*]}; every run's byte count checked (0 lost); CPU per GB streamed: hub $(calc "round($cpu_hub/$gbs,2)") s, slaves $(calc "round($cpu_slaves/$gbs,2)") s"
+    # What each pipeline costs the machine per GB, all processes and the kernel together, and
+    # so the rate its $(nproc) CPUs could carry if they never waited.
+    per_gb() { calc "round(${!1}/$gbs,2)"; }
+    ceiling=$(calc "round($(nproc) * $gbs * 1000 / $busy_xs)")
+    note "machine CPU per GB streamed (every process and the kernel): xn $(per_gb busy_xs) s, local pipe $(per_gb busy_ls) s, $([ $have_ssh = 1 ] && echo "ssh $(per_gb busy_ss) s, ")dd $(per_gb busy_ds) s; at xn's cost $(nproc) CPUs busy all the time would carry $ceiling MB/s"
     # Gigabytes were just written and deleted: let the kernel finish with them (writeback,
     # the journal) before the latency rows that follow, which they would otherwise share the
     # two CPUs with.
