@@ -9,13 +9,18 @@
 //! log takes, which on a VM that backs fresh guest memory lazily is most of the cost of
 //! storing (BENCHMARKS.md).
 //!
+//! The advice is given on a thread of its own ([`behind`]): starting a window's writeback (ext4
+//! allocates its blocks then) takes milliseconds, and in the thread that appends it held up
+//! the acknowledgements the slave waits for, so the whole pipeline stalled with it.
+//!
 //! Advice only: nothing stored depends on it, a failed call is ignored, and a reader that
 //! finds its bytes dropped reads them from the disk.
 
 use nix::fcntl::{posix_fadvise, PosixFadviseAdvice};
 use std::fs::File;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::mpsc::{self, SyncSender, TrySendError};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
 
 /// A log is written out and dropped from the cache in windows of this size; logs shorter than
 /// one are left entirely to the kernel.
@@ -23,6 +28,10 @@ pub const WINDOW: u64 = 8 << 20;
 
 /// Windows a trim looks back over, for pages that were still dirty at the previous one.
 const LOOK_BACK: u64 = 8;
+
+/// Advice waiting for the write-behind thread before the threads that append or read give it
+/// themselves (then the disk is slower than the output, and they should wait for it).
+const QUEUE: usize = 16;
 
 /// The cache state of one stream of one log, shared by its writer and its followers.
 #[derive(Debug, Default)]
@@ -66,8 +75,14 @@ impl Trim {
         let filled = end / WINDOW * WINDOW;
         if filled > at && filled >= WINDOW {
             // DONTNEED on dirty pages starts their writeback (and drops nothing yet).
-            advise(f, filled - WINDOW, filled);
-            self.trim(f);
+            let window = (filled - WINDOW, filled);
+            let trim = self.trim_range();
+            advise_behind(f, move |f| {
+                advise(f, window);
+                if let Some(r) = trim {
+                    advise(f, r);
+                }
+            });
         }
     }
 
@@ -75,16 +90,16 @@ impl Trim {
     /// may go.
     pub fn read(&self, f: &File, at: u64, end: u64) {
         if end / WINDOW > at / WINDOW {
-            self.trim(f);
+            if let Some(r) = self.trim_range() {
+                advise_behind(f, move |f| advise(f, r));
+            }
         }
     }
 
-    /// Drops the windows behind the last two written and behind every live follower.
-    fn trim(&self, f: &File) {
+    /// What to drop: the windows behind the last two written and behind every live follower.
+    fn trim_range(&self) -> Option<(u64, u64)> {
         let keep = keep_from(self.written.load(Ordering::Relaxed), &self.positions());
-        if keep > 0 {
-            advise(f, keep.saturating_sub(LOOK_BACK * WINDOW), keep);
-        }
+        (keep > 0).then(|| (keep.saturating_sub(LOOK_BACK * WINDOW), keep))
     }
 
     /// The positions of the live followers.
@@ -106,7 +121,40 @@ fn keep_from(written: u64, readers: &[u64]) -> u64 {
     keep / WINDOW * WINDOW
 }
 
-fn advise(f: &File, from: u64, to: u64) {
+/// Gives advice on `f` on the write-behind thread (with a descriptor of its own), or here when
+/// that thread is [`QUEUE`] behind or cannot be had.
+fn advise_behind(f: &File, advice: impl FnOnce(&File) + Send + 'static) {
+    match f.try_clone() {
+        Ok(own) => behind(Box::new(move || advice(&own))),
+        Err(_) => advice(f),
+    }
+}
+
+type Job = Box<dyn FnOnce() + Send>;
+
+/// Runs `job` on the write-behind thread, which is started on first use and lives as long as
+/// the process; in order, one at a time. When its queue is full or it could not be started,
+/// `job` runs here.
+fn behind(job: Job) {
+    static THREAD: OnceLock<Option<SyncSender<Job>>> = OnceLock::new();
+    let tx = THREAD.get_or_init(|| {
+        let (tx, rx) = mpsc::sync_channel::<Job>(QUEUE);
+        std::thread::Builder::new()
+            .name("log-writeback".into())
+            .spawn(move || rx.into_iter().for_each(|job| job()))
+            .ok()
+            .map(|_| tx)
+    });
+    match tx {
+        Some(tx) => match tx.try_send(job) {
+            Ok(()) => {}
+            Err(TrySendError::Full(job) | TrySendError::Disconnected(job)) => job(),
+        },
+        None => job(),
+    }
+}
+
+fn advise(f: &File, (from, to): (u64, u64)) {
     if let (Ok(from), Ok(len)) = (i64::try_from(from), i64::try_from(to - from)) {
         // On Linux, DONTNEED writes back dirty pages in the range (without waiting) and drops
         // the clean ones.
@@ -133,6 +181,24 @@ mod tests {
         assert_eq!(keep_from(5 * WINDOW, &[5 * WINDOW]), 3 * WINDOW);
         // A follower at 0 (attached from the start, nothing read yet) keeps it all.
         assert_eq!(keep_from(50 * WINDOW, &[0]), 0);
+    }
+
+    #[test]
+    fn advice_is_given_on_the_write_behind_thread_in_order() {
+        let (tx, rx) = mpsc::channel();
+        for i in 0..3 {
+            let tx = tx.clone();
+            behind(Box::new(move || {
+                let name = std::thread::current().name().map(str::to_string);
+                tx.send((i, name)).unwrap();
+            }));
+        }
+        let wait = std::time::Duration::from_secs(10);
+        for i in 0..3 {
+            let (got, name) = rx.recv_timeout(wait).unwrap();
+            assert_eq!(got, i);
+            assert_eq!(name.as_deref(), Some("log-writeback"));
+        }
     }
 
     #[test]
