@@ -130,27 +130,27 @@ fn advise_behind(f: &File, advice: impl FnOnce(&File) + Send + 'static) {
     }
 }
 
-type Job = Box<dyn FnOnce() + Send>;
+type Advice = Box<dyn FnOnce() + Send>;
 
-/// Runs `job` on the write-behind thread, which is started on first use and lives as long as
+/// Runs `advice` on the write-behind thread, which is started on first use and lives as long as
 /// the process; in order, one at a time. When its queue is full or it could not be started,
-/// `job` runs here.
-fn behind(job: Job) {
-    static THREAD: OnceLock<Option<SyncSender<Job>>> = OnceLock::new();
+/// `advice` is given here.
+fn behind(advice: Advice) {
+    static THREAD: OnceLock<Option<SyncSender<Advice>>> = OnceLock::new();
     let tx = THREAD.get_or_init(|| {
-        let (tx, rx) = mpsc::sync_channel::<Job>(QUEUE);
+        let (tx, rx) = mpsc::sync_channel::<Advice>(QUEUE);
         std::thread::Builder::new()
             .name("log-writeback".into())
-            .spawn(move || rx.into_iter().for_each(|job| job()))
+            .spawn(move || rx.into_iter().for_each(|advice| advice()))
             .ok()
             .map(|_| tx)
     });
     match tx {
-        Some(tx) => match tx.try_send(job) {
+        Some(tx) => match tx.try_send(advice) {
             Ok(()) => {}
-            Err(TrySendError::Full(job) | TrySendError::Disconnected(job)) => job(),
+            Err(TrySendError::Full(advice) | TrySendError::Disconnected(advice)) => advice(),
         },
-        None => job(),
+        None => advice(),
     }
 }
 
