@@ -17,16 +17,20 @@ pub fn exe() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_execnode"))
 }
 
-/// A directory with `xn`, `xnhub` and `xnslave` symlinks to the binary under test.
+/// A directory with `xn`, `xnhub` and `xnslave` symlinks to the binary under test: in the
+/// target directory's scratch space, so that test runs leave nothing behind in /tmp. Each
+/// link is made under a name of this process's and renamed into place, so that another run
+/// of the suite on the same checkout never finds one missing.
 pub fn bin_dir() -> &'static Path {
     static DIR: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
     DIR.get_or_init(|| {
-        let dir = std::env::temp_dir().join(format!("execnode-test-bin-{}", std::process::id()));
+        let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("bin");
         std::fs::create_dir_all(&dir).unwrap();
         for name in ["xn", "xnhub", "xnslave"] {
-            let link = dir.join(name);
-            let _ = std::fs::remove_file(&link);
-            std::os::unix::fs::symlink(exe(), &link).unwrap();
+            let fresh = dir.join(format!("{name}.{}", std::process::id()));
+            let _ = std::fs::remove_file(&fresh);
+            std::os::unix::fs::symlink(exe(), &fresh).unwrap();
+            std::fs::rename(&fresh, dir.join(name)).unwrap();
         }
         dir
     })
