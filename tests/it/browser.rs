@@ -103,6 +103,8 @@ impl Browser {
         .env("HOME", dir.path())
         .env("XDG_CONFIG_HOME", dir.path().join("config"))
         .env("XDG_CACHE_HOME", dir.path().join("cache"))
+        // Its singleton socket goes in a directory of $TMPDIR that it does not remove.
+        .env("TMPDIR", dir.path())
         .stdin(Stdio::null())
         .stdout(log_file.try_clone().unwrap())
         .stderr(log_file)
