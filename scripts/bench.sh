@@ -288,19 +288,22 @@ if want stream; then
     log "stream: head -c $STREAM_BYTES /dev/zero, $STREAM_RUNS runs each: xn --no-tty --wait | wc -c, local pipe, ssh"
     # time_mbps NAME COMMAND: MB/s (10^6) of one run, appended to the array NAME, and the
     # machine's CPU time during it added to busy_NAME (every process and the kernel's work
-    # for them: the cost of the whole pipeline, whoever pays it). COMMAND's output is checked
+    # for them: the cost of the whole pipeline, whoever pays it) and its wall time to
+    # wall_NAME. COMMAND's output is checked
     # to be $bytes long unless it prints nothing (dd).
     time_mbps() {
-        local -n runs=$1 spent=busy_$1
+        local -n runs=$1 spent=busy_$1 took=wall_$1
         local t0 t1 b0 b1 n
         b0=$(busy) t0=$(date +%s.%N)
         n=$(bash -c "$2" | wc -c)
         t1=$(date +%s.%N) b1=$(busy)
         [ "$n" = "$bytes" ] || [ "$n" = 0 ] || die "$2: got $n bytes, expected $bytes"
         runs+=("$(calc "round($bytes/1e6/($t1-$t0))")")
-        spent=$(calc "${spent:-0} + $b1 - $b0")
+        spent=$(calc "$spent + $b1 - $b0")
+        took=$(calc "$took + $t1 - $t0")
     }
-    xs=() ls=() ss=() ds=() cpu_hub=0 cpu_slaves=0 busy_xs=0 busy_ls=0 busy_ss=0 busy_ds=0
+    xs=() ls=() ss=() ds=() cpu_hub=0 cpu_slaves=0 busy_xs=0 busy_ls=0 busy_ss=0 busy_ds=0 \
+        wall_xs=0 wall_ls=0 wall_ss=0 wall_ds=0
     for _ in $(seq "$STREAM_RUNS"); do
         h0=$(cpu "$hub_pid") s0=$(cpu "${slave_pids[@]}")
         time_mbps xs "$xn -s 'head -c $STREAM_BYTES /dev/zero' --no-tty --wait"
@@ -330,8 +333,10 @@ if want stream; then
     # What each pipeline costs the machine per GB, all processes and the kernel together, and
     # so the rate its $(nproc) CPUs could carry if they never waited.
     per_gb() { calc "round(${!1}/$gbs,2)"; }
+    # busy_share NAME: how much of the CPUs' time the pipeline kept them working.
+    busy_share() { local b=busy_$1 w=wall_$1; calc "round(100 * ${!b} / (${!w} * $(nproc)))"; }
     ceiling=$(calc "round($(nproc) * $gbs * 1000 / $busy_xs)")
-    note "machine CPU per GB streamed (every process and the kernel): xn $(per_gb busy_xs) s, local pipe $(per_gb busy_ls) s, $([ $have_ssh = 1 ] && echo "ssh $(per_gb busy_ss) s, ")dd $(per_gb busy_ds) s; at xn's cost $(nproc) CPUs busy all the time would carry $ceiling MB/s"
+    note "machine CPU per GB streamed (every process and the kernel): xn $(per_gb busy_xs) s, local pipe $(per_gb busy_ls) s, $([ $have_ssh = 1 ] && echo "ssh $(per_gb busy_ss) s, ")dd $(per_gb busy_ds) s; at xn's cost $(nproc) CPUs busy all the time would carry $ceiling MB/s; the CPUs were busy $(busy_share xs) % of the time with xn$([ $have_ssh = 1 ] && echo ", $(busy_share ss) % with ssh")"
     # Gigabytes were just written and deleted: let the kernel finish with them (writeback,
     # the journal) before the latency rows that follow, which they would otherwise share the
     # two CPUs with.
