@@ -11,6 +11,7 @@
 use crate::wire::{JobId, Stream};
 pub use cache::ReadMark;
 use cache::Trim;
+use reserve::Reserve;
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
 use std::os::unix::fs::FileExt;
@@ -18,6 +19,7 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
 mod cache;
+mod reserve;
 
 /// The log directory.
 #[derive(Clone, Debug)]
@@ -34,6 +36,8 @@ pub struct JobLog {
     err: OnceLock<File>,
     /// Write-behind state of stdout and stderr.
     trims: [Trim; 2],
+    /// Disk blocks reserved ahead of stdout and stderr.
+    reserves: [Reserve; 2],
 }
 
 impl Logs {
@@ -51,6 +55,7 @@ impl Logs {
             out: OnceLock::new(),
             err: OnceLock::new(),
             trims: Default::default(),
+            reserves: Default::default(),
         }
     }
 
@@ -110,15 +115,16 @@ impl JobLog {
     }
 
     fn trim(&self, stream: Stream) -> &Trim {
-        &self.trims[usize::from(stream == Stream::Stderr)]
+        &self.trims[idx(stream)]
     }
 
     /// Appends bytes at `at`, the stream's stored length (the caller knows it and passes only
     /// new bytes).
     pub fn append(&self, stream: Stream, at: u64, data: &[u8]) -> io::Result<()> {
-        let mut f = self.file(stream, true)?;
-        f.write_all(data)?;
-        self.trim(stream).appended(f, at, at + data.len() as u64);
+        let f = self.file(stream, true)?;
+        let end = at + data.len() as u64;
+        self.reserves[idx(stream)].append(f, (at, end), || (&*f).write_all(data))?;
+        self.trim(stream).appended(f, at, end);
         Ok(())
     }
 
@@ -173,13 +179,21 @@ impl JobLog {
         self.out.get().is_some() || self.err.get().is_some()
     }
 
-    /// Flushes both files to disk (those that were opened).
+    /// Flushes both files to disk (those that were opened), after giving back the disk
+    /// blocks reserved past their ends: the job has ended.
     pub fn sync(&self) -> io::Result<()> {
-        for f in [self.out.get(), self.err.get()].into_iter().flatten() {
-            f.sync_data()?;
+        for (f, reserve) in [self.out.get(), self.err.get()].iter().zip(&self.reserves) {
+            if let Some(f) = f {
+                reserve.release(f)?;
+                f.sync_data()?;
+            }
         }
         Ok(())
     }
+}
+
+fn idx(stream: Stream) -> usize {
+    usize::from(stream == Stream::Stderr)
 }
 
 #[cfg(test)]

@@ -5,6 +5,7 @@
 use crate::util::*;
 use execnode::wire::JobState;
 use std::io::Read;
+use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::process::{Child, Stdio};
 use std::thread::JoinHandle;
@@ -92,6 +93,15 @@ fn a_large_output_arrives_byte_exact_to_followers_early_late_and_after_the_end()
     assert!(after.status.success());
     assert_same("follower after the end", &after.stdout, &data);
     assert_same("xn -f", &hub.fetch(id), &data);
+    // The disk blocks the hub reserved ahead of the growing log are given back at its end.
+    let log = std::fs::metadata(hub.data.join("logs").join(format!("{id}.out"))).unwrap();
+    assert_eq!(log.len(), data.len() as u64);
+    let allocated = log.blocks() * 512;
+    assert!(
+        allocated < log.len() + (1 << 20),
+        "{allocated} bytes on disk for a log of {}",
+        log.len()
+    );
 }
 
 #[test]
