@@ -61,13 +61,16 @@ impl Reserve {
         write()
     }
 
-    /// Gives back the blocks reserved past the end of `f`, if any were.
+    /// Gives back the blocks reserved past the end of `f`: by this process, or, for a log
+    /// long enough to have them, by an earlier hub on the same data that a crash stopped
+    /// before the job ended.
     pub fn release(&self, f: &File) -> io::Result<()> {
         let mut st = self.lock();
-        if st.upto > 0 {
+        let len = f.metadata()?.len();
+        if st.upto > 0 || len >= FROM {
             // Truncating to its own length frees the blocks past it; the length, and every
             // byte stored, stay.
-            f.set_len(f.metadata()?.len())?;
+            f.set_len(len)?;
             st.upto = 0;
         }
         Ok(())
@@ -133,6 +136,16 @@ mod tests {
             allocated(&f)
         );
         assert_eq!(std::fs::read(&path).unwrap(), vec![7u8; FROM as usize]);
+        // What a hub that crashed had reserved is given back by the next one's release.
+        reserve(&f, FROM, CHUNK).unwrap();
+        assert!(allocated(&f) >= CHUNK);
+        Reserve::default().release(&f).unwrap();
+        assert!(
+            allocated(&f) < FROM + (1 << 20),
+            "given back: {}",
+            allocated(&f)
+        );
+        assert_eq!(f.metadata().unwrap().len(), FROM);
         // Short logs reserve nothing.
         let short = File::create(dir.path().join("short")).unwrap();
         Reserve::default()
