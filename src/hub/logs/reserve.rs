@@ -8,8 +8,8 @@
 //! less hub CPU per GiB streamed, and 8–17 % more MB/s (BENCHMARKS.md, round 8). Logs
 //! shorter than [`FROM`] are left alone.
 //!
-//! Only an optimization: a file system that refuses is left to do as before, and what was
-//! reserved is given back by truncating the file to its length. That truncation and the
+//! Only an optimization: a file system that refuses, or has less than 1 GiB free, is left to
+//! do as before, and what was reserved is given back by truncating the file to its length. That truncation and the
 //! appends hold the same lock, so no byte appended meanwhile is cut off.
 
 use std::fs::File;
@@ -22,6 +22,10 @@ pub const FROM: u64 = 8 << 20;
 
 /// Blocks are reserved up to the end of the chunk after the one being written.
 pub const CHUNK: u64 = 64 << 20;
+
+/// Nothing is reserved on a file system with less room than this: a reservation must never
+/// be what fills the disk (and fails the job database's next commit).
+const MIN_ROOM: u64 = 16 * CHUNK;
 
 /// The reservation of one stream of one log.
 #[derive(Debug, Default)]
@@ -53,10 +57,11 @@ impl Reserve {
         if end >= FROM && end > st.upto && !st.refused {
             let from = at.max(st.upto);
             let to = (end / CHUNK + 1) * CHUNK;
-            match reserve(f, from, to) {
-                Ok(()) => st.upto = to,
-                Err(_) => st.refused = true,
+            if room(f).is_some_and(|r| r >= MIN_ROOM) {
+                st.refused = reserve(f, from, to).is_err();
             }
+            // Reserved, or not this chunk: asked again at the next one.
+            st.upto = to;
         }
         write()
     }
@@ -75,6 +80,12 @@ impl Reserve {
         }
         Ok(())
     }
+}
+
+/// Bytes free on `f`'s file system for an unprivileged writer.
+fn room(f: impl AsFd) -> Option<u64> {
+    let st = nix::sys::statvfs::fstatvfs(f).ok()?;
+    Some(st.blocks_available().saturating_mul(st.fragment_size()))
 }
 
 fn reserve(f: impl AsFd, from: u64, to: u64) -> io::Result<()> {
