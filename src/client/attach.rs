@@ -84,7 +84,7 @@ pub async fn run(hub: &HubUrl, id: JobId, opts: &AttachOptions) -> Result<i32> {
             ev = link.next(pos) => match ev? {
                 Incoming::Data(frame) => {
                     let f = DataFrame::decode(&frame)?;
-                    let i = usize::from(f.stream == Stream::Stderr);
+                    let i = f.stream.output_index();
                     if f.offset != pos[i] {
                         bail!("job {id}: the hub sent bytes from {} but {} were expected", f.offset, pos[i]);
                     }

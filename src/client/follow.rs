@@ -6,7 +6,7 @@ use super::link::Link;
 use super::output::{Fd, Sink};
 use crate::conn::Incoming;
 use crate::http::HubUrl;
-use crate::wire::{DataFrame, JobId, JobState, Stream, StreamMsg, DATA_HEADER_LEN};
+use crate::wire::{DataFrame, JobId, JobState, StreamMsg, DATA_HEADER_LEN};
 use anyhow::{bail, Result};
 
 pub async fn run(hub: &HubUrl, id: JobId) -> Result<i32> {
@@ -19,7 +19,7 @@ pub async fn run(hub: &HubUrl, id: JobId) -> Result<i32> {
         match link.next(pos).await? {
             Incoming::Data(frame) => {
                 let f = DataFrame::decode(&frame)?;
-                let i = usize::from(f.stream == Stream::Stderr);
+                let i = f.stream.output_index();
                 if f.offset != pos[i] {
                     bail!(
                         "job {id}: the hub sent {:?} from byte {} but {} bytes were received",

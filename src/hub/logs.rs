@@ -115,7 +115,7 @@ impl JobLog {
     }
 
     fn trim(&self, stream: Stream) -> &Trim {
-        &self.trims[idx(stream)]
+        &self.trims[stream.output_index()]
     }
 
     /// Appends bytes at `at`, the stream's stored length (the caller knows it and passes only
@@ -123,7 +123,7 @@ impl JobLog {
     pub fn append(&self, stream: Stream, at: u64, data: &[u8]) -> io::Result<()> {
         let f = self.file(stream, true)?;
         let end = at + data.len() as u64;
-        self.reserves[idx(stream)].append(f, (at, end), || (&*f).write_all(data))?;
+        self.reserves[stream.output_index()].append(f, (at, end), || (&*f).write_all(data))?;
         self.trim(stream).appended(f, at, end);
         Ok(())
     }
@@ -190,10 +190,6 @@ impl JobLog {
         }
         Ok(())
     }
-}
-
-fn idx(stream: Stream) -> usize {
-    usize::from(stream == Stream::Stderr)
 }
 
 #[cfg(test)]

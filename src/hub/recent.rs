@@ -27,14 +27,10 @@ struct Tail {
     chunks: VecDeque<Bytes>,
 }
 
-fn idx(stream: Stream) -> usize {
-    usize::from(stream == Stream::Stderr)
-}
-
 impl Recent {
     fn lock(&self, stream: Stream) -> MutexGuard<'_, Tail> {
         // Nothing panics while holding it; the data is a cache, so go on with it.
-        self.streams[idx(stream)]
+        self.streams[stream.output_index()]
             .lock()
             .unwrap_or_else(|p| p.into_inner())
     }

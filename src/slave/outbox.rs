@@ -79,10 +79,6 @@ fn new_instance() -> u64 {
     r & ((1 << 53) - 1)
 }
 
-fn idx(stream: Stream) -> usize {
-    usize::from(stream == Stream::Stderr)
-}
-
 impl Outbox {
     /// An empty outbox keeping at most `limit` unacknowledged bytes per job and stream.
     pub fn new(limit: usize) -> Outbox {
@@ -172,7 +168,7 @@ impl Outbox {
             let space = {
                 let mut jobs = self.lock();
                 let Some(j) = jobs.get_mut(&id) else { return };
-                let s = &mut j.out[idx(stream)];
+                let s = &mut j.out[stream.output_index()];
                 if s.buf.len() >= self.limit && !self.connected.load(Ordering::SeqCst) {
                     drop_oldest_unsent(id, s, data.len().max(self.limit / 8));
                 }
@@ -226,7 +222,7 @@ impl Outbox {
     pub fn ack(&self, id: JobId, stream: Stream, offset: u64) {
         let mut jobs = self.lock();
         let Some(j) = jobs.get_mut(&id) else { return };
-        let s = &mut j.out[idx(stream)];
+        let s = &mut j.out[stream.output_index()];
         if offset > s.acked && offset <= s.produced() {
             s.buf.drain(..(offset - s.acked) as usize);
             s.acked = offset;

@@ -16,6 +16,12 @@ pub enum Stream {
 }
 
 impl Stream {
+    /// Where an output stream goes in a pair kept per job: 0 for stdout (stdin too, which
+    /// has no such pair), 1 for stderr.
+    pub fn output_index(self) -> usize {
+        usize::from(self == Stream::Stderr)
+    }
+
     fn from_u8(b: u8) -> Option<Stream> {
         match b {
             0 => Some(Stream::Stdin),

@@ -9,8 +9,9 @@
 //! shorter than [`FROM`] are left alone.
 //!
 //! Only an optimization: a file system that refuses, or has less than 1 GiB free, is left to
-//! do as before, and what was reserved is given back by truncating the file to its length. That truncation and the
-//! appends hold the same lock, so no byte appended meanwhile is cut off.
+//! do as before, and what was reserved is given back by truncating the file to its length.
+//! That truncation and the appends hold the same lock, so no byte appended meanwhile is cut
+//! off.
 
 use std::fs::File;
 use std::io;
@@ -33,7 +34,7 @@ pub struct Reserve(Mutex<State>);
 
 #[derive(Debug, Default)]
 struct State {
-    /// Blocks are reserved up to here (0: none is).
+    /// Blocks were reserved, or skipped for want of room, up to here (0: not yet).
     upto: u64,
     /// The file system refused once: do not ask again.
     refused: bool,
