@@ -51,14 +51,26 @@ impl Reserve {
     pub fn append<T>(
         &self,
         f: &File,
+        span: (u64, u64),
+        write: impl FnOnce() -> io::Result<T>,
+    ) -> io::Result<T> {
+        self.append_if_room(f, span, || room(f), write)
+    }
+
+    /// [`append`](Self::append), with `room` telling the bytes free on `f`'s file system
+    /// (`None`: unknown), asked only when a reservation is due.
+    fn append_if_room<T>(
+        &self,
+        f: &File,
         (at, end): (u64, u64),
+        room: impl FnOnce() -> Option<u64>,
         write: impl FnOnce() -> io::Result<T>,
     ) -> io::Result<T> {
         let mut st = self.lock();
         if end >= FROM && end > st.upto && !st.refused {
             let from = at.max(st.upto);
             let to = (end / CHUNK + 1) * CHUNK;
-            if room(f).is_some_and(|r| r >= MIN_ROOM) {
+            if room().is_some_and(|r| r >= MIN_ROOM) {
                 st.refused = reserve(f, from, to).is_err();
             }
             // Reserved, or not this chunk: asked again at the next one.
@@ -164,5 +176,55 @@ mod tests {
             .append(&short, (0, 5), || (&short).write_all(b"hello"))
             .unwrap();
         assert!(allocated(&short) < 1 << 20);
+    }
+
+    #[test]
+    fn nothing_is_reserved_on_a_file_system_short_of_room() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = File::options()
+            .create(true)
+            .append(true)
+            .open(dir.path().join("log"))
+            .unwrap();
+        if reserve(&f, 0, 4096).is_err() {
+            eprintln!("skipped: this file system does not reserve blocks (fallocate)");
+            return;
+        }
+        f.set_len(0).unwrap();
+        assert!(
+            room(&f).is_some_and(|r| r > 0),
+            "room of a real file system"
+        );
+        let r = Reserve::default();
+        let chunk = vec![1u8; 1 << 20];
+        let append = |free: Option<u64>| {
+            let at = f.metadata().unwrap().len();
+            let span = (at, at + chunk.len() as u64);
+            r.append_if_room(&f, span, || free, || (&f).write_all(&chunk))
+                .unwrap();
+        };
+        // Past the threshold, with too little room, or room unknown: plain appends.
+        for _ in 0..FROM >> 20 {
+            append(Some(MIN_ROOM - 1));
+        }
+        append(None);
+        let len = f.metadata().unwrap().len();
+        assert_eq!(len, FROM + (1 << 20));
+        assert!(
+            allocated(&f) < len + (1 << 20),
+            "reserved: {}",
+            allocated(&f)
+        );
+        // Room again: reserved from the next chunk on, not before.
+        while f.metadata().unwrap().len() < CHUNK {
+            append(Some(MIN_ROOM));
+        }
+        assert!(
+            allocated(&f) < CHUNK + (1 << 20),
+            "reserved: {}",
+            allocated(&f)
+        );
+        append(Some(MIN_ROOM));
+        assert!(allocated(&f) >= 2 * CHUNK, "reserved: {}", allocated(&f));
     }
 }
