@@ -196,35 +196,34 @@ mod tests {
             "room of a real file system"
         );
         let r = Reserve::default();
-        let chunk = vec![1u8; 1 << 20];
+        let mib = 1u64 << 20;
+        let chunk = vec![1u8; mib as usize];
+        // Appends 1 MiB at the end, telling `free` as the room (a hole stands for the bytes
+        // before it, so that the test writes little).
         let append = |free: Option<u64>| {
             let at = f.metadata().unwrap().len();
-            let span = (at, at + chunk.len() as u64);
-            r.append_if_room(&f, span, || free, || (&f).write_all(&chunk))
+            r.append_if_room(&f, (at, at + mib), || free, || (&f).write_all(&chunk))
                 .unwrap();
         };
-        // Past the threshold, with too little room, or room unknown: plain appends.
-        for _ in 0..FROM >> 20 {
-            append(Some(MIN_ROOM - 1));
-        }
+        let skip_to = |len: u64| f.set_len(len).unwrap();
+        let reserved = || allocated(&f);
+        // Below the threshold: nothing, whatever the room.
+        skip_to(FROM - 2 * mib);
+        append(Some(u64::MAX));
+        assert!(reserved() < 2 * mib, "reserved: {}", reserved());
+        // The threshold reached with the room unknown: nothing.
         append(None);
-        let len = f.metadata().unwrap().len();
-        assert_eq!(len, FROM + (1 << 20));
-        assert!(
-            allocated(&f) < len + (1 << 20),
-            "reserved: {}",
-            allocated(&f)
-        );
-        // Room again: reserved from the next chunk on, not before.
-        while f.metadata().unwrap().len() < CHUNK {
-            append(Some(MIN_ROOM));
-        }
-        assert!(
-            allocated(&f) < CHUNK + (1 << 20),
-            "reserved: {}",
-            allocated(&f)
-        );
+        assert!(reserved() < 3 * mib, "reserved: {}", reserved());
+        // The next chunk begun with too little room: nothing.
+        skip_to(CHUNK);
+        append(Some(MIN_ROOM - 1));
+        assert!(reserved() < 4 * mib, "reserved: {}", reserved());
+        // Room again, within a chunk already decided: nothing yet.
         append(Some(MIN_ROOM));
-        assert!(allocated(&f) >= 2 * CHUNK, "reserved: {}", allocated(&f));
+        assert!(reserved() < 5 * mib, "reserved: {}", reserved());
+        // Room again at the next chunk: reserved to its end.
+        skip_to(2 * CHUNK);
+        append(Some(MIN_ROOM));
+        assert!(reserved() >= CHUNK, "reserved: {}", reserved());
     }
 }
