@@ -14,8 +14,10 @@
 #         dispatch 5000 `true` jobs in one POST, 2 slaves of 2 slots: jobs/s, and the hub's and
 #                  the slaves' own CPU per job (the jobs' not counted)
 #         stream   1 GiB to `xn --no-tty --wait | wc -c` (bytes checked): MB/s, hub and slave
-#                  CPU (their own, not the job's), the hub's context switches (all threads
-#                  living at the end), the slave's wait4/epoll_wait/writev calls
+#                  CPU (their own, not the job's), the whole machine's CPU (every process and
+#                  the kernel: what the pipeline costs), the hub's context switches (all
+#                  threads living at the end), the slave's wait4/epoll_wait/writev calls; at
+#                  the end, each build's median MB/s and machine CPU
 #
 # Example: cp target/release/execnode /tmp/old; (change, build); scripts/bench/compare.sh
 # stream /tmp/old target/release/execnode. Needs perf (Debian: linux-perf) and python3.
@@ -81,11 +83,11 @@ if [ "$what" = starts ]; then
 fi
 
 for round in $(seq "$rounds"); do
-    for exe in "$@"; do
-        name="round $round, $exe"
+    for build in "$@"; do
+        name="round $round, $build"
         case $what in
         posts)
-            start "$exe" 0
+            start "$build" 0
             # perf counts the hub (-p) for as long as the command after `--` runs.
             perf stat -x, -e context-switches,task-clock -p "$hub_pid" -o "$tmp/stat" -- \
                 python3 "$driver" posts "$XN_HUB" "$XN_TOKEN" 1000 >"$tmp/res"
@@ -95,32 +97,35 @@ for round in $(seq "$rounds"); do
             echo "$name: hub context switches $cs, task-clock $tc ms; $res"
             ;;
         submits)
-            start "$exe" 2
+            start "$build" 2
             t0=$(date +%s.%N)
             for _ in $(seq 300); do "$tmp/xn" -s true >/dev/null; done
             t1=$(date +%s.%N)
             echo "$name: $(python3 -c "print(round(300 / ($t1 - $t0)))") submissions/s"
             ;;
         dispatch)
-            start "$exe" 2
+            start "$build" 2
             h0=$(cpu_ms "$hub_pid") s0=$(cpu_ms "${slave_pids[@]}")
             python3 "$driver" dispatch "$XN_HUB" 5000 >"$tmp/res"
             h1=$(cpu_ms "$hub_pid") s1=$(cpu_ms "${slave_pids[@]}")
             echo "$name: $(jq -r '"\(.rate | round) jobs/s, not exited 0: \(.not_ok)"' "$tmp/res"); CPU us per job hub $(((h1 - h0) / 5)), slaves $(((s1 - s0) / 5))"
             ;;
         stream)
-            start "$exe" 1
+            start "$build" 1
             events=syscalls:sys_enter_wait4,syscalls:sys_enter_epoll_wait,syscalls:sys_enter_writev
             h0=$(cpu_ms "$hub_pid") s0=$(cpu_ms "${slave_pids[@]}") c0=$(switches "$hub_pid")
-            t0=$(date +%s.%N)
+            t0=$(date +%s.%N) b0=$(busy)
             perf stat -x, -e "$events" -p "${slave_pids[0]}" -o "$tmp/stat" -- \
                 sh -c "'$tmp/xn' -s 'head -c 1G /dev/zero' --no-tty --wait | wc -c" >"$tmp/res"
-            t1=$(date +%s.%N)
+            t1=$(date +%s.%N) b1=$(busy)
             h1=$(cpu_ms "$hub_pid") s1=$(cpu_ms "${slave_pids[@]}") c1=$(switches "$hub_pid")
             n=$(cat "$tmp/res")
             [ "$n" = 1073741824 ] || { echo "compare.sh: got $n bytes, expected 1073741824" >&2; exit 1; }
             calls=$(awk -F, '$3 ~ /sys_enter_/ {sub("syscalls:sys_enter_", "", $3); printf "%s %s, ", $3, $1}' "$tmp/stat")
-            echo "$name: $(python3 -c "print(round($n / 1e6 / ($t1 - $t0)))") MB/s; CPU ms hub $((h1 - h0)), slave $((s1 - s0)); hub context switches $((c1 - c0)); slave calls: ${calls%, }"
+            mbs=$(calc "round($n / 1e6 / ($t1 - $t0))") machine=$(calc "round(1000 * ($b1 - $b0))")
+            # For the medians at the end: "EXE MB/s machine-ms" per run.
+            echo "$build $mbs $machine" >>"$tmp/runs"
+            echo "$name: $mbs MB/s; CPU ms hub $((h1 - h0)), slave $((s1 - s0)), machine $machine; hub context switches $((c1 - c0)); slave calls: ${calls%, }"
             ;;
         *)
             echo "compare.sh: WHAT is posts, submits, starts, dispatch or stream, not $what" >&2
@@ -130,3 +135,14 @@ for round in $(seq "$rounds"); do
         stop_all
     done
 done
+if [ "$what" = stream ]; then
+    # Medians per build: one run moves by a quarter from the next on a VM; the machine's CPU
+    # (every process and the kernel, from /proc/stat) moves less than MB/s.
+    for build in "$@"; do
+        awk -v build="$build" '$1 == build {print $2, $3}' "$tmp/runs" | python3 -c '
+import statistics, sys
+runs = [tuple(map(int, l.split())) for l in sys.stdin]
+print("%s: median %d MB/s, machine CPU %d ms per GiB (%d runs)" % (sys.argv[1],
+      statistics.median(r[0] for r in runs), statistics.median(r[1] for r in runs), len(runs)))' "$build"
+    done
+fi

@@ -9,7 +9,7 @@ calc() { python3 -c "print($1)"; }
 cpu() { local p t=0; for p in "$@"; do t=$(calc "$t + $(awk '{print ($14+$15)}' "/proc/$p/stat") / $(getconf CLK_TCK)"); done; echo "$t"; }
 # busy: CPU seconds the whole machine has spent working so far (user, system, interrupts; not
 # idle, I/O wait or time the hypervisor took): what a pipeline of processes costs in all.
-busy() { awk -v clk="$(getconf CLK_TCK)" '/^cpu /{print ($2+$3+$4+$7+$8)/clk; exit}' /proc/stat; }
+busy() { awk -v clk="$(getconf CLK_TCK)" '/^cpu /{printf "%.2f\n", ($2+$3+$4+$7+$8)/clk; exit}' /proc/stat; }
 # api PATH: a GET on the current hub, as its admin.
 api() { curl -fsS -H "Authorization: Bearer $hub_token" "$hub_url$1"; }
 
