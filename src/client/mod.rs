@@ -27,7 +27,8 @@ pub const EXIT_XN_ERROR: i32 = 255;
 #[derive(Args, Clone)]
 #[command(group(ArgGroup::new("action").required(true).multiple(true).args(["submit", "file", "words", "list", "slaves", "fetch", "cancel", "delete", "attach"])))]
 pub struct XnArgs {
-    /// Submit LINE as a job (run as `sh -c LINE`); prints the new job's id.
+    /// Submit LINE as a job (run as `sh -c LINE`); prints the new job's id. LINE is one
+    /// argument (quote it) and may follow the other flags (`xn -s --wait 'make test'`).
     /// With --file instead of LINE: submit the jobs the file describes
     #[arg(short = 's', long, value_name = "LINE", num_args = 0..=1)]
     pub submit: Option<Option<String>>,
@@ -300,23 +301,33 @@ pub async fn run(args: XnArgs) -> Result<i32> {
 /// Where the jobs to submit come from, if this is a submission.
 fn submit_source(args: &XnArgs) -> Result<Option<submit::Source>> {
     let mut files = args.file.clone();
+    // `-s` takes an optional value, so in `xn -s --wait 'ls /'` the line comes after the
+    // flags, as a word of its own.
+    let mut submit = args.submit.clone();
     match args.words.split_first() {
         None => {}
         Some((cmd, rest)) if cmd == "submit" && !rest.is_empty() => {
             files.extend(rest.iter().map(PathBuf::from))
         }
         Some((cmd, _)) if cmd == "submit" => bail!("xn submit needs a job file: xn submit FILE"),
+        Some((line, [])) if submit == Some(None) && files.is_empty() && args.argv.is_empty() => {
+            submit = Some(Some(line.clone()))
+        }
+        Some((_, [_, ..])) if submit == Some(None) => bail!(
+            "-s takes the shell line as one argument: quote it (xn -s {:?})",
+            args.words.join(" ")
+        ),
         Some((word, _)) => bail!(
             "unexpected argument {word:?}: the only command is `xn submit FILE` (quote a shell line for -s)"
         ),
     }
     if !args.argv.is_empty() {
-        return match (&args.submit, files.is_empty()) {
+        return match (&submit, files.is_empty()) {
             (Some(None), true) => Ok(Some(submit::Source::Argv(args.argv.clone()))),
             _ => bail!("--argv goes with -s and no LINE or job file: xn -s --argv PROGRAM ARG..."),
         };
     }
-    Ok(match (&args.submit, files.is_empty()) {
+    Ok(match (&submit, files.is_empty()) {
         (Some(Some(_)), false) => bail!("give -s LINE or job files, not both"),
         (Some(Some(line)), true) => Some(submit::Source::Line(line.clone())),
         (Some(None), true) => bail!("-s needs a LINE, or --file FILE"),

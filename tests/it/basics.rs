@@ -73,6 +73,18 @@ fn wait_streams_output_and_returns_the_exit_code() {
 
     let out = hub.xn(&["-s", "true", "--wait"]);
     assert_eq!(out.status.code(), Some(0));
+
+    // The line may also follow the flags, as in ssh.
+    let out = hub.xn(&["-s", "--no-tty", "--wait", "echo late; exit 4"]);
+    assert_eq!(out.status.code(), Some(4));
+    assert_eq!(out.stdout, b"late\n");
+    // Unquoted words are refused, not joined or taken for other actions, and nothing runs.
+    let before = hub.jobs().len();
+    let out = hub.xn(&["-s", "--wait", "echo", "two words"]);
+    assert_eq!(out.status.code(), Some(255));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("quote it (xn -s \"echo two words\")"), "{err}");
+    assert_eq!(hub.jobs().len(), before);
 }
 
 #[test]
