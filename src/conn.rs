@@ -217,6 +217,18 @@ impl ConnSender {
         self.queue(Out::Close(code, reason.to_string())).await
     }
 
+    /// Queues a normal close (1000) after everything queued, and waits until the writer has
+    /// sent all of it, or `limit` passed: for a client about to exit, whose last messages
+    /// would otherwise die with its runtime.
+    pub async fn close_and_flush(&self, reason: &str, limit: Duration) {
+        let done = async {
+            if self.close(1000, reason).await.is_ok() {
+                self.tx.closed().await;
+            }
+        };
+        let _ = tokio::time::timeout(limit, done).await;
+    }
+
     /// Queues a ping, unless the queue is full (then frames are on their way anyway, and they
     /// tell the peer as much). The peer answers with a pong; see [`ConnReader::recv_watched`].
     pub fn ping(&self) {

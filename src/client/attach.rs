@@ -1,7 +1,8 @@
 //! `xn -a ID`: attach to a job's terminal. Replays its output (all of it, or the last
 //! `--tail` bytes), then continues live from the same offset-addressed stream. From a terminal,
-//! raw keystrokes go to the job and the escape key detaches or terminates; from a pipe, input
-//! goes line by line and `/term` or `/detach` do the same.
+//! to a job that has one, raw keystrokes go to the job and the escape key detaches or
+//! terminates; otherwise (a pipe, or a `--no-tty` job) input goes line by line and `/term` or
+//! `/detach` do the same. Whatever was read before a detach or a terminate is sent first.
 
 use super::link::Link;
 use super::output::{Fd, Sink};
@@ -14,6 +15,7 @@ use crate::wire::{
 use anyhow::{bail, Context, Result};
 use hyper::Method;
 use std::io::{BufRead, IsTerminal, Read};
+use std::time::Duration;
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::mpsc;
 
@@ -50,23 +52,27 @@ pub async fn run(hub: &HubUrl, id: JobId, opts: &AttachOptions) -> Result<i32> {
     };
     let mut link = Link::open(hub, id, from, !opts.read_only).await?;
     let terminal_in = std::io::stdin().is_terminal();
-    // A viewer's terminal is raw too, so the job's bytes show exactly and keys do not echo.
-    let raw = if terminal_in {
+    // A viewer's terminal is raw too, so the job's bytes show exactly and keys do not echo. A
+    // job with pipes has no terminal to take keys: ours stays as it is, so the user types and
+    // edits lines, and Ctrl-D ends the job's input.
+    let raw = if terminal_in && rec.spec.tty {
         Some(RawMode::enable().context("putting the terminal in raw mode")?)
     } else {
         None
     };
-    say(&hint(id, opts, raw.is_some()));
+    say(&hint(id, opts, raw.is_some(), terminal_in));
 
     let (in_tx, mut inputs) = mpsc::channel::<Input>(64);
     let mut input_open = terminal_in || !opts.read_only;
     if input_open {
-        spawn_stdin_reader(terminal_in, in_tx);
+        spawn_stdin_reader(raw.is_some(), in_tx);
     }
     let mut escaper = Escaper::new(opts.escape);
     let mut winch = signal(SignalKind::window_change())?;
     let mut term = signal(SignalKind::terminate())?;
     let mut hup = signal(SignalKind::hangup())?;
+    // Ctrl-C, when the terminal is not raw (or someone's `kill -INT`).
+    let mut int = signal(SignalKind::interrupt())?;
     let mut out = Sink::new(Fd::Stdout);
     let mut err = Sink::new(Fd::Stderr);
     let mut pos = from;
@@ -75,6 +81,7 @@ pub async fn run(hub: &HubUrl, id: JobId, opts: &AttachOptions) -> Result<i32> {
     let mut input_at = 0u64;
     // The state the stream last showed; `None` until its first message.
     let mut state: Option<JobState> = None;
+    let first_state = rec.state;
     // What was typed before the job started; sent when it does.
     let mut held: Vec<Order> = Vec::new();
     let sends_size = rec.spec.tty && raw.is_some() && !opts.read_only;
@@ -154,11 +161,10 @@ pub async fn run(hub: &HubUrl, id: JobId, opts: &AttachOptions) -> Result<i32> {
                 let mut now = Vec::new();
                 for key in keys {
                     match key {
+                        // Sent after what came before it.
                         Key::Detach => {
-                            out.close()?;
-                            drop(raw);
-                            eprintln!("[detached from job {id}; it keeps running: xn -a {id} to come back]");
-                            return Ok(0);
+                            now.push(Order::Detach);
+                            break;
                         }
                         // A viewer's Ctrl-C stops watching.
                         Key::Send(bytes) if opts.read_only && bytes.contains(&3) => {
@@ -176,9 +182,10 @@ pub async fn run(hub: &HubUrl, id: JobId, opts: &AttachOptions) -> Result<i32> {
                         Key::EndOfInput => now.push(Order::CloseStdin),
                     }
                 }
-                if matches!(state, None | Some(JobState::Queued | JobState::Assigned)) {
+                // Until the stream's first message, the job is as it was when we asked.
+                if matches!(state.unwrap_or(first_state), JobState::Queued | JobState::Assigned) {
                     // Terminate works on a queued job; input waits for the job to start.
-                    let (t, rest): (Vec<_>, Vec<_>) = now.into_iter().partition(|o| matches!(o, Order::Terminate));
+                    let (t, rest): (Vec<_>, Vec<_>) = now.into_iter().partition(|o| matches!(o, Order::Terminate | Order::Detach));
                     held.extend(rest);
                     t
                 } else {
@@ -188,6 +195,15 @@ pub async fn run(hub: &HubUrl, id: JobId, opts: &AttachOptions) -> Result<i32> {
             _ = winch.recv(), if sends_size => vec![Order::Size],
             _ = term.recv() => { drop(raw); eprintln!("[xn terminated; job {id} keeps running]"); return Ok(128 + 15); }
             _ = hup.recv() => { drop(raw); return Ok(128 + 1); }
+            _ = int.recv() => {
+                drop(raw);
+                if opts.read_only {
+                    eprintln!("[stopped watching job {id}]");
+                } else {
+                    eprintln!("[xn interrupted; job {id} keeps running: xn -a {id} to come back]");
+                }
+                return Ok(128 + 2);
+            }
         };
         for order in orders {
             let sent = match order {
@@ -199,6 +215,20 @@ pub async fn run(hub: &HubUrl, id: JobId, opts: &AttachOptions) -> Result<i32> {
                 Order::Terminate => link.tx.send(&ClientMsg::Terminate).await,
                 Order::CloseStdin => link.tx.send(&ClientMsg::CloseStdin).await,
                 Order::Size => send_size(&link.tx).await,
+                Order::Detach => {
+                    link.tx
+                        .close_and_flush("detached", Duration::from_secs(5))
+                        .await;
+                    out.close()?;
+                    drop(raw);
+                    if held.iter().any(|o| matches!(o, Order::Input(_))) {
+                        eprintln!("[what was typed before job {id} started was not sent]");
+                    }
+                    eprintln!(
+                        "[detached from job {id}; it keeps running: xn -a {id} to come back]"
+                    );
+                    return Ok(0);
+                }
             };
             // The stream reconnects by itself; what was typed meanwhile is lost, and said so.
             if sent.is_err() {
@@ -208,15 +238,16 @@ pub async fn run(hub: &HubUrl, id: JobId, opts: &AttachOptions) -> Result<i32> {
     }
 }
 
-/// What to tell the hub.
+/// What to tell the hub, in order; `Detach` comes last.
 enum Order {
     Input(Vec<u8>),
     Terminate,
     CloseStdin,
     Size,
+    Detach,
 }
 
-fn hint(id: JobId, opts: &AttachOptions, raw: bool) -> String {
+fn hint(id: JobId, opts: &AttachOptions, raw: bool, terminal: bool) -> String {
     if opts.read_only {
         return format!("[watching job {id}, read-only; Ctrl-C stops watching]");
     }
@@ -227,7 +258,12 @@ fn hint(id: JobId, opts: &AttachOptions, raw: bool) -> String {
         }
         (true, None) => format!("[attached to job {id}; no escape key]"),
         (false, _) => format!(
-            "[attached to job {id}: lines go to the job; /detach detaches, /term terminates]"
+            "[attached to job {id}: lines go to the job; /detach detaches, /term terminates{}]",
+            if terminal {
+                ", Ctrl-D ends its input"
+            } else {
+                ""
+            }
         ),
     }
 }

@@ -231,17 +231,76 @@ fn line_mode_end_of_input_closes_the_jobs_stdin() {
 }
 
 #[test]
-fn terminal_is_restored_when_xn_is_killed_by_sigterm() {
+fn terminal_is_restored_when_xn_is_killed_by_sigterm_or_sigint() {
+    let hub = Hub::start();
+    let _s = hub.slave("s1", 2);
+    for sig in [libc::SIGTERM, libc::SIGINT] {
+        let mut t = Term::xn(&hub, &["-s", BASH, "-a"], 24, 80);
+        t.wait_for("xn$ ");
+        assert!(!t.is_cooked(), "raw while attached");
+        signal(t.pid(), sig);
+        assert_eq!(t.wait_exit().code(), Some(128 + sig), "signal {sig}");
+        assert!(t.is_cooked(), "terminal restored after signal {sig}");
+        // The job keeps running.
+        assert_eq!(hub.job(last_id(&hub)).state, JobState::Running);
+    }
+}
+
+#[test]
+fn input_read_before_a_detach_is_sent_first() {
+    let hub = Hub::start();
+    let _s = hub.slave("s1", 2);
+    // Lines piped in with /detach right behind them, as fast as xn can read them.
+    let id = hub.submit("cat", &["--no-tty"]);
+    hub.wait_state(id, JobState::Running);
+    let mut child = hub
+        .xn_command(&["-a", &id.to_string()])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(b"l1\nl2\n/detach\n").unwrap();
+    drop(stdin);
+    assert_eq!(child.wait().unwrap().code(), Some(0));
+    wait_until("both lines to come back", || hub.fetch(id) == b"l1\nl2\n");
+
+    // Keys and the escape in one read from a terminal (a paste).
+    let (id, sid) = running_bash(&hub);
+    let mut t = Term::xn(&hub, &["-a", &sid], 24, 80);
+    t.wait_for("attached to job");
+    t.send(b"echo typed-then-detached\r\x1dd");
+    assert_eq!(t.wait_exit().code(), Some(0));
+    // Echoed as typed, then printed by the command.
+    wait_until("the command to run", || {
+        let out = String::from_utf8_lossy(&hub.fetch(id)).into_owned();
+        out.matches("typed-then-detached").count() == 2
+    });
+}
+
+#[test]
+fn a_terminal_attached_to_a_job_with_pipes_types_lines() {
     let hub = Hub::start();
     let _s = hub.slave("s1", 1);
-    let mut t = Term::xn(&hub, &["-s", BASH, "-a"], 24, 80);
-    t.wait_for("xn$ ");
-    assert!(!t.is_cooked(), "raw while attached");
-    signal(t.pid(), libc::SIGTERM);
-    assert_eq!(t.wait_exit().code(), Some(128 + 15));
-    assert!(t.is_cooked(), "terminal restored");
-    // The job keeps running.
-    assert_eq!(hub.job(last_id(&hub)).state, JobState::Running);
+    let id = hub.submit(
+        r#"read x; echo "got [$x]"; cat; echo input-ended"#,
+        &["--no-tty"],
+    );
+    hub.wait_state(id, JobState::Running);
+    let mut t = Term::xn(&hub, &["-a", &id.to_string()], 24, 80);
+    t.wait_for("Ctrl-D ends its input");
+    // The terminal stays cooked: it echoes and edits, and Enter ends a line.
+    assert!(t.is_cooked());
+    t.send(b"helo\x7flo\r");
+    t.wait_for("got [hello]");
+    t.send(b"more\r");
+    t.wait_for_n("more", 2);
+    // Ctrl-D at the start of a line: the job's stdin ends.
+    t.send(b"\x04");
+    t.wait_for("input-ended");
+    assert_eq!(t.wait_exit().code(), Some(0));
+    assert_eq!(hub.fetch(id), b"got [hello]\nmore\ninput-ended\n");
 }
 
 #[test]

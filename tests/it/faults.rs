@@ -34,7 +34,8 @@ fn hub_killed_mid_job_loses_nothing_and_clients_reconnect() {
     // A follower and an attached terminal, both live when the hub dies.
     let follower = Collected::spawn(&mut hub.xn_command(&["-f", &id.to_string(), "--follow"]));
     let mut term = Term::xn(&hub, &["-a", &id.to_string(), "--read-only"], 24, 80);
-    term.wait_for("\n5\n");
+    // A job with pipes leaves the terminal cooked: it shows each "\n" as "\r\n".
+    term.wait_for("\n5\r\n");
     wait_until("the follower to be streaming", || {
         follower.out.lock().unwrap().starts_with(b"1\n2\n3\n4\n5\n")
     });
@@ -58,7 +59,7 @@ fn hub_killed_mid_job_loses_nothing_and_clients_reconnect() {
     assert!(err.contains("reconnected"), "{err}");
 
     assert_eq!(term.wait_exit().code(), Some(0));
-    // What the viewer saw, less its own notes, is the sequence (a pipe job: no \r added).
+    // What the viewer saw, less its own notes, is the sequence.
     let shown: String = term
         .text()
         .split("\r\n")
