@@ -143,9 +143,14 @@ struct SlaveArgs {
     /// http://127.0.0.1:5000]
     #[arg(long, env = "XN_HUB", value_name = "URL")]
     hub: Option<String>,
-    /// A token with the slave role (the hub wrote one to DATA/slave.token)
+    /// A token with the slave role (the hub wrote one to DATA/slave.token). On the command
+    /// line every local user can read it (ps, /proc/PID/cmdline), jobs included: prefer
+    /// --token-file or XN_TOKEN
     #[arg(long, env = "XN_TOKEN", value_name = "TOKEN", hide_env_values = true)]
     token: Option<String>,
+    /// Read the token from FILE, e.g. DATA/slave.token (takes the place of XN_TOKEN)
+    #[arg(long, value_name = "FILE")]
+    token_file: Option<PathBuf>,
     /// CA certificate (PEM) to check an https:// hub with [default: the system's]
     #[arg(long, env = "XN_CA", value_name = "FILE")]
     ca: Option<PathBuf>,
@@ -402,8 +407,20 @@ async fn run_slave(args: SlaveArgs) -> Result<()> {
             labels.push(format!("{key}={value}"));
         }
     }
+    // A long-lived process whose command line anyone on the machine can read.
+    let token_in_argv = std::env::args_os()
+        .skip(1)
+        .any(|a| a == "--token" || a.as_encoded_bytes().starts_with(b"--token="));
+    let token = match &args.token_file {
+        Some(_) if token_in_argv => anyhow::bail!("give --token or --token-file, not both"),
+        Some(file) => Some(read_token_file(file)?),
+        None => args.token,
+    };
+    if token_in_argv {
+        tracing::warn!("--token on the command line can be read by every local user (ps, /proc/PID/cmdline), jobs included: pass it with --token-file FILE or in XN_TOKEN");
+    }
     let opts = SlaveOptions {
-        hub: execnode::config::resolve(args.hub, args.token, args.ca.as_deref())?,
+        hub: execnode::config::resolve(args.hub, token, args.ca.as_deref())?,
         name,
         slots,
         drain_timeout: Duration::from_secs(args.drain_timeout),
@@ -425,6 +442,16 @@ async fn run_slave(args: SlaveArgs) -> Result<()> {
         },
     };
     slave::run(opts, shutdown_on_signals()?).await
+}
+
+fn read_token_file(file: &std::path::Path) -> Result<String> {
+    let text = std::fs::read_to_string(file)
+        .with_context(|| format!("reading the token file {}", file.display()))?;
+    let token = text.trim();
+    if token.is_empty() {
+        anyhow::bail!("the token file {} is empty", file.display());
+    }
+    Ok(token.to_string())
 }
 
 fn default_data_dir() -> Result<PathBuf> {

@@ -49,7 +49,7 @@ start_slaves() {
     [ "$(id -u)" = 0 ] && root_ok=(--allow-root-jobs)
     slave_pids=()
     for i in $(seq "${SLAVES:-2}"); do
-        XN_LOG=warn "$exe" slave --hub "$hub_url" --token "$slave_token" --name "bench-$i" --slots "$SLAVE_SLOTS" "${root_ok[@]}" \
+        XN_LOG=warn XN_TOKEN="$slave_token" "$exe" slave --hub "$hub_url" --name "bench-$i" --slots "$SLAVE_SLOTS" "${root_ok[@]}" \
             --work-dir "$work/slave-$i" 2>"$tmp/slave-$i.log" &
         pids+=($!)
         slave_pids+=($!)

@@ -191,3 +191,40 @@ fn a_config_file_readable_by_others_is_refused() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[test]
+fn a_slave_takes_its_token_from_a_file_and_warns_of_one_on_its_command_line() {
+    let hub = Hub::start();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("slave.token");
+    std::fs::write(&file, format!("{}\n", hub.slave_token)).unwrap();
+    let filed = Slave::start_at(
+        &hub.url,
+        "",
+        "filed",
+        1,
+        &["--token-file", file.to_str().unwrap()],
+    );
+    let id = hub.submit("echo via-file", &["--slave", "filed"]);
+    assert_eq!(hub.wait_ended(id).exit_code, Some(0));
+    assert!(!filed.log_contains("--token on the command line"));
+
+    // On the command line it works, with a warning: anyone on the machine can read it there.
+    let argv = Slave::start_at(&hub.url, "", "argv", 1, &["--token", &hub.slave_token]);
+    wait_until("the warning", || {
+        argv.log_contains("--token on the command line can be read by every local user")
+    });
+
+    // A token file that cannot be read: a clear refusal before dialling.
+    let (status, err) = Slave::run_to_exit(
+        &hub.url,
+        &["--token-file", "/nonexistent/slave.token"],
+        None,
+    )
+    .unwrap();
+    assert!(!status.success());
+    assert!(
+        err.contains("reading the token file /nonexistent/slave.token"),
+        "{err}"
+    );
+}
