@@ -28,12 +28,19 @@ pub async fn route(ctx: Arc<Ctx>, req: Request<Incoming>) -> Result<HubResponse,
     if let Some(r) = web::serve(req.method(), &path, req.headers()) {
         return Ok(r);
     }
-    // Without tokens, nothing but the Origin check stops a web page of another site from
-    // submitting jobs through the browser of someone who can reach the hub.
+    // Without tokens, nothing but the Origin and Host checks stop a web page of another site
+    // from submitting jobs through the browser of someone who can reach the hub.
     if ctx.auth.is_open() && web::cross_origin(req.headers()) {
         return Ok(respond::error(
             StatusCode::FORBIDDEN,
             "a request from a page of another origin (this hub runs with --no-auth)",
+        ));
+    }
+    if ctx.auth.is_open() && !web::fixed_host(req.headers()) {
+        return Ok(respond::error(
+            StatusCode::FORBIDDEN,
+            "this hub runs with --no-auth, so it answers only requests to an IP address or \
+             localhost: a page elsewhere could point any other name here (DNS rebinding)",
         ));
     }
     // Nothing else is answered without a valid token, upgrades included.

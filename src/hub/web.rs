@@ -149,6 +149,29 @@ pub fn cross_origin(headers: &HeaderMap) -> bool {
     }
 }
 
+/// Whether the `Host` a request was sent to names a host no DNS answer can move: an IP
+/// address or `localhost` (or no `Host` at all: not a browser). A page of another site that
+/// points its own name at the hub (DNS rebinding) is of the same origin as far as its browser
+/// knows, so only this tells its requests apart on a hub without tokens.
+pub fn fixed_host(headers: &HeaderMap) -> bool {
+    let Some(host) = headers.get(header::HOST) else {
+        return true;
+    };
+    let Ok(host) = host.to_str() else {
+        return false;
+    };
+    let name = match host.strip_prefix('[') {
+        // [v6 address]:port
+        Some(rest) => {
+            return rest
+                .split_once(']')
+                .is_some_and(|(a, _)| a.parse::<std::net::Ipv6Addr>().is_ok())
+        }
+        None => host.rsplit_once(':').map_or(host, |(n, _)| n),
+    };
+    name.eq_ignore_ascii_case("localhost") || name.parse::<std::net::Ipv4Addr>().is_ok()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -187,6 +210,29 @@ mod tests {
         assert!(cross_origin(&other));
         assert!(cross_origin(&headers(&[("origin", "null"), ("host", "h")])));
         assert!(!cross_origin(&headers(&[("host", "h")])));
+    }
+
+    #[test]
+    fn only_addresses_and_localhost_are_fixed_hosts() {
+        for h in [
+            "127.0.0.1:5000",
+            "10.1.2.3",
+            "localhost:80",
+            "LOCALHOST",
+            "[::1]:5000",
+        ] {
+            assert!(fixed_host(&headers(&[("host", h)])), "{h}");
+        }
+        for h in [
+            "evil.example:5000",
+            "evil.example",
+            "127.0.0.1.nip.io:80",
+            "[evil]:80",
+            "",
+        ] {
+            assert!(!fixed_host(&headers(&[("host", h)])), "{h}");
+        }
+        assert!(fixed_host(&headers(&[])));
     }
 
     #[test]

@@ -139,6 +139,30 @@ fn a_hub_without_tokens_refuses_pages_of_other_origins() {
     // The page itself loads from anywhere: it is only files.
     let page = get_all(&hub.addr, "/");
     assert!(page.starts_with("HTTP/1.1 200"), "{page}");
+
+    // A page whose own name was pointed at the hub (DNS rebinding): same origin to the
+    // browser, but the Host is a name, so it is refused. localhost is fine.
+    let port = hub.addr.rsplit_once(':').unwrap().1;
+    let to_host = |host: &str| {
+        let body = r#"{"command":"true"}"#;
+        let req = format!(
+            "POST /api/v1/jobs HTTP/1.1\r\nHost: {host}\r\nOrigin: http://{host}\r\n\
+             Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        );
+        http(&hub.addr, req.as_bytes())
+    };
+    let (status, body) = to_host(&format!("attacker.example:{port}"));
+    assert_eq!(status, 403, "{body}");
+    assert!(body.contains("DNS rebinding"), "{body}");
+    let (_, list) = request(&hub.addr, "GET", "/api/v1/jobs", "", "");
+    assert_eq!(
+        list.matches("\"id\"").count(),
+        2,
+        "only the two let in above: {list}"
+    );
+    let (status, body) = to_host(&format!("localhost:{port}"));
+    assert_eq!(status, 201, "{body}");
 }
 
 #[test]

@@ -28,7 +28,7 @@ pub fn request(addr: &str, method: &str, path: &str, token: &str, body: &str) ->
         format!("Authorization: Bearer {token}\r\n")
     };
     let req = format!(
-        "{method} {path} HTTP/1.1\r\nHost: x\r\n{auth}Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\n{auth}Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
         body.len()
     );
     http(addr, req.as_bytes())
