@@ -143,13 +143,14 @@ pub async fn run(
         let fd = peer::PeerSocket(std::os::fd::AsRawFd::as_raw_fd(&sock));
         let ctx = ctx.clone();
         let tls = tls.clone();
+        // Held by the connection, and by the WebSocket session it may be upgraded to.
+        let slot = ConnSlot(Arc::new(slot));
         conns.spawn(async move {
-            let _slot = slot;
             match tls {
-                None => serve(ctx, sock, peer, fd).await,
+                None => serve(ctx, sock, peer, fd, slot).await,
                 Some(acceptor) => {
                     match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(sock)).await {
-                        Ok(Ok(stream)) => serve(ctx, stream, peer, fd).await,
+                        Ok(Ok(stream)) => serve(ctx, stream, peer, fd, slot).await,
                         Ok(Err(e)) => tracing::debug!(%peer, "TLS handshake: {e}"),
                         Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
                     }
@@ -173,12 +174,18 @@ pub async fn run(
 }
 
 /// Serves HTTP/1.1 (with upgrades) on one connection until it ends or the hub stops.
-async fn serve<S>(ctx: Arc<Ctx>, sock: S, peer: std::net::SocketAddr, fd: peer::PeerSocket)
-where
+async fn serve<S>(
+    ctx: Arc<Ctx>,
+    sock: S,
+    peer: std::net::SocketAddr,
+    fd: peer::PeerSocket,
+    slot: ConnSlot,
+) where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
     let svc = service_fn(|mut req: hyper::Request<hyper::body::Incoming>| {
         req.extensions_mut().insert(fd);
+        req.extensions_mut().insert(slot.clone());
         routes::route(ctx.clone(), req)
     });
     let mut builder = http1::Builder::new();
@@ -208,6 +215,11 @@ struct PerAddr {
     max: usize,
     open: Arc<std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, usize>>>,
 }
+
+/// A connection's place in its address's count, shared with the WebSocket session an upgrade
+/// hands it to (see [`respond::upgrade`]): the place is freed when both have ended.
+#[derive(Clone)]
+pub(crate) struct ConnSlot(#[allow(dead_code)] Arc<Slot>);
 
 /// One admitted connection; dropping it frees its place.
 struct Slot {

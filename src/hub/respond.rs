@@ -222,6 +222,8 @@ where
         );
     }
     let protocol = super::web::chosen_protocol(req.headers());
+    // The session goes on counting against its address's --max-conns-per-addr.
+    let slot = req.extensions_mut().remove::<super::ConnSlot>();
     match fastwebsockets::upgrade::upgrade(&mut req) {
         Ok((mut resp, fut)) => {
             if let Some(p) = protocol {
@@ -229,6 +231,7 @@ where
                     .insert(hyper::header::SEC_WEBSOCKET_PROTOCOL, p);
             }
             sessions.spawn(async move {
+                let _slot = slot;
                 match fut.await {
                     Ok(ws) => session(ws).await,
                     Err(e) => tracing::debug!("websocket upgrade failed: {e}"),

@@ -309,6 +309,22 @@ fn connections_per_address_and_queued_jobs_per_user_are_bounded() {
     wait_until("a new connection to be served", || {
         hub.get("/healthz").0 == 200
     });
+    // A connection upgraded to a WebSocket keeps its place: two slaves take two, so a third
+    // request finds one left, and a fourth none.
+    let s1 = hub.slave("s1", 1);
+    let s2 = hub.slave("s2", 1);
+    let open = std::net::TcpStream::connect(&hub.addr).unwrap();
+    let out = hub.xn(&["-l"]);
+    assert_eq!(
+        out.status.code(),
+        Some(255),
+        "refused while the slaves hold their places"
+    );
+    drop(open);
+    drop((s1, s2));
+    wait_until("the slaves' places to be given back", || {
+        hub.get("/healthz").0 == 200 && hub.get("/api/v1/slaves").1 == "[]"
+    });
     // No slave: jobs stay queued. The third is refused with 429 and says why.
     hub.submit("true", &[]);
     hub.submit("true", &[]);
