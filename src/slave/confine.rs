@@ -303,6 +303,11 @@ impl Confinement {
     }
 
     /// The job's directory: its own `cwd`, else its work directory.
+    /// The user jobs run as, when not the slave's own.
+    pub fn job_user(&self) -> Option<&str> {
+        self.switch_to.as_ref().map(|u| u.name.as_str())
+    }
+
     pub fn cwd(&self, place: &Place, cwd: Option<&str>) -> PathBuf {
         cwd.map_or_else(|| place.work.clone(), PathBuf::from)
     }

@@ -48,7 +48,10 @@ pub async fn run(
             let outcome = match start(&spec, &confinement, &place) {
                 Ok(started) => supervise(id, started, &spec, grace, &outbox, ctl).await,
                 Err(e) => Outcome::Failed {
-                    reason: format!("cannot start job: {e}"),
+                    reason: format!(
+                        "cannot start job: {}",
+                        why_not_started(&e, &spec, &confinement, &place)
+                    ),
                 },
             };
             // Its processes are gone (the group was killed). Most jobs leave their work
@@ -63,6 +66,35 @@ pub async fn run(
     };
     tracing::info!(job = id, ?outcome, "job ended");
     outbox.ended(id, outcome);
+}
+
+/// What the user needs to know of a failed start: errno alone does not say whether the
+/// working directory or the program was missing, or whom it was denied to.
+fn why_not_started(
+    e: &io::Error,
+    spec: &JobSpec,
+    confinement: &Confinement,
+    place: &Place,
+) -> String {
+    let cwd = confinement.cwd(place, spec.cwd.as_deref());
+    let dir = cwd.display();
+    let program = match spec.argv.as_deref() {
+        Some([program, ..]) => program.as_str(),
+        _ => "/bin/sh",
+    };
+    let who = confinement
+        .job_user()
+        .map(|u| format!(" as user {u}"))
+        .unwrap_or_default();
+    match std::fs::metadata(&cwd) {
+        Err(m) => format!("working directory {dir}: {m}"),
+        Ok(m) if !m.is_dir() => format!("working directory {dir} is not a directory"),
+        Ok(_) if e.kind() == io::ErrorKind::NotFound => format!("program {program:?} not found"),
+        Ok(_) if e.kind() == io::ErrorKind::PermissionDenied => format!(
+            "{e}: running {program:?} in {dir}{who} (each directory on the way must let that user through)"
+        ),
+        Ok(_) => format!("{e} (running {program:?} in {dir}{who})"),
+    }
 }
 
 /// The job's output side: the pty master, or the stdout pipe.

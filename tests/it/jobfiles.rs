@@ -213,3 +213,34 @@ fn argv_on_the_command_line_runs_exact_words_without_a_shell() {
     assert_eq!(bad.status.code(), Some(255));
     assert!(String::from_utf8_lossy(&bad.stderr).contains("--argv goes with -s"));
 }
+
+#[test]
+fn a_job_that_cannot_start_says_what_was_missing() {
+    let hub = Hub::start();
+    let _s = hub.slave("s1", 1);
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("a-file");
+    std::fs::write(&file, "").unwrap();
+    let file = file.to_str().unwrap();
+    for (args, reason) in [
+        (
+            vec!["-s", "true", "--cwd", "/nonexistent/dir"],
+            "cannot start job: working directory /nonexistent/dir: No such file or directory"
+                .to_string(),
+        ),
+        (
+            vec!["-s", "true", "--cwd", file],
+            format!("cannot start job: working directory {file} is not a directory"),
+        ),
+        (
+            vec!["-s", "--argv", "no-such-program-xn"],
+            r#"cannot start job: program "no-such-program-xn" not found"#.to_string(),
+        ),
+    ] {
+        let id: u64 = hub.xn_ok(&args).trim().parse().unwrap();
+        let rec = hub.wait_ended(id);
+        assert_eq!(rec.state, JobState::Failed, "{args:?}");
+        let got = rec.reason.unwrap_or_default();
+        assert!(got.starts_with(&reason), "{args:?}: {got}");
+    }
+}

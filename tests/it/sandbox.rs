@@ -213,6 +213,19 @@ fn run_as_runs_jobs_as_that_user_in_a_work_dir_it_owns() {
     let (rec, out) = run(&hub, &format!("echo x > '{}/f'", outside.display()));
     assert_exited(&rec, 2, &out);
     assert!(!outside.join("f").exists());
+    // A working directory closed to that user: the reason says whom it was closed to.
+    let closed = dir.path().join("roots");
+    std::fs::create_dir(&closed).unwrap();
+    std::fs::set_permissions(&closed, std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();
+    let id = hub.submit("true", &["--cwd", closed.to_str().unwrap()]);
+    let rec = hub.wait_ended(id);
+    assert_eq!(rec.state, JobState::Failed);
+    let reason = rec.reason.unwrap_or_default();
+    assert!(
+        reason.contains("Permission denied")
+            && reason.contains(&format!("in {} as user nobody", closed.display())),
+        "{reason}"
+    );
 }
 
 #[test]
