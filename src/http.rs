@@ -125,6 +125,11 @@ impl HubUrl {
         self
     }
 
+    /// Whether a token is presented.
+    pub fn has_token(&self) -> bool {
+        self.bearer.is_some()
+    }
+
     fn authorize(&self, req: hyper::http::request::Builder) -> hyper::http::request::Builder {
         match &self.bearer {
             Some(b) => req.header(hyper::header::AUTHORIZATION, b),
@@ -159,7 +164,10 @@ impl HubUrl {
         let stream = tokio_rustls::TlsConnector::from(tls.config.clone())
             .connect(tls.name.clone(), stream)
             .await
-            .with_context(|| format!("TLS with hub at {} failed", self.url))?;
+            .map_err(|e| {
+                let hint = tls_hint(&e);
+                anyhow::Error::new(e).context(format!("TLS with hub at {} failed{hint}", self.url))
+            })?;
         Ok(Box::new(stream))
     }
 
@@ -235,6 +243,13 @@ impl HubUrl {
         limit: Duration,
     ) -> Result<Response<Incoming>> {
         match tokio::time::timeout(limit, sent).await {
+            // A TLS hub's alert, read as HTTP.
+            Ok(Err(e)) if e.is_parse() && !self.https => {
+                Err(anyhow::Error::new(e).context(format!(
+                    "hub at {} did not answer in plain HTTP: if it speaks TLS, use https://{}",
+                    self.url, self.authority
+                )))
+            }
             Ok(resp) => resp.with_context(|| format!("hub at {} did not answer", self.url)),
             Err(_) => bail!("hub at {} did not answer within {limit:?}", self.url),
         }
@@ -377,6 +392,20 @@ pub fn error_from(status: StatusCode, body: &[u8]) -> HubError {
         Err(_) => format!("hub answered {status}"),
     };
     HubError { status, message }
+}
+
+/// What a TLS failure most likely means, when rustls's words would not tell a user.
+fn tls_hint(e: &std::io::Error) -> &'static str {
+    let text = e.to_string();
+    if text.contains("InvalidContentType") || text.contains("corrupt message") {
+        " (the hub answered in plain HTTP: if it has no TLS, use http://)"
+    } else if text.contains("CaUsedAsEndEntity") || text.contains("BadSignature") {
+        " (give --ca the certificate of the CA that signed the hub's, not the hub's own)"
+    } else if text.contains("UnknownIssuer") {
+        " (no CA this client trusts signed the hub's certificate: give its CA with --ca or XN_CA)"
+    } else {
+        ""
+    }
 }
 
 #[cfg(test)]

@@ -64,17 +64,17 @@ struct HubArgs {
     #[arg(long, env = "XN_DATA", value_name = "DIR")]
     data: Option<PathBuf>,
     /// Seconds without word from a slave before its running jobs become `lost`
-    #[arg(long, default_value_t = 30, value_name = "SECS")]
+    #[arg(long, default_value_t = 30, value_name = "SECS", value_parser = at_least_one::<u64>)]
     slave_timeout: u64,
     /// Seconds between SIGTERM and SIGKILL when a job is cancelled
     #[arg(long, default_value_t = 5, value_name = "SECS")]
     cancel_grace: u64,
     /// Open connections one peer address may have (slaves, clients and attached terminals
     /// all count)
-    #[arg(long, default_value_t = 1024, value_name = "N")]
+    #[arg(long, default_value_t = 1024, value_name = "N", value_parser = at_least_one::<usize>)]
     max_conns_per_addr: usize,
     /// Jobs one token may have queued at once; more are refused with 429
-    #[arg(long, default_value_t = 100_000, value_name = "N")]
+    #[arg(long, default_value_t = 100_000, value_name = "N", value_parser = at_least_one::<usize>)]
     max_queued_per_user: usize,
     /// Delete jobs that ended longer ago than AGE (like 30d, 12h, 90m), with their output;
     /// checked at start and every tenth of AGE (at most hourly). Without it every job is kept
@@ -190,13 +190,13 @@ struct SlaveArgs {
     max_memory: Option<u64>,
     /// Processes the job's user may have, all of its processes counted (RLIMIT_NPROC; not
     /// enforced for root)
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..), help_heading = "Confining jobs")]
+    #[arg(long, value_name = "N", value_parser = at_least_one::<u64>, help_heading = "Confining jobs")]
     max_procs: Option<u64>,
     /// CPU seconds per job process (RLIMIT_CPU): SIGXCPU then, SIGKILL a second later
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..), help_heading = "Confining jobs")]
+    #[arg(long, value_name = "N", value_parser = at_least_one::<u64>, help_heading = "Confining jobs")]
     max_cpu_seconds: Option<u64>,
     /// Open files per job process (RLIMIT_NOFILE)
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..), help_heading = "Confining jobs")]
+    #[arg(long, value_name = "N", value_parser = at_least_one::<u64>, help_heading = "Confining jobs")]
     max_open_files: Option<u64>,
     /// Confine jobs with Landlock: they may write only in their work directory and a private
     /// temp dir (TMPDIR), read and execute anywhere, and gain no privileges (no-new-privs).
@@ -334,10 +334,10 @@ async fn run_hub(args: HubArgs) -> Result<()> {
         None => default_data_dir()?,
     };
     let opts = HubOptions {
-        slave_timeout: Duration::from_secs(args.slave_timeout.max(1)),
+        slave_timeout: Duration::from_secs(args.slave_timeout),
         cancel_grace: Duration::from_secs(args.cancel_grace),
-        max_conns_per_addr: args.max_conns_per_addr.max(1),
-        max_queued_per_owner: args.max_queued_per_user.max(1),
+        max_conns_per_addr: args.max_conns_per_addr,
+        max_queued_per_owner: args.max_queued_per_user,
         retain: args.retain,
         peer_timeout: (args.peer_timeout > 0).then(|| Duration::from_secs(args.peer_timeout)),
     };
@@ -359,6 +359,9 @@ async fn run_hub(args: HubArgs) -> Result<()> {
     let addr = listener.local_addr()?;
     let scheme = if tls.is_some() { "https" } else { "http" };
     tracing::info!(data = %data.display(), "hub listening on {scheme}://{addr}");
+    if tls.is_none() && !addr.ip().is_loopback() {
+        tracing::warn!("listening beyond this machine without TLS: tokens and job output cross the network in clear (use --tls-cert and --tls-key, or a proxy that speaks TLS)");
+    }
     hub::run(listener, hub, auth, tls, shutdown_on_signals()?).await
 }
 
@@ -442,6 +445,19 @@ async fn run_slave(args: SlaveArgs) -> Result<()> {
         },
     };
     slave::run(opts, shutdown_on_signals()?).await
+}
+
+/// A number that must be at least 1 (clap's own range check would print the type's maximum).
+fn at_least_one<T>(s: &str) -> Result<T, String>
+where
+    T: std::str::FromStr + PartialOrd + From<u8>,
+    T::Err: std::fmt::Display,
+{
+    match s.parse::<T>() {
+        Ok(n) if n < T::from(1) => Err("must be at least 1".into()),
+        Ok(n) => Ok(n),
+        Err(e) => Err(e.to_string()),
+    }
 }
 
 fn read_token_file(file: &std::path::Path) -> Result<String> {

@@ -171,6 +171,14 @@ async fn serve(
         Ok(ws) => ws,
         // A refused token will not become valid by dialling again.
         Err(e) => match e.downcast_ref::<crate::http::HubError>() {
+            Some(h) if h.status.as_u16() == 401 && !opts.hub.has_token() => {
+                return Err(Refused(format!(
+                    "{}; this slave has none: give it one with --token-file DATA/slave.token \
+                     or XN_TOKEN",
+                    h.message
+                ))
+                .into())
+            }
             Some(h) if matches!(h.status.as_u16(), 401 | 403) => {
                 return Err(Refused(h.message.clone()).into())
             }

@@ -215,6 +215,22 @@ fn a_slave_takes_its_token_from_a_file_and_warns_of_one_on_its_command_line() {
         argv.log_contains("--token on the command line can be read by every local user")
     });
 
+    // No token at all (no config file either): the hub's refusal says how to give one.
+    let home = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(exe())
+        .args(["slave", "--hub", &hub.url, "--allow-root-jobs"])
+        .env_remove("XN_TOKEN")
+        .env("HOME", home.path())
+        .env("XDG_CONFIG_HOME", home.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(255));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("this slave has none: give it one with --token-file"),
+        "{err}"
+    );
+
     // A token file that cannot be read: a clear refusal before dialling.
     let (status, err) = Slave::run_to_exit(
         &hub.url,

@@ -126,19 +126,25 @@ fn xn_wait_gets_every_byte_of_a_fast_stream() {
 }
 
 #[test]
-fn a_hub_needs_at_least_one_thread() {
+fn a_hub_needs_at_least_one_thread_and_no_limit_of_zero() {
     let dir = tempfile::tempdir().unwrap();
-    let out = std::process::Command::new(exe())
-        .args(["hub", "--listen", "127.0.0.1:0", "--threads", "0", "--data"])
-        .arg(dir.path())
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(2));
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        err.contains("--threads") && err.contains("0 is not in 1..=1024"),
-        "{err}"
-    );
+    for (flag, says) in [
+        ("--threads", "0 is not in 1..=1024"),
+        ("--slave-timeout", "must be at least 1"),
+        ("--max-conns-per-addr", "must be at least 1"),
+        ("--max-queued-per-user", "must be at least 1"),
+    ] {
+        let out = std::process::Command::new(exe())
+            .args(["hub", "--listen", "127.0.0.1:0", flag, "0", "--data"])
+            .arg(dir.path())
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{flag}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(flag) && err.contains(says), "{err}");
+    }
+    // Refused before anything was written.
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
 }
 
 #[test]

@@ -62,10 +62,48 @@ fn jobs_run_over_tls_with_a_private_ca() {
     assert_eq!(out.status.code(), Some(255));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
-        err.contains("TLS with hub at") || err.contains("CA"),
+        err.contains("TLS with hub at") && err.contains("give its CA with --ca or XN_CA"),
         "{err}"
     );
     // Plain HTTP to the TLS port gets nowhere.
     let (status, _) = request(&hub.addr, "GET", "/api/v1/jobs", &hub.token, "");
     assert_ne!(status, 200);
+    // The wrong scheme either way, and the hub's own certificate given as a CA: each error
+    // says what to change.
+    let plain_url = format!("http://{}", hub.addr);
+    let out = xn_as(&plain_url, &hub.token, &["-l"]);
+    assert_eq!(out.status.code(), Some(255));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("if it speaks TLS, use https://"), "{err}");
+    let out = xn(&[("XN_CA", &cert)], &["-l"]);
+    assert_eq!(out.status.code(), Some(255));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("not the hub's own"), "{err}");
+}
+
+#[test]
+fn https_to_a_plain_hub_says_to_use_http() {
+    let hub = Hub::start();
+    let tls_url = format!("https://{}", hub.addr);
+    let out = xn_as(&tls_url, &hub.token, &["-l"]);
+    assert_eq!(out.status.code(), Some(255));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("if it has no TLS, use http://"), "{err}");
+}
+
+#[test]
+fn a_hub_open_beyond_loopback_without_tls_warns() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cmd = std::process::Command::new(exe());
+    cmd.args(["hub", "--listen", "0.0.0.0:0", "--data"])
+        .arg(dir.path());
+    let (mut child, log) = spawn_logged(&mut cmd, "hub");
+    wait_until("the warning", || {
+        log.lock()
+            .unwrap()
+            .iter()
+            .any(|l| l.contains("without TLS: tokens and job output cross the network in clear"))
+    });
+    let _ = child.kill();
+    let _ = child.wait();
 }

@@ -156,7 +156,7 @@ impl GatedJob {
 
 /// Starts a hub or slave with its log on a pipe (level from `TEST_XN_LOG`, default info) and
 /// collects its lines.
-fn spawn_logged(cmd: &mut Command, what: &str) -> (Child, Arc<Mutex<Vec<String>>>) {
+pub fn spawn_logged(cmd: &mut Command, what: &str) -> (Child, Arc<Mutex<Vec<String>>>) {
     let mut child = cmd
         .env(
             "XN_LOG",
