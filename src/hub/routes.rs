@@ -152,7 +152,9 @@ fn method_not_allowed(m: &Method) -> HubResponse {
 
 fn parse_id(s: &str) -> Result<JobId, Reject> {
     s.parse::<JobId>()
-        .map_err(|_| Reject::bad(format!("{s:?} is not a job id (a positive integer)")))
+        .ok()
+        .filter(|&id| id > 0)
+        .ok_or_else(|| Reject::bad(format!("{s:?} is not a job id (a positive integer)")))
 }
 
 /// The query string as a map, `%XX` escapes decoded (a `+` stays a `+`).

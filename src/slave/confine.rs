@@ -161,6 +161,9 @@ impl Confinement {
                 .create(&self.root)
                 .with_context(what)?;
         } else {
+            if self.root.exists() && !self.root.is_dir() {
+                bail!("--work-dir {} is not a directory", self.root.display());
+            }
             std::fs::create_dir_all(&self.root).with_context(what)?;
         }
         let meta = std::fs::symlink_metadata(&self.root).with_context(what)?;

@@ -65,8 +65,14 @@ fn malformed_and_oversized_requests_get_json_errors() {
     assert_eq!(status, 413);
     assert!(body.contains("larger than"), "{body}");
 
-    let (status, _) = hub.get("/api/v1/jobs/abc");
-    assert_eq!(status, 400);
+    for bad in ["abc", "0", "-1"] {
+        let (status, body) = hub.get(&format!("/api/v1/jobs/{bad}"));
+        assert_eq!(status, 400, "{bad}");
+        assert!(
+            body.contains("is not a job id (a positive integer)"),
+            "{body}"
+        );
+    }
     let (status, body) = hub.get("/api/v1/jobs/12345");
     assert_eq!(status, 404);
     assert!(body.contains("no job with id 12345"));

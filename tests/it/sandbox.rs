@@ -273,6 +273,20 @@ fn a_non_root_slave_refuses_run_as_another_user() {
 fn work_dirs_are_removed_after_the_job_unless_kept() {
     let hub = Hub::start();
     let dir = tempfile::tempdir().unwrap();
+    // A file where the directory should be is refused, by name.
+    let file = dir.path().join("a-file");
+    std::fs::write(&file, "").unwrap();
+    let (status, err) = Slave::run_to_exit(
+        &hub.url,
+        &["--allow-root-jobs", "--work-dir", file.to_str().unwrap()],
+        None,
+    )
+    .unwrap();
+    assert!(!status.success());
+    assert!(
+        err.contains(&format!("--work-dir {} is not a directory", file.display())),
+        "{err}"
+    );
     let (gone, kept) = (dir.path().join("gone"), dir.path().join("kept"));
     let mut s1 = Slave::start(&hub, "s1", 1, &["--work-dir", gone.to_str().unwrap()]);
     let (rec, out) = run(&hub, "pwd; echo data > made");
