@@ -136,6 +136,7 @@ impl Hub {
                 unqueued(queued_by, &job.rec.owner);
                 slave.jobs.insert(id);
                 job.session = Some(sid);
+                job.instance = slave.instance;
                 job.rec.state = JobState::Assigned;
                 job.rec.slave = Some(slave.name.clone());
                 job.rec.reason = None;

@@ -92,6 +92,10 @@ pub(super) struct JobEntry {
     watch: Option<watch::Sender<u64>>,
     /// The slave session that runs it; `None` while queued or while its slave is away.
     pub(super) session: Option<SessionId>,
+    /// The slave process (instance id) its current attempt was assigned to, while it is
+    /// assigned, running or lost: only that process, under the name in `rec.slave`, may take
+    /// it back (see `joins`). `None` while queued, or if that slave sent no instance id.
+    pub(super) instance: Option<u64>,
     /// Set when a cancel was asked for: why.
     cancelled: Option<String>,
     /// Input bytes forwarded so far (the offset of the next input frame).
@@ -155,6 +159,7 @@ impl JobEntry {
             recent: None,
             watch: None,
             session: None,
+            instance: None,
             cancelled: None,
             input_sent: 0,
             size: None,
@@ -331,6 +336,7 @@ impl Hub {
                 if let Some(wait) = retry_in {
                     tracing::info!(job = id, attempt = job.rec.attempt, "retrying in {wait:?}");
                     job.not_before_ms = now_ms() + wait.as_millis() as u64;
+                    job.instance = None;
                     job.cancelled = None;
                     job.input_sent = 0;
                     job.size = None;

@@ -15,6 +15,7 @@ mod jobfiles;
 mod labels;
 mod netns;
 mod quickstart;
+mod reclaim;
 mod redial;
 mod relay;
 mod restart;

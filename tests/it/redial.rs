@@ -14,7 +14,7 @@ use execnode::wire::{
     HubToSlave, JobId, JobState, Outcome, RunningJob, SlaveMsg, PROTOCOL_VERSION,
 };
 
-type Reader = ConnReader<hyper_util::rt::TokioIo<hyper::upgrade::Upgraded>>;
+pub type Reader = ConnReader<hyper_util::rt::TokioIo<hyper::upgrade::Upgraded>>;
 
 /// The slave timeout of these hubs: far longer than any wait here, so nothing below can pass
 /// by waiting for it.
@@ -22,7 +22,7 @@ const SLAVE_TIMEOUT: &str = "600";
 
 /// With a worker thread of its own: the connections' writer tasks go on while the test blocks
 /// on `xn` or on a wait.
-fn runtime() -> tokio::runtime::Runtime {
+pub fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()
@@ -32,6 +32,17 @@ fn runtime() -> tokio::runtime::Runtime {
 
 /// One connection of a played slave process `instance` with `slots`, welcomed.
 async fn dial(hub: &Hub, instance: u64, slots: u32, running: &[JobId]) -> (Reader, ConnSender) {
+    dial_as(hub, "played", Some(instance), slots, running).await
+}
+
+/// One connection of a played slave process named `name`, welcomed.
+pub async fn dial_as(
+    hub: &Hub,
+    name: &str,
+    instance: Option<u64>,
+    slots: u32,
+    running: &[JobId],
+) -> (Reader, ConnSender) {
     let url = HubUrl::parse(&hub.url)
         .unwrap()
         .with_token(Some(hub.slave_token.clone()));
@@ -39,11 +50,11 @@ async fn dial(hub: &Hub, instance: u64, slots: u32, running: &[JobId]) -> (Reade
     let (mut rd, tx) = conn::start(ws);
     tx.send(&SlaveMsg::Hello {
         protocol: PROTOCOL_VERSION,
-        name: "played".into(),
+        name: name.into(),
         slots,
         running: running.iter().map(|&job| RunningJob { job }).collect(),
         labels: vec![],
-        instance: Some(instance),
+        instance,
     })
     .await
     .unwrap();
@@ -54,7 +65,7 @@ async fn dial(hub: &Hub, instance: u64, slots: u32, running: &[JobId]) -> (Reade
 }
 
 /// The hub's next message other than a heartbeat; `None` once it closed the connection.
-async fn next(rd: &mut Reader) -> Option<HubToSlave> {
+pub async fn next(rd: &mut Reader) -> Option<HubToSlave> {
     loop {
         let msg = tokio::time::timeout(TIMEOUT, rd.recv::<HubToSlave>())
             .await
@@ -78,7 +89,7 @@ async fn assigned(rd: &mut Reader) -> JobId {
 
 /// Submits `line`, takes its assignment on this played connection and reports it started;
 /// returns its id once the hub shows it running.
-async fn start_one(hub: &Hub, rd: &mut Reader, tx: &ConnSender, line: &str) -> JobId {
+pub async fn start_one(hub: &Hub, rd: &mut Reader, tx: &ConnSender, line: &str) -> JobId {
     let id = hub.submit(line, &[]);
     assert_eq!(assigned(rd).await, id);
     tx.send(&SlaveMsg::Started { job: id, pid: 4242 })
@@ -89,7 +100,7 @@ async fn start_one(hub: &Hub, rd: &mut Reader, tx: &ConnSender, line: &str) -> J
 }
 
 /// Waits until the hub has `n` slaves connected.
-fn wait_slaves(hub: &Hub, n: usize) {
+pub fn wait_slaves(hub: &Hub, n: usize) {
     wait_until(&format!("{n} connected slave(s)"), || {
         let (code, body) = hub.get("/api/v1/slaves");
         code == 200

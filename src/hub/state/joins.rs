@@ -7,6 +7,10 @@
 //! everything it holds: a job that was assigned to the earlier session and is not on the list
 //! never reached it (the assignment was lost with the connection) and is queued again at
 //! once; an earlier session the hub still has open is dead to that process and is replaced.
+//!
+//! The instance id is also what lets a slave take a job back at all: every holder of a slave
+//! token can list any job id in its hello, so a job is given back only to the process it was
+//! assigned to, under the same name. It never gives a job to a slave on the slave's word alone.
 
 use super::*;
 use tokio_util::sync::CancellationToken;
@@ -24,8 +28,8 @@ pub struct Joining {
 /// A slave session, registered.
 pub struct Joined {
     pub sid: SessionId,
-    /// Jobs it reports that the hub no longer wants (ended meanwhile): the session cancels
-    /// those.
+    /// Jobs it reports that the hub does not give it (ended meanwhile, or never assigned to
+    /// this slave process): the session cancels those.
     pub unwanted: Vec<JobId>,
     /// Jobs assigned to an earlier session of the same process that never reached it: queued
     /// again.
@@ -40,8 +44,9 @@ pub struct Joined {
 }
 
 impl Hub {
-    /// Registers a slave connection. Jobs it says it is running and that the hub has no slave
-    /// for are bound to it again.
+    /// Registers a slave connection. Jobs it says it is running that were assigned to this
+    /// very process (instance id and name) and that no other session holds are bound to it
+    /// again, `lost` ones too.
     pub fn add_slave(&self, join: Joining, tx: ConnSender) -> Joined {
         let mut st = self.lock();
         let st = &mut *st;
@@ -54,48 +59,57 @@ impl Hub {
         let mut mine = HashSet::new();
         let mut unwanted = Vec::new();
         for &id in &join.running {
-            match st.jobs.get_mut(&id) {
-                // Queued for a retry: the hub gave up the attempt this slave still runs, and
-                // will run the job again; the old attempt is cancelled.
-                Some(job) if job.rec.state == JobState::Queued && !job.rec.attempts.is_empty() => {
-                    unwanted.push(id)
-                }
-                Some(job) if !job.rec.state.is_terminal() && job.session.is_none() => {
-                    job.session = Some(sid);
-                    job.rec.slave = Some(join.name.clone());
-                    // The slave has it, whatever the hub managed to store before a crash
-                    // (`assigned` is not waited for): it must not be handed out again.
-                    let was_queued = st.queue.remove(&id);
-                    if was_queued {
-                        unqueued(&mut st.queued_by, &job.rec.owner);
-                    }
-                    if was_queued || job.rec.state == JobState::Assigned {
-                        job.rec.state = JobState::Running;
-                        job.rec.started_ms.get_or_insert_with(now_ms);
-                        job.touch();
-                        self.store.save_later(job.rec.clone());
-                    }
-                    if job.log.is_none() {
-                        job.log = Some(Arc::new(self.logs.job(id, job.rec.attempt)));
-                    }
-                    mine.insert(id);
-                }
-                // Given up as lost, but its slave was only out of touch: take it back. The
-                // record said `lost` for a while; it now goes on to its real end.
-                Some(job) if job.rec.state == JobState::Lost && job.session.is_none() => {
-                    tracing::info!(job = id, slave = %join.name, "lost job is back with its slave");
-                    job.session = Some(sid);
-                    job.rec.slave = Some(join.name.clone());
+            let Some(job) = st.jobs.get_mut(&id) else {
+                // Deleted meanwhile.
+                unwanted.push(id);
+                continue;
+            };
+            let live = !job.rec.state.is_terminal() || job.rec.state == JobState::Lost;
+            // Queued for a retry: the hub gave up the attempt this slave still runs, and will
+            // run the job again. Or ended for good. Either way the slave stops it.
+            let retrying = job.rec.state == JobState::Queued && !job.rec.attempts.is_empty();
+            if !live || retrying {
+                unwanted.push(id);
+                continue;
+            }
+            // Any holder of a slave token can name any job in its hello: only the process the
+            // job was assigned to (its instance id, which no other process knows), under the
+            // same name, gets it back. That rules out a job the hub has as queued (a crash
+            // lost its assignment: it runs again) and one another session holds.
+            if job.session.is_some() || !job.assigned_to(&join.name, join.instance) {
+                tracing::warn!(
+                    slave = %join.name,
+                    job = id,
+                    "slave listed a job that was not assigned to it: not given to it, and it is told to stop it"
+                );
+                unwanted.push(id);
+                continue;
+            }
+            job.session = Some(sid);
+            if job.rec.state == JobState::Lost {
+                // Given up as lost, but its slave was only out of touch: the record said
+                // `lost` for a while; it now goes on to its real end.
+                tracing::info!(job = id, slave = %join.name, "lost job is back with its slave");
+                job.rec.state = JobState::Running;
+                job.rec.reason = None;
+                job.rec.ended_ms = None;
+                job.log = Some(Arc::new(self.logs.job(id, job.rec.attempt)));
+                job.touch();
+                self.store.save_later(job.rec.clone());
+            } else {
+                // `assigned` (the `started` was lost with a connection or a crash of the hub):
+                // the slave has it.
+                if job.rec.state == JobState::Assigned {
                     job.rec.state = JobState::Running;
-                    job.rec.reason = None;
-                    job.rec.ended_ms = None;
-                    job.log = Some(Arc::new(self.logs.job(id, job.rec.attempt)));
+                    job.rec.started_ms.get_or_insert_with(now_ms);
                     job.touch();
                     self.store.save_later(job.rec.clone());
-                    mine.insert(id);
                 }
-                _ => unwanted.push(id),
+                if job.log.is_none() {
+                    job.log = Some(Arc::new(self.logs.job(id, job.rec.attempt)));
+                }
             }
+            mine.insert(id);
         }
         let (mut requeued, mut gone) = (Vec::new(), Vec::new());
         for id in left.into_iter().filter(|id| !mine.contains(id)) {
@@ -108,6 +122,7 @@ impl Hub {
             if job.rec.state == JobState::Assigned {
                 job.rec.state = JobState::Queued;
                 job.rec.slave = None;
+                job.instance = None;
                 job.log = None;
                 job.recent = None;
                 if st.queue.insert(id) {
@@ -196,6 +211,14 @@ impl Hub {
                 tracing::error!("{e}");
             }
         }
+    }
+}
+
+impl JobEntry {
+    /// Whether this job's current attempt went to slave process `instance` named `name`. A
+    /// slave that sent no instance id can prove nothing, so it matches nothing.
+    fn assigned_to(&self, name: &str, instance: Option<u64>) -> bool {
+        instance.is_some() && self.instance == instance && self.rec.slave.as_deref() == Some(name)
     }
 }
 

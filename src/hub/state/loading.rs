@@ -61,6 +61,13 @@ impl Loading {
         let log = (!rec.state.is_terminal()).then(|| Arc::new(logs.job(rec.id, rec.attempt)));
         let mut entry = JobEntry::new(rec);
         entry.log = log;
+        // Only the process it went to may take back a job that was out with a slave.
+        if matches!(
+            entry.rec.state,
+            JobState::Assigned | JobState::Running | JobState::Lost
+        ) {
+            entry.instance = instance;
+        }
         self.jobs.insert(entry.rec.id, entry);
     }
 }

@@ -1,0 +1,105 @@
+//! Only the slave process a job was assigned to takes it back. Every holder of the slave token
+//! can list any job id in its hello: another name, the same name with another instance id, or
+//! no instance id at all must not get the job (it is told to stop and forget it, and the hub
+//! warns), and the job's own slave still takes it back afterwards, whether the job was `lost`
+//! or waiting for its slave after a restart of the hub. The slaves are played over the real
+//! protocol, as in `redial`.
+
+use crate::redial::{dial_as, next, runtime, start_one, wait_slaves};
+use crate::util::*;
+use execnode::hub::SlaveInfo;
+use execnode::wire::{HubToSlave, JobId, JobState, Outcome, SlaveMsg};
+
+/// Hellos that list job `id` but do not come from slave `s1`, instance `own`.
+const IMPOSTORS: [(&str, Option<u64>); 4] = [
+    ("evil", None),
+    ("evil", Some(666)),
+    ("s1", Some(667)),
+    ("s1", None),
+];
+
+/// The one connected slave, once exactly one is.
+fn only_slave(hub: &Hub) -> SlaveInfo {
+    wait_slaves(hub, 1);
+    let (code, body) = hub.get("/api/v1/slaves");
+    assert_eq!(code, 200, "{body}");
+    let mut slaves: Vec<SlaveInfo> = serde_json::from_str(&body).unwrap();
+    slaves.pop().unwrap()
+}
+
+/// Each impostor is refused job `id`: it does not hold it, is told to cancel and forget it,
+/// and the job stays `state` with slave `s1`; the hub's log names the impostor and the job.
+async fn impostors_are_refused(hub: &Hub, id: JobId, state: JobState) {
+    for (name, instance) in IMPOSTORS {
+        let (mut rd, tx) = dial_as(hub, name, instance, 1, &[id]).await;
+        let slave = only_slave(hub);
+        assert!(slave.running.is_empty(), "{name} {instance:?} got it");
+        let rec = hub.job(id);
+        assert_eq!((rec.state, rec.slave.as_deref()), (state, Some("s1")));
+        assert!(matches!(next(&mut rd).await, Some(HubToSlave::Cancel { job, .. }) if job == id));
+        assert_eq!(next(&mut rd).await, Some(HubToSlave::Done { job: id }));
+        drop((rd, tx));
+        wait_slaves(hub, 0);
+    }
+    let warned = hub.log.lock().unwrap().iter().any(|l| {
+        l.contains("WARN")
+            && l.contains("not assigned to it")
+            && l.contains("slave=evil")
+            && l.contains(&format!("job={id}"))
+    });
+    assert!(warned, "no warning naming the impostor and the job");
+}
+
+/// Its own slave (`s1`, instance `own`) comes back with job `id`: it gets it without a
+/// cancel, and the job ends with the end that slave reports.
+async fn own_slave_takes_it_back(hub: &Hub, id: JobId, own: u64) {
+    let (mut rd, tx) = dial_as(hub, "s1", Some(own), 1, &[id]).await;
+    assert_eq!(only_slave(hub).running, vec![id]);
+    assert_eq!(hub.job(id).state, JobState::Running);
+    // A word first, so that a short --slave-timeout does not count the test's own pauses.
+    tx.send(&SlaveMsg::Heartbeat).await.unwrap();
+    tx.send(&SlaveMsg::Ended {
+        job: id,
+        outcome: Outcome::Exited { code: 0 },
+        stdout_len: 0,
+        stderr_len: 0,
+        cancelled: None,
+    })
+    .await
+    .unwrap();
+    // Had the hub refused it, a `cancel` would come first.
+    assert_eq!(next(&mut rd).await, Some(HubToSlave::Done { job: id }));
+    let rec = hub.wait_ended(id);
+    assert_eq!((rec.state, rec.exit_code), (JobState::Exited, Some(0)));
+}
+
+#[test]
+fn a_lost_job_goes_back_to_its_own_slave_only() {
+    let hub = Hub::start_with(&["--slave-timeout", "1"]);
+    runtime().block_on(async {
+        let (mut rd, tx) = dial_as(&hub, "s1", Some(21), 1, &[]).await;
+        let id = start_one(&hub, &mut rd, &tx, "sleep 600").await;
+        // Out of touch for longer than the slave timeout: `lost`.
+        drop((rd, tx));
+        assert_eq!(hub.wait_ended(id).state, JobState::Lost);
+        impostors_are_refused(&hub, id, JobState::Lost).await;
+        own_slave_takes_it_back(&hub, id, 21).await;
+    });
+}
+
+#[test]
+fn after_a_hub_restart_a_job_goes_back_to_its_own_slave_only() {
+    let mut hub = Hub::start_with(&["--slave-timeout", "600"]);
+    let rt = runtime();
+    let id = rt.block_on(async {
+        let (mut rd, tx) = dial_as(&hub, "s1", Some(31), 1, &[]).await;
+        start_one(&hub, &mut rd, &tx, "sleep 600").await
+    });
+    // A graceful stop commits everything, the instance the job went to included.
+    assert!(hub.stop().success());
+    hub.restart(&["--slave-timeout", "600"]);
+    rt.block_on(async {
+        impostors_are_refused(&hub, id, JobState::Running).await;
+        own_slave_takes_it_back(&hub, id, 31).await;
+    });
+}
