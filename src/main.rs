@@ -6,6 +6,7 @@ use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
 use execnode::client::{self, XnArgs, EXIT_XN_ERROR};
 use execnode::hub::auth::Auth;
+use execnode::hub::datadir::DataDir;
 use execnode::hub::{self, Hub, HubOptions};
 use execnode::slave::{self, ConfineOptions, Limits, SlaveOptions};
 use execnode::wire::Role as TokenRole;
@@ -326,6 +327,9 @@ fn shutdown_on_signals() -> Result<CancellationToken> {
 }
 
 async fn run_hub(args: HubArgs) -> Result<()> {
+    // Everything the hub and its token commands create is private to its user: job output,
+    // environments, token files. (A process-wide setting: the hub creates nothing else.)
+    nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o077));
     if let Some(HubCmd::Token { action }) = args.cmd {
         return token_command(action);
     }
@@ -345,8 +349,9 @@ async fn run_hub(args: HubArgs) -> Result<()> {
         (Some(cert), Some(key)) => Some(execnode::tls::server_config(cert, key)?),
         _ => None,
     };
+    let data = DataDir::open(&data)?;
     let hub = Hub::open(&data, opts)?;
-    let auth = Auth::open(&data, args.no_auth)?;
+    let auth = Auth::open(data.path(), args.no_auth)?;
     if args.no_auth {
         tracing::warn!(
             "--no-auth: ANYONE who can reach this hub can run commands as the slaves' users. \
@@ -358,7 +363,7 @@ async fn run_hub(args: HubArgs) -> Result<()> {
         .with_context(|| format!("cannot listen on {}", args.listen))?;
     let addr = listener.local_addr()?;
     let scheme = if tls.is_some() { "https" } else { "http" };
-    tracing::info!(data = %data.display(), "hub listening on {scheme}://{addr}");
+    tracing::info!(data = %data.path().display(), "hub listening on {scheme}://{addr}");
     if tls.is_none() && !addr.ip().is_loopback() {
         tracing::warn!("listening beyond this machine without TLS: tokens and job output cross the network in clear (use --tls-cert and --tls-key, or a proxy that speaks TLS)");
     }

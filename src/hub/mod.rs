@@ -5,6 +5,7 @@
 //! and `main` start it the same way.
 
 pub mod auth;
+pub mod datadir;
 mod intake;
 mod list;
 mod list_json;
@@ -32,7 +33,6 @@ use anyhow::{Context, Result};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
@@ -52,10 +52,9 @@ pub struct Ctx {
 }
 
 impl Hub {
-    /// Opens the data directory: the job store and the output logs.
-    pub fn open(data: &Path, opts: HubOptions) -> Result<Hub> {
-        std::fs::create_dir_all(data)
-            .with_context(|| format!("creating data directory {}", data.display()))?;
+    /// Opens the job store and the output logs in a locked data directory.
+    pub fn open(data: &datadir::DataDir, opts: HubOptions) -> Result<Hub> {
+        let data = data.path();
         let logs = logs::Logs::open(data)
             .with_context(|| format!("opening logs under {}", data.display()))?;
         let mut loading = state::Loading::default();

@@ -7,6 +7,7 @@ mod basics;
 mod broadcast;
 mod browser;
 mod cancel;
+mod datadir;
 mod deadpeer;
 mod faults;
 mod fuzz;

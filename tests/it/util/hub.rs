@@ -34,7 +34,25 @@ impl Hub {
 
     /// Starts a hub on `data` (kept by the caller) listening on `listen`.
     pub fn start_on(data: &Path, listen: &str, args: &[&str]) -> Hub {
+        Self::start_cmd(Command::new(exe()), data, listen, args)
+    }
+
+    /// Starts a hub on `data` with its umask set to `mask` (the test process's own umask is
+    /// shared by every test running, so it is set in the child only).
+    pub fn start_with_umask(data: &Path, mask: u32) -> Hub {
+        use std::os::unix::process::CommandExt;
         let mut cmd = Command::new(exe());
+        // SAFETY: umask(2) is async-signal-safe and touches no memory.
+        unsafe {
+            cmd.pre_exec(move || {
+                libc::umask(mask as libc::mode_t);
+                Ok(())
+            });
+        }
+        Self::start_cmd(cmd, data, "127.0.0.1:0", &[])
+    }
+
+    fn start_cmd(mut cmd: Command, data: &Path, listen: &str, args: &[&str]) -> Hub {
         cmd.arg("hub")
             .args(["--listen", listen, "--data"])
             .arg(data)

@@ -1,0 +1,61 @@
+//! The hub's data directory: private to its user whatever the umask (job output and
+//! environments live there), and a warning when an existing one is not.
+
+use crate::util::*;
+use execnode::wire::JobState;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+
+fn mode(path: &Path) -> u32 {
+    std::fs::metadata(path)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+        .permissions()
+        .mode()
+        & 0o7777
+}
+
+/// Every file and directory under `dir` (itself included) with its mode.
+fn modes(dir: &Path) -> Vec<(String, u32)> {
+    let mut all = vec![(dir.display().to_string(), mode(dir))];
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            all.extend(modes(&path));
+        } else {
+            all.push((path.display().to_string(), mode(&path)));
+        }
+    }
+    all
+}
+
+#[test]
+fn a_new_data_dir_and_everything_in_it_is_private_under_umask_022() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let hub = Hub::start_with_umask(&data, 0o022);
+    let _slave = hub.slave("s1", 1);
+    let id = hub.submit("echo secret", &["--no-tty"]);
+    assert_eq!(hub.wait_ended(id).state, JobState::Exited);
+    assert_eq!(mode(&data), 0o700);
+    for name in ["jobs.db", "admin.token", &format!("logs/{id}.out")] {
+        assert_eq!(mode(&data.join(name)), 0o600, "{name}");
+    }
+    let open: Vec<_> = modes(&data)
+        .into_iter()
+        .filter(|(_, m)| m & 0o077 != 0)
+        .collect();
+    assert!(open.is_empty(), "open to others: {open:?}");
+    assert!(!hub.log_contains("chmod 700"));
+}
+
+#[test]
+fn an_existing_data_dir_open_to_others_is_warned_about_and_left_as_it_is() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    std::fs::create_dir(&data).unwrap();
+    std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let hub = Hub::start_on(&data, "127.0.0.1:0", &[]);
+    let line = format!("chmod 700 {}", data.display());
+    assert!(hub.log_contains(&line), "no warning saying `{line}`");
+    assert_eq!(mode(&data), 0o755, "not changed behind the operator's back");
+}
