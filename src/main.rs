@@ -349,6 +349,7 @@ async fn run_hub(args: HubArgs) -> Result<()> {
         (Some(cert), Some(key)) => Some(execnode::tls::server_config(cert, key)?),
         _ => None,
     };
+    // Locked before anything in it is touched; held until the hub has stopped.
     let data = DataDir::open(&data)?;
     let hub = Hub::open(&data, opts)?;
     let auth = Auth::open(data.path(), args.no_auth)?;
@@ -367,7 +368,9 @@ async fn run_hub(args: HubArgs) -> Result<()> {
     if tls.is_none() && !addr.ip().is_loopback() {
         tracing::warn!("listening beyond this machine without TLS: tokens and job output cross the network in clear (use --tls-cert and --tls-key, or a proxy that speaks TLS)");
     }
-    hub::run(listener, hub, auth, tls, shutdown_on_signals()?).await
+    hub::run(listener, hub, auth, tls, shutdown_on_signals()?).await?;
+    drop(data);
+    Ok(())
 }
 
 fn token_command(action: TokenAction) -> Result<()> {

@@ -1,10 +1,11 @@
 //! The hub's data directory: private to its user whatever the umask (job output and
-//! environments live there), and a warning when an existing one is not.
+//! environments live there), a warning when an existing one is not, and one hub per directory.
 
 use crate::util::*;
 use execnode::wire::JobState;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
+use std::process::{Command, Stdio};
 
 fn mode(path: &Path) -> u32 {
     std::fs::metadata(path)
@@ -37,7 +38,12 @@ fn a_new_data_dir_and_everything_in_it_is_private_under_umask_022() {
     let id = hub.submit("echo secret", &["--no-tty"]);
     assert_eq!(hub.wait_ended(id).state, JobState::Exited);
     assert_eq!(mode(&data), 0o700);
-    for name in ["jobs.db", "admin.token", &format!("logs/{id}.out")] {
+    for name in [
+        "jobs.db",
+        "admin.token",
+        "hub.lock",
+        &format!("logs/{id}.out"),
+    ] {
         assert_eq!(mode(&data.join(name)), 0o600, "{name}");
     }
     let open: Vec<_> = modes(&data)
@@ -58,4 +64,45 @@ fn an_existing_data_dir_open_to_others_is_warned_about_and_left_as_it_is() {
     let line = format!("chmod 700 {}", data.display());
     assert!(hub.log_contains(&line), "no warning saying `{line}`");
     assert_eq!(mode(&data), 0o755, "not changed behind the operator's back");
+}
+
+#[test]
+fn a_second_hub_on_the_same_data_dir_refuses_to_start() {
+    let hub = Hub::start();
+    let _slave = hub.slave("s1", 1);
+    let mut second = Command::new(exe())
+        .args(["hub", "--listen", "127.0.0.1:0", "--data"])
+        .arg(&hub.data)
+        .env("XN_LOG", "info")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (err, reader) = collect(second.stderr.take().unwrap());
+    let text = || String::from_utf8_lossy(&err.lock().unwrap()).into_owned();
+    let mut status = None;
+    wait_until("the second hub to exit or to listen", || {
+        status = second.try_wait().unwrap();
+        status.is_some() || text().contains("hub listening")
+    });
+    let Some(status) = status else {
+        let _ = second.kill();
+        let _ = second.wait();
+        panic!("a second hub serves the same data dir:\n{}", text());
+    };
+    reader.join().unwrap();
+    assert!(!status.success());
+    let expected = format!(
+        "another hub is already using {} (pid {})",
+        hub.data.display(),
+        hub.pid()
+    );
+    assert!(text().contains(&expected), "{}", text());
+    // The first goes on serving, and its token commands still work beside it.
+    let user = hub.new_token("alice", "user");
+    let id = hub.submit("echo still here", &[]);
+    assert_eq!(hub.wait_ended(id).exit_code, Some(0));
+    let out = xn_as(&hub.url, &user, &["-l"]);
+    assert!(out.status.success());
 }
