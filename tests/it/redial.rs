@@ -4,7 +4,8 @@
 //! replaced (its running jobs are not cancelled), and a started job the process no longer
 //! holds is given up at once; the same after a crash of the hub, which stores the instance
 //! each job went to. Most tests here play the slave over the real protocol, so they decide
-//! exactly what reached it; the last three cut a real slave's connection with a relay.
+//! exactly what reached it; some cut a real slave's connection with a relay. Two processes of
+//! one name are not one slave dialling again: both are served, with a warning.
 
 use crate::relay::Relay;
 use crate::util::*;
@@ -221,6 +222,25 @@ fn a_running_job_outlives_a_cut_its_hub_did_not_notice() {
     assert_eq!(relay.accepted(), 2);
     job.finish(&hub);
     assert!(!slave.log_contains("cancel"), "the job was never cancelled");
+    assert!(
+        !hub.log_contains("two slaves named"),
+        "the same process dialling again is not a second slave"
+    );
+}
+
+#[test]
+fn two_slave_processes_of_one_name_are_both_served_with_a_warning() {
+    let hub = Hub::start();
+    let _a = hub.slave("s1", 1);
+    let _b = hub.slave("s1", 1);
+    wait_slaves(&hub, 2);
+    wait_until("a warning naming both", || {
+        hub.log.lock().unwrap().iter().any(|l| {
+            l.contains("WARN")
+                && l.contains("two slaves named s1 are connected (instance ")
+                && l.contains("give each its own --name")
+        })
+    });
 }
 
 #[test]

@@ -111,6 +111,7 @@ impl Hub {
             }
             mine.insert(id);
         }
+        warn_same_name(st, &join);
         let (mut requeued, mut gone) = (Vec::new(), Vec::new());
         for id in left.into_iter().filter(|id| !mine.contains(id)) {
             let Some(job) = st.jobs.get_mut(&id) else {
@@ -210,6 +211,22 @@ impl Hub {
             if let Err(e) = self.finish(rec).await {
                 tracing::error!("{e}");
             }
+        }
+    }
+}
+
+/// Warns when another slave process already connected under the joining one's name: jobs
+/// pinned to that name (`xn --slave NAME`) go to either, which is rarely what was meant.
+fn warn_same_name(st: &State, join: &Joining) {
+    let show = |i: Option<u64>| i.map_or_else(|| "none".to_string(), |i| i.to_string());
+    for other in st.slaves.values() {
+        if other.name == join.name && other.instance != join.instance {
+            tracing::warn!(
+                "two slaves named {name} are connected (instance {} and {}): --slave {name} picks either; give each its own --name",
+                show(other.instance),
+                show(join.instance),
+                name = join.name,
+            );
         }
     }
 }
