@@ -1,7 +1,8 @@
-//! `xn -k ID`: cancel a queued or running job; `xn --rm ID|GROUP`: delete one that has ended,
-//! or every job of a broadcast group once all have.
+//! `xn -k ID|GROUP`: cancel a queued or running job, or every job of a broadcast group that has
+//! not ended; `xn --rm ID|GROUP`: delete one that has ended, or every job of a broadcast group
+//! once all have.
 
-use crate::http::{query_escape, HubUrl};
+use crate::http::{query_escape, HubError, HubUrl};
 use crate::wire::{JobId, JobRecord, JobState};
 use anyhow::{bail, Result};
 use hyper::Method;
@@ -20,6 +21,47 @@ pub async fn run(hub: &HubUrl, id: JobId) -> Result<i32> {
     Ok(0)
 }
 
+/// Cancels every job of `group` that has not ended (those that have are left as they are).
+pub async fn cancel_group(hub: &HubUrl, group: &str) -> Result<i32> {
+    let jobs = group_jobs(hub, group).await?;
+    let mut sent = 0;
+    for job in jobs.iter().filter(|j| !j.state.is_terminal()) {
+        let path = format!("/api/v1/jobs/{}/cancel", job.id);
+        match hub.call::<(), JobRecord>(Method::POST, &path, None).await {
+            Ok(_) => sent += 1,
+            // It ended between the listing and the cancel: nothing left to do for it.
+            Err(e) if job_ended_meanwhile(&e) => {}
+            Err(e) => return Err(e.context(format!("cancelling job {} of {group}", job.id))),
+        }
+    }
+    if sent == 0 {
+        eprintln!("group {group}: every job of it has ended; nothing to cancel");
+    } else if sent == jobs.len() {
+        eprintln!("group {group}: cancel sent to its {sent} jobs");
+    } else {
+        eprintln!(
+            "group {group}: cancel sent to {sent} of its {} jobs (the others had ended)",
+            jobs.len()
+        );
+    }
+    Ok(0)
+}
+
+/// Whether a cancel was refused because the job had already ended (409 Conflict).
+fn job_ended_meanwhile(e: &anyhow::Error) -> bool {
+    e.downcast_ref::<HubError>()
+        .is_some_and(|h| h.status == hyper::StatusCode::CONFLICT)
+}
+
+async fn group_jobs(hub: &HubUrl, group: &str) -> Result<Vec<JobRecord>> {
+    let path = format!("/api/v1/jobs?group={}", query_escape(group));
+    let jobs: Vec<JobRecord> = hub.call::<(), _>(Method::GET, &path, None).await?;
+    if jobs.is_empty() {
+        bail!("no group {group}");
+    }
+    Ok(jobs)
+}
+
 pub async fn delete(hub: &HubUrl, id: JobId) -> Result<i32> {
     let rec: JobRecord = hub
         .call::<(), _>(Method::DELETE, &format!("/api/v1/jobs/{id}"), None)
@@ -32,11 +74,7 @@ pub async fn delete(hub: &HubUrl, id: JobId) -> Result<i32> {
 }
 
 pub async fn delete_group(hub: &HubUrl, group: &str) -> Result<i32> {
-    let path = format!("/api/v1/jobs?group={}", query_escape(group));
-    let jobs: Vec<JobRecord> = hub.call::<(), _>(Method::GET, &path, None).await?;
-    if jobs.is_empty() {
-        bail!("no group {group}");
-    }
+    let jobs = group_jobs(hub, group).await?;
     let live: Vec<String> = jobs
         .iter()
         .filter(|j| !j.state.is_terminal())

@@ -65,9 +65,10 @@ pub struct XnArgs {
     #[arg(long)]
     pub prefix: bool,
 
-    /// Cancel job ID: SIGTERM to everything it started (its session), a grace period, then SIGKILL
-    #[arg(short = 'k', long, value_name = "ID")]
-    pub cancel: Option<JobId>,
+    /// Cancel job ID: SIGTERM to everything it started (its session), a grace period, then
+    /// SIGKILL. For a broadcast GROUP (g7): every job of it that has not ended
+    #[arg(short = 'k', long, value_name = "ID|GROUP")]
+    pub cancel: Option<String>,
 
     /// Delete job ID, which has ended, with all its output (every attempt's); its id is never
     /// used again. For a broadcast GROUP (g7): every job of it, once all have ended
@@ -77,7 +78,7 @@ pub struct XnArgs {
     /// Attach to job ID's terminal: replay its output, then type into it live.
     /// With -s and no ID: submit, then attach (`xn -s bash -a`)
     #[arg(short = 'a', long, value_name = "ID", num_args = 0..=1)]
-    pub attach: Option<Option<JobId>>,
+    pub attach: Option<Option<String>>,
 
     /// With -a: replay only the last BYTES of output before going live
     #[arg(long, value_name = "BYTES", requires = "attach")]
@@ -193,9 +194,17 @@ pub struct XnArgs {
 /// Runs one `xn` command and returns the exit code.
 pub async fn run(args: XnArgs) -> Result<i32> {
     let hub = crate::config::resolve(args.hub.clone(), args.token.clone(), args.ca.as_deref())?;
-    let attach = match args.attach {
+    let attach = match &args.attach {
         Some(id) => Some((
-            id,
+            match id {
+                Some(id) => match Target::parse("-a", id)? {
+                    Target::Job(id) => Some(id),
+                    Target::Group(g) => bail!(
+                        "-a attaches to one job: give a job id (the jobs of {g}: xn -l --group {g})"
+                    ),
+                },
+                None => None,
+            },
             attach::AttachOptions {
                 tail: args.tail,
                 escape: terminal::parse_escape(&args.escape)?,
@@ -264,37 +273,51 @@ pub async fn run(args: XnArgs) -> Result<i32> {
     } else if args.slaves {
         slaves::run(&hub, args.json).await
     } else if let Some(target) = &args.fetch {
-        if group::is_group(target) {
-            if args.attempt.is_some() || args.follow {
-                bail!(
-                    "--attempt and --follow take a job id, not a group (use --wait with -s --all)"
-                );
+        match Target::parse("-f", target)? {
+            Target::Group(g) => {
+                if args.attempt.is_some() || args.follow {
+                    bail!("--attempt and --follow take a job id, not a group (use --wait with -s --all)");
+                }
+                group::run(&hub, &g, args.prefix, false).await
             }
-            return group::run(&hub, target, args.prefix, false).await;
+            Target::Job(id) if args.follow => follow::run(&hub, id).await,
+            Target::Job(id) => fetch::run(&hub, id, args.attempt).await,
         }
-        let id: JobId = target.parse().map_err(|_| {
-            anyhow::anyhow!("-f {target:?}: expected a job id (like 7) or a group id (like g7)")
-        })?;
-        if args.follow {
-            follow::run(&hub, id).await
-        } else {
-            fetch::run(&hub, id, args.attempt).await
+    } else if let Some(target) = &args.cancel {
+        match Target::parse("-k", target)? {
+            Target::Job(id) => cancel::run(&hub, id).await,
+            Target::Group(g) => cancel::cancel_group(&hub, &g).await,
         }
-    } else if let Some(id) = args.cancel {
-        cancel::run(&hub, id).await
     } else if let Some(target) = &args.delete {
-        if group::is_group(target) {
-            return cancel::delete_group(&hub, target).await;
+        match Target::parse("--rm", target)? {
+            Target::Job(id) => cancel::delete(&hub, id).await,
+            Target::Group(g) => cancel::delete_group(&hub, &g).await,
         }
-        let id: JobId = target.parse().map_err(|_| {
-            anyhow::anyhow!("--rm {target:?}: expected a job id (like 7) or a group id (like g7)")
-        })?;
-        cancel::delete(&hub, id).await
     } else if let Some((id, opts)) = attach {
         let id = id.expect("checked above: -a without -s has an id");
         attach::run(&hub, id, &opts).await
     } else {
         unreachable!("clap requires one action")
+    }
+}
+
+/// What `-f`, `-k`, `--rm` and `-a` name: a job (`7`) or a broadcast group (`g7`).
+#[derive(Debug, PartialEq, Eq)]
+enum Target {
+    Job(JobId),
+    Group(String),
+}
+
+impl Target {
+    /// Parses `flag`'s value, with an error that says what was expected.
+    fn parse(flag: &str, s: &str) -> Result<Target> {
+        if group::is_group(s) {
+            return Ok(Target::Group(s.to_string()));
+        }
+        match s.parse() {
+            Ok(id) => Ok(Target::Job(id)),
+            Err(_) => bail!("{flag} {s:?}: expected a job id (like 7) or a group id (like g7)"),
+        }
     }
 }
 
@@ -347,4 +370,25 @@ fn has_job_flags(args: &XnArgs) -> bool {
         || args.retries_on_failure
         || args.slots.is_some()
         || args.stdin_file.is_some()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Target;
+
+    #[test]
+    fn targets_are_jobs_or_groups() {
+        assert_eq!(Target::parse("-k", "7").unwrap(), Target::Job(7));
+        assert_eq!(
+            Target::parse("-k", "g7").unwrap(),
+            Target::Group("g7".into())
+        );
+        for bad in ["abc", "g", "7x", "-1", ""] {
+            let e = Target::parse("-k", bad).unwrap_err().to_string();
+            assert!(
+                e.starts_with("-k ") && e.contains("expected a job id"),
+                "{e}"
+            );
+        }
+    }
 }

@@ -73,3 +73,48 @@ fn a_job_that_exits_leaves_nothing_behind() {
         .unwrap();
     wait_until("the leftover background process to be gone", || !alive(pid));
 }
+
+#[test]
+fn cancel_and_attach_say_what_an_id_looks_like() {
+    let hub = Hub::start();
+    for args in [["-k", "abc"], ["-a", "abc"], ["-k", "g"], ["-a", "7x"]] {
+        let out = hub.xn(&args);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(255), "{args:?}: {err}");
+        assert!(
+            err.contains("expected a job id (like 7) or a group id (like g7)"),
+            "{args:?}: {err}"
+        );
+    }
+    let out = hub.xn(&["-a", "g3"]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("-a attaches to one job"));
+    let out = hub.xn(&["-k", "g3"]);
+    assert_eq!(out.status.code(), Some(255));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no group g3"));
+}
+
+#[test]
+fn cancel_a_group_cancels_the_jobs_that_have_not_ended() {
+    let hub = Hub::start();
+    let _a = hub.slave("a", 1);
+    let _b = hub.slave("b", 1);
+    let group = hub.xn_ok(&["-s", "sleep 1000", "--all", "--no-tty"]);
+    let group = group.trim();
+    let jobs: Vec<execnode::wire::JobRecord> =
+        serde_json::from_str(&hub.xn_ok(&["-l", "--json", "--group", group])).unwrap();
+    assert_eq!(jobs.len(), 2);
+    for j in &jobs {
+        hub.wait_state(j.id, JobState::Running);
+    }
+    let out = hub.xn(&["-k", group]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(err.contains("cancel sent to its 2 jobs"), "{err}");
+    for j in &jobs {
+        assert_eq!(hub.wait_ended(j.id).state, JobState::Cancelled);
+    }
+    // Again: nothing is left to cancel, and that is no error.
+    let out = hub.xn(&["-k", group]);
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("nothing to cancel"));
+}
