@@ -140,7 +140,7 @@ impl Hub {
         validate(&spec).map_err(JobError::Invalid)?;
         if spec.on_slave.is_some() {
             return Err(JobError::Invalid(
-                "a broadcast runs on every matching slave: leave out on_slave".into(),
+                "a broadcast runs on every matching slave: --slave (on_slave in a job) does not go with it".into(),
             ));
         }
         let (group, names) = {

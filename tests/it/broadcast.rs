@@ -78,3 +78,15 @@ fn broadcast_to_three_slaves_returns_three_outputs_and_the_right_status() {
     assert_eq!(out.status.code(), Some(255));
     assert!(String::from_utf8_lossy(&out.stderr).contains("no connected slave has label nothing"));
 }
+
+#[test]
+fn a_broadcast_pinned_to_one_slave_is_refused_in_the_flags_words() {
+    let hub = Hub::start();
+    let out = hub.xn(&["-s", "true", "--all", "--slave", "s1"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(255), "{err}");
+    assert!(
+        err.contains("--slave (on_slave in a job) does not go with it"),
+        "{err}"
+    );
+}
