@@ -4,6 +4,7 @@
 
 use super::fetch;
 use super::output::Fd;
+use super::visible::visible;
 use crate::conn::{self, Incoming};
 use crate::http::{query_escape, HubUrl};
 use crate::wire::{JobId, JobRecord, StreamMsg};
@@ -34,18 +35,19 @@ pub async fn run(hub: &HubUrl, group: &str, prefix: bool, wait: bool) -> Result<
         } else {
             job
         };
+        // A slave's name is its own, and a reason may quote a user's text: escaped.
         let who = rec
             .slave
-            .clone()
-            .or_else(|| rec.spec.on_slave.clone())
-            .unwrap_or_else(|| format!("job {}", rec.id));
+            .as_deref()
+            .or(rec.spec.on_slave.as_deref())
+            .map_or_else(|| format!("job {}", rec.id), |n| visible(n).into_owned());
         if !prefix {
             let how = if rec.state.is_terminal() {
                 rec.describe_end()
             } else {
                 rec.state.as_str().to_string()
             };
-            println!("==> {who} (job {}): {how} <==", rec.id);
+            println!("==> {who} (job {}): {} <==", rec.id, visible(&how));
         }
         let p = prefix.then(|| format!("{who}: "));
         for (name, fd, len) in [

@@ -2,6 +2,7 @@
 //! hub knows (that this token may see), as a table or as JSON. The filters are applied by the
 //! hub.
 
+use super::visible::visible;
 use crate::http::{query_escape, HubUrl};
 use crate::wire::{JobId, JobRecord, JobSpec, JobState};
 use anyhow::Result;
@@ -165,9 +166,10 @@ fn write_row(out: &mut Vec<u8>, j: &Row, now: u64) {
         _ => pad_left(out, "-", 4),
     }
     out.extend_from_slice(b"  ");
+    // Text from the hub is shown with its control characters escaped (see `visible`).
     pad_right(
         out,
-        &truncate(j.slave.as_ref().map_or("-", |t| &t.0), 12),
+        &truncate(&visible(j.slave.as_ref().map_or("-", |t| &t.0)), 12),
         12,
     );
     out.extend_from_slice(b"  ");
@@ -178,18 +180,18 @@ fn write_row(out: &mut Vec<u8>, j: &Row, now: u64) {
     out.push(unit);
     out.extend_from_slice(b"  ");
     let name = j.name.as_ref().or(j.group.as_ref()).map_or("-", |t| &t.0);
-    pad_right(out, &truncate(name, 12), 12);
+    pad_right(out, &truncate(&visible(name), 12), 12);
     out.extend_from_slice(b"  ");
     let command = j.command();
     let command = match command.contains('\n') {
         true => Cow::Owned(command.replace('\n', " ")),
         false => command,
     };
-    out.extend_from_slice(truncate(&command, 60).as_bytes());
+    out.extend_from_slice(truncate(&visible(&command), 60).as_bytes());
     // A queued job that no connected slave can take says why.
     if let (Some(r), JobState::Queued) = (&j.reason, j.state) {
         out.extend_from_slice(b"  [");
-        out.extend_from_slice(r.0.as_bytes());
+        out.extend_from_slice(visible(&r.0).as_bytes());
         out.push(b']');
     }
     out.push(b'\n');
@@ -267,6 +269,7 @@ fn age(ms: u64) -> (u64, u8) {
 #[cfg(test)]
 mod tests {
     use super::Row;
+    use crate::client::visible::visible;
     use crate::wire::{JobRecord, JobSpec, JobState};
 
     #[test]
@@ -303,7 +306,7 @@ mod tests {
             _ => "-".into(),
         };
         let why = match (&j.reason, j.state) {
-            (Some(r), JobState::Queued) => format!("  [{}]", r.0),
+            (Some(r), JobState::Queued) => format!("  [{}]", visible(&r.0)),
             _ => String::new(),
         };
         let (n, unit) = super::age(now.saturating_sub(j.created_ms));
@@ -313,10 +316,10 @@ mod tests {
             j.id,
             j.state.as_str(),
             exit,
-            super::truncate(j.slave.as_ref().map_or("-", |t| &t.0), 12),
+            super::truncate(&visible(j.slave.as_ref().map_or("-", |t| &t.0)), 12),
             format!("{n}{}", unit as char),
-            super::truncate(name, 12),
-            super::truncate(&j.command().replace('\n', " "), 60),
+            super::truncate(&visible(name), 12),
+            super::truncate(&visible(&j.command().replace('\n', " ")), 60),
         )
     }
 
@@ -329,28 +332,29 @@ mod tests {
             "s\u{e9}rveur-\u{e9}t\u{e9}",
             "a-very-long-slave-name-indeed",
             "\n",
+            "\x1b[31mred\u{9b}\t\x7f",
         ];
         for (i, text) in texts.into_iter().enumerate() {
             let mut r = JobRecord::queued(JobSpec::shell(format!("echo {text}\nnext")), 0);
-            r.id = [0, 7, 123_456, 9_999_999, u64::MAX][i];
+            r.id = [0, 7, 123_456, 9_999_999, u64::MAX, 8][i];
             r.slave = Some(text.into());
             r.spec.name = (!text.is_empty()).then(|| text.repeat(3));
             r.reason = Some(format!("why {text}"));
             recs.push(r.clone());
             r.state = JobState::Exited;
-            r.exit_code = Some([0, -1, 255, i32::MIN, 7][i]);
+            r.exit_code = Some([0, -1, 255, i32::MIN, 7, 1][i]);
             r.group = Some("g1".into());
             recs.push(r.clone());
             r.state = JobState::Signaled;
             r.exit_code = None;
-            r.signal = Some([9, 15, -3, 100, i32::MAX][i]);
+            r.signal = Some([9, 15, -3, 100, i32::MAX, 2][i]);
             r.spec.argv = Some(vec!["ls".into(), text.into()]);
             r.spec.command = String::new();
             recs.push(r.clone());
             r.state = JobState::Failed;
             r.signal = None;
             r.slave = None;
-            r.created_ms = 1_000 * [1, 59, 61, 3601, 86_401_000][i];
+            r.created_ms = 1_000 * [1, 59, 61, 3601, 86_401_000, 5][i];
             recs.push(r);
         }
         let json = serde_json::to_vec(&recs).unwrap();
@@ -359,7 +363,12 @@ mod tests {
             for row in &rows {
                 let mut line = Vec::new();
                 super::write_row(&mut line, row, now);
-                assert_eq!(String::from_utf8(line).unwrap(), formatted(row, now));
+                let line = String::from_utf8(line).unwrap();
+                assert_eq!(line, formatted(row, now));
+                assert!(
+                    !line.trim_end_matches('\n').chars().any(char::is_control),
+                    "{line:?}"
+                );
             }
         }
     }

@@ -13,6 +13,7 @@ mod output;
 mod slaves;
 mod submit;
 mod terminal;
+mod visible;
 
 use crate::wire::JobId;
 use anyhow::{bail, Result};

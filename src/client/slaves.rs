@@ -1,6 +1,7 @@
 //! `xn --slaves [--json]`: the slaves connected to the hub now, whether they take jobs, their
 //! slots, the jobs they hold and their labels: what `--slave NAME` and `--on LABEL` can name.
 
+use super::visible::visible;
 use crate::http::HubUrl;
 use crate::hub::SlaveInfo;
 use anyhow::Result;
@@ -27,9 +28,11 @@ pub async fn run(hub: &HubUrl, json: bool) -> Result<i32> {
 
 /// One line per slave, under a header.
 fn table(slaves: &[SlaveInfo]) -> Vec<u8> {
-    let name_width = slaves
+    // Names and labels are the slaves' own: shown with control characters escaped.
+    let names: Vec<_> = slaves.iter().map(|s| visible(&s.name)).collect();
+    let name_width = names
         .iter()
-        .map(|s| s.name.len())
+        .map(|n| n.chars().count())
         .max()
         .unwrap_or(0)
         .max(4);
@@ -37,7 +40,7 @@ fn table(slaves: &[SlaveInfo]) -> Vec<u8> {
         "{:<name_width$}  {:<8}  {:>5}  {:<16}  LABELS\n",
         "NAME", "STATE", "SLOTS", "JOBS"
     );
-    for s in slaves {
+    for (s, name) in slaves.iter().zip(&names) {
         let jobs = match s.running.as_slice() {
             [] => "-".to_string(),
             ids => ids.iter().map(u64::to_string).collect::<Vec<_>>().join(","),
@@ -45,13 +48,13 @@ fn table(slaves: &[SlaveInfo]) -> Vec<u8> {
         let labels = if s.labels.is_empty() {
             "-".to_string()
         } else {
-            s.labels.join(",")
+            visible(&s.labels.join(",")).into_owned()
         };
         // A draining slave finishes what it holds and takes nothing new (it is stopping).
         let state = if s.draining { "draining" } else { "ready" };
         t.push_str(&format!(
-            "{:<name_width$}  {state:<8}  {:>5}  {jobs:<16}  {labels}\n",
-            s.name, s.slots
+            "{name:<name_width$}  {state:<8}  {:>5}  {jobs:<16}  {labels}\n",
+            s.slots
         ));
     }
     t.into_bytes()
@@ -78,12 +81,20 @@ mod tests {
                 labels: vec![],
                 draining: false,
             },
+            SlaveInfo {
+                name: "\x1b[2J".into(),
+                slots: 1,
+                running: vec![],
+                labels: vec!["k=\x1b]0;t\x07".into()],
+                draining: false,
+            },
         ];
         assert_eq!(
             String::from_utf8(table(&slaves)).unwrap(),
             "NAME          STATE     SLOTS  JOBS              LABELS\n\
              build-host-1  draining      4  3,17              os=linux,gpu\n\
-             b             ready         1  -                 -\n"
+             b             ready         1  -                 -\n\
+             \\e[2J         ready         1  -                 k=\\e]0;t\\x07\n"
         );
         assert_eq!(
             String::from_utf8(table(&[])).unwrap(),

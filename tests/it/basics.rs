@@ -229,3 +229,16 @@ fn the_list_is_exactly_the_records_serde_json() {
     assert!(jobs.iter().any(|j| j.spec.slots == 3 && j.reason.is_some()));
     assert_eq!(raw, serde_json::to_string(&jobs).unwrap());
 }
+
+#[test]
+fn the_job_table_shows_control_characters_instead_of_sending_them() {
+    let hub = Hub::start();
+    // The hub refuses names and labels with control characters, but a command may have any.
+    hub.submit("echo \x1b[31mRED\x07\u{9b}2J", &[]);
+    let out = hub.xn_ok(&["-l"]);
+    assert!(!out.chars().any(|c| c.is_control() && c != '\n'), "{out:?}");
+    assert!(out.contains(r"echo \e[31mRED\x07\x9b2J"), "{out}");
+    // --json gives the text as it is.
+    let json = hub.xn_ok(&["-l", "--json"]);
+    assert!(json.contains(r"echo \u001b[31mRED\u0007"), "{json}");
+}

@@ -1,0 +1,55 @@
+//! Text from the hub made harmless to print on a terminal. Job commands, names, reasons, slave
+//! names and labels come from other users (a command someone submitted reaches the terminal of
+//! whoever lists jobs), so the human tables never print their control characters raw: an
+//! escape sequence in them would drive the reader's terminal. JSON output (`--json`) and job
+//! output (`-f`, `--wait`, `-a`) are never changed here: they are the bytes as they are.
+
+use std::borrow::Cow;
+use std::fmt::Write;
+
+/// `s` with every control character (C0 including ESC, DEL, C1) written out visibly: `\e`,
+/// `\t`, `\r`, `\n`, or `\xNN` with its code point. Borrowed when there is none (the usual case).
+pub fn visible(s: &str) -> Cow<'_, str> {
+    // A cheap look at the bytes first: C1 characters are U+0080..U+009F, encoded 0xC2 0x80..0x9F.
+    let maybe = s.bytes().any(|b| b < 0x20 || b == 0x7f || b == 0xc2);
+    if !maybe || !s.chars().any(char::is_control) {
+        return Cow::Borrowed(s);
+    }
+    let mut out = String::with_capacity(s.len() + 8);
+    for c in s.chars() {
+        match c {
+            '\x1b' => out.push_str("\\e"),
+            '\t' => out.push_str("\\t"),
+            '\r' => out.push_str("\\r"),
+            '\n' => out.push_str("\\n"),
+            // Writing to a String cannot fail.
+            c if c.is_control() => write!(out, "\\x{:02x}", c as u32).expect("String write"),
+            c => out.push(c),
+        }
+    }
+    Cow::Owned(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::visible;
+    use std::borrow::Cow;
+
+    #[test]
+    fn control_characters_are_shown_not_sent() {
+        assert!(matches!(
+            visible("make test \u{e9}t\u{e9} \\e"),
+            Cow::Borrowed(_)
+        ));
+        assert_eq!(visible("echo \x1b[31mRED"), "echo \\e[31mRED");
+        assert_eq!(visible("a\tb\r\nc"), "a\\tb\\r\\nc");
+        assert_eq!(visible("\x00\x07\x7f"), "\\x00\\x07\\x7f");
+        // C1: U+009B is a one-character CSI on some terminals.
+        assert_eq!(visible("x\u{9b}31my\u{85}"), "x\\x9b31my\\x85");
+        // Characters encoded with a 0xC2 lead byte that are not controls stay.
+        assert_eq!(visible("\u{a0}\u{b5}"), "\u{a0}\u{b5}");
+        for s in ["\x1b]0;title\x07", "\u{90}P", "\x1bc"] {
+            assert!(!visible(s).chars().any(char::is_control), "{s:?}");
+        }
+    }
+}
