@@ -1,11 +1,13 @@
 //! Where `xn` and `xnslave` find their hub and token: `--hub`/`--token`, then `XN_HUB`/
 //! `XN_TOKEN` (clap reads both), then `~/.config/execnode/config.toml`, then the default hub.
-//! The config file holds a secret, so one that others can read is refused.
+//! The config file holds a secret and says where the token goes, so one that others can read
+//! or write (or that someone else owns) is refused.
 
 use crate::http::HubUrl;
 use anyhow::{bail, Context, Result};
 use serde::Deserialize;
-use std::os::unix::fs::PermissionsExt;
+use std::io::Read;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 /// The hub of the original execnode, on this machine.
@@ -31,23 +33,52 @@ fn read_file() -> Result<File> {
     let Some(path) = path() else {
         return Ok(File::default());
     };
-    let meta = match std::fs::metadata(&path) {
-        Ok(m) => m,
+    // Checked on the open file, so that what is checked is what is read.
+    let mut file = match std::fs::File::open(&path) {
+        Ok(f) => f,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(File::default()),
         Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
     };
-    if meta.permissions().mode() & 0o077 != 0 {
-        bail!(
-            "{} holds a token but others can read it: run chmod 600 {}",
-            path.display(),
-            path.display()
-        );
+    let meta = file
+        .metadata()
+        .with_context(|| format!("reading {}", path.display()))?;
+    if let Err(why) = check_access(
+        meta.permissions().mode(),
+        meta.uid(),
+        nix::unistd::geteuid().as_raw(),
+    ) {
+        bail!("{}: {why}", path.display());
     }
-    let text =
-        std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+    let mut text = String::new();
+    file.read_to_string(&mut text)
+        .with_context(|| format!("reading {}", path.display()))?;
     toml::from_str(&text).with_context(|| format!("{} is not valid", path.display()))
 }
 
+/// Whether a config file of this `mode`, owned by `owner`, may be used by user `me`. As ssh
+/// does with its config: whoever can write the file can point xn at a hub of theirs, which
+/// then gets the token (from the file or from `XN_TOKEN`); whoever can read it can read the
+/// token it may hold; a file someone else owns, they can change.
+fn check_access(mode: u32, owner: u32, me: u32) -> Result<(), String> {
+    if mode & 0o022 != 0 {
+        return Err(
+            "group or others can write it, and so send xn to a hub of theirs, with your \
+                    token: run chmod 600 on it"
+                .into(),
+        );
+    }
+    if mode & 0o044 != 0 {
+        return Err(
+            "group or others can read it, and the token it may hold: run chmod 600 on it".into(),
+        );
+    }
+    if owner != me && owner != 0 {
+        return Err(format!(
+            "it belongs to user {owner}, who could change it: it must be yours (or root's)"
+        ));
+    }
+    Ok(())
+}
 /// The hub to talk to and the token to show it; `ca` checks an `https://` hub.
 pub fn resolve(hub: Option<String>, token: Option<String>, ca: Option<&Path>) -> Result<HubUrl> {
     let file = if hub.is_some() && token.is_some() {
@@ -60,4 +91,35 @@ pub fn resolve(hub: Option<String>, token: Option<String>, ca: Option<&Path>) ->
     HubUrl::parse(&url)?
         .with_token(token.map(|t| t.trim().to_string()))
         .with_tls(ca)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::check_access;
+
+    #[test]
+    fn a_config_file_only_its_owner_can_touch() {
+        assert!(check_access(0o100600, 1000, 1000).is_ok());
+        assert!(check_access(0o100400, 1000, 1000).is_ok());
+        // Root's own files are fine for anyone (as with ssh).
+        assert!(check_access(0o100600, 0, 1000).is_ok());
+        for mode in [0o602, 0o620, 0o622, 0o666] {
+            let e = check_access(mode, 1000, 1000).unwrap_err();
+            assert!(
+                e.contains("can write it") && e.contains("chmod 600"),
+                "{mode:o}: {e}"
+            );
+        }
+        for mode in [0o604, 0o640, 0o644] {
+            let e = check_access(mode, 1000, 1000).unwrap_err();
+            assert!(
+                e.contains("can read it") && e.contains("chmod 600"),
+                "{mode:o}: {e}"
+            );
+        }
+        // Execute bits alone are harmless.
+        assert!(check_access(0o100711, 1000, 1000).is_ok());
+        let e = check_access(0o100600, 1001, 1000).unwrap_err();
+        assert!(e.contains("belongs to user 1001"), "{e}");
+    }
 }

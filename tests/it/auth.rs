@@ -244,3 +244,41 @@ fn a_slave_takes_its_token_from_a_file_and_warns_of_one_on_its_command_line() {
         "{err}"
     );
 }
+
+#[test]
+fn a_config_file_others_can_write_is_refused_even_without_a_token() {
+    use std::os::unix::fs::PermissionsExt;
+    let hub = Hub::start();
+    let home = tempfile::tempdir().unwrap();
+    let dir = home.path().join("execnode");
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("config.toml");
+    // Whoever can write it could send xn, and the token from XN_TOKEN, to a hub of theirs.
+    std::fs::write(&file, format!("hub = \"{}\"\n", hub.url)).unwrap();
+    let run = || {
+        std::process::Command::new(bin_dir().join("xn"))
+            .args(["-l", "--json"])
+            .env_remove("XN_HUB")
+            .env("XN_TOKEN", &hub.token)
+            .env("XDG_CONFIG_HOME", home.path())
+            .output()
+            .unwrap()
+    };
+    for mode in [0o602, 0o620] {
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(mode)).unwrap();
+        let out = run();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(255), "{mode:o}: {err}");
+        assert!(
+            err.contains("group or others can write it"),
+            "{mode:o}: {err}"
+        );
+    }
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let out = run();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
