@@ -5,7 +5,7 @@
 //! `/detach` do the same. Whatever was read before a detach or a terminate is sent first.
 
 use super::link::Link;
-use super::output::{Fd, Sink};
+use super::output::{end_lines, Fd, Sink};
 use super::terminal::{describe_escape, say, Escaper, Key, RawMode};
 use crate::conn::{ConnSender, Incoming};
 use crate::http::HubUrl;
@@ -130,6 +130,7 @@ pub async fn run(hub: &HubUrl, id: JobId, opts: &AttachOptions) -> Result<i32> {
                         bail!("job {id}: output truncated: received up to {pos:?} of {}+{} bytes",
                             job.stdout_len, job.stderr_len);
                     }
+                    end_lines(&out, &err);
                     eprintln!("[job {id} {}]", job.describe_end());
                     return Ok(job.client_exit_code().unwrap_or(1));
                 }
@@ -168,8 +169,7 @@ pub async fn run(hub: &HubUrl, id: JobId, opts: &AttachOptions) -> Result<i32> {
                         }
                         // A viewer's Ctrl-C stops watching.
                         Key::Send(bytes) if opts.read_only && bytes.contains(&3) => {
-                            out.close()?;
-                            drop(raw);
+                            finish(&mut out, &mut err, raw);
                             eprintln!("[stopped watching job {id}]");
                             return Ok(0);
                         }
@@ -193,10 +193,14 @@ pub async fn run(hub: &HubUrl, id: JobId, opts: &AttachOptions) -> Result<i32> {
                 }
             }
             _ = winch.recv(), if sends_size => vec![Order::Size],
-            _ = term.recv() => { drop(raw); eprintln!("[xn terminated; job {id} keeps running]"); return Ok(128 + 15); }
+            _ = term.recv() => {
+                finish(&mut out, &mut err, raw);
+                eprintln!("[xn terminated; job {id} keeps running]");
+                return Ok(128 + 15);
+            }
             _ = hup.recv() => { drop(raw); return Ok(128 + 1); }
             _ = int.recv() => {
-                drop(raw);
+                finish(&mut out, &mut err, raw);
                 if opts.read_only {
                     eprintln!("[stopped watching job {id}]");
                 } else {
@@ -219,8 +223,7 @@ pub async fn run(hub: &HubUrl, id: JobId, opts: &AttachOptions) -> Result<i32> {
                     link.tx
                         .close_and_flush("detached", Duration::from_secs(5))
                         .await;
-                    out.close()?;
-                    drop(raw);
+                    finish(&mut out, &mut err, raw);
                     if held.iter().any(|o| matches!(o, Order::Input(_))) {
                         eprintln!("[what was typed before job {id} started was not sent]");
                     }
@@ -236,6 +239,15 @@ pub async fn run(hub: &HubUrl, id: JobId, opts: &AttachOptions) -> Result<i32> {
             }
         }
     }
+}
+
+/// Before a note on leaving: writes what is queued (a write error no longer matters: xn is
+/// leaving), restores the terminal, and ends the line the job's output left open.
+fn finish(out: &mut Sink, err: &mut Sink, raw: Option<RawMode>) {
+    let _ = out.close();
+    let _ = err.close();
+    drop(raw);
+    end_lines(out, err);
 }
 
 /// What to tell the hub, in order; `Detach` comes last.

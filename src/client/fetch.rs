@@ -36,7 +36,8 @@ pub async fn run(hub: &HubUrl, id: JobId, attempt: Option<u32>) -> Result<i32> {
 }
 
 /// Writes one stream of a job's stored output to `fd`, each line after `prefix` if one is
-/// given (a last line without a newline gets one).
+/// given (a last line without a newline gets one). Returns whether what it wrote ends inside
+/// a line.
 pub async fn copy(
     hub: &HubUrl,
     id: JobId,
@@ -44,7 +45,7 @@ pub async fn copy(
     stream: &str,
     fd: Fd,
     prefix: Option<&str>,
-) -> Result<()> {
+) -> Result<bool> {
     let attempt = attempt.map(|n| format!("&attempt={n}")).unwrap_or_default();
     let resp = hub
         .request(
@@ -77,7 +78,7 @@ pub async fn copy(
         sink.write(rest).await?;
     }
     sink.close()?;
-    Ok(())
+    Ok(sink.ends_mid_line())
 }
 
 /// Puts a prefix in front of every line of a byte stream, across chunk boundaries.

@@ -3,7 +3,7 @@
 //! carries the byte totals; a stream that ends short is an error, never a silent success.
 
 use super::link::Link;
-use super::output::{Fd, Sink};
+use super::output::{end_lines, Fd, Sink};
 use crate::conn::Incoming;
 use crate::http::HubUrl;
 use crate::wire::{DataFrame, JobId, JobState, StreamMsg, DATA_HEADER_LEN};
@@ -45,6 +45,7 @@ pub async fn run(hub: &HubUrl, id: JobId) -> Result<i32> {
                     );
                 }
                 if job.state != JobState::Exited {
+                    end_lines(&out, &err);
                     eprintln!("xn: job {id} {}", job.describe_end());
                 }
                 return Ok(job.client_exit_code().unwrap_or(1));

@@ -54,8 +54,12 @@ pub async fn run(hub: &HubUrl, group: &str, prefix: bool, wait: bool) -> Result<
             ("stdout", Fd::Stdout, rec.stdout_len),
             ("stderr", Fd::Stderr, rec.stderr_len),
         ] {
-            if len > 0 {
-                fetch::copy(hub, rec.id, None, name, fd, p.as_deref()).await?;
+            // The next header (or the next job's lines, on stderr) starts on a line of its own.
+            if len > 0 && fetch::copy(hub, rec.id, None, name, fd, p.as_deref()).await? {
+                match fd {
+                    Fd::Stdout => println!(),
+                    Fd::Stderr => eprintln!(),
+                }
             }
         }
         if wait {

@@ -1,10 +1,11 @@
 //! Writes job output to our stdout or stderr from a thread of its own (started with the first
 //! bytes), so that a slow terminal or pipe never blocks the async runtime, and bytes go out
-//! exactly as they came.
+//! exactly as they came. It remembers the last byte, so that a note of xn's own never runs
+//! into a line the job left open.
 
 use bytes::Bytes;
 use std::fs::File;
-use std::io::{self, Write};
+use std::io::{self, IsTerminal, Write};
 use std::os::fd::AsFd;
 use std::sync::mpsc::{sync_channel, SyncSender, TrySendError};
 use std::thread::JoinHandle;
@@ -24,6 +25,8 @@ pub struct Sink {
     tx: Option<SyncSender<Bytes>>,
     thread: Option<JoinHandle<io::Result<()>>>,
     closed: bool,
+    /// The last byte queued (so, once closed, the last byte written).
+    last: Option<u8>,
 }
 
 impl Sink {
@@ -35,6 +38,7 @@ impl Sink {
             tx: None,
             thread: None,
             closed: false,
+            last: None,
         }
     }
 
@@ -80,6 +84,9 @@ impl Sink {
         let tx = self
             .start()
             .ok_or_else(|| io::Error::other("output closed"))?;
+        if let Some(&b) = chunk.last() {
+            self.last = Some(b);
+        }
         let sent = match tx.try_send(chunk) {
             Ok(()) => true,
             // The writer is behind: wait for room off the runtime.
@@ -104,6 +111,12 @@ impl Sink {
         }
     }
 
+    /// Whether what was written ends inside a line (there was output, and its last byte is not
+    /// a newline).
+    pub fn ends_mid_line(&self) -> bool {
+        self.last.is_some_and(|b| b != b'\n')
+    }
+
     /// Waits until everything queued is written.
     pub fn close(&mut self) -> io::Result<()> {
         self.closed = true;
@@ -117,8 +130,40 @@ impl Sink {
     }
 }
 
+/// Ends a line the job's output left open before xn writes a note of its own to stderr: on
+/// stderr, where the note follows; on stdout only when it and stderr are terminals (the note
+/// would show right after it there), so that stdout in a file or pipe stays the job's bytes
+/// exactly. Call it once both sinks are closed (everything queued is written).
+pub fn end_lines(out: &Sink, err: &Sink) {
+    if err.ends_mid_line() {
+        let _ = io::stderr().write_all(b"\n");
+    } else if out.ends_mid_line() && io::stdout().is_terminal() && io::stderr().is_terminal() {
+        let mut stdout = io::stdout();
+        let _ = stdout.write_all(b"\n").and_then(|()| stdout.flush());
+    }
+}
+
 impl Drop for Sink {
     fn drop(&mut self) {
         let _ = self.close();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Fd, Sink};
+    use bytes::Bytes;
+
+    #[tokio::test]
+    async fn a_sink_knows_whether_its_output_ends_mid_line() {
+        let mut sink = Sink::new(Fd::Stderr);
+        assert!(!sink.ends_mid_line(), "no output, no open line");
+        sink.write(Bytes::from_static(b"a\nb")).await.unwrap();
+        assert!(sink.ends_mid_line());
+        sink.write(Bytes::new()).await.unwrap();
+        assert!(sink.ends_mid_line(), "an empty chunk changes nothing");
+        sink.write(Bytes::from_static(b"\n")).await.unwrap();
+        sink.close().unwrap();
+        assert!(!sink.ends_mid_line());
     }
 }

@@ -15,6 +15,7 @@ mod golden;
 mod jobfiles;
 mod labels;
 mod netns;
+mod notes;
 mod quickstart;
 mod reclaim;
 mod redial;

@@ -1,0 +1,70 @@
+//! xn's own words around a job's output: headers and notes start on a line of their own even
+//! when the output does not end with a newline.
+
+use crate::term::Term;
+use crate::util::*;
+
+/// A job that prints two lines, the last without its newline, and exits 2.
+const OPEN_LINE: &str = "printf 'a\\nb'; exit 2";
+
+#[test]
+fn group_headers_start_on_a_line_of_their_own() {
+    let hub = Hub::start();
+    let _a = hub.slave("s1", 1);
+    let _b = hub.slave("s2", 1);
+    let out = hub.xn(&["-s", OPEN_LINE, "--all", "--wait"]);
+    assert_eq!(out.status.code(), Some(2));
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(text.matches("a\r\nb\n").count(), 2, "{text:?}");
+    assert!(!text.contains("b=="), "{text:?}");
+    // The same from -f GROUP, stderr included.
+    let group = hub.xn_ok(&["-s", "printf out; printf err >&2", "--all", "--no-tty"]);
+    let group = group.trim();
+    let jobs: Vec<execnode::wire::JobRecord> =
+        serde_json::from_str(&hub.xn_ok(&["-l", "--json", "--group", group])).unwrap();
+    for j in &jobs {
+        hub.wait_ended(j.id);
+    }
+    let out = hub.xn(&["-f", group]);
+    let (text, err) = (
+        String::from_utf8(out.stdout).unwrap(),
+        String::from_utf8(out.stderr).unwrap(),
+    );
+    assert_eq!(text.matches("out\n").count(), 2, "{text:?}");
+    assert!(!text.contains("out=="), "{text:?}");
+    assert_eq!(err, "err\nerr\n");
+}
+
+#[test]
+fn a_note_after_stderr_output_starts_on_a_line_of_its_own() {
+    let hub = Hub::start();
+    let _s = hub.slave("s1", 1);
+    // --wait (as -f --follow): the note of how the job ended.
+    let out = hub.xn(&["-s", "printf x >&2; kill -9 $$", "--no-tty", "--wait"]);
+    assert_eq!(out.status.code(), Some(128 + 9));
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(err.starts_with("x\nxn: job "), "{err:?}");
+    // -a from a pipe: the note of the job's end.
+    let out = hub
+        .xn_command(&["-s", "printf x >&2", "--no-tty", "-a"])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(err.contains("]\nx\n[job "), "{err:?}");
+    // Stdout in a pipe keeps the job's bytes exactly.
+    let out = hub.xn(&["-s", "printf x", "--no-tty", "--wait"]);
+    assert_eq!(out.stdout, b"x");
+}
+
+#[test]
+fn attached_from_a_terminal_the_end_note_starts_on_a_line_of_its_own() {
+    let hub = Hub::start();
+    let _s = hub.slave("s1", 1);
+    let mut t = Term::xn(&hub, &["-s", OPEN_LINE, "-a"], 24, 80);
+    assert_eq!(t.wait_exit().code(), Some(2));
+    t.wait_for("exited with code 2]");
+    let text = t.text();
+    assert!(text.contains("b\r\n[job "), "{text:?}");
+}
