@@ -1,22 +1,42 @@
 //! Follows a job's stream to its end (`xn -f ID --follow`, `xn -s LINE --wait`): output to
 //! stdout/stderr as it is produced, then the job's exit code. The stream's closing message
-//! carries the byte totals; a stream that ends short is an error, never a silent success.
+//! carries the byte totals; a stream that ends short is an error, never a silent success. A
+//! queued job that no connected slave can take says why; Ctrl-C says the job keeps running.
 
+use super::interrupt::{say_left, Interrupts};
 use super::link::Link;
 use super::output::{end_lines, Fd, Sink};
+use super::visible::visible;
 use crate::conn::Incoming;
 use crate::http::HubUrl;
 use crate::wire::{DataFrame, JobId, JobState, StreamMsg, DATA_HEADER_LEN};
 use anyhow::{bail, Result};
 
 pub async fn run(hub: &HubUrl, id: JobId) -> Result<i32> {
+    // Caught before anything else: a Ctrl-C from now on leaves the job running, and says so.
+    let mut interrupts = Interrupts::catch()?;
     let mut pos = [0u64; 2];
     let mut link = Link::open(hub, id, pos, false).await?;
     let mut out = Sink::new(Fd::Stdout);
     let mut err = Sink::new(Fd::Stderr);
     let mut attempt = None;
+    let mut said_queued = false;
     loop {
-        match link.next(pos).await? {
+        // `Link::next` only awaits a channel (and a reconnect, which may be dropped): it may
+        // lose the race without losing a message.
+        let next = tokio::select! {
+            next = link.next(pos) => next?,
+            code = interrupts.recv() => {
+                let _ = out.close();
+                let _ = err.close();
+                end_lines(&out, &err);
+                say_left(code, &format!(
+                    "job {id} keeps running: xn -k {id} cancels it, xn -f {id} --follow follows it"
+                ));
+                return Ok(code);
+            }
+        };
+        match next {
             Incoming::Data(frame) => {
                 let f = DataFrame::decode(&frame)?;
                 let i = f.stream.output_index();
@@ -52,6 +72,13 @@ pub async fn run(hub: &HubUrl, id: JobId) -> Result<i32> {
             }
             // A retry: the new attempt's output starts at offset 0.
             Incoming::Msg(StreamMsg::Job { job }) => {
+                // Why nobody runs it, once (the hub sends the record as the stream starts and
+                // at each change of state).
+                if let (JobState::Queued, Some(why), false) = (job.state, &job.reason, said_queued)
+                {
+                    eprintln!("[job {id} is queued: {}]", visible(why));
+                    said_queued = true;
+                }
                 if attempt.is_some_and(|a| a != job.attempt) {
                     eprintln!("xn: job {id}: retrying, attempt {}", job.attempt);
                     pos = [0, 0];

@@ -7,7 +7,7 @@ use super::output::Fd;
 use super::visible::visible;
 use crate::conn::{self, Incoming};
 use crate::http::{query_escape, HubUrl};
-use crate::wire::{JobId, JobRecord, StreamMsg};
+use crate::wire::{JobId, JobRecord, JobState, StreamMsg};
 use anyhow::{bail, Result};
 use hyper::Method;
 
@@ -83,9 +83,18 @@ pub async fn wait_end(hub: &HubUrl, id: JobId) -> Result<JobRecord> {
         ))
         .await?;
     let (mut rd, _tx) = conn::start(ws);
+    let mut said_queued = false;
     while let Some(msg) = rd.recv::<StreamMsg>().await? {
-        if let Incoming::Msg(StreamMsg::End { job }) = msg {
-            return Ok(job);
+        match msg {
+            Incoming::Msg(StreamMsg::End { job }) => return Ok(job),
+            // Why nobody runs it (its slave went away), once.
+            Incoming::Msg(StreamMsg::Job { job }) if !said_queued => {
+                if let (JobState::Queued, Some(why)) = (job.state, &job.reason) {
+                    eprintln!("[job {id} is queued: {}]", visible(why));
+                    said_queued = true;
+                }
+            }
+            _ => {}
         }
     }
     bail!("job {id}: the hub closed the stream before the job ended")

@@ -6,6 +6,7 @@ mod cancel;
 mod fetch;
 mod follow;
 mod group;
+mod interrupt;
 mod jobfile;
 mod link;
 mod list;
@@ -94,7 +95,8 @@ pub struct XnArgs {
     pub read_only: bool,
 
     /// With -s: stream the job's output as it runs and exit with its exit code
-    /// (128 + N when killed by signal N); with several jobs or --all, the first non-zero one
+    /// (128 + N when killed by signal N); with several jobs or --all, the first non-zero one.
+    /// Ctrl-C stops xn, not the job
     #[arg(long)]
     pub wait: bool,
 

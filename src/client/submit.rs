@@ -4,6 +4,7 @@
 //! every job submitted, on top of what a file says.
 
 use super::attach::{self, AttachOptions};
+use super::interrupt::{say_left, Interrupts};
 use super::{follow, group, jobfile};
 use crate::http::HubUrl;
 use crate::wire::{BroadcastReply, JobId, JobSpec, SubmitManyReply, SubmitReply};
@@ -134,7 +135,19 @@ pub async fn run(
             .call(Method::POST, "/api/v1/broadcast", Some(&spec))
             .await?;
         return match then {
-            Then::Wait => group::run(hub, &reply.group, prefix, true).await,
+            Then::Wait => {
+                let mut interrupts = Interrupts::catch()?;
+                let g = &reply.group;
+                tokio::select! {
+                    code = group::run(hub, g, prefix, true) => code,
+                    code = interrupts.recv() => {
+                        say_left(code, &format!(
+                            "group {g} keeps running: xn -k {g} cancels it, xn -f {g} shows its output"
+                        ));
+                        Ok(code)
+                    }
+                }
+            }
             Then::Attach(_) => bail!("-a attaches to one job; it does not go with --all"),
             Then::PrintId => {
                 println!("{}", reply.group);

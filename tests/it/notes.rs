@@ -1,8 +1,10 @@
 //! xn's own words around a job's output: headers and notes start on a line of their own even
-//! when the output does not end with a newline.
+//! when the output does not end with a newline; a job that waits says why; an interrupted xn
+//! says what keeps running.
 
 use crate::term::Term;
 use crate::util::*;
+use execnode::wire::JobState;
 
 /// A job that prints two lines, the last without its newline, and exits 2.
 const OPEN_LINE: &str = "printf 'a\\nb'; exit 2";
@@ -67,4 +69,65 @@ fn attached_from_a_terminal_the_end_note_starts_on_a_line_of_its_own() {
     t.wait_for("exited with code 2]");
     let text = t.text();
     assert!(text.contains("b\r\n[job "), "{text:?}");
+}
+
+#[test]
+fn an_interrupted_wait_says_the_job_keeps_running() {
+    let hub = Hub::start();
+    let _s = hub.slave("s1", 1);
+    for (sig, code) in [
+        (libc::SIGINT, 130),
+        (libc::SIGTERM, 143),
+        (libc::SIGHUP, 129),
+    ] {
+        let xn = Collected::spawn(&mut hub.xn_command(&[
+            "-s",
+            "echo started; sleep 1000",
+            "--no-tty",
+            "--wait",
+        ]));
+        // Its output shows that xn follows the job, with its handlers in place.
+        wait_until("the job's output", || {
+            xn.out.lock().unwrap().starts_with(b"started\n")
+        });
+        signal(xn.child.id(), sig);
+        let (status, _, err) = xn.finish();
+        assert_eq!(status.code(), Some(code), "{err}");
+        let id = hub.jobs().into_iter().map(|j| j.id).max().unwrap();
+        assert!(
+            err.contains(&format!("; job {id} keeps running: xn -k {id} cancels it")),
+            "{err}"
+        );
+        assert_eq!(hub.job(id).state, JobState::Running);
+        // The same from -f --follow.
+        let xn = Collected::spawn(&mut hub.xn_command(&["-f", &id.to_string(), "--follow"]));
+        wait_until("the job's output", || {
+            xn.out.lock().unwrap().starts_with(b"started\n")
+        });
+        signal(xn.child.id(), sig);
+        let (status, _, err) = xn.finish();
+        assert_eq!(status.code(), Some(code), "{err}");
+        assert!(err.contains(&format!("job {id} keeps running")), "{err}");
+        hub.xn_ok(&["-k", &id.to_string()]);
+        hub.wait_ended(id);
+    }
+}
+
+#[test]
+fn a_wait_for_a_job_nobody_can_take_says_why() {
+    let hub = Hub::start();
+    let _s = hub.slave("s1", 1);
+    let xn = Collected::spawn(&mut hub.xn_command(&["-s", "true", "--on", "tpu", "--wait"]));
+    wait_until("the queued note", || xn.stderr_text().contains("is queued"));
+    signal(xn.child.id(), libc::SIGINT);
+    let (status, _, err) = xn.finish();
+    assert_eq!(status.code(), Some(130), "{err}");
+    let id = hub.jobs()[0].id;
+    assert!(
+        err.starts_with(&format!(
+            "[job {id} is queued: no connected slave has label tpu]\n[xn interrupted; job {id} keeps running"
+        )),
+        "{err}"
+    );
+    assert_eq!(hub.job(id).state, JobState::Queued);
 }

@@ -102,6 +102,11 @@ impl Collected {
         }
     }
 
+    /// Its stderr so far, as text.
+    pub fn stderr_text(&self) -> String {
+        String::from_utf8_lossy(&self.err.lock().unwrap()).into_owned()
+    }
+
     /// Waits until it exits: its status, its whole stdout, and its stderr as text.
     pub fn finish(mut self) -> (std::process::ExitStatus, Vec<u8>, String) {
         let status = self.child.wait().unwrap();
