@@ -81,6 +81,8 @@ fn check_access(mode: u32, owner: u32, me: u32) -> Result<(), String> {
 }
 /// The hub to talk to and the token to show it; `ca` checks an `https://` hub.
 pub fn resolve(hub: Option<String>, token: Option<String>, ca: Option<&Path>) -> Result<HubUrl> {
+    // An empty value (`XN_HUB= xn ...`) means none, as for the token.
+    let hub = hub.filter(|h| !h.trim().is_empty());
     let file = if hub.is_some() && token.is_some() {
         File::default()
     } else {

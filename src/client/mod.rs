@@ -101,7 +101,7 @@ pub struct XnArgs {
     pub wait: bool,
 
     /// With -f: keep streaming until the job ends, then exit with its exit code
-    #[arg(long, requires = "fetch")]
+    #[arg(long, requires = "fetch", conflicts_with = "attempt")]
     pub follow: bool,
 
     /// With -s: run with pipes instead of a pseudo-terminal (stdout and stderr kept apart,
@@ -135,7 +135,7 @@ pub struct XnArgs {
     pub retries: Option<u32>,
 
     /// With -s and --retries: also retry when the job exits non-zero, is killed or fails
-    #[arg(long)]
+    #[arg(long, requires = "retries")]
     pub retries_on_failure: bool,
 
     /// With -s: a name for the job; with -l: only jobs of this name
@@ -237,6 +237,10 @@ pub async fn run(args: XnArgs) -> Result<i32> {
         bail!(
             "give one action: -s, -l, --slaves, -f, -k, --rm or -a ID (only -s LINE -a go together)"
         );
+    }
+    let group_fetch = args.fetch.as_deref().is_some_and(group::is_group);
+    if args.prefix && !(group_fetch || (source.is_some() && args.all && args.wait)) {
+        bail!("--prefix goes with -f GROUP or -s LINE --all --wait");
     }
     if source.is_none() && (args.wait || args.all || args.no_tty || has_job_flags(&args)) {
         bail!("--wait, --all, --no-tty, --env, --cwd, --on, --slave, --timeout, --retries, --slots and --stdin-file go with -s");

@@ -364,3 +364,46 @@ fn job_environments_and_tokens_stay_out_of_the_logs() {
     assert!(!logs.contains(&hub.token));
     assert!(!logs.contains(&hub.slave_token));
 }
+
+#[test]
+fn flags_that_do_not_go_together_are_refused_and_nothing_is_submitted() {
+    let hub = Hub::start();
+    for (args, code, says) in [
+        (
+            &["-s", "true", "--retries-on-failure"][..],
+            2,
+            "--retries <N>",
+        ),
+        (
+            &["-f", "1", "--follow", "--attempt", "1"][..],
+            2,
+            "cannot be used with",
+        ),
+        (
+            &["-s", "true", "--prefix"][..],
+            255,
+            "--prefix goes with -f GROUP",
+        ),
+        (&["-l", "--prefix"][..], 255, "--prefix goes with -f GROUP"),
+    ] {
+        let out = hub.xn(args);
+        assert_eq!(out.status.code(), Some(code), "{args:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(says), "{args:?}: {err}");
+    }
+    assert!(hub.jobs().is_empty());
+    // An empty XN_HUB is no hub given, as an empty XN_TOKEN is no token: the default hub.
+    let home = tempfile::tempdir().unwrap();
+    let out = hub
+        .xn_command(&["-l"])
+        .env("XN_HUB", "")
+        .env("XDG_CONFIG_HOME", home.path())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!err.contains("expected http://"), "{err}");
+    assert!(
+        out.status.success() || err.contains("http://127.0.0.1:5000"),
+        "{err}"
+    );
+}
