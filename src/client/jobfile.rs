@@ -144,7 +144,8 @@ impl ParseError {
         };
         ParseError {
             line,
-            column,
+            // serde puts an end of file right after a newline at column 0.
+            column: column.max(1),
             message,
         }
     }
@@ -266,5 +267,8 @@ mod tests {
             e.starts_with("job.json:3:25: invalid type: integer `1`, expected a boolean"),
             "{e}"
         );
+        // The file ends too early, after its last newline: still a 1-based column.
+        let e = err("{\"command\":\"ls\"\n");
+        assert!(e.starts_with("job.json:2:1: EOF while parsing"), "{e}");
     }
 }
