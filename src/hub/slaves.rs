@@ -108,7 +108,8 @@ async fn session(ctx: Arc<Ctx>, ws: ServerWs, who: Arc<Principal>) {
     tokio::pin!(reader);
     let mut beat = tokio::time::interval(HEARTBEAT_INTERVAL);
     let silent_limit = ctx.hub.opts.slave_timeout;
-    let gone_for_good = loop {
+    // Why its jobs are lost at once, when they are: the slave will not be back for them.
+    let gone_for_good: Option<&str> = loop {
         tokio::select! {
             res = &mut reader => {
                 match res {
@@ -116,21 +117,21 @@ async fn session(ctx: Arc<Ctx>, ws: ServerWs, who: Arc<Principal>) {
                     Ok(Err(e)) => tracing::warn!(slave = %name, "slave session ended: {e:#}"),
                     Err(e) => tracing::error!(slave = %name, "slave session failed: {e}"),
                 }
-                break false;
+                break None;
             }
             _ = beat.tick() => {
                 let seen = started + std::time::Duration::from_millis(last_seen.load(Ordering::Relaxed));
                 if seen.elapsed() > silent_limit {
                     tracing::warn!(slave = %name, "no word from slave for {:?}; giving it up", seen.elapsed());
                     reader.abort();
-                    break true;
+                    break Some("its slave stopped answering");
                 }
                 let _ = tx.send(&HubToSlave::Heartbeat).await;
             }
             _ = ctx.shutdown.cancelled() => {
                 let _ = tx.close(1001, "hub shutting down").await;
                 reader.abort();
-                break false;
+                break None;
             }
             // The slave dialled again and its new session took over; this one's peer is gone.
             _ = replaced_by.cancelled() => {
@@ -140,22 +141,21 @@ async fn session(ctx: Arc<Ctx>, ws: ServerWs, who: Arc<Principal>) {
                     tx.close(CLOSE_REPLACED, "replaced by a newer connection of this slave"),
                 )
                 .await;
-                break false;
+                break None;
             }
             _ = who.revoked.cancelled() => {
                 tracing::warn!(slave = %name, token = %who.name, "token revoked: disconnecting slave");
                 let _ = tx.send(&HubToSlave::Error { message: "token revoked".into() }).await;
                 let _ = tx.close(CLOSE_POLICY, "token revoked").await;
                 reader.abort();
-                break false;
+                // Refused from now on, it stops its jobs (see the slave's `Refused`).
+                break Some("its slave's token was revoked");
             }
         }
     };
     let orphans = ctx.hub.remove_slave(sid);
-    if gone_for_good {
-        ctx.hub
-            .expire_orphans(&orphans, "its slave stopped answering")
-            .await;
+    if let Some(reason) = gone_for_good {
+        ctx.hub.expire_orphans(&orphans, reason).await;
     } else if !ctx.shutdown.is_cancelled() {
         expire_later(&ctx, orphans, "its slave went away and did not come back");
     }

@@ -137,15 +137,26 @@ fn revoking_a_token_ends_its_open_connections() {
 
 #[test]
 fn a_revoked_slave_token_disconnects_the_slave_at_once() {
-    let hub = Hub::start();
+    // Far longer than the test's patience: the job must not wait for its slave to come back.
+    let hub = Hub::start_with(&["--slave-timeout", "600"]);
     let t = hub.new_token("worker", "slave");
     let _s = Slave::start_with_token(&hub, &t, "w1", 1, &[]);
+    let id = hub.submit("sleep 100", &[]);
+    hub.wait_state(id, JobState::Running);
     hub.token_command(&["revoke", "worker"]);
     wait_until("the hub to drop the slave", || {
         hub.log_contains("token revoked: disconnecting slave")
     });
     let (_, body) = hub.get("/api/v1/slaves");
     assert_eq!(body, "[]");
+    // The slave is refused from now on and stops its jobs, so they are lost at once, and why.
+    let rec = hub.wait_ended(id);
+    assert_eq!(rec.state, JobState::Lost);
+    assert_eq!(
+        rec.reason.as_deref(),
+        Some("its slave's token was revoked"),
+        "{rec:?}"
+    );
 }
 
 #[test]
