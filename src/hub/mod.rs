@@ -184,6 +184,7 @@ async fn serve<S>(
 {
     let svc = service_fn(|mut req: hyper::Request<hyper::body::Incoming>| {
         req.extensions_mut().insert(fd);
+        req.extensions_mut().insert(peer::PeerAddr(peer));
         req.extensions_mut().insert(slot.clone());
         routes::route(ctx.clone(), req)
     });

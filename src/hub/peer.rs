@@ -18,6 +18,24 @@ use std::time::Duration;
 #[derive(Clone, Copy, Debug)]
 pub struct PeerSocket(pub RawFd);
 
+/// The address a request came from, in each request's extensions too: for the log lines that
+/// tell an operator who was refused.
+#[derive(Clone, Copy, Debug)]
+pub struct PeerAddr(pub std::net::SocketAddr);
+
+impl std::fmt::Display for PeerAddr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+/// Where a request came from ("?" if the connection loop did not say).
+pub fn addr_of<B>(req: &hyper::Request<B>) -> String {
+    req.extensions()
+        .get::<PeerAddr>()
+        .map_or_else(|| "?".into(), |a| a.to_string())
+}
+
 /// Whether the peer has acknowledged nothing for longer than `limit` while something the hub
 /// sent waits for an acknowledgement. `false` when the kernel cannot say.
 pub fn gone(sock: PeerSocket, limit: Duration) -> bool {

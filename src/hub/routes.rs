@@ -47,7 +47,13 @@ pub async fn route(ctx: Arc<Ctx>, req: Request<Incoming>) -> Result<HubResponse,
     let header = web::credentials(req.headers());
     let who = match ctx.auth.check(header.as_deref()) {
         Ok(p) => p,
-        Err(e) => return Ok(respond::unauthorized(&e.to_string())),
+        Err(e) => {
+            // A slave that cannot get in is the operator's business; any other caller is told.
+            if path == "/api/v1/slave" {
+                tracing::warn!(peer = %super::peer::addr_of(&req), "slave refused: {e}");
+            }
+            return Ok(respond::unauthorized(&e.to_string()));
+        }
     };
     Ok(dispatch(&ctx, req, &path, &who).await)
 }
@@ -74,6 +80,7 @@ async fn dispatch(
         (&Method::GET, ["api", "v1", "slaves"]) => respond::json(StatusCode::OK, &ctx.hub.slaves()),
         (&Method::GET, ["api", "v1", "slave"]) => {
             if !matches!(who.role, Role::Slave | Role::Admin) {
+                tracing::warn!(peer = %super::peer::addr_of(&req), token = %who.name, "slave refused: the token's role may not serve as a slave");
                 return forbidden(who, "serve as a slave");
             }
             slaves::upgrade(ctx, req, who.clone())

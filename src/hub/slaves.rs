@@ -26,7 +26,10 @@ const MAX_NAME: usize = 256;
 
 pub fn upgrade(ctx: &Arc<Ctx>, req: Request<Body>, who: Arc<Principal>) -> HubResponse {
     let ctx = ctx.clone();
-    respond::upgrade(&ctx.sessions.clone(), req, move |ws| session(ctx, ws, who))
+    let peer = super::peer::addr_of(&req);
+    respond::upgrade(&ctx.sessions.clone(), req, move |ws| {
+        session(ctx, ws, who, peer)
+    })
 }
 
 /// Marks `ids` lost after the slave timeout unless a slave has taken them back by then.
@@ -47,12 +50,12 @@ pub fn expire_later(ctx: &Arc<Ctx>, ids: Vec<JobId>, why: &'static str) {
 
 type Reader = ConnReader<hyper_util::rt::TokioIo<hyper::upgrade::Upgraded>>;
 
-async fn session(ctx: Arc<Ctx>, ws: ServerWs, who: Arc<Principal>) {
+async fn session(ctx: Arc<Ctx>, ws: ServerWs, who: Arc<Principal>, peer: String) {
     let (mut rd, tx) = conn::start(ws);
     let join = match hello(&mut rd).await {
         Ok(h) => h,
         Err(e) => {
-            tracing::warn!("slave refused: {e:#}");
+            tracing::warn!(%peer, token = %who.name, "slave refused: {e:#}");
             let _ = tx
                 .send(&HubToSlave::Error {
                     message: format!("{e:#}"),
@@ -81,7 +84,7 @@ async fn session(ctx: Arc<Ctx>, ws: ServerWs, who: Arc<Principal>) {
         replaced,
         replaced_by,
     } = ctx.hub.add_slave(join, tx.clone());
-    tracing::info!(slave = %name, slots, labels = %label_list, reclaimed = reported - unwanted.len(), replaced, "slave connected");
+    tracing::info!(slave = %name, %peer, slots, labels = %label_list, reclaimed = reported - unwanted.len(), replaced, "slave connected");
     if !requeued.is_empty() {
         tracing::info!(slave = %name, jobs = ?requeued, "assignments that never reached the slave are queued again");
     }

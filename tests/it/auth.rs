@@ -241,6 +241,19 @@ fn a_slave_takes_its_token_from_a_file_and_warns_of_one_on_its_command_line() {
         err.contains("this slave has none: give it one with --token-file"),
         "{err}"
     );
+    // The operator sees it in the hub's log, with where it came from; and a token of another
+    // role too.
+    wait_until("the refusal in the hub's log", || {
+        hub.log_contains("slave refused: a token is required")
+            && hub.log_contains("peer=127.0.0.1:")
+    });
+    let user = hub.new_token("alice", "user");
+    let (status, _) =
+        Slave::run_to_exit(&hub.url, &["--allow-root-jobs", "--token", &user], None).unwrap();
+    assert!(!status.success());
+    wait_until("the role refusal in the hub's log", || {
+        hub.log_contains("slave refused: the token's role may not serve as a slave")
+    });
 
     // A token file that cannot be read: a clear refusal before dialling.
     let (status, err) = Slave::run_to_exit(
