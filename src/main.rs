@@ -349,6 +349,10 @@ async fn run_hub(args: HubArgs) -> Result<()> {
         (Some(cert), Some(key)) => Some(execnode::tls::server_config(cert, key)?),
         _ => None,
     };
+    // Before anything is written, so a start that cannot listen leaves nothing behind.
+    let listener = tokio::net::TcpListener::bind(&args.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", args.listen))?;
     // Locked before anything in it is touched; held until the hub has stopped.
     let data = DataDir::open(&data)?;
     let hub = Hub::open(&data, opts)?;
@@ -359,9 +363,6 @@ async fn run_hub(args: HubArgs) -> Result<()> {
              Use it for local experiments only."
         );
     }
-    let listener = tokio::net::TcpListener::bind(&args.listen)
-        .await
-        .with_context(|| format!("cannot listen on {}", args.listen))?;
     let addr = listener.local_addr()?;
     let scheme = if tls.is_some() { "https" } else { "http" };
     tracing::info!(data = %data.path().display(), "hub listening on {scheme}://{addr}");

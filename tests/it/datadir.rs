@@ -106,3 +106,22 @@ fn a_second_hub_on_the_same_data_dir_refuses_to_start() {
     let out = xn_as(&hub.url, &user, &["-l"]);
     assert!(out.status.success());
 }
+
+#[test]
+fn a_hub_that_cannot_listen_leaves_no_data_dir_behind() {
+    let running = Hub::start();
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let out = std::process::Command::new(exe())
+        .args(["hub", "--listen", &running.addr, "--data"])
+        .arg(&data)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&format!("cannot listen on {}", running.addr)),
+        "{err}"
+    );
+    assert!(!data.exists(), "no data dir, no tokens");
+}
