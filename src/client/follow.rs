@@ -20,7 +20,8 @@ pub async fn run(hub: &HubUrl, id: JobId) -> Result<i32> {
     let mut out = Sink::new(Fd::Stdout);
     let mut err = Sink::new(Fd::Stderr);
     let mut attempt = None;
-    let mut said_queued = false;
+    // The last reason said for the job waiting in the queue.
+    let mut said_queued: Option<String> = None;
     loop {
         // `Link::next` only awaits a channel (and a reconnect, which may be dropped): it may
         // lose the race without losing a message.
@@ -72,12 +73,14 @@ pub async fn run(hub: &HubUrl, id: JobId) -> Result<i32> {
             }
             // A retry: the new attempt's output starts at offset 0.
             Incoming::Msg(StreamMsg::Job { job }) => {
-                // Why nobody runs it, once (the hub sends the record as the stream starts and
-                // at each change of state).
-                if let (JobState::Queued, Some(why), false) = (job.state, &job.reason, said_queued)
-                {
-                    eprintln!("[job {id} is queued: {}]", visible(why));
-                    said_queued = true;
+                // Why nobody runs it, each time that changes (the hub sends the record as the
+                // stream starts, at each change of state, and when a queued job's reason
+                // changes).
+                if let (JobState::Queued, Some(why)) = (job.state, &job.reason) {
+                    if said_queued.as_ref() != Some(why) {
+                        eprintln!("[job {id} is queued: {}]", visible(why));
+                        said_queued = Some(why.clone());
+                    }
                 }
                 if attempt.is_some_and(|a| a != job.attempt) {
                     eprintln!("xn: job {id}: retrying, attempt {}", job.attempt);

@@ -83,15 +83,17 @@ pub async fn wait_end(hub: &HubUrl, id: JobId) -> Result<JobRecord> {
         ))
         .await?;
     let (mut rd, _tx) = conn::start(ws);
-    let mut said_queued = false;
+    let mut said_queued: Option<String> = None;
     while let Some(msg) = rd.recv::<StreamMsg>().await? {
         match msg {
             Incoming::Msg(StreamMsg::End { job }) => return Ok(job),
-            // Why nobody runs it (its slave went away), once.
-            Incoming::Msg(StreamMsg::Job { job }) if !said_queued => {
+            // Why nobody runs it (its slave went away), each time that changes.
+            Incoming::Msg(StreamMsg::Job { job }) => {
                 if let (JobState::Queued, Some(why)) = (job.state, &job.reason) {
-                    eprintln!("[job {id} is queued: {}]", visible(why));
-                    said_queued = true;
+                    if said_queued.as_ref() != Some(why) {
+                        eprintln!("[job {id} is queued: {}]", visible(why));
+                        said_queued = Some(why.clone());
+                    }
                 }
             }
             _ => {}

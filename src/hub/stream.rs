@@ -13,7 +13,8 @@ use super::Ctx;
 use crate::conn::{self, ConnReader, ConnSender, Incoming};
 use crate::limits::{HEARTBEAT_INTERVAL, MAX_DATA_CHUNK};
 use crate::wire::{
-    ClientMsg, DataFrame, HubToSlave, JobId, JobRecord, Stream, StreamMsg, DATA_HEADER_LEN,
+    ClientMsg, DataFrame, HubToSlave, JobId, JobRecord, JobState, Stream, StreamMsg,
+    DATA_HEADER_LEN,
 };
 use anyhow::{anyhow, bail, Result};
 use hyper::body::Incoming as Body;
@@ -100,6 +101,8 @@ async fn pump(ctx: &Ctx, id: JobId, tx: &ConnSender, mut pos: [u64; 2]) -> Resul
     let mut sub = ctx.hub.subscribe(id)?;
     let mut marks = read_marks(&sub.log, pos);
     let mut shown = sub.rec.state;
+    // A queued job's reason changes as slaves come and go; clients show it.
+    let mut shown_reason = sub.rec.reason.clone();
     let mut attempt = sub.rec.attempt;
     tx.send(&StreamMsg::Job {
         job: sub.rec.clone(),
@@ -125,8 +128,9 @@ async fn pump(ctx: &Ctx, id: JobId, tx: &ConnSender, mut pos: [u64; 2]) -> Resul
             tx.send(&StreamMsg::Job { job: rec.clone() }).await?;
             continue;
         }
-        if rec.state != shown {
+        if rec.state != shown || (rec.state == JobState::Queued && rec.reason != shown_reason) {
             shown = rec.state;
+            shown_reason = rec.reason.clone();
             tx.send(&StreamMsg::Job { job: rec.clone() }).await?;
         }
         let mut sent = false;

@@ -131,3 +131,25 @@ fn a_wait_for_a_job_nobody_can_take_says_why() {
     );
     assert_eq!(hub.job(id).state, JobState::Queued);
 }
+
+#[test]
+fn a_wait_says_again_when_the_reason_a_job_waits_changes() {
+    let hub = Hub::start();
+    let s1 = hub.slave("s1", 1);
+    let xn = Collected::spawn(
+        &mut hub.xn_command(&["-s", "echo ran", "--on", "tpu", "--no-tty", "--wait"]),
+    );
+    wait_until("the first reason", || {
+        xn.stderr_text()
+            .contains("is queued: no connected slave has label tpu]")
+    });
+    drop(s1);
+    wait_until("the new reason", || {
+        xn.stderr_text()
+            .contains("is queued: no slave is connected]")
+    });
+    let _tpu = Slave::start(&hub, "s2", 1, &["--label", "tpu"]);
+    let (status, out, err) = xn.finish();
+    assert_eq!(status.code(), Some(0), "{err}");
+    assert_eq!(out, b"ran\n");
+}
