@@ -85,7 +85,18 @@ async fn serve_jobs(
         tokio::spawn(async move { connect_loop(&opts, &confinement, &outbox, &shutdown).await })
     };
     tokio::select! {
-        res = &mut conn => return res.map_err(|e| anyhow!("connection task failed: {e}"))?,
+        res = &mut conn => {
+            // Refused by the hub (a revoked token): nobody will hear how the jobs end, so they
+            // are stopped now; nothing a job started outlives the slave.
+            let res = res.map_err(|e| anyhow!("connection task failed: {e}")).and_then(|r| r);
+            if outbox.running_count() > 0 {
+                tracing::warn!("stopping {} job(s): the hub refused this slave", outbox.running_count());
+                outbox.cancel_all(opts.stop_grace, "cancelled: the hub refused its slave");
+            }
+            outbox.tasks.close();
+            outbox.tasks.wait().await;
+            return res;
+        }
         _ = shutdown.cancelled() => {}
     }
     let running = outbox.running_count();

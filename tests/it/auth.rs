@@ -140,9 +140,11 @@ fn a_revoked_slave_token_disconnects_the_slave_at_once() {
     // Far longer than the test's patience: the job must not wait for its slave to come back.
     let hub = Hub::start_with(&["--slave-timeout", "600"]);
     let t = hub.new_token("worker", "slave");
-    let _s = Slave::start_with_token(&hub, &t, "w1", 1, &[]);
-    let id = hub.submit("sleep 100", &[]);
-    hub.wait_state(id, JobState::Running);
+    let s = Slave::start_with_token(&hub, &t, "w1", 1, &[]);
+    // With pipes, so nothing but the slave stops it (a terminal's hangup would).
+    let id = hub.submit("echo $$; exec sleep 100", &["--no-tty"]);
+    wait_until("the job's pid", || hub.fetch(id).ends_with(b"\n"));
+    let pid: i32 = String::from_utf8_lossy(&hub.fetch(id)).trim().parse().unwrap();
     hub.token_command(&["revoke", "worker"]);
     wait_until("the hub to drop the slave", || {
         hub.log_contains("token revoked: disconnecting slave")
@@ -157,6 +159,10 @@ fn a_revoked_slave_token_disconnects_the_slave_at_once() {
         Some("its slave's token was revoked"),
         "{rec:?}"
     );
+    wait_until("the job's process to be stopped", || !alive(pid));
+    wait_until("the slave to exit", || {
+        s.log_contains("stopping 1 job(s): the hub refused this slave")
+    });
 }
 
 #[test]
