@@ -16,7 +16,14 @@ pub async fn run(hub: &HubUrl, id: JobId) -> Result<i32> {
     // Caught before anything else: a Ctrl-C from now on leaves the job running, and says so.
     let mut interrupts = Interrupts::catch()?;
     let mut pos = [0u64; 2];
-    let mut link = Link::open(hub, id, pos, false).await?;
+    // The first connection may take a while (an unreachable hub): Ctrl-C ends that too.
+    let mut link = tokio::select! {
+        link = Link::open(hub, id, pos, false) => link?,
+        code = interrupts.recv() => {
+            say_left(code, &format!("job {id} keeps running: xn -k {id} cancels it, xn -f {id} --follow follows it"));
+            return Ok(code);
+        }
+    };
     let mut out = Sink::new(Fd::Stdout);
     let mut err = Sink::new(Fd::Stderr);
     let mut attempt = None;

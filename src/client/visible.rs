@@ -7,12 +7,22 @@
 use std::borrow::Cow;
 use std::fmt::Write;
 
-/// `s` with every control character (C0 including ESC, DEL, C1) written out visibly: `\e`,
-/// `\t`, `\r`, `\n`, or `\xNN` with its code point. Borrowed when there is none (the usual case).
+/// Bidirectional overrides and isolates: they reorder what follows on screen, so a command
+/// could show other text than it runs ("Trojan Source").
+fn is_bidi_control(c: char) -> bool {
+    matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+}
+
+/// `s` with every control character (C0 including ESC, DEL, C1, and bidirectional overrides)
+/// written out visibly: `\e`, `\t`, `\r`, `\n`, or `\xNN` / `\u{NNNN}` with its code point.
+/// Borrowed when there is none (the usual case).
 pub fn visible(s: &str) -> Cow<'_, str> {
-    // A cheap look at the bytes first: C1 characters are U+0080..U+009F, encoded 0xC2 0x80..0x9F.
-    let maybe = s.bytes().any(|b| b < 0x20 || b == 0x7f || b == 0xc2);
-    if !maybe || !s.chars().any(char::is_control) {
+    // A cheap look at the bytes first: C1 characters are U+0080..U+009F, encoded 0xC2 0x80..0x9F;
+    // the bidirectional controls start with 0xE2.
+    let maybe = s
+        .bytes()
+        .any(|b| b < 0x20 || b == 0x7f || b == 0xc2 || b == 0xe2);
+    if !maybe || !s.chars().any(|c| c.is_control() || is_bidi_control(c)) {
         return Cow::Borrowed(s);
     }
     let mut out = String::with_capacity(s.len() + 8);
@@ -24,6 +34,9 @@ pub fn visible(s: &str) -> Cow<'_, str> {
             '\n' => out.push_str("\\n"),
             // Writing to a String cannot fail.
             c if c.is_control() => write!(out, "\\x{:02x}", c as u32).expect("String write"),
+            c if is_bidi_control(c) => {
+                write!(out, "\\u{{{:04x}}}", c as u32).expect("String write")
+            }
             c => out.push(c),
         }
     }
@@ -48,6 +61,9 @@ mod tests {
         assert_eq!(visible("x\u{9b}31my\u{85}"), "x\\x9b31my\\x85");
         // Characters encoded with a 0xC2 lead byte that are not controls stay.
         assert_eq!(visible("\u{a0}\u{b5}"), "\u{a0}\u{b5}");
+        // A right-to-left override would show `rm -rf /` as something else.
+        assert_eq!(visible("ls \u{202e}txt.exe"), "ls \\u{202e}txt.exe");
+        assert!(matches!(visible("\u{2014} \u{20ac}"), Cow::Borrowed(_)));
         for s in ["\x1b]0;title\x07", "\u{90}P", "\x1bc"] {
             assert!(!visible(s).chars().any(char::is_control), "{s:?}");
         }

@@ -125,6 +125,7 @@ async fn pump(ctx: &Ctx, id: JobId, tx: &ConnSender, mut pos: [u64; 2]) -> Resul
             pos = [0, 0];
             marks = read_marks(&sub.log, pos);
             shown = rec.state;
+            shown_reason = rec.reason.clone();
             tx.send(&StreamMsg::Job { job: rec.clone() }).await?;
             continue;
         }

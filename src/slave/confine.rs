@@ -305,12 +305,12 @@ impl Confinement {
         self.switch_to.is_some() || self.limits != Limits::default() || self.sandbox
     }
 
-    /// The job's directory: its own `cwd`, else its work directory.
     /// The user jobs run as, when not the slave's own.
     pub fn job_user(&self) -> Option<&str> {
         self.switch_to.as_ref().map(|u| u.name.as_str())
     }
 
+    /// The job's directory: its own `cwd`, else its work directory.
     pub fn cwd(&self, place: &Place, cwd: Option<&str>) -> PathBuf {
         cwd.map_or_else(|| place.work.clone(), PathBuf::from)
     }

@@ -14,6 +14,7 @@ use nix::sys::signal::Signal;
 use std::io;
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::process::ExitStatusExt;
+use std::path::Path;
 use std::process::{ExitStatus, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
@@ -88,8 +89,12 @@ fn why_not_started(
         .unwrap_or_default();
     match std::fs::metadata(&cwd) {
         Err(m) => format!("working directory {dir}: {m}"),
-        Ok(m) if !m.is_dir() => format!("working directory {dir} is not a directory"),
-        Ok(_) if e.kind() == io::ErrorKind::NotFound => format!("program {program:?} not found"),
+        Ok(m) if !m.is_dir() => format!("working directory {dir} is not a directory ({e})"),
+        // A script whose #! interpreter (or a binary whose loader) is missing fails so too.
+        Ok(_) if e.kind() == io::ErrorKind::NotFound && program.contains('/') && Path::new(program).exists() => {
+            format!("{program:?} exists, but its interpreter (#!) or loader was not found ({e})")
+        }
+        Ok(_) if e.kind() == io::ErrorKind::NotFound => format!("program {program:?} not found ({e})"),
         Ok(_) if e.kind() == io::ErrorKind::PermissionDenied => format!(
             "{e}: running {program:?} in {dir}{who} (each directory on the way must let that user through)"
         ),

@@ -144,7 +144,10 @@ fn a_revoked_slave_token_disconnects_the_slave_at_once() {
     // With pipes, so nothing but the slave stops it (a terminal's hangup would).
     let id = hub.submit("echo $$; exec sleep 100", &["--no-tty"]);
     wait_until("the job's pid", || hub.fetch(id).ends_with(b"\n"));
-    let pid: i32 = String::from_utf8_lossy(&hub.fetch(id)).trim().parse().unwrap();
+    let pid: i32 = String::from_utf8_lossy(&hub.fetch(id))
+        .trim()
+        .parse()
+        .unwrap();
     hub.token_command(&["revoke", "worker"]);
     wait_until("the hub to drop the slave", || {
         hub.log_contains("token revoked: disconnecting slave")

@@ -222,6 +222,10 @@ fn a_job_that_cannot_start_says_what_was_missing() {
     let file = dir.path().join("a-file");
     std::fs::write(&file, "").unwrap();
     let file = file.to_str().unwrap();
+    let script = dir.path().join("script");
+    std::fs::write(&script, "#!/nonexistent/interpreter\n").unwrap();
+    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let script = script.to_str().unwrap();
     for (args, reason) in [
         (
             vec!["-s", "true", "--cwd", "/nonexistent/dir"],
@@ -235,6 +239,10 @@ fn a_job_that_cannot_start_says_what_was_missing() {
         (
             vec!["-s", "--argv", "no-such-program-xn"],
             r#"cannot start job: program "no-such-program-xn" not found"#.to_string(),
+        ),
+        (
+            vec!["-s", "--argv", script],
+            format!("cannot start job: {script:?} exists, but its interpreter (#!) or loader was not found"),
         ),
     ] {
         let id: u64 = hub.xn_ok(&args).trim().parse().unwrap();

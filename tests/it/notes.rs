@@ -153,3 +153,25 @@ fn a_wait_says_again_when_the_reason_a_job_waits_changes() {
     assert_eq!(status.code(), Some(0), "{err}");
     assert_eq!(out, b"ran\n");
 }
+
+#[test]
+fn ctrl_c_ends_a_follow_still_waiting_for_its_hub() {
+    // A "hub" that takes the connection and never answers.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", silent.local_addr().unwrap());
+    let xn = Collected::spawn(&mut xn_command(&url, "xn_unused", &["-f", "7", "--follow"]));
+    // Connected: xn waits for its first answer, its handlers in place.
+    silent.set_nonblocking(true).unwrap();
+    let mut conn = None;
+    wait_until("xn to connect", || {
+        conn = silent.accept().ok();
+        conn.is_some()
+    });
+    signal(xn.child.id(), libc::SIGINT);
+    let (status, _, err) = xn.finish();
+    assert_eq!(status.code(), Some(130), "{err}");
+    assert!(
+        err.contains("[xn interrupted; job 7 keeps running"),
+        "{err}"
+    );
+}

@@ -103,3 +103,23 @@ fn after_a_hub_restart_a_job_goes_back_to_its_own_slave_only() {
         own_slave_takes_it_back(&hub, id, 31).await;
     });
 }
+
+/// A job the hub has as queued (its assignment was lost with a crash of the hub, or it was
+/// never assigned): the slave that lists it is told to stop it, it stays queued and runs
+/// again, and the hub's log says why without calling the slave an impostor.
+#[test]
+fn a_queued_job_listed_in_a_hello_stays_queued() {
+    let hub = Hub::start();
+    // No slave has this label, so nothing takes it.
+    let id = hub.submit("true", &["--on", "nowhere"]);
+    runtime().block_on(async {
+        let (mut rd, tx) = dial_as(&hub, "s1", Some(31), 1, &[id]).await;
+        assert!(only_slave(&hub).running.is_empty());
+        assert!(matches!(next(&mut rd).await, Some(HubToSlave::Cancel { job, .. }) if job == id));
+        assert_eq!(next(&mut rd).await, Some(HubToSlave::Done { job: id }));
+        drop((rd, tx));
+    });
+    assert_eq!(hub.job(id).state, JobState::Queued);
+    assert!(hub.log_contains("slave listed a job the hub has as queued"));
+    assert!(!hub.log_contains("not assigned to it"));
+}

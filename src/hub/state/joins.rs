@@ -76,6 +76,17 @@ impl Hub {
             // job was assigned to (its instance id, which no other process knows), under the
             // same name, gets it back. That rules out a job the hub has as queued (a crash
             // lost its assignment: it runs again) and one another session holds.
+            if job.rec.state == JobState::Queued && job.session.is_none() {
+                // Most likely the hub stopped (a crash) between sending the assignment and
+                // storing it: an honest slave, told to stop the job, which runs again.
+                tracing::info!(
+                    slave = %join.name,
+                    job = id,
+                    "slave listed a job the hub has as queued (its assignment was not stored before the hub stopped): it is told to stop it, and the job runs again from the queue"
+                );
+                unwanted.push(id);
+                continue;
+            }
             if job.session.is_some() || !job.assigned_to(&join.name, join.instance) {
                 tracing::warn!(
                     slave = %join.name,
@@ -220,7 +231,9 @@ impl Hub {
 fn warn_same_name(st: &State, join: &Joining) {
     let show = |i: Option<u64>| i.map_or_else(|| "none".to_string(), |i| i.to_string());
     for other in st.slaves.values() {
-        if other.name == join.name && other.instance != join.instance {
+        // Without instance ids (older slaves) two processes cannot be told apart: warn too.
+        if other.name == join.name && (other.instance.is_none() || other.instance != join.instance)
+        {
             tracing::warn!(
                 "two slaves named {name} are connected (instance {} and {}): --slave {name} picks either; give each its own --name",
                 show(other.instance),
