@@ -5,7 +5,7 @@
 //! `/detach` do the same. Whatever was read before a detach or a terminate is sent first.
 
 use super::link::Link;
-use super::output::{end_lines, Fd, Sink};
+use super::output::{before_note, end_lines, Fd, Sink};
 use super::terminal::{describe_escape, say, Escaper, Key, RawMode};
 use crate::conn::{ConnSender, Incoming};
 use crate::http::HubUrl;
@@ -102,6 +102,7 @@ pub async fn run(hub: &HubUrl, id: JobId, opts: &AttachOptions) -> Result<i32> {
                 }
                 Incoming::Msg(StreamMsg::Job { job }) => {
                     if job.attempt != attempt {
+                        before_note(&mut out, &mut err);
                         say(&format!("[job {id}: retrying, attempt {}]", job.attempt));
                         attempt = job.attempt;
                         pos = [0, 0];
@@ -135,6 +136,7 @@ pub async fn run(hub: &HubUrl, id: JobId, opts: &AttachOptions) -> Result<i32> {
                     return Ok(job.client_exit_code().unwrap_or(1));
                 }
                 Incoming::Msg(StreamMsg::Error { message }) => {
+                    before_note(&mut out, &mut err);
                     say(&format!("[hub: {message}]"));
                     continue;
                 }

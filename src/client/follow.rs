@@ -5,7 +5,7 @@
 
 use super::interrupt::{say_left, Interrupts};
 use super::link::Link;
-use super::output::{end_lines, Fd, Sink};
+use super::output::{before_note, end_lines, Fd, Sink};
 use super::visible::visible;
 use crate::conn::Incoming;
 use crate::http::HubUrl;
@@ -85,17 +85,22 @@ pub async fn run(hub: &HubUrl, id: JobId) -> Result<i32> {
                 // changes).
                 if let (JobState::Queued, Some(why)) = (job.state, &job.reason) {
                     if said_queued.as_ref() != Some(why) {
+                        before_note(&mut out, &mut err);
                         eprintln!("[job {id} is queued: {}]", visible(why));
                         said_queued = Some(why.clone());
                     }
                 }
                 if attempt.is_some_and(|a| a != job.attempt) {
+                    before_note(&mut out, &mut err);
                     eprintln!("xn: job {id}: retrying, attempt {}", job.attempt);
                     pos = [0, 0];
                 }
                 attempt = Some(job.attempt);
             }
-            Incoming::Msg(StreamMsg::Error { message }) => eprintln!("xn: hub: {message}"),
+            Incoming::Msg(StreamMsg::Error { message }) => {
+                before_note(&mut out, &mut err);
+                eprintln!("xn: hub: {message}");
+            }
             Incoming::Bad(e) => eprintln!("xn: unreadable message from hub: {e}"),
         }
     }

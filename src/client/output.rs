@@ -117,6 +117,18 @@ impl Sink {
         self.last.is_some_and(|b| b != b'\n')
     }
 
+    /// Waits until everything queued is written; the next write starts a new writer. For a
+    /// note of xn's own in the middle of the output, which must not overtake it.
+    pub fn drain(&mut self) -> io::Result<()> {
+        self.tx.take();
+        match self.thread.take() {
+            Some(t) => t
+                .join()
+                .unwrap_or_else(|_| Err(io::Error::other("writer panicked"))),
+            None => Ok(()),
+        }
+    }
+
     /// Waits until everything queued is written.
     pub fn close(&mut self) -> io::Result<()> {
         self.closed = true;
@@ -130,16 +142,35 @@ impl Sink {
     }
 }
 
+/// Before a note of xn's own while the job's output goes on: writes out what is queued, then
+/// ends a line it left open (as [`end_lines`]), and remembers that it did.
+pub fn before_note(out: &mut Sink, err: &mut Sink) {
+    let _ = out.drain();
+    let _ = err.drain();
+    end_lines(out, err);
+    if err.ends_mid_line() {
+        err.last = Some(b'\n');
+    } else if out.ends_mid_line() && io::stdout().is_terminal() && io::stderr().is_terminal() {
+        out.last = Some(b'\n');
+    }
+}
+
 /// Ends a line the job's output left open before xn writes a note of its own to stderr: on
 /// stderr, where the note follows; on stdout only when it and stderr are terminals (the note
 /// would show right after it there), so that stdout in a file or pipe stays the job's bytes
 /// exactly. Call it once both sinks are closed (everything queued is written).
 pub fn end_lines(out: &Sink, err: &Sink) {
+    // A raw terminal does not add the carriage return.
+    let eol: &[u8] = if super::terminal::is_raw() {
+        b"\r\n"
+    } else {
+        b"\n"
+    };
     if err.ends_mid_line() {
-        let _ = io::stderr().write_all(b"\n");
+        let _ = io::stderr().write_all(eol);
     } else if out.ends_mid_line() && io::stdout().is_terminal() && io::stderr().is_terminal() {
         let mut stdout = io::stdout();
-        let _ = stdout.write_all(b"\n").and_then(|()| stdout.flush());
+        let _ = stdout.write_all(eol).and_then(|()| stdout.flush());
     }
 }
 

@@ -169,10 +169,16 @@ impl Outbox {
                 let mut jobs = self.lock();
                 let Some(j) = jobs.get_mut(&id) else { return };
                 let s = &mut j.out[stream.output_index()];
-                if s.buf.len() >= self.limit && !self.connected.load(Ordering::SeqCst) {
-                    drop_oldest_unsent(id, s, data.len().max(self.limit / 8));
+                // While the hub is away, the job never waits: the oldest bytes never sent make
+                // room. Bytes sent before (the hub may have stored them) are kept and do not
+                // count, or a buffer full of them would hold the job until the hub is back.
+                let away = !self.connected.load(Ordering::SeqCst);
+                let unsent = s.unsent_len();
+                if away && unsent + data.len() > self.limit {
+                    let want = (unsent + data.len() - self.limit).max(self.limit / 8);
+                    drop_oldest_unsent(id, s, want);
                 }
-                if s.buf.len() < self.limit {
+                if away || s.buf.len() < self.limit {
                     s.buf.extend(data);
                     drop(jobs);
                     self.wake.notify_one();

@@ -175,3 +175,23 @@ fn ctrl_c_ends_a_follow_still_waiting_for_its_hub() {
         "{err}"
     );
 }
+
+#[test]
+fn a_note_in_the_middle_of_the_output_starts_on_a_line_of_its_own() {
+    let hub = Hub::start();
+    let _s = hub.slave("s1", 1);
+    // The first attempt leaves a line open on stderr; the retry's note comes after it.
+    let out = hub.xn(&[
+        "-s",
+        "printf half-line >&2; exit 1",
+        "--no-tty",
+        "--retries",
+        "1",
+        "--retries-on-failure",
+        "--wait",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.starts_with("half-line\nxn: job "), "{err}");
+    assert!(err.contains(": retrying, attempt 2\nhalf-line"), "{err}");
+}

@@ -29,6 +29,12 @@ impl StreamBuf {
         self.acked + self.buf.len() as u64
     }
 
+    /// Bytes never sent to the hub, in any session: the ones that may be dropped.
+    pub(super) fn unsent_len(&self) -> usize {
+        let sent = (self.sent_hw.max(self.acked) - self.acked) as usize;
+        self.buf.len().saturating_sub(sent)
+    }
+
     /// Bytes sent in this session that the hub has not answered yet.
     pub(super) fn in_flight(&self) -> u64 {
         self.sent - self.acked.max(self.settled).min(self.sent)

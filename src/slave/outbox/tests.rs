@@ -155,3 +155,37 @@ fn each_outbox_names_its_process_with_an_exact_json_number() {
     let distinct: std::collections::HashSet<_> = ids.iter().collect();
     assert_eq!(distinct.len(), ids.len(), "{ids:?}");
 }
+
+#[test]
+fn bytes_sent_to_a_hub_that_went_away_do_not_stop_the_job() {
+    let limit = MAX_DATA_CHUNK;
+    let ob = Outbox::new(limit);
+    let (tx, _rx) = mpsc::unbounded_channel();
+    assert!(ob.add(1, tx));
+    ob.set_connected(true);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        ob.push(1, Stream::Stdout, &vec![b'a'; limit]).await;
+        // Sent in full (as a session would) to a hub that died before acknowledging any of it.
+        let items = ob.take(0, &mut Vec::with_capacity).unwrap();
+        assert_eq!(frame_lens(&items), vec![limit]);
+        ob.set_connected(false);
+        // What was never sent gives way, not the job: it must not wait for the hub.
+        let more = async {
+            ob.push(1, Stream::Stdout, &vec![b'b'; 2 * limit]).await;
+            ob.push(1, Stream::Stdout, b"last").await;
+        };
+        tokio::time::timeout(std::time::Duration::from_secs(5), more)
+            .await
+            .expect("the job was held up by output its hub may already have");
+    });
+    let jobs = ob.lock();
+    let buf: Vec<u8> = jobs[&1].out[0].buf.iter().copied().collect();
+    assert!(buf.starts_with(&vec![b'a'; limit]), "sent bytes are kept");
+    assert!(String::from_utf8_lossy(&buf).contains("bytes of output dropped here"));
+    assert!(buf.ends_with(b"last"));
+    assert!(buf.len() <= 2 * limit + 200);
+}
