@@ -55,6 +55,17 @@ fn read_file() -> Result<File> {
     toml::from_str(&text).with_context(|| format!("{} is not valid", path.display()))
 }
 
+/// The token in `file` (`xnslave --token-file`), without surrounding whitespace.
+pub fn read_token_file(file: &Path) -> Result<String> {
+    let text = std::fs::read_to_string(file)
+        .with_context(|| format!("reading the token file {}", file.display()))?;
+    let token = text.trim();
+    if token.is_empty() {
+        bail!("the token file {} is empty", file.display());
+    }
+    Ok(token.to_string())
+}
+
 /// Whether a config file of this `mode`, owned by `owner`, may be used by user `me`. As ssh
 /// does with its config: whoever can write the file can point xn at a hub of theirs, which
 /// then gets the token (from the file or from `XN_TOKEN`); whoever can read it can read the

@@ -425,7 +425,7 @@ async fn run_slave(args: SlaveArgs) -> Result<()> {
         .any(|a| a == "--token" || a.as_encoded_bytes().starts_with(b"--token="));
     let token = match &args.token_file {
         Some(_) if token_in_argv => anyhow::bail!("give --token or --token-file, not both"),
-        Some(file) => Some(read_token_file(file)?),
+        Some(file) => Some(execnode::config::read_token_file(file)?),
         None => args.token,
     };
     if token_in_argv {
@@ -467,16 +467,6 @@ where
         Ok(n) => Ok(n),
         Err(e) => Err(e.to_string()),
     }
-}
-
-fn read_token_file(file: &std::path::Path) -> Result<String> {
-    let text = std::fs::read_to_string(file)
-        .with_context(|| format!("reading the token file {}", file.display()))?;
-    let token = text.trim();
-    if token.is_empty() {
-        anyhow::bail!("the token file {} is empty", file.display());
-    }
-    Ok(token.to_string())
 }
 
 fn default_data_dir() -> Result<PathBuf> {

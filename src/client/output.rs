@@ -129,16 +129,10 @@ impl Sink {
         }
     }
 
-    /// Waits until everything queued is written.
+    /// Waits until everything queued is written; nothing more is written after.
     pub fn close(&mut self) -> io::Result<()> {
         self.closed = true;
-        self.tx.take();
-        match self.thread.take() {
-            Some(t) => t
-                .join()
-                .unwrap_or_else(|_| Err(io::Error::other("writer panicked"))),
-            None => Ok(()),
-        }
+        self.drain()
     }
 }
 
