@@ -5,10 +5,10 @@
 //! or waiting for its slave after a restart of the hub. The slaves are played over the real
 //! protocol, as in `redial`.
 
-use crate::redial::{dial_as, next, runtime, start_one, wait_slaves};
+use crate::redial::{dial_as, end_ok, next, runtime, start_one, wait_slaves};
 use crate::util::*;
 use execnode::hub::SlaveInfo;
-use execnode::wire::{HubToSlave, JobId, JobState, Outcome, SlaveMsg};
+use execnode::wire::{HubToSlave, JobId, JobState, SlaveMsg};
 
 /// Hellos that list job `id` but do not come from slave `s1`, instance `own`.
 const IMPOSTORS: [(&str, Option<u64>); 4] = [
@@ -58,19 +58,8 @@ async fn own_slave_takes_it_back(hub: &Hub, id: JobId, own: u64) {
     assert_eq!(hub.job(id).state, JobState::Running);
     // A word first, so that a short --slave-timeout does not count the test's own pauses.
     tx.send(&SlaveMsg::Heartbeat).await.unwrap();
-    tx.send(&SlaveMsg::Ended {
-        job: id,
-        outcome: Outcome::Exited { code: 0 },
-        stdout_len: 0,
-        stderr_len: 0,
-        cancelled: None,
-    })
-    .await
-    .unwrap();
-    // Had the hub refused it, a `cancel` would come first.
-    assert_eq!(next(&mut rd).await, Some(HubToSlave::Done { job: id }));
-    let rec = hub.wait_ended(id);
-    assert_eq!((rec.state, rec.exit_code), (JobState::Exited, Some(0)));
+    // Had the hub refused it, a `cancel` would come before the `done`.
+    end_ok(hub, &mut rd, &tx, id).await;
 }
 
 #[test]

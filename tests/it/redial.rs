@@ -100,6 +100,23 @@ pub async fn start_one(hub: &Hub, rd: &mut Reader, tx: &ConnSender, line: &str) 
     id
 }
 
+/// Reports job `id` exited 0 on this played connection; the hub must answer `done` (not a
+/// `cancel`: the job is this connection's) and record the end.
+pub async fn end_ok(hub: &Hub, rd: &mut Reader, tx: &ConnSender, id: JobId) {
+    tx.send(&SlaveMsg::Ended {
+        job: id,
+        outcome: Outcome::Exited { code: 0 },
+        stdout_len: 0,
+        stderr_len: 0,
+        cancelled: None,
+    })
+    .await
+    .unwrap();
+    assert_eq!(next(rd).await, Some(HubToSlave::Done { job: id }));
+    let rec = hub.wait_ended(id);
+    assert_eq!((rec.state, rec.exit_code), (JobState::Exited, Some(0)));
+}
+
 /// Waits until the hub has `n` slaves connected.
 pub fn wait_slaves(hub: &Hub, n: usize) {
     wait_until(&format!("{n} connected slave(s)"), || {
@@ -156,18 +173,7 @@ fn a_connection_the_hub_still_holds_is_replaced_and_its_jobs_go_on() {
         let rec = hub.job(swallowed);
         assert_eq!((rec.state, rec.attempts.len()), (JobState::Assigned, 0));
         // The job taken back ends normally on the new connection.
-        tx.send(&SlaveMsg::Ended {
-            job: running,
-            outcome: Outcome::Exited { code: 0 },
-            stdout_len: 0,
-            stderr_len: 0,
-            cancelled: None,
-        })
-        .await
-        .unwrap();
-        assert_eq!(next(&mut rd).await, Some(HubToSlave::Done { job: running }));
-        let rec = hub.wait_ended(running);
-        assert_eq!((rec.state, rec.exit_code), (JobState::Exited, Some(0)));
+        end_ok(&hub, &mut rd, &tx, running).await;
         drop(old_tx);
     });
 }
