@@ -116,6 +116,9 @@ impl std::fmt::Debug for NewToken {
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
 pub struct RunningJob {
     pub job: JobId,
+    /// The claim its `assign` carried, which proves the hub assigned it to this process.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub claim: Option<String>,
 }
 
 /// Slave → hub control messages.
@@ -174,6 +177,10 @@ pub enum HubToSlave {
         spec: Box<JobSpec>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         grace_ms: Option<u64>,
+        /// For a slave that sent an instance id: what it lists with the job in a later hello
+        /// to take it back, should the hub lose the assignment in a crash.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        claim: Option<String>,
     },
     /// SIGTERM to the job's process group, `grace_ms`, then SIGKILL.
     Cancel {

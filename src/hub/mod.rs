@@ -5,6 +5,7 @@
 //! and `main` start it the same way.
 
 pub mod auth;
+mod claim;
 pub mod datadir;
 mod intake;
 mod list;

@@ -143,10 +143,14 @@ impl Hub {
                 job.log = Some(Arc::new(self.logs.job(id, job.rec.attempt)));
                 job.touch();
                 self.store.assigned_later(job.rec.clone(), slave.instance);
+                let claim = slave
+                    .instance
+                    .map(|i| self.claims.sign(id, job.rec.attempt, &slave.name, i));
                 let msg = HubToSlave::Assign {
                     job: id,
                     spec: Box::new(job.rec.spec.clone()),
                     grace_ms: Some(self.opts.cancel_grace.as_millis() as u64),
+                    claim,
                 };
                 sends.push((slave.tx.clone(), msg));
             }

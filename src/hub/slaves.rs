@@ -193,7 +193,7 @@ async fn hello(rd: &mut Reader) -> Result<Joining> {
                 name,
                 slots,
                 labels,
-                running: running.into_iter().map(|r| r.job).collect(),
+                running,
                 instance,
             })
         }

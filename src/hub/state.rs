@@ -4,6 +4,7 @@
 //! be durable before it is shown (a new job, a terminal state) is committed to the [`Store`]
 //! first and applied here after. Every change a follower may care about bumps the job's watch.
 
+use super::claim::Claims;
 use super::logs::{JobLog, Logs};
 use super::recent::Recent;
 use super::store::Store;
@@ -63,6 +64,8 @@ pub struct Hub {
     pub store: Store,
     pub logs: Logs,
     pub opts: HubOptions,
+    /// Signs the claim each assignment carries, and checks those slaves bring back.
+    pub(super) claims: Claims,
     /// Woken when a job is queued for a retry later, so the retry timer looks again.
     pub(super) retry_wake: Notify,
 }
@@ -193,6 +196,7 @@ impl Hub {
                 next_session: 1,
                 next_group: loaded.next_group.max(store.next_group).max(1),
             }),
+            claims: Claims::new(&store.claim_key),
             store,
             logs,
             opts,

@@ -8,6 +8,7 @@
 //!
 //! It never holds output bytes: those live in [`super::logs`].
 
+use super::claim::KEY_LEN;
 use crate::wire::{Attempt, JobId, JobRecord, JobSpec, JobState};
 use anyhow::{anyhow, Context, Result};
 use rusqlite::{params, Connection, OptionalExtension};
@@ -50,6 +51,8 @@ pub struct Store {
     /// The next broadcast group number recorded when jobs were deleted: groups are numbered
     /// on from it even if every job of the later groups is gone.
     pub next_group: u64,
+    /// The key job claims are signed with (see `hub::claim`), drawn on the first start.
+    pub claim_key: [u8; KEY_LEN],
 }
 
 impl Store {
@@ -93,6 +96,7 @@ impl Store {
             .optional()
             .context("reading the meta table")?
             .map_or(0, |v| v.max(0) as u64);
+        let claim_key = claim_key(&conn).context("reading the claim key")?;
         let queue = Queue::new(MAX_BATCH, queue::LATER);
         let theirs = queue.clone();
         std::thread::Builder::new()
@@ -102,6 +106,7 @@ impl Store {
         Ok(Store {
             queue: Arc::new(Handle(queue)),
             next_group,
+            claim_key,
         })
     }
 
@@ -169,6 +174,30 @@ impl Drop for Handle {
 
 fn stopped() -> anyhow::Error {
     anyhow!("the job store has stopped")
+}
+
+/// The claim key from the `secrets` table, drawn and stored there if it has none.
+fn claim_key(conn: &Connection) -> Result<[u8; KEY_LEN]> {
+    conn.execute_batch(
+        "CREATE TABLE IF NOT EXISTS secrets (name TEXT PRIMARY KEY, value BLOB NOT NULL);",
+    )?;
+    let stored: Option<Vec<u8>> = conn
+        .query_row(
+            "SELECT value FROM secrets WHERE name = 'claim_key'",
+            [],
+            |r| r.get(0),
+        )
+        .optional()?;
+    if let Some(key) = stored.and_then(|k| <[u8; KEY_LEN]>::try_from(k).ok()) {
+        return Ok(key);
+    }
+    let mut key = [0; KEY_LEN];
+    getrandom::fill(&mut key).map_err(|e| anyhow!("no randomness: {e}"))?;
+    conn.execute(
+        "INSERT OR REPLACE INTO secrets (name, value) VALUES ('claim_key', ?1)",
+        params![&key[..]],
+    )?;
+    Ok(key)
 }
 
 fn store_thread(mut conn: Connection, queue: &Queue<Op>) {

@@ -299,9 +299,10 @@ fn obey(
             job,
             spec,
             grace_ms,
+            claim,
         }) => {
             let (ctl_tx, ctl_rx) = mpsc::unbounded_channel();
-            if outbox.add(job, ctl_tx) {
+            if outbox.add(job, claim, ctl_tx) {
                 tracing::info!(job, command = %spec.display_command(), "starting job");
                 let grace = grace_ms.map_or(opts.stop_grace, Duration::from_millis);
                 let confinement = confinement.clone();

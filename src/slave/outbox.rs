@@ -34,6 +34,8 @@ pub enum Item {
 
 struct JobSlot {
     ctl: mpsc::UnboundedSender<JobCtl>,
+    /// The claim its assignment carried, listed with it in a hello.
+    claim: Option<String>,
     out: [StreamBuf; 2],
     pid: Option<u32>,
     started_sent: bool,
@@ -111,7 +113,12 @@ impl Outbox {
     }
 
     /// Registers a job; false if it is known already (a repeated assignment).
-    pub fn add(&self, id: JobId, ctl: mpsc::UnboundedSender<JobCtl>) -> bool {
+    pub fn add(
+        &self,
+        id: JobId,
+        claim: Option<String>,
+        ctl: mpsc::UnboundedSender<JobCtl>,
+    ) -> bool {
         let mut jobs = self.lock();
         if jobs.contains_key(&id) {
             return false;
@@ -120,6 +127,7 @@ impl Outbox {
             id,
             JobSlot {
                 ctl,
+                claim,
                 out: Default::default(),
                 pid: None,
                 started_sent: false,
@@ -138,7 +146,13 @@ impl Outbox {
 
     /// Every job not yet forgotten, for the hello after a reconnect.
     pub fn running(&self) -> Vec<RunningJob> {
-        self.lock().keys().map(|&job| RunningJob { job }).collect()
+        let jobs = self.lock();
+        jobs.iter()
+            .map(|(&job, j)| RunningJob {
+                job,
+                claim: j.claim.clone(),
+            })
+            .collect()
     }
 
     pub fn is_empty(&self) -> bool {

@@ -77,7 +77,16 @@ fn messages() -> Vec<(&'static str, serde_json::Value)> {
                 protocol: 1,
                 name: "build-1".into(),
                 slots: 4,
-                running: vec![RunningJob { job: 3 }],
+                running: vec![
+                    RunningJob {
+                        job: 3,
+                        claim: Some(format!("{:064x}", 0x5eed_u32)),
+                    },
+                    RunningJob {
+                        job: 4,
+                        claim: None,
+                    },
+                ],
                 labels: vec![],
                 instance: Some(0x5eed_cafe_f00d_0001),
             }),
@@ -123,6 +132,7 @@ fn messages() -> Vec<(&'static str, serde_json::Value)> {
                 job: 7,
                 spec: Box::new(JobSpec::shell("make test")),
                 grace_ms: None,
+                claim: None,
             }),
         ),
         (
@@ -131,6 +141,7 @@ fn messages() -> Vec<(&'static str, serde_json::Value)> {
                 job: 8,
                 spec: Box::new(full_spec()),
                 grace_ms: Some(5000),
+                claim: Some(format!("{:064x}", 0xc1a1_u32)),
             }),
         ),
         (

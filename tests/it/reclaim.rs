@@ -5,10 +5,10 @@
 //! or waiting for its slave after a restart of the hub. The slaves are played over the real
 //! protocol, as in `redial`.
 
-use crate::redial::{dial_as, end_ok, next, runtime, start_one, wait_slaves};
+use crate::redial::{dial_as, dial_holding, end_ok, next, runtime, start_one, wait_slaves};
 use crate::util::*;
 use execnode::hub::SlaveInfo;
-use execnode::wire::{HubToSlave, JobId, JobState, SlaveMsg};
+use execnode::wire::{HubToSlave, JobId, JobState, RunningJob, SlaveMsg};
 
 /// Hellos that list job `id` but do not come from slave `s1`, instance `own`.
 const IMPOSTORS: [(&str, Option<u64>); 4] = [
@@ -111,4 +111,73 @@ fn a_queued_job_listed_in_a_hello_stays_queued() {
     assert_eq!(hub.job(id).state, JobState::Queued);
     assert!(hub.log_contains("slave listed a job the hub has as queued"));
     assert!(!hub.log_contains("not assigned to it"));
+}
+
+/// The hub is killed after sending an assignment and before storing it: the test holds the
+/// job database's write lock meanwhile, so the store cannot commit. After the restart the job
+/// is queued again, and the slave that got the assignment keeps it, proving it with the claim
+/// the assignment carried. That claim is no good to another process or another name, and the
+/// slave's own process without it is told to stop the job, which stays queued.
+#[test]
+fn a_job_whose_assignment_a_crash_did_not_store_stays_with_its_slave() {
+    let mut hub = Hub::start_with(&["--slave-timeout", "600"]);
+    // Two slots: the played impostors below offer one, so none of them is assigned the job.
+    let id = hub.submit("sleep 600", &["--slots", "2"]);
+    let rt = runtime();
+    let db = rusqlite::Connection::open(hub.data.join("jobs.db")).unwrap();
+    db.execute_batch("BEGIN IMMEDIATE").unwrap();
+    let claim = rt.block_on(async {
+        let (mut rd, tx) = dial_as(&hub, "s1", Some(51), 2, &[]).await;
+        let claim = match next(&mut rd).await {
+            Some(HubToSlave::Assign { job, claim, .. }) if job == id => claim,
+            other => panic!("expected the assignment of job {id}, got {other:?}"),
+        };
+        drop((rd, tx));
+        claim.expect("an assignment to a slave with an instance id carries a claim")
+    });
+    hub.kill();
+    drop(db);
+    hub.restart(&["--slave-timeout", "600"]);
+    assert_eq!(
+        hub.job(id).state,
+        JobState::Queued,
+        "the assignment was stored"
+    );
+    let holding = |claim: Option<&str>| {
+        vec![RunningJob {
+            job: id,
+            claim: claim.map(str::to_string),
+        }]
+    };
+    rt.block_on(async {
+        for (name, instance, claim) in [
+            ("s1", Some(52), Some(claim.as_str())),
+            ("evil", Some(51), Some(claim.as_str())),
+            ("s1", None, Some(claim.as_str())),
+            ("s1", Some(51), None),
+        ] {
+            let (mut rd, tx) = dial_holding(&hub, name, instance, 1, holding(claim)).await;
+            assert!(
+                only_slave(&hub).running.is_empty(),
+                "{name} {instance:?} got it"
+            );
+            assert!(
+                matches!(next(&mut rd).await, Some(HubToSlave::Cancel { job, .. }) if job == id)
+            );
+            assert_eq!(next(&mut rd).await, Some(HubToSlave::Done { job: id }));
+            drop((rd, tx));
+            wait_slaves(&hub, 0);
+            assert_eq!(hub.job(id).state, JobState::Queued);
+        }
+        let (mut rd, tx) = dial_holding(&hub, "s1", Some(51), 2, holding(Some(&claim))).await;
+        assert_eq!(only_slave(&hub).running, vec![id]);
+        let rec = hub.job(id);
+        assert_eq!(
+            (rec.state, rec.slave.as_deref()),
+            (JobState::Running, Some("s1"))
+        );
+        tx.send(&SlaveMsg::Heartbeat).await.unwrap();
+        end_ok(&hub, &mut rd, &tx, id).await;
+    });
+    assert!(hub.log_contains("assignment was not stored before the hub stopped"));
 }

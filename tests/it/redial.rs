@@ -44,6 +44,21 @@ pub async fn dial_as(
     slots: u32,
     running: &[JobId],
 ) -> (Reader, ConnSender) {
+    let running = running
+        .iter()
+        .map(|&job| RunningJob { job, claim: None })
+        .collect();
+    dial_holding(hub, name, instance, slots, running).await
+}
+
+/// As [`dial_as`], listing jobs with their claims.
+pub async fn dial_holding(
+    hub: &Hub,
+    name: &str,
+    instance: Option<u64>,
+    slots: u32,
+    running: Vec<RunningJob>,
+) -> (Reader, ConnSender) {
     let url = HubUrl::parse(&hub.url)
         .unwrap()
         .with_token(Some(hub.slave_token.clone()));
@@ -53,7 +68,7 @@ pub async fn dial_as(
         protocol: PROTOCOL_VERSION,
         name: name.into(),
         slots,
-        running: running.iter().map(|&job| RunningJob { job }).collect(),
+        running,
         labels: vec![],
         instance,
     })

@@ -11,8 +11,12 @@
 //! The instance id is also what lets a slave take a job back at all: every holder of a slave
 //! token can list any job id in its hello, so a job is given back only to the process it was
 //! assigned to, under the same name. It never gives a job to a slave on the slave's word alone.
+//! A job the hub has as queued goes to a slave that lists it only with the claim its
+//! assignment carried (see `hub::claim`): the hub crashed after sending that assignment and
+//! before storing it, and the slave that runs it keeps it.
 
 use super::*;
+use crate::wire::RunningJob;
 use tokio_util::sync::CancellationToken;
 
 /// What a slave says about itself in its hello.
@@ -20,8 +24,8 @@ pub struct Joining {
     pub name: String,
     pub slots: u32,
     pub labels: Vec<String>,
-    /// The jobs it still holds.
-    pub running: Vec<JobId>,
+    /// The jobs it still holds, with the claims their assignments carried.
+    pub running: Vec<RunningJob>,
     pub instance: Option<u64>,
 }
 
@@ -58,13 +62,42 @@ impl Hub {
         };
         let mut mine = HashSet::new();
         let mut unwanted = Vec::new();
-        for &id in &join.running {
+        for RunningJob { job: id, claim } in &join.running {
+            let id = *id;
             let Some(job) = st.jobs.get_mut(&id) else {
                 // Deleted meanwhile.
                 unwanted.push(id);
                 continue;
             };
             let live = !job.rec.state.is_terminal() || job.rec.state == JobState::Lost;
+            if job.rec.state == JobState::Queued {
+                // The hub stopped (a crash) between sending this attempt's assignment and
+                // storing it, and the claim proves the assignment went to this process.
+                let proven = join
+                    .instance
+                    .zip(claim.as_deref())
+                    .is_some_and(|(i, c)| self.claims.check(c, id, job.rec.attempt, &join.name, i));
+                if proven {
+                    tracing::info!(
+                        slave = %join.name,
+                        job = id,
+                        "slave holds a job whose assignment was not stored before the hub stopped: it is the job's again"
+                    );
+                    job.rec.state = JobState::Running;
+                    job.rec.slave = Some(join.name.clone());
+                    job.rec.reason = None;
+                    job.rec.started_ms.get_or_insert_with(now_ms);
+                    job.instance = join.instance;
+                    job.session = Some(sid);
+                    job.log = Some(Arc::new(self.logs.job(id, job.rec.attempt)));
+                    job.touch();
+                    st.queue.remove(&id);
+                    unqueued(&mut st.queued_by, &job.rec.owner);
+                    self.store.assigned_later(job.rec.clone(), join.instance);
+                    mine.insert(id);
+                    continue;
+                }
+            }
             // Queued for a retry: the hub gave up the attempt this slave still runs, and will
             // run the job again. Or ended for good. Either way the slave stops it.
             let retrying = job.rec.state == JobState::Queued && !job.rec.attempts.is_empty();
@@ -74,15 +107,16 @@ impl Hub {
             }
             // Any holder of a slave token can name any job in its hello: only the process the
             // job was assigned to (its instance id, which no other process knows), under the
-            // same name, gets it back. That rules out a job the hub has as queued (a crash
-            // lost its assignment: it runs again) and one another session holds.
+            // same name, gets it back. That rules out a queued job without its claim and one
+            // another session holds.
             if job.rec.state == JobState::Queued && job.session.is_none() {
-                // Most likely the hub stopped (a crash) between sending the assignment and
-                // storing it: an honest slave, told to stop the job, which runs again.
+                // Never assigned; or assigned by a hub that stopped before storing it, to a
+                // slave that kept no claim (an older one): it is told to stop the job, which
+                // runs again from the queue.
                 tracing::info!(
                     slave = %join.name,
                     job = id,
-                    "slave listed a job the hub has as queued (its assignment was not stored before the hub stopped): it is told to stop it, and the job runs again from the queue"
+                    "slave listed a job the hub has as queued, without its claim: it is told to stop it, and the job runs again from the queue"
                 );
                 unwanted.push(id);
                 continue;

@@ -7,7 +7,7 @@ use crate::limits::SLAVE_WINDOW_BYTES;
 fn overflow_while_disconnected_drops_oldest_unsent_with_a_marker() {
     let ob = Outbox::new(MAX_DATA_CHUNK);
     let (tx, _rx) = mpsc::unbounded_channel();
-    assert!(ob.add(1, tx));
+    assert!(ob.add(1, None, tx));
     let rt = tokio::runtime::Builder::new_current_thread()
         .build()
         .unwrap();
@@ -32,7 +32,7 @@ fn overflow_while_disconnected_drops_oldest_unsent_with_a_marker() {
 fn drops_in_a_row_are_counted_in_one_marker() {
     let ob = Outbox::new(MAX_DATA_CHUNK);
     let (tx, _rx) = mpsc::unbounded_channel();
-    assert!(ob.add(1, tx));
+    assert!(ob.add(1, None, tx));
     let rt = tokio::runtime::Builder::new_current_thread()
         .build()
         .unwrap();
@@ -81,7 +81,7 @@ fn block_on<F: std::future::Future>(f: F) -> F::Output {
 fn small_output_goes_at_once_and_is_coalesced_while_in_flight() {
     let ob = Outbox::new(8 << 20);
     let (tx, _rx) = mpsc::unbounded_channel();
-    assert!(ob.add(1, tx));
+    assert!(ob.add(1, None, tx));
     ob.set_connected(true);
     block_on(ob.push(1, Stream::Stdout, b"a"));
     assert_eq!(
@@ -108,7 +108,7 @@ fn small_output_goes_at_once_and_is_coalesced_while_in_flight() {
 fn the_window_bounds_what_is_in_flight_and_acks_reopen_it() {
     let ob = Outbox::new(8 << 20);
     let (tx, _rx) = mpsc::unbounded_channel();
-    assert!(ob.add(1, tx));
+    assert!(ob.add(1, None, tx));
     let total = 3 * SLAVE_WINDOW_BYTES as usize;
     block_on(ob.push(1, Stream::Stdout, &vec![b'x'; total]));
     let first = frame_lens(&ob.take(0, &mut Vec::with_capacity).unwrap());
@@ -129,7 +129,7 @@ fn the_window_bounds_what_is_in_flight_and_acks_reopen_it() {
 fn refused_frames_reopen_the_window_and_the_end_is_still_sent() {
     let ob = Outbox::new(8 << 20);
     let (tx, _rx) = mpsc::unbounded_channel();
-    assert!(ob.add(1, tx));
+    assert!(ob.add(1, None, tx));
     let total = 2 * SLAVE_WINDOW_BYTES as usize + 5;
     block_on(ob.push(1, Stream::Stdout, &vec![b'x'; total]));
     ob.ended(1, Outcome::Exited { code: 0 });
@@ -161,7 +161,7 @@ fn bytes_sent_to_a_hub_that_went_away_do_not_stop_the_job() {
     let limit = MAX_DATA_CHUNK;
     let ob = Outbox::new(limit);
     let (tx, _rx) = mpsc::unbounded_channel();
-    assert!(ob.add(1, tx));
+    assert!(ob.add(1, None, tx));
     ob.set_connected(true);
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_time()
