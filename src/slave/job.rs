@@ -6,10 +6,10 @@
 //! after a cancel's grace period included, so the task ending means the job is over.
 
 use super::confine::{Confinement, Place};
-use super::outbox::{JobCtl, Outbox};
+use super::outbox::{JobCtl, Outbox, Run};
 use super::{pty, spawn};
 use crate::limits::MAX_DATA_CHUNK;
-use crate::wire::{JobId, JobSpec, Outcome, Stream};
+use crate::wire::{JobSpec, Outcome, Stream};
 use nix::sys::signal::Signal;
 use std::io;
 use std::os::fd::{AsFd, OwnedFd};
@@ -34,20 +34,24 @@ pub const TIMEOUT_REASON: &str = "timeout";
 /// (unless kept), and reports its end to the outbox. `grace` is the time between SIGTERM and
 /// SIGKILL when its timeout passes.
 pub async fn run(
-    id: JobId,
+    run: Run,
     spec: JobSpec,
     grace: Duration,
     confinement: Arc<Confinement>,
     outbox: Arc<Outbox>,
     ctl: mpsc::UnboundedReceiver<JobCtl>,
 ) {
+    let id = run.job;
+    // An earlier run of this job that the hub told us to forget may still be winding down:
+    // its processes being killed, its work directory (the same one) being removed.
+    let lane = outbox.lane(id).await;
     let outcome = match confinement.place(&id.to_string()) {
         Err(e) => Outcome::Failed {
             reason: format!("cannot create its work directory: {e}"),
         },
         Ok(place) => {
             let outcome = match start(&spec, &confinement, &place) {
-                Ok(started) => supervise(id, started, &spec, grace, &outbox, ctl).await,
+                Ok(started) => supervise(run, started, &spec, grace, &outbox, ctl).await,
                 Err(e) => Outcome::Failed {
                     reason: format!(
                         "cannot start job: {}",
@@ -66,7 +70,8 @@ pub async fn run(
         }
     };
     tracing::info!(job = id, ?outcome, "job ended");
-    outbox.ended(id, outcome);
+    outbox.ended(run, outcome);
+    drop(lane);
 }
 
 /// What the user needs to know of a failed start: errno alone does not say whether the
@@ -261,14 +266,14 @@ fn input_task(job: &mut Started) -> mpsc::UnboundedSender<Option<Vec<u8>>> {
 }
 
 async fn supervise(
-    id: JobId,
+    run: Run,
     mut job: Started,
     spec: &JobSpec,
     grace: Duration,
     outbox: &Outbox,
     mut ctl: mpsc::UnboundedReceiver<JobCtl>,
 ) -> Outcome {
-    outbox.started(id, job.pgid);
+    outbox.started(run, job.pgid);
     let input = input_task(&mut job);
     if let Some(text) = &spec.stdin {
         let _ = input.send(Some(text.as_bytes().to_vec()));
@@ -301,11 +306,11 @@ async fn supervise(
                 kill_at = None;
             }
             n = read_out(&mut job.out, buf.space()), if out_open => match n {
-                Some(n) => outbox.push(id, Stream::Stdout, buf.filled(n)).await,
+                Some(n) => outbox.push(run, Stream::Stdout, buf.filled(n)).await,
                 None => out_open = false,
             },
             n = read_err(&mut job.err, buf2.space()) => match n {
-                Some(n) => outbox.push(id, Stream::Stderr, buf2.filled(n)).await,
+                Some(n) => outbox.push(run, Stream::Stderr, buf2.filled(n)).await,
                 None => job.err = None,
             },
             order = ctl.recv(), if ctl_open => match order {
@@ -314,7 +319,7 @@ async fn supervise(
                 Some(JobCtl::Resize(rows, cols)) => {
                     if let Out::Pty(m) = &job.out {
                         if let Err(e) = pty::resize(m.get_ref().as_fd(), rows, cols) {
-                            tracing::warn!(job = id, "resize: {e}");
+                            tracing::warn!(job = run.job, "resize: {e}");
                         }
                     }
                 }
@@ -334,7 +339,7 @@ async fn supervise(
                 }
             },
             _ = tokio::time::sleep_until(deadline), if limit.is_some() && !timed_out => {
-                tracing::info!(job = id, "timeout of {limit:?} passed; terminating");
+                tracing::info!(job = run.job, "timeout of {limit:?} passed; terminating");
                 timed_out = true;
                 cancelled = true;
                 kill_all(job.pgid, Signal::SIGTERM);
@@ -345,7 +350,7 @@ async fn supervise(
             st = job.child.wait() => match st {
                 Ok(st) => break st,
                 Err(e) => {
-                    tracing::error!(job = id, "waiting for job: {e}");
+                    tracing::error!(job = run.job, "waiting for job: {e}");
                     pty::signal_group(job.pgid, Some(Signal::SIGKILL));
                     return Outcome::Failed { reason: format!("lost track of the process: {e}") };
                 }
@@ -360,7 +365,7 @@ async fn supervise(
     } else {
         pty::signal_group(job.pgid, Some(Signal::SIGKILL));
     }
-    drain(id, &mut job, outbox, out_open, [&mut buf, &mut buf2]).await;
+    drain(run, &mut job, outbox, out_open, [&mut buf, &mut buf2]).await;
     if timed_out {
         return Outcome::Failed {
             reason: TIMEOUT_REASON.into(),
@@ -377,7 +382,7 @@ async fn supervise(
 
 /// Reads what is still buffered after the main process exited, until EOF or a quiet spell.
 async fn drain(
-    id: JobId,
+    run: Run,
     job: &mut Started,
     outbox: &Outbox,
     mut out_open: bool,
@@ -386,11 +391,11 @@ async fn drain(
     while out_open || job.err.is_some() {
         tokio::select! {
             n = read_out(&mut job.out, buf.space()), if out_open => match n {
-                Some(n) => outbox.push(id, Stream::Stdout, buf.filled(n)).await,
+                Some(n) => outbox.push(run, Stream::Stdout, buf.filled(n)).await,
                 None => out_open = false,
             },
             n = read_err(&mut job.err, buf2.space()) => match n {
-                Some(n) => outbox.push(id, Stream::Stderr, buf2.filled(n)).await,
+                Some(n) => outbox.push(run, Stream::Stderr, buf2.filled(n)).await,
                 None => job.err = None,
             },
             _ = tokio::time::sleep(DRAIN_IDLE) => return,

@@ -302,12 +302,12 @@ fn obey(
             claim,
         }) => {
             let (ctl_tx, ctl_rx) = mpsc::unbounded_channel();
-            if outbox.add(job, claim, ctl_tx) {
+            if let Some(run) = outbox.add(job, claim, ctl_tx) {
                 tracing::info!(job, command = %spec.display_command(), "starting job");
                 let grace = grace_ms.map_or(opts.stop_grace, Duration::from_millis);
                 let confinement = confinement.clone();
                 outbox.tasks.spawn(job::run(
-                    job,
+                    run,
                     *spec,
                     grace,
                     confinement,

@@ -7,7 +7,7 @@
 
 use crate::limits::MAX_DATA_CHUNK;
 use crate::wire::{DataFrame, JobId, Outcome, RunningJob, SlaveMsg, Stream, DATA_HEADER_LEN};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use tokio::sync::{mpsc, Notify};
@@ -32,7 +32,18 @@ pub enum Item {
     Data(Vec<u8>),
 }
 
+/// One run of a job on this slave. The hub can assign a job again (a retry) while the slave
+/// still winds down an earlier run of it that the hub told it to forget: that run's reports
+/// must not land on the new one, which is told apart by its number.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Run {
+    pub job: JobId,
+    n: u64,
+}
+
 struct JobSlot {
+    /// Which run of the job this is.
+    run: u64,
     ctl: mpsc::UnboundedSender<JobCtl>,
     /// The claim its assignment carried, listed with it in a hello.
     claim: Option<String>,
@@ -63,6 +74,32 @@ pub struct Outbox {
     pub tasks: TaskTracker,
     /// Names this outbox, i.e. this slave process, in every hello (see `SlaveMsg::Hello`).
     pub instance: u64,
+    /// The number of the last run added.
+    runs: AtomicU64,
+    /// One lane per job id with a run alive: a run waits for the earlier one to be gone (its
+    /// processes, its work directory) before it starts.
+    lanes: Mutex<HashMap<JobId, Arc<tokio::sync::Mutex<()>>>>,
+}
+
+/// A run's turn in its job's lane (see [`Outbox::lane`]); the next run goes when it drops.
+pub struct Lane<'a> {
+    outbox: &'a Outbox,
+    job: JobId,
+    turn: Option<tokio::sync::OwnedMutexGuard<()>>,
+}
+
+impl Drop for Lane<'_> {
+    fn drop(&mut self) {
+        let mut lanes = self.outbox.lanes.lock().unwrap_or_else(|p| p.into_inner());
+        self.turn = None;
+        // Nobody holds or waits for the lane any more: the map's is the last reference.
+        if lanes
+            .get(&self.job)
+            .is_some_and(|l| Arc::strong_count(l) == 1)
+        {
+            lanes.remove(&self.job);
+        }
+    }
 }
 
 /// A random instance id of 53 bits, which every JSON reader keeps exact. Without the system's
@@ -93,6 +130,8 @@ impl Outbox {
             epoch: AtomicU64::new(0),
             tasks: TaskTracker::new(),
             instance: new_instance(),
+            runs: AtomicU64::new(0),
+            lanes: Mutex::default(),
         }
     }
 
@@ -112,20 +151,23 @@ impl Outbox {
         self.jobs.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Registers a job; false if it is known already (a repeated assignment).
+    /// Registers a new run of a job; `None` if the job is known already (a repeated
+    /// assignment).
     pub fn add(
         &self,
         id: JobId,
         claim: Option<String>,
         ctl: mpsc::UnboundedSender<JobCtl>,
-    ) -> bool {
+    ) -> Option<Run> {
         let mut jobs = self.lock();
         if jobs.contains_key(&id) {
-            return false;
+            return None;
         }
+        let n = self.runs.fetch_add(1, Ordering::Relaxed) + 1;
         jobs.insert(
             id,
             JobSlot {
+                run: n,
                 ctl,
                 claim,
                 out: Default::default(),
@@ -137,7 +179,26 @@ impl Outbox {
                 space: Arc::new(Notify::new()),
             },
         );
-        true
+        Some(Run { job: id, n })
+    }
+
+    /// Waits until no earlier run of the job is alive, and holds the job's lane until the
+    /// returned turn is dropped.
+    pub async fn lane(&self, job: JobId) -> Lane<'_> {
+        let lane = {
+            let mut lanes = self.lanes.lock().unwrap_or_else(|p| p.into_inner());
+            lanes.entry(job).or_default().clone()
+        };
+        Lane {
+            outbox: self,
+            job,
+            turn: Some(lane.lock_owned().await),
+        }
+    }
+
+    /// The slot of `run`, if it is still the job's current run.
+    fn slot(jobs: &mut BTreeMap<JobId, JobSlot>, run: Run) -> Option<&mut JobSlot> {
+        jobs.get_mut(&run.job).filter(|j| j.run == run.n)
     }
 
     pub fn ctl(&self, id: JobId) -> Option<mpsc::UnboundedSender<JobCtl>> {
@@ -167,8 +228,8 @@ impl Outbox {
         }
     }
 
-    pub fn started(&self, id: JobId, pid: u32) {
-        if let Some(j) = self.lock().get_mut(&id) {
+    pub fn started(&self, run: Run, pid: u32) {
+        if let Some(j) = Self::slot(&mut self.lock(), run) {
             j.pid = Some(pid);
         }
         self.wake.notify_one();
@@ -177,11 +238,14 @@ impl Outbox {
     /// Queues output. While the hub is connected and the job already has `limit` bytes
     /// unacknowledged, this waits (back-pressure on the job, like a full pipe); while it is
     /// not, the oldest output never sent is dropped to make room, and a marker says so.
-    pub async fn push(&self, id: JobId, stream: Stream, data: &[u8]) {
+    pub async fn push(&self, run: Run, stream: Stream, data: &[u8]) {
+        let id = run.job;
         loop {
             let space = {
                 let mut jobs = self.lock();
-                let Some(j) = jobs.get_mut(&id) else { return };
+                let Some(j) = Self::slot(&mut jobs, run) else {
+                    return;
+                };
                 let s = &mut j.out[stream.output_index()];
                 // While the hub is away, the job never waits: the oldest bytes never sent make
                 // room. Bytes sent before (the hub may have stored them) are kept and do not
@@ -204,8 +268,8 @@ impl Outbox {
         }
     }
 
-    pub fn ended(&self, id: JobId, outcome: Outcome) {
-        if let Some(j) = self.lock().get_mut(&id) {
+    pub fn ended(&self, run: Run, outcome: Outcome) {
+        if let Some(j) = Self::slot(&mut self.lock(), run) {
             j.ended = Some(outcome);
         }
         self.wake.notify_one();

@@ -98,3 +98,63 @@ fn failures_are_retried_only_when_asked() {
     );
     assert_eq!(rec.attempts[0].exit_code, Some(1));
 }
+
+/// A slave out of touch long enough for its job to be given up and queued for a retry comes
+/// back still running the first attempt. The hub tells it to forget that run and may assign
+/// it the retry at once: the retry waits until the first run is gone (the same work
+/// directory), and the first run's end is not taken for the retry's.
+#[test]
+fn a_retry_given_to_the_slave_still_ending_the_first_attempt_is_not_mixed_up_with_it() {
+    let hub = Hub::start_with(&["--slave-timeout", "1"]);
+    let s = hub.slave("s1", 2);
+    let dir = tempfile::tempdir().unwrap();
+    let (runs, marker, go) = (
+        dir.path().join("runs"),
+        dir.path().join("marker"),
+        dir.path().join("go"),
+    );
+    let line = format!(
+        "echo $$ >> {r}; if [ -e {m} ]; then while [ ! -e {g} ]; do sleep 0.02; done; echo second; \
+         else touch {m}; sleep 1000; fi",
+        r = runs.display(),
+        m = marker.display(),
+        g = go.display()
+    );
+    let id = hub.submit(&line, &["--retries", "1", "--no-tty"]);
+    wait_until("the first attempt to start", || marker.exists());
+    let first: i32 = std::fs::read_to_string(&runs)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    // Silent past --slave-timeout: the attempt is lost and the job queued again.
+    s.signal(libc::SIGSTOP);
+    wait_until("the job to be queued for its retry", || {
+        let rec = hub.job(id);
+        rec.state == JobState::Queued && rec.attempt == 2
+    });
+    // The retry waits 1 s after the first attempt was lost; past that, the slave's hello is
+    // followed at once by the retry's assignment.
+    let lost_ms = hub.job(id).attempts[0].ended_ms.unwrap();
+    wait_until("the retry's backoff to pass", || {
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH);
+        now.unwrap().as_millis() as u64 > lost_ms + 1_200
+    });
+    s.signal(libc::SIGCONT);
+    wait_until("the first run to be stopped", || !alive(first));
+    wait_until("the retry to run", || {
+        std::fs::read_to_string(&runs).is_ok_and(|r| r.lines().count() == 2)
+    });
+    // The first run's end, had it been sent as the retry's, is on the connection before the
+    // end of a job that starts after it.
+    assert_eq!(hub.xn(&["-s", "true", "--wait"]).status.code(), Some(0));
+    let rec = hub.job(id);
+    assert_eq!((rec.state, rec.attempt), (JobState::Running, 2), "{rec:?}");
+    std::fs::write(&go, "").unwrap();
+    let rec = hub.wait_ended(id);
+    assert_eq!(
+        (rec.state, rec.exit_code, rec.attempt),
+        (JobState::Exited, Some(0), 2)
+    );
+    assert_eq!(hub.fetch(id), b"second\n");
+}

@@ -7,18 +7,18 @@ use crate::limits::SLAVE_WINDOW_BYTES;
 fn overflow_while_disconnected_drops_oldest_unsent_with_a_marker() {
     let ob = Outbox::new(MAX_DATA_CHUNK);
     let (tx, _rx) = mpsc::unbounded_channel();
-    assert!(ob.add(1, None, tx));
+    let run = ob.add(1, None, tx).unwrap();
     let rt = tokio::runtime::Builder::new_current_thread()
         .build()
         .unwrap();
     rt.block_on(async {
-        ob.push(1, Stream::Stdout, &[b'a'; 100]).await;
+        ob.push(run, Stream::Stdout, &[b'a'; 100]).await;
         // Send the first 100 bytes (as a session would); they must survive.
         let items = ob.take(0, &mut Vec::with_capacity).unwrap();
         assert_eq!(items.len(), 1);
-        ob.push(1, Stream::Stdout, &vec![b'b'; MAX_DATA_CHUNK])
+        ob.push(run, Stream::Stdout, &vec![b'b'; MAX_DATA_CHUNK])
             .await;
-        ob.push(1, Stream::Stdout, b"last").await;
+        ob.push(run, Stream::Stdout, b"last").await;
     });
     let jobs = ob.lock();
     let buf: Vec<u8> = jobs[&1].out[0].buf.iter().copied().collect();
@@ -32,14 +32,14 @@ fn overflow_while_disconnected_drops_oldest_unsent_with_a_marker() {
 fn drops_in_a_row_are_counted_in_one_marker() {
     let ob = Outbox::new(MAX_DATA_CHUNK);
     let (tx, _rx) = mpsc::unbounded_channel();
-    assert!(ob.add(1, None, tx));
+    let run = ob.add(1, None, tx).unwrap();
     let rt = tokio::runtime::Builder::new_current_thread()
         .build()
         .unwrap();
     let total = 10 * MAX_DATA_CHUNK;
     rt.block_on(async {
         for _ in 0..total / 1000 {
-            ob.push(1, Stream::Stdout, &[b'x'; 1000]).await;
+            ob.push(run, Stream::Stdout, &[b'x'; 1000]).await;
         }
     });
     let jobs = ob.lock();
@@ -81,16 +81,16 @@ fn block_on<F: std::future::Future>(f: F) -> F::Output {
 fn small_output_goes_at_once_and_is_coalesced_while_in_flight() {
     let ob = Outbox::new(8 << 20);
     let (tx, _rx) = mpsc::unbounded_channel();
-    assert!(ob.add(1, None, tx));
+    let run = ob.add(1, None, tx).unwrap();
     ob.set_connected(true);
-    block_on(ob.push(1, Stream::Stdout, b"a"));
+    block_on(ob.push(run, Stream::Stdout, b"a"));
     assert_eq!(
         frame_lens(&ob.take(0, &mut Vec::with_capacity).unwrap()),
         [1],
         "nothing in flight: sent at once"
     );
     for _ in 0..100 {
-        block_on(ob.push(1, Stream::Stdout, b"bb"));
+        block_on(ob.push(run, Stream::Stdout, b"bb"));
     }
     assert!(
         frame_lens(&ob.take(0, &mut Vec::with_capacity).unwrap()).is_empty(),
@@ -108,9 +108,9 @@ fn small_output_goes_at_once_and_is_coalesced_while_in_flight() {
 fn the_window_bounds_what_is_in_flight_and_acks_reopen_it() {
     let ob = Outbox::new(8 << 20);
     let (tx, _rx) = mpsc::unbounded_channel();
-    assert!(ob.add(1, None, tx));
+    let run = ob.add(1, None, tx).unwrap();
     let total = 3 * SLAVE_WINDOW_BYTES as usize;
-    block_on(ob.push(1, Stream::Stdout, &vec![b'x'; total]));
+    block_on(ob.push(run, Stream::Stdout, &vec![b'x'; total]));
     let first = frame_lens(&ob.take(0, &mut Vec::with_capacity).unwrap());
     assert_eq!(first.iter().sum::<usize>() as u64, SLAVE_WINDOW_BYTES);
     assert!(first.iter().all(|&n| n == MAX_DATA_CHUNK));
@@ -129,10 +129,10 @@ fn the_window_bounds_what_is_in_flight_and_acks_reopen_it() {
 fn refused_frames_reopen_the_window_and_the_end_is_still_sent() {
     let ob = Outbox::new(8 << 20);
     let (tx, _rx) = mpsc::unbounded_channel();
-    assert!(ob.add(1, None, tx));
+    let run = ob.add(1, None, tx).unwrap();
     let total = 2 * SLAVE_WINDOW_BYTES as usize + 5;
-    block_on(ob.push(1, Stream::Stdout, &vec![b'x'; total]));
-    ob.ended(1, Outcome::Exited { code: 0 });
+    block_on(ob.push(run, Stream::Stdout, &vec![b'x'; total]));
+    ob.ended(run, Outcome::Exited { code: 0 });
     let mut sent = 0;
     let mut ended = false;
     // The hub never acknowledges anything: it refuses every frame (a full disk).
@@ -161,22 +161,22 @@ fn bytes_sent_to_a_hub_that_went_away_do_not_stop_the_job() {
     let limit = MAX_DATA_CHUNK;
     let ob = Outbox::new(limit);
     let (tx, _rx) = mpsc::unbounded_channel();
-    assert!(ob.add(1, None, tx));
+    let run = ob.add(1, None, tx).unwrap();
     ob.set_connected(true);
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_time()
         .build()
         .unwrap();
     rt.block_on(async {
-        ob.push(1, Stream::Stdout, &vec![b'a'; limit]).await;
+        ob.push(run, Stream::Stdout, &vec![b'a'; limit]).await;
         // Sent in full (as a session would) to a hub that died before acknowledging any of it.
         let items = ob.take(0, &mut Vec::with_capacity).unwrap();
         assert_eq!(frame_lens(&items), vec![limit]);
         ob.set_connected(false);
         // What was never sent gives way, not the job: it must not wait for the hub.
         let more = async {
-            ob.push(1, Stream::Stdout, &vec![b'b'; 2 * limit]).await;
-            ob.push(1, Stream::Stdout, b"last").await;
+            ob.push(run, Stream::Stdout, &vec![b'b'; 2 * limit]).await;
+            ob.push(run, Stream::Stdout, b"last").await;
         };
         tokio::time::timeout(std::time::Duration::from_secs(5), more)
             .await
@@ -188,4 +188,44 @@ fn bytes_sent_to_a_hub_that_went_away_do_not_stop_the_job() {
     assert!(String::from_utf8_lossy(&buf).contains("bytes of output dropped here"));
     assert!(buf.ends_with(b"last"));
     assert!(buf.len() <= 2 * limit + 200);
+}
+
+#[test]
+fn a_forgotten_run_does_not_report_for_the_next_run_of_its_job_which_waits_for_it() {
+    let ob = Outbox::new(8 << 20);
+    ob.set_connected(true);
+    let (tx, _rx) = mpsc::unbounded_channel();
+    let old = ob.add(1, None, tx).unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let old_lane = rt.block_on(ob.lane(1));
+    // The hub gave the job up, then assigned it again.
+    ob.forget(1);
+    let (tx, _rx) = mpsc::unbounded_channel();
+    let new = ob.add(1, None, tx).unwrap();
+    assert_ne!(old, new);
+    // The new run's turn comes only once the old run has left the lane.
+    rt.block_on(async {
+        let wait = tokio::time::timeout(std::time::Duration::from_millis(50), ob.lane(1));
+        assert!(
+            wait.await.is_err(),
+            "the new run started beside the old one"
+        );
+    });
+    ob.started(old, 10);
+    rt.block_on(ob.push(old, Stream::Stdout, b"old"));
+    ob.ended(old, Outcome::Signaled { signal: 9 });
+    drop(old_lane);
+    let _turn = rt.block_on(ob.lane(1));
+    assert_eq!(
+        ob.running_count(),
+        1,
+        "the old run's end was taken for the new one's"
+    );
+    ob.started(new, 11);
+    rt.block_on(ob.push(new, Stream::Stdout, b"new"));
+    let frames = frame_lens(&ob.take(0, &mut Vec::with_capacity).unwrap());
+    assert_eq!(frames, [3], "only the new run's output is sent");
 }
