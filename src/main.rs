@@ -3,13 +3,13 @@
 //! an exit code. Nothing else lives here.
 
 use anyhow::{Context, Result};
-use clap::{Args, Parser, Subcommand};
+use clap::{ArgMatches, Args, Command, CommandFactory, FromArgMatches, Parser, Subcommand};
 use execnode::client::{self, XnArgs, EXIT_XN_ERROR};
 use execnode::hub::auth::Auth;
 use execnode::hub::datadir::DataDir;
+use execnode::hub::token_cmd::{self, HubCmd};
 use execnode::hub::{self, Hub, HubOptions};
 use execnode::slave::{self, ConfineOptions, Limits, SlaveOptions};
-use execnode::wire::Role as TokenRole;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -49,7 +49,6 @@ enum Role {
 /// On its first start on a data directory it creates an admin and a slave token and writes
 /// them to DATA/admin.token and DATA/slave.token (mode 0600).
 #[derive(Args)]
-#[command(args_conflicts_with_subcommands = true)]
 struct HubArgs {
     #[command(subcommand)]
     cmd: Option<HubCmd>,
@@ -61,7 +60,8 @@ struct HubArgs {
         value_name = "ADDR"
     )]
     listen: String,
-    /// Directory for the job database and output logs [default: $XDG_DATA_HOME/execnode]
+    /// Directory for the job database, tokens and output logs (for `token ...` too)
+    /// [default: $XDG_DATA_HOME/execnode]
     #[arg(long, env = "XN_DATA", value_name = "DIR")]
     data: Option<PathBuf>,
     /// Seconds without word from a slave before its running jobs become `lost`
@@ -100,41 +100,6 @@ struct HubArgs {
     /// busy all the time
     #[arg(long, default_value_t = 1, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=1024))]
     threads: u16,
-}
-
-#[derive(Subcommand)]
-enum HubCmd {
-    /// Manage tokens in a hub's data directory (works while the hub runs)
-    Token {
-        #[command(subcommand)]
-        action: TokenAction,
-    },
-}
-
-#[derive(Subcommand)]
-enum TokenAction {
-    /// Create a token and print it (it is shown only this once)
-    Create {
-        #[arg(long, env = "XN_DATA", value_name = "DIR")]
-        data: Option<PathBuf>,
-        /// A name for it; jobs submitted with it are owned by this name
-        #[arg(long)]
-        name: String,
-        /// admin, user (own jobs), viewer (read-only) or slave
-        #[arg(long, value_parser = ["admin", "user", "viewer", "slave"])]
-        role: String,
-    },
-    /// List tokens (names and roles; secrets are never stored)
-    List {
-        #[arg(long, env = "XN_DATA", value_name = "DIR")]
-        data: Option<PathBuf>,
-    },
-    /// Revoke a token: its open connections close at once
-    Revoke {
-        #[arg(long, env = "XN_DATA", value_name = "DIR")]
-        data: Option<PathBuf>,
-        name: String,
-    },
 }
 
 /// An execnode slave: dials the hub, runs the jobs it is given, streams their output back.
@@ -222,10 +187,10 @@ fn main() -> ExitCode {
         .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
         .unwrap_or_default();
     let role = match argv0.as_str() {
-        "xn" => Role::Xn(Box::new(parse_as::<XnArgs>("xn"))),
-        "xnhub" => Role::Hub(parse_as::<HubArgs>("xnhub")),
-        "xnslave" => Role::Slave(parse_as::<SlaveArgs>("xnslave")),
-        _ => Cli::parse().role,
+        "xn" => Role::Xn(Box::new(parse_as::<XnArgs>("xn", no_check))),
+        "xnhub" => Role::Hub(parse_as::<HubArgs>("xnhub", token_cmd::check_args)),
+        "xnslave" => Role::Slave(parse_as::<SlaveArgs>("xnslave", no_check)),
+        _ => parse_cli(),
     };
     let is_client = matches!(role, Role::Xn(_));
     init_logging(is_client);
@@ -274,11 +239,31 @@ fn main() -> ExitCode {
     }
 }
 
+/// What clap's attributes cannot say about a command's arguments, checked on its matches.
+type Check = fn(&mut Command, &ArgMatches) -> Result<(), clap::Error>;
+
+fn no_check(_: &mut Command, _: &ArgMatches) -> Result<(), clap::Error> {
+    Ok(())
+}
+
 /// Parses the arguments for one personality, with its own name in `--help`.
-fn parse_as<T: Args>(name: &'static str) -> T {
-    let cmd = T::augment_args(clap::Command::new(name).version(env!("CARGO_PKG_VERSION")));
-    let matches = cmd.get_matches();
+fn parse_as<T: Args>(name: &'static str, check: Check) -> T {
+    let mut cmd = T::augment_args(Command::new(name).version(env!("CARGO_PKG_VERSION")));
+    let matches = cmd.get_matches_mut();
+    check(&mut cmd, &matches).unwrap_or_else(|e| e.exit());
     T::from_arg_matches(&matches).unwrap_or_else(|e| e.exit())
+}
+
+/// Parses `execnode ROLE ...`.
+fn parse_cli() -> Role {
+    let mut cmd = Cli::command();
+    let matches = cmd.get_matches_mut();
+    if let (Some(("hub", m)), Some(hub)) = (matches.subcommand(), cmd.find_subcommand_mut("hub")) {
+        token_cmd::check_args(hub, m).unwrap_or_else(|e| e.exit());
+    }
+    Cli::from_arg_matches(&matches)
+        .unwrap_or_else(|e| e.exit())
+        .role
 }
 
 fn init_logging(is_client: bool) {
@@ -331,7 +316,12 @@ async fn run_hub(args: HubArgs) -> Result<()> {
     // environments, token files. (A process-wide setting: the hub creates nothing else.)
     nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o077));
     if let Some(HubCmd::Token { action }) = args.cmd {
-        return token_command(action);
+        // `check_args` made sure that at most one of the two came from the command line.
+        let data = match action.data().or(args.data.as_deref()) {
+            Some(d) => d.to_path_buf(),
+            None => default_data_dir()?,
+        };
+        return token_cmd::run(action, &data);
     }
     let data = match args.data {
         Some(d) => d,
@@ -371,30 +361,6 @@ async fn run_hub(args: HubArgs) -> Result<()> {
     }
     hub::run(listener, hub, auth, tls, shutdown_on_signals()?).await?;
     drop(data);
-    Ok(())
-}
-
-fn token_command(action: TokenAction) -> Result<()> {
-    let dir = |d: Option<PathBuf>| d.map_or_else(default_data_dir, Ok);
-    match action {
-        TokenAction::Create { data, name, role } => {
-            let data = dir(data)?;
-            std::fs::create_dir_all(&data)?;
-            let role = TokenRole::parse(&role).context("unknown role")?;
-            println!("{}", Auth::open(&data, false)?.create(&name, role)?);
-        }
-        TokenAction::List { data } => {
-            for t in Auth::open(&dir(data)?, false)?.list()? {
-                println!("{:<24} {}", t.name, t.role.as_str());
-            }
-        }
-        TokenAction::Revoke { data, name } => {
-            if !Auth::open(&dir(data)?, false)?.revoke(&name)? {
-                anyhow::bail!("no token named {name:?}");
-            }
-            eprintln!("revoked {name}");
-        }
-    }
     Ok(())
 }
 

@@ -23,6 +23,7 @@ mod state;
 mod store;
 mod stream;
 mod submit;
+pub mod token_cmd;
 mod tokens;
 mod web;
 

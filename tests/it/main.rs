@@ -28,6 +28,7 @@ mod silence;
 mod stream;
 mod term;
 mod tls;
+mod token_cmd;
 mod util;
 mod web;
 mod webui;

@@ -1,0 +1,125 @@
+//! `xnhub token create|list|revoke`: the subcommand's arguments, where it finds the data
+//! directory, and what each action does to the token table there (beside a running hub, which
+//! picks the change up, or not). It never starts a hub.
+//!
+//! `--data` may come before `token` (as for a hub: `xnhub --data DIR token list`) or after the
+//! action (`xnhub token list --data DIR`), once: given in both places it is an error, whatever
+//! the two values, as it is given twice in one place. On the command line it wins over
+//! `XN_DATA`. The hub's other flags are refused beside `token`: they would do nothing.
+
+use super::auth::Auth;
+use crate::wire::Role;
+use anyhow::{Context, Result};
+use clap::error::ErrorKind;
+use clap::parser::ValueSource;
+use clap::{ArgMatches, Command, Subcommand};
+use std::path::{Path, PathBuf};
+
+/// The hub's subcommands.
+#[derive(Subcommand)]
+pub enum HubCmd {
+    /// Manage tokens in a hub's data directory (works while the hub runs)
+    Token {
+        #[command(subcommand)]
+        action: TokenAction,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum TokenAction {
+    /// Create a token and print it (it is shown only this once)
+    Create {
+        /// The hub's data directory (may also come before `token`) [default: XN_DATA, else
+        /// $XDG_DATA_HOME/execnode]
+        #[arg(long, value_name = "DIR")]
+        data: Option<PathBuf>,
+        /// A name for it; jobs submitted with it are owned by this name
+        #[arg(long)]
+        name: String,
+        /// admin, user (own jobs), viewer (read-only) or slave
+        #[arg(long, value_parser = ["admin", "user", "viewer", "slave"])]
+        role: String,
+    },
+    /// List tokens (names and roles; secrets are never stored)
+    List {
+        /// The hub's data directory (may also come before `token`) [default: XN_DATA, else
+        /// $XDG_DATA_HOME/execnode]
+        #[arg(long, value_name = "DIR")]
+        data: Option<PathBuf>,
+    },
+    /// Revoke a token: its open connections close at once
+    Revoke {
+        /// The hub's data directory (may also come before `token`) [default: XN_DATA, else
+        /// $XDG_DATA_HOME/execnode]
+        #[arg(long, value_name = "DIR")]
+        data: Option<PathBuf>,
+        name: String,
+    },
+}
+
+impl TokenAction {
+    /// The `--data` given after the action, if any.
+    pub fn data(&self) -> Option<&Path> {
+        match self {
+            TokenAction::Create { data, .. }
+            | TokenAction::List { data }
+            | TokenAction::Revoke { data, .. } => data.as_deref(),
+        }
+    }
+}
+
+/// Checks what clap cannot express about `xnhub [FLAGS] token ACTION [FLAGS]`: `hub` is the
+/// hub's command (`xnhub`, or `execnode hub`) and `m` what it matched. Only `--data` of the
+/// hub's flags may come before `token`, and not when the action has one too.
+pub fn check_args(hub: &mut Command, m: &ArgMatches) -> Result<(), clap::Error> {
+    let Some(("token", token)) = m.subcommand() else {
+        return Ok(());
+    };
+    let Some((action, am)) = token.subcommand() else {
+        return Ok(());
+    };
+    let given = |m: &ArgMatches, id: &str| m.value_source(id) == Some(ValueSource::CommandLine);
+    if given(m, "data") && given(am, "data") {
+        return Err(hub.error(
+            ErrorKind::ArgumentConflict,
+            format!(
+                "--data is given twice, before `token` and after `token {action}`: give it once"
+            ),
+        ));
+    }
+    let serving = hub
+        .get_arguments()
+        .filter(|a| a.get_id() != "data" && given(m, a.get_id().as_str()))
+        .find_map(|a| a.get_long());
+    if let Some(flag) = serving {
+        return Err(hub.error(
+            ErrorKind::ArgumentConflict,
+            format!("--{flag} is for running the hub: `token` takes only --data"),
+        ));
+    }
+    Ok(())
+}
+
+/// Runs `action` on the data directory `data`.
+pub fn run(action: TokenAction, data: &Path) -> Result<()> {
+    match action {
+        TokenAction::Create { name, role, .. } => {
+            std::fs::create_dir_all(data)
+                .with_context(|| format!("creating {}", data.display()))?;
+            let role = Role::parse(&role).context("unknown role")?;
+            println!("{}", Auth::open(data, false)?.create(&name, role)?);
+        }
+        TokenAction::List { .. } => {
+            for t in Auth::open(data, false)?.list()? {
+                println!("{:<24} {}", t.name, t.role.as_str());
+            }
+        }
+        TokenAction::Revoke { name, .. } => {
+            if !Auth::open(data, false)?.revoke(&name)? {
+                anyhow::bail!("no token named {name:?}");
+            }
+            eprintln!("revoked {name}");
+        }
+    }
+    Ok(())
+}
