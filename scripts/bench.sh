@@ -383,10 +383,11 @@ if want idle; then
     hub_url=$main_hub_url hub_pid=$main_hub_pid hub_token=$main_hub_token
 fi
 
-# 7. hub restart with many stored jobs, until it answers `xn -l`.
+# 7. hub restart with many stored jobs, until it answers `xn -l --all` (every job: what `xn -l`
+#    listed before it showed only the newest 50, so that the numbers stay comparable).
 main_hub_url=$hub_url main_hub_pid=$hub_pid main_hub_token=$hub_token
 if want restart; then
-    log "restart: a hub with $RESTART_JOBS stored jobs, until xn -l answers ($RESTART_RUNS runs)"
+    log "restart: a hub with $RESTART_JOBS stored jobs, until xn -l --all answers ($RESTART_RUNS runs)"
     data=$tmp/restart-hub
     mkdir -p "$data"
     # A first, untimed start makes the database (the hub's own schema) and its tokens; the
@@ -405,15 +406,15 @@ if want restart; then
         pids+=("$rp")
         XN_TOKEN=$restart_token python3 "$driver" wait-list "http://127.0.0.1:$port" "$xn" "$t0" "$rp" >"$tmp/restart.json"
         lines=$(pyj "$tmp/restart.json" "d['lines']")
-        [ "$lines" -gt "$RESTART_JOBS" ] || die "xn -l listed $lines lines, expected $RESTART_JOBS jobs"
+        [ "$lines" -gt "$RESTART_JOBS" ] || die "xn -l --all listed $lines lines, expected $RESTART_JOBS jobs"
         secs+=("$(pyj "$tmp/restart.json" "'%.3f' % d['list_seconds']")")
         acc+=("$(pyj "$tmp/restart.json" "'%.3f' % d['accept_seconds']")")
         rcpu+=("$(pyj "$tmp/restart.json" "'%.2f/%.2f' % (d['hub_cpu_at_accept'], d['hub_cpu_after_list'])")")
         stop_pid "$rp"
     done
     rm -rf "$data"
-    row "hub restart, $RESTART_JOBS jobs, until \`xn -l\` answers (s)" "$(median "${secs[@]}")" "-" "-" "< 1 s"
-    note "restart: jobs written straight into jobs.db (python sqlite3, the schema of src/hub/store.rs), all exited, each with a small output log; runs ${secs[*]} s until xn -l printed every job; the hub accepted connections after ${acc[*]} s; hub CPU s at accept / after the list: ${rcpu[*]}"
+    row "hub restart, $RESTART_JOBS jobs, until \`xn -l --all\` answers (s)" "$(median "${secs[@]}")" "-" "-" "< 1 s"
+    note "restart: jobs written straight into jobs.db (python sqlite3, the schema of src/hub/store.rs), all exited, each with a small output log; runs ${secs[*]} s until xn -l --all printed every job; the hub accepted connections after ${acc[*]} s; hub CPU s at accept / after the list: ${rcpu[*]}"
 fi
 
 # ---- the table ------------------------------------------------------------------------------

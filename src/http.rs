@@ -10,7 +10,7 @@ use fastwebsockets::{Role, WebSocket};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::upgrade::Upgraded;
-use hyper::{Method, Request, Response, StatusCode};
+use hyper::{HeaderMap, Method, Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use rustls_pki_types::ServerName;
 use serde::de::DeserializeOwned;
@@ -275,15 +275,26 @@ impl HubUrl {
         path: &str,
         body: Option<Vec<u8>>,
     ) -> Result<Bytes> {
+        Ok(self.call_raw_with_headers(method, path, body).await?.1)
+    }
+
+    /// As [`HubUrl::call_raw`], with the answer's headers.
+    pub async fn call_raw_with_headers(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Vec<u8>>,
+    ) -> Result<(HeaderMap, Bytes)> {
         let mut sender = self.sender().await?;
         let resp = self.send(&mut sender, method, path, body).await?;
         let status = resp.status();
+        let headers = resp.headers().clone();
         let bytes = read_all(resp).await?;
         self.keep(sender);
         if !status.is_success() {
             return Err(error_from(status, &bytes).into());
         }
-        Ok(bytes)
+        Ok((headers, bytes))
     }
 
     /// Parses a JSON answer of this hub's.

@@ -16,6 +16,11 @@ mod job;
 pub use frame::*;
 pub use job::*;
 
+/// The header of the answer to `GET /api/v1/jobs` that says how many jobs matched its filters
+/// (and the caller may see), however many the body holds: all of them, or with `last=N` the
+/// newest N. What `xn -l` counts the jobs it left out with.
+pub const TOTAL_COUNT_HEADER: &str = "x-total-count";
+
 /// Answer to `POST /api/v1/jobs` with one job spec.
 #[derive(Serialize, Deserialize, Clone, Debug)]
 pub struct SubmitReply {

@@ -7,7 +7,7 @@ Each subcommand prints one JSON object on stdout; bench.sh turns those into the 
   echo -- ARGV...         single-byte round trips through a pseudo-terminal running ARGV
   mkdb DB N               writes N finished jobs straight into a hub database (same schema as
                           src/hub/store.rs), for the restart measurement
-  wait-list HUB XN        time until `XN -l` (run against HUB) succeeds, from now
+  wait-list HUB XN        time until `XN -l --all` (run against HUB) succeeds, from now
   posts HUB TOKEN N       N `true` jobs submitted one by one, each over a new connection (as
                           every `xn -s` does); the median time from connect to the answer
   starts N ARG... -- XN...
@@ -274,9 +274,16 @@ def cpu_seconds(pid):
 
 
 def wait_list(hub, xn, t0, pid=None, timeout=60):
-    """Seconds from t0 (time.time()) until the hub accepts a connection and until `xn -l`
-    succeeds, how many lines it printed, and the hub's CPU time at both points."""
+    """Seconds from t0 (time.time()) until the hub accepts a connection and until `xn -l --all`
+    succeeds, how many lines it printed, and the hub's CPU time at both points. (--all: every
+    stored job, as `xn -l` listed before it showed only the newest 50, so that the rounds in
+    BENCHMARKS.md stay comparable; an older xn, BENCH_EXE, has no --all for -l and lists
+    every job without it.)"""
     env = dict(os.environ, XN_HUB=hub)
+    # While the hub starts (it accepts after about 0.1 s): a few ms, off the measured path.
+    helptext = subprocess.run([xn, "--help"], stdout=subprocess.PIPE,
+                              stderr=subprocess.DEVNULL).stdout
+    argv = [xn, "-l", "--all"] if b"--limit" in helptext else [xn, "-l"]
     u = urllib.parse.urlparse(hub)
     first_accept = accept_cpu = None
     deadline = time.time() + timeout
@@ -290,7 +297,7 @@ def wait_list(hub, xn, t0, pid=None, timeout=60):
         except OSError:
             time.sleep(0.002)
     while time.time() < deadline:
-        p = subprocess.run([xn, "-l"], env=env, stdout=subprocess.PIPE,
+        p = subprocess.run(argv, env=env, stdout=subprocess.PIPE,
                            stderr=subprocess.DEVNULL)
         if p.returncode == 0:
             done = time.time()
@@ -303,7 +310,7 @@ def wait_list(hub, xn, t0, pid=None, timeout=60):
             }))
             return
         time.sleep(0.005)
-    raise SystemExit("hub did not answer xn -l within %d s" % timeout)
+    raise SystemExit("hub did not answer xn -l --all within %d s" % timeout)
 
 
 def posts(hub, token, n):

@@ -44,7 +44,8 @@ pub struct XnArgs {
     #[arg(value_name = "submit FILE", num_args = 0..)]
     pub words: Vec<String>,
 
-    /// List jobs: id, state, exit code, slave, age, name, command
+    /// List jobs, oldest first: id, state, exit code, slave, age, name, command. Only the
+    /// newest 50 that match (see --limit and --all)
     #[arg(short = 'l', long)]
     pub list: bool,
 
@@ -156,9 +157,15 @@ pub struct XnArgs {
     pub argv: Vec<String>,
 
     /// With -s: run the job once on every connected slave (with --on: that has the labels),
-    /// as a group; prints the group id (like g7) for `xn -f GROUP`
+    /// as a group; prints the group id (like g7) for `xn -f GROUP`. With -l: list every job
+    /// that matches, not only the newest 50
     #[arg(long)]
     pub all: bool,
+
+    /// With -l: list only the newest N jobs that match [default: 50 for the table; every job
+    /// with --json]. Jobs left out are counted on stderr
+    #[arg(long, value_name = "N", requires = "list", conflicts_with = "all", value_parser = list::parse_limit)]
+    pub limit: Option<usize>,
 
     /// With -l or --slaves: print a JSON array instead of a table
     #[arg(long)]
@@ -242,8 +249,9 @@ pub async fn run(args: XnArgs) -> Result<i32> {
     if args.prefix && !(group_fetch || (source.is_some() && args.all && args.wait)) {
         bail!("--prefix goes with -f GROUP or -s LINE --all --wait");
     }
-    if source.is_none() && (args.wait || args.all || args.no_tty || has_job_flags(&args)) {
-        bail!("--wait, --all, --no-tty, --env, --cwd, --on, --slave, --timeout, --retries, --slots and --stdin-file go with -s");
+    let all = args.all && !args.list;
+    if source.is_none() && (args.wait || all || args.no_tty || has_job_flags(&args)) {
+        bail!("--wait, --all, --no-tty, --env, --cwd, --on, --slave, --timeout, --retries, --slots and --stdin-file go with -s (--all with -l too)");
     }
     if args.json && !(args.list || args.slaves) {
         bail!("--json goes with -l or --slaves");
@@ -276,7 +284,13 @@ pub async fn run(args: XnArgs) -> Result<i32> {
             group: args.group.clone(),
             owner: args.owner.clone(),
         };
-        list::run(&hub, args.json, &filters).await
+        let limit = match (args.all, args.limit) {
+            (true, _) => None,
+            (false, Some(n)) => Some(n),
+            (false, None) if args.json => None,
+            (false, None) => Some(list::DEFAULT_LIMIT),
+        };
+        list::run(&hub, args.json, &filters, limit).await
     } else if args.slaves {
         slaves::run(&hub, args.json).await
     } else if let Some(target) = &args.fetch {

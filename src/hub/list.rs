@@ -1,5 +1,6 @@
 //! `GET /api/v1/jobs`: the jobs a caller may see, filtered by the query, as one JSON array
-//! (all of them, or with `last=N` the newest N).
+//! (all of them, or with `last=N` the newest N), and how many matched in the
+//! [`TOTAL_COUNT_HEADER`]. Only the jobs in the answer are serialized: the rest are counted.
 //!
 //! The array is serialized straight from the hub's records into the response body, a batch of
 //! jobs per hold of the state lock, off the async runtime; it never copies every record first,
@@ -13,7 +14,7 @@ use super::respond::{self, HubResponse};
 use super::routes::query;
 use super::state::Hub;
 use super::Ctx;
-use crate::wire::{has_label, JobId, JobRecord, JobState};
+use crate::wire::{has_label, JobId, JobRecord, JobState, TOTAL_COUNT_HEADER};
 use hyper::body::Incoming;
 use hyper::{Request, StatusCode};
 use std::collections::HashMap;
@@ -98,7 +99,12 @@ pub async fn jobs(ctx: &Ctx, req: &Request<Incoming>, who: &Arc<Principal>) -> H
         None => hub.list_json(keep),
     };
     match tokio::task::spawn_blocking(list).await {
-        Ok(body) => respond::json_body(StatusCode::OK, body),
+        Ok((body, total)) => {
+            let mut resp = respond::json_body(StatusCode::OK, body);
+            resp.headers_mut()
+                .insert(TOTAL_COUNT_HEADER, hyper::header::HeaderValue::from(total));
+            resp
+        }
         Err(e) => respond::error(
             StatusCode::INTERNAL_SERVER_ERROR,
             format!("listing jobs: {e}"),
@@ -107,19 +113,22 @@ pub async fn jobs(ctx: &Ctx, req: &Request<Incoming>, who: &Arc<Principal>) -> H
 }
 
 impl Hub {
-    /// The jobs `keep` accepts, in id order, as a JSON array, [`BATCH`] jobs per lock hold.
-    fn list_json(&self, keep: impl Fn(&JobRecord) -> bool) -> Vec<u8> {
+    /// The jobs `keep` accepts, in id order, as a JSON array, [`BATCH`] jobs per lock hold;
+    /// and how many they are.
+    fn list_json(&self, keep: impl Fn(&JobRecord) -> bool) -> (Vec<u8>, usize) {
         let mut out = vec![b'['];
         let mut from: JobId = 0;
         let mut done = 0usize;
+        let mut total = 0usize;
         loop {
             let st = self.lock();
             let mut batch = st.jobs.range(from..).take(BATCH + 1);
             for (_, job) in batch.by_ref().take(BATCH) {
                 if keep(&job.rec) {
-                    if out.len() > 1 {
+                    if total > 0 {
                         out.push(b',');
                     }
+                    total += 1;
                     super::list_json::write_record(&mut out, &job.rec);
                 }
             }
@@ -135,26 +144,28 @@ impl Hub {
             from = next;
         }
         out.push(b']');
-        out
+        (out, total)
     }
 
     /// The newest `n` jobs `keep` accepts, in id order, as a JSON array: read from the newest
-    /// back, [`BATCH`] jobs per lock hold.
-    fn list_json_last(&self, keep: impl Fn(&JobRecord) -> bool, n: usize) -> Vec<u8> {
+    /// back, [`BATCH`] jobs per lock hold; and how many it accepts in all. Past the newest `n`
+    /// jobs are only counted, which costs a filter check each, not a record's JSON.
+    fn list_json_last(&self, keep: impl Fn(&JobRecord) -> bool, n: usize) -> (Vec<u8>, usize) {
         let mut picked: Vec<Vec<u8>> = Vec::new();
+        let mut total = 0usize;
         let mut below = JobId::MAX;
-        'batches: while picked.len() < n {
+        loop {
             let st = self.lock();
             let mut seen = 0;
             for (&id, job) in st.jobs.range(..below).rev().take(BATCH) {
                 below = id;
                 seen += 1;
                 if keep(&job.rec) {
-                    let mut one = Vec::new();
-                    super::list_json::write_record(&mut one, &job.rec);
-                    picked.push(one);
-                    if picked.len() == n {
-                        break 'batches;
+                    total += 1;
+                    if picked.len() < n {
+                        let mut one = Vec::new();
+                        super::list_json::write_record(&mut one, &job.rec);
+                        picked.push(one);
                     }
                 }
             }
@@ -170,6 +181,6 @@ impl Hub {
             out.extend_from_slice(one);
         }
         out.push(b']');
-        out
+        (out, total)
     }
 }

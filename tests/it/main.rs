@@ -14,6 +14,7 @@ mod fuzz;
 mod golden;
 mod jobfiles;
 mod labels;
+mod listing;
 mod netns;
 mod notes;
 mod quickstart;

@@ -10,7 +10,7 @@ mod http;
 mod hub;
 mod slave;
 
-pub use http::{http, request};
+pub use http::{http, http_with_head, request};
 pub use hub::Hub;
 pub use slave::{is_root, Slave};
 

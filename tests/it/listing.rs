@@ -1,0 +1,170 @@
+//! How much `xn -l` lists: the newest 50 jobs in the table, every job in `--json`; `--limit N`
+//! and `--all`, applied after the filters; the jobs left out counted on stderr. And the hub's
+//! side of it: `last=N` and the `X-Total-Count` header.
+
+use crate::util::*;
+
+/// Stores `n` queued jobs (no slave is started) in one request: ids 1 to `n`, `echo I`, named
+/// `odd` or `even` after their id.
+fn queue(hub: &Hub, n: u64) {
+    let specs: Vec<String> = (1..=n)
+        .map(|i| {
+            let name = if i % 2 == 1 { "odd" } else { "even" };
+            format!(r#"{{"command":"echo {i}","name":"{name}"}}"#)
+        })
+        .collect();
+    let (status, body) = hub.post("/api/v1/jobs", &format!("[{}]", specs.join(",")));
+    assert_eq!(status, 201, "{body}");
+}
+
+/// `xn ARGS` as the admin, which must succeed: the ids of its table's rows (after the header),
+/// and its stderr.
+fn table(hub: &Hub, args: &[&str]) -> (Vec<u64>, String) {
+    let out = hub.xn(args);
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "xn {args:?}: {err}");
+    let text = String::from_utf8(out.stdout).unwrap();
+    let mut lines = text.lines();
+    assert!(
+        lines.next().unwrap().trim_start().starts_with("ID"),
+        "{text}"
+    );
+    let ids = lines
+        .map(|l| l.split_whitespace().next().unwrap().parse().unwrap())
+        .collect();
+    (ids, err)
+}
+
+/// `xn ARGS` (with --json) as the admin, which must succeed: the ids of the records, and its
+/// stderr.
+fn json(hub: &Hub, args: &[&str]) -> (Vec<u64>, String) {
+    let out = hub.xn(args);
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "xn {args:?}: {err}");
+    let jobs: Vec<execnode::wire::JobRecord> = serde_json::from_slice(&out.stdout).unwrap();
+    (jobs.iter().map(|j| j.id).collect(), err)
+}
+
+fn ids(range: std::ops::RangeInclusive<u64>) -> Vec<u64> {
+    range.collect()
+}
+
+fn note(left: &str) -> String {
+    format!("xn: {left} older jobs not shown (xn -l --limit N, or --all)\n")
+}
+
+#[test]
+fn the_table_shows_the_newest_50_and_counts_the_rest_on_stderr() {
+    let hub = Hub::start();
+    queue(&hub, 1062);
+    assert_eq!(table(&hub, &["-l"]), (ids(1013..=1062), note("1,012")));
+    assert_eq!(
+        table(&hub, &["-l", "--limit", "3"]),
+        (ids(1060..=1062), note("1,059"))
+    );
+    assert_eq!(
+        table(&hub, &["-l", "--limit", "5000"]),
+        (ids(1..=1062), String::new())
+    );
+    assert_eq!(
+        table(&hub, &["-l", "--all"]),
+        (ids(1..=1062), String::new())
+    );
+    // The limit applies to what the filters keep: 531 odd jobs.
+    assert_eq!(
+        table(&hub, &["-l", "--name", "odd", "--limit", "2"]),
+        (vec![1059, 1061], note("529"))
+    );
+    let (odd, err) = table(&hub, &["-l", "--name", "odd"]);
+    assert_eq!((odd.len(), odd[0], err), (50, 963, note("481")));
+    assert_eq!(
+        table(&hub, &["-l", "--state", "queued"]),
+        (ids(1013..=1062), note("1,012"))
+    );
+    assert_eq!(
+        table(&hub, &["-l", "--state", "exited"]),
+        (vec![], String::new())
+    );
+    // One left out.
+    let (_, err) = table(&hub, &["-l", "--limit", "1061"]);
+    assert_eq!(
+        err,
+        "xn: 1 older job not shown (xn -l --limit N, or --all)\n"
+    );
+}
+
+#[test]
+fn json_lists_every_job_unless_given_a_limit() {
+    let hub = Hub::start();
+    queue(&hub, 60);
+    assert_eq!(json(&hub, &["-l", "--json"]), (ids(1..=60), String::new()));
+    assert_eq!(
+        json(&hub, &["-l", "--json", "--all"]),
+        (ids(1..=60), String::new())
+    );
+    assert_eq!(
+        json(&hub, &["-l", "--json", "--limit", "7"]),
+        (ids(54..=60), note("53"))
+    );
+    assert_eq!(
+        json(&hub, &["-l", "--json", "--name", "even", "--limit", "2"]),
+        (vec![58, 60], note("28"))
+    );
+}
+
+#[test]
+fn limit_takes_a_positive_number_with_l_and_not_all() {
+    let hub = Hub::start();
+    for (args, says) in [
+        (&["-l", "--limit", "0"][..], "must be at least 1"),
+        (&["-l", "--limit", "x"], "invalid digit"),
+        (&["-l", "--limit", "3", "--all"], "cannot be used with"),
+        (&["-f", "1", "--limit", "3"], "--list"),
+    ] {
+        let out = hub.xn(args);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(err.contains(says), "{args:?}: {err}");
+    }
+    // --all still goes with -s (or -l) only.
+    let out = hub.xn(&["-f", "1", "--all"]);
+    assert_eq!(out.status.code(), Some(255));
+}
+
+/// The hub serializes only the newest `last` jobs that match, and says how many matched.
+#[test]
+fn the_hub_counts_what_matched_in_a_header() {
+    let hub = Hub::start();
+    queue(&hub, 30);
+    let total = |head: &str| -> Option<u64> {
+        head.lines()
+            .find_map(|l| l.strip_prefix("x-total-count: "))
+            .map(|v| v.trim().parse().unwrap())
+    };
+    let list = |path: &str| {
+        let (status, head, body) = hub.get_with_head(path);
+        assert_eq!(status, 200, "{path}: {body}");
+        let jobs: Vec<execnode::wire::JobRecord> = serde_json::from_str(&body).unwrap();
+        (jobs.iter().map(|j| j.id).collect::<Vec<_>>(), total(&head))
+    };
+    // Without last=, every job, as before; the count beside it.
+    assert_eq!(list("/api/v1/jobs"), (ids(1..=30), Some(30)));
+    assert_eq!(list("/api/v1/jobs?last=4"), (ids(27..=30), Some(30)));
+    assert_eq!(
+        list("/api/v1/jobs?name=even&last=2"),
+        (vec![28, 30], Some(15))
+    );
+    assert_eq!(list("/api/v1/jobs?last=100&name=odd").1, Some(15));
+    assert_eq!(list("/api/v1/jobs?last=0"), (vec![], Some(30)));
+    assert_eq!(list("/api/v1/jobs?state=running&last=5"), (vec![], Some(0)));
+    // Only what the token may see is counted: a user sees its own jobs.
+    let user = hub.new_token("u", "user");
+    let id = xn_as(&hub.url, &user, &["-s", "true"]);
+    assert!(id.status.success());
+    let req = format!(
+        "GET /api/v1/jobs?last=1 HTTP/1.1\r\nHost: {}\r\nAuthorization: Bearer {user}\r\nConnection: close\r\n\r\n",
+        hub.addr
+    );
+    let (status, head, body) = http_with_head(&hub.addr, req.as_bytes());
+    assert_eq!((status, total(&head)), (200, Some(1)), "{body}");
+}
