@@ -112,11 +112,14 @@ async function refreshList() {
   try {
     const state = $("state-filter").value;
     const q = `last=${LIST_LAST}` + (state ? `&state=${encodeURIComponent(state)}` : "");
-    const [jobs, slaves] = await Promise.all([
-      api("GET", `/api/v1/jobs?${q}`),
+    const [answer, slaves] = await Promise.all([
+      api("GET", `/api/v1/jobs?${q}`, undefined, true),
       api("GET", "/api/v1/slaves"),
     ]);
-    renderJobs(jobs);
+    const jobs = await answer.json();
+    // How many jobs matched, of which the answer holds the newest LIST_LAST.
+    const total = Number(answer.headers.get("X-Total-Count") ?? jobs.length);
+    renderJobs(jobs, total);
     renderSlaves(slaves);
     notice("");
   } catch (e) {
@@ -144,7 +147,7 @@ function when(ms) {
   return new Date(ms).toLocaleString();
 }
 
-function renderJobs(jobs) {
+function renderJobs(jobs, total) {
   const body = $("job-table").tBodies[0];
   body.replaceChildren();
   for (const job of jobs.reverse()) {
@@ -163,7 +166,9 @@ function renderJobs(jobs) {
   }
   const n = jobs.length;
   $("job-count").textContent =
-    n === LIST_LAST ? `the newest ${n} jobs (xn -l lists them all)` : `${n} job${n === 1 ? "" : "s"}`;
+    n < total
+      ? `the newest ${n} of ${total.toLocaleString("en")} jobs (xn -l --all lists them all)`
+      : `${n} job${n === 1 ? "" : "s"}`;
 }
 
 $("job-table").addEventListener("click", (ev) => {

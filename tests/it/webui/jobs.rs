@@ -1,5 +1,5 @@
 //! Jobs from the page: a pipe job's stdin, downloads, deleting and terminating; specs in JSON;
-//! a line broadcast to every slave.
+//! a line broadcast to every slave; the list of the newest jobs, counting the rest.
 
 use super::{assert_no_errors, assert_no_errors_but, shown_job, sign_in, type_into, wait_lines};
 use crate::browser::Browser;
@@ -145,4 +145,37 @@ fn a_line_runs_on_every_slave_as_one_group() {
     );
     // The browser logs the refusal (a 409) as a failed load.
     assert_no_errors_but(&b, &["409 (Conflict) [http://"]);
+}
+
+#[test]
+fn the_list_shows_the_newest_jobs_and_counts_all_that_match() {
+    let hub = Hub::start();
+    // No slave: all stay queued.
+    let specs: Vec<String> = (1..=1203)
+        .map(|i| format!(r#"{{"command":"echo {i}"}}"#))
+        .collect();
+    let (status, body) = hub.post("/api/v1/jobs", &format!("[{}]", specs.join(",")));
+    assert_eq!(status, 201, "{body}");
+    let b = Browser::launch();
+    sign_in(&b, &hub, &hub.token);
+    b.wait_for(
+        "the count",
+        "document.getElementById('job-count').textContent === \
+         'the newest 200 of 1,203 jobs (xn -l --all lists them all)'",
+    );
+    let rows = b.eval(
+        "[...document.querySelectorAll('#job-table tr[data-id]')].map(r => Number(r.dataset.id))",
+    );
+    let rows: Vec<u64> = serde_json::from_value(rows).unwrap();
+    assert_eq!(rows, (1004..=1203).rev().collect::<Vec<u64>>());
+    // The state filter still goes to the hub, and the count with it.
+    b.eval(
+        "(s => { s.value = 'exited'; s.dispatchEvent(new Event('change')); })\
+         (document.getElementById('state-filter'))",
+    );
+    b.wait_for(
+        "the filtered count",
+        "document.getElementById('job-count').textContent === '0 jobs'",
+    );
+    assert_no_errors(&b);
 }
