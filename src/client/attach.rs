@@ -6,6 +6,7 @@
 
 use super::link::Link;
 use super::output::{before_note, end_lines, Fd, Sink};
+use super::tail::TailStart;
 use super::terminal::{describe_escape, say, Escaper, Key, RawMode};
 use crate::conn::{ConnSender, Incoming};
 use crate::http::HubUrl;
@@ -43,13 +44,12 @@ pub async fn run(hub: &HubUrl, id: JobId, opts: &AttachOptions) -> Result<i32> {
     let rec: JobRecord = hub
         .call::<(), _>(Method::GET, &format!("/api/v1/jobs/{id}"), None)
         .await?;
-    let from = match opts.tail {
-        Some(t) => [
-            rec.stdout_len.saturating_sub(t),
-            rec.stderr_len.saturating_sub(t),
-        ],
-        None => [0, 0],
-    };
+    // With --tail, each stream starts at a character boundary near its cut.
+    let mut starts = [
+        TailStart::new(rec.stdout_len, opts.tail),
+        TailStart::new(rec.stderr_len, opts.tail),
+    ];
+    let from = [starts[0].from(), starts[1].from()];
     let mut link = Link::open(hub, id, from, !opts.read_only).await?;
     let terminal_in = std::io::stdin().is_terminal();
     // A viewer's terminal is raw too, so the job's bytes show exactly and keys do not echo. A
@@ -95,9 +95,10 @@ pub async fn run(hub: &HubUrl, id: JobId, opts: &AttachOptions) -> Result<i32> {
                     if f.offset != pos[i] {
                         bail!("job {id}: the hub sent bytes from {} but {} were expected", f.offset, pos[i]);
                     }
+                    let skip = starts[i].skip(f.offset, f.data);
                     pos[i] += f.data.len() as u64;
                     let sink = if i == 0 { &mut out } else { &mut err };
-                    sink.write(frame.slice(DATA_HEADER_LEN..)).await?;
+                    sink.write(frame.slice(DATA_HEADER_LEN + skip..)).await?;
                     continue;
                 }
                 Incoming::Msg(StreamMsg::Job { job }) => {
@@ -106,6 +107,7 @@ pub async fn run(hub: &HubUrl, id: JobId, opts: &AttachOptions) -> Result<i32> {
                         say(&format!("[job {id}: retrying, attempt {}]", job.attempt));
                         attempt = job.attempt;
                         pos = [0, 0];
+                        starts = [TailStart::whole(), TailStart::whole()];
                         input_at = 0;
                     }
                     if job.state == JobState::Queued && state.is_none() {

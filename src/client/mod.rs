@@ -13,6 +13,7 @@ mod list;
 mod output;
 mod slaves;
 mod submit;
+mod tail;
 mod terminal;
 mod visible;
 
@@ -83,7 +84,8 @@ pub struct XnArgs {
     #[arg(short = 'a', long, value_name = "ID", num_args = 0..=1)]
     pub attach: Option<Option<String>>,
 
-    /// With -a: replay only the last BYTES of output before going live
+    /// With -a: replay only the last BYTES of output before going live (from the first
+    /// whole UTF-8 character)
     #[arg(long, value_name = "BYTES", requires = "attach")]
     pub tail: Option<u64>,
 

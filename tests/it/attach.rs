@@ -330,6 +330,56 @@ fn attach_replays_every_byte_value_identically() {
 }
 
 #[test]
+fn tail_starts_at_a_character_boundary() {
+    let hub = Hub::start();
+    let _s = hub.slave("s1", 1);
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("text");
+    // Characters of 1, 2, 3 and 4 bytes, so that the cuts below fall everywhere in them.
+    let text = "a\u{e9}\u{20ac}\u{1f600}".repeat(500) + "\n";
+    std::fs::write(&file, &text).unwrap();
+    let f = file.display();
+    let id = hub.submit(&format!("cat {f}; cat {f} >&2"), &["--no-tty"]);
+    hub.wait_ended(id);
+    for tail in 1000..1010 {
+        let out = hub
+            .xn_command(&[
+                "-a",
+                &id.to_string(),
+                "--read-only",
+                "--tail",
+                &tail.to_string(),
+            ])
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(0));
+        for (name, replay) in [("stdout", &out.stdout[..]), ("stderr", &out.stderr[..])] {
+            let replay = String::from_utf8(replay.to_vec())
+                .unwrap_or_else(|e| panic!("--tail {tail}: {name} starts mid-character: {e}"));
+            // Stderr has xn's notes around the job's bytes.
+            let replay = match name {
+                "stderr" => {
+                    replay
+                        .split_once("]\n")
+                        .unwrap()
+                        .1
+                        .rsplit_once("[job ")
+                        .unwrap()
+                        .0
+                }
+                _ => &replay,
+            };
+            assert!(text.ends_with(replay), "--tail {tail}: {name} {replay:?}");
+            assert!(
+                (tail - 3..=tail).contains(&replay.len()),
+                "--tail {tail}: {name}"
+            );
+        }
+    }
+}
+
+#[test]
 fn attaching_to_a_queued_job_waits_for_it() {
     let hub = Hub::start();
     let id = hub.submit("echo started-now", &[]);
