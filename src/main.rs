@@ -233,7 +233,12 @@ fn main() -> ExitCode {
         Ok(code) => ExitCode::from(code.clamp(0, 255) as u8),
         Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("{name}: {e:#}");
+            let text = if is_client {
+                client::error_line(&e)
+            } else {
+                format!("{e:#}")
+            };
+            eprintln!("{name}: {text}");
             ExitCode::from(EXIT_XN_ERROR as u8)
         }
     }

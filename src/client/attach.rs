@@ -8,6 +8,7 @@ use super::link::Link;
 use super::output::{before_note, end_lines, Fd, Sink};
 use super::tail::TailStart;
 use super::terminal::{describe_escape, say, Escaper, Key, RawMode};
+use super::visible::visible;
 use crate::conn::{ConnSender, Incoming};
 use crate::http::HubUrl;
 use crate::wire::{
@@ -134,16 +135,16 @@ pub async fn run(hub: &HubUrl, id: JobId, opts: &AttachOptions) -> Result<i32> {
                             job.stdout_len, job.stderr_len);
                     }
                     end_lines(&out, &err);
-                    eprintln!("[job {id} {}]", job.describe_end());
+                    eprintln!("[job {id} {}]", visible(&job.describe_end()));
                     return Ok(job.client_exit_code().unwrap_or(1));
                 }
                 Incoming::Msg(StreamMsg::Error { message }) => {
                     before_note(&mut out, &mut err);
-                    say(&format!("[hub: {message}]"));
+                    say(&format!("[hub: {}]", visible(&message)));
                     continue;
                 }
                 Incoming::Bad(e) => {
-                    say(&format!("[unreadable message from hub: {e}]"));
+                    say(&format!("[unreadable message from hub: {}]", visible(&e)));
                     continue;
                 }
             },

@@ -2,6 +2,7 @@
 //! not ended; `xn --rm ID|GROUP`: delete one that has ended, or every job of a broadcast group
 //! once all have.
 
+use super::visible::visible;
 use crate::http::{query_escape, HubError, HubUrl};
 use crate::wire::{JobId, JobRecord, JobState};
 use anyhow::{bail, Result};
@@ -68,7 +69,7 @@ pub async fn delete(hub: &HubUrl, id: JobId) -> Result<i32> {
         .await?;
     eprintln!(
         "job {id} deleted with its output (it had ended: {})",
-        rec.describe_end()
+        visible(&rec.describe_end())
     );
     Ok(0)
 }

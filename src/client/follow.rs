@@ -74,7 +74,7 @@ pub async fn run(hub: &HubUrl, id: JobId) -> Result<i32> {
                 }
                 if job.state != JobState::Exited {
                     end_lines(&out, &err);
-                    eprintln!("xn: job {id} {}", job.describe_end());
+                    eprintln!("xn: job {id} {}", visible(&job.describe_end()));
                 }
                 return Ok(job.client_exit_code().unwrap_or(1));
             }
@@ -99,9 +99,9 @@ pub async fn run(hub: &HubUrl, id: JobId) -> Result<i32> {
             }
             Incoming::Msg(StreamMsg::Error { message }) => {
                 before_note(&mut out, &mut err);
-                eprintln!("xn: hub: {message}");
+                eprintln!("xn: hub: {}", visible(&message));
             }
-            Incoming::Bad(e) => eprintln!("xn: unreadable message from hub: {e}"),
+            Incoming::Bad(e) => eprintln!("xn: unreadable message from hub: {}", visible(&e)),
         }
     }
 }

@@ -42,7 +42,8 @@ impl Link {
             match self.events.recv().await {
                 Some(Ok(Some(msg))) => return Ok(msg),
                 Some(Err(e)) => say(&format!(
-                    "[connection to the hub lost: {e:#}; reconnecting]"
+                    "[connection to the hub lost: {}; reconnecting]",
+                    super::error_line(&e)
                 )),
                 Some(Ok(None)) | None => say("[connection to the hub lost; reconnecting]"),
             }

@@ -203,6 +203,12 @@ pub struct XnArgs {
     pub ca: Option<std::path::PathBuf>,
 }
 
+/// An error of xn's as the one line it prints: the chain (`{:#}`) with its control characters
+/// written out, since it may quote the hub, which may quote what another user sent.
+pub fn error_line(e: &anyhow::Error) -> String {
+    visible::visible(&format!("{e:#}")).into_owned()
+}
+
 /// Runs one `xn` command and returns the exit code.
 pub async fn run(args: XnArgs) -> Result<i32> {
     let hub = crate::config::resolve(args.hub.clone(), args.token.clone(), args.ca.as_deref())?;

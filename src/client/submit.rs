@@ -5,6 +5,7 @@
 
 use super::attach::{self, AttachOptions};
 use super::interrupt::{say_left, Interrupts};
+use super::visible::visible;
 use super::{follow, group, jobfile};
 use crate::http::HubUrl;
 use crate::wire::{BroadcastReply, JobId, JobSpec, SubmitManyReply, SubmitReply};
@@ -141,6 +142,7 @@ pub async fn run(
                 tokio::select! {
                     code = group::run(hub, g, prefix, true) => code,
                     code = interrupts.recv() => {
+                        let g = visible(g);
                         say_left(code, &format!(
                             "group {g} keeps running: xn -k {g} cancels it, xn -f {g} shows its output"
                         ));
@@ -150,7 +152,7 @@ pub async fn run(
             }
             Then::Attach(_) => bail!("-a attaches to one job; it does not go with --all"),
             Then::PrintId => {
-                println!("{}", reply.group);
+                println!("{}", visible(&reply.group));
                 Ok(0)
             }
         };

@@ -1,8 +1,10 @@
 //! Text from the hub made harmless to print on a terminal. Job commands, names, reasons, slave
 //! names and labels come from other users (a command someone submitted reaches the terminal of
-//! whoever lists jobs), so the human tables never print their control characters raw: an
-//! escape sequence in them would drive the reader's terminal. JSON output (`--json`) and job
-//! output (`-f`, `--wait`, `-a`) are never changed here: they are the bytes as they are.
+//! whoever lists jobs), and the hub's messages quote them, so xn never prints their control
+//! characters raw: not in the tables, its notes (`[hub: ...]`, how a job ended, why it
+//! waits), nor its error line (`xn: ...`). An escape sequence in them would drive the reader's
+//! terminal. JSON output (`--json`) and job output (`-f`, `--wait`, `-a`) are never changed
+//! here: they are the bytes as they are.
 
 use std::borrow::Cow;
 use std::fmt::Write;

@@ -1,6 +1,7 @@
 //! xn's own words around a job's output: headers and notes start on a line of their own even
 //! when the output does not end with a newline; a job that waits says why; an interrupted xn
-//! says what keeps running.
+//! says what keeps running; what the hub says is printed with its control characters written
+//! out.
 
 use crate::term::Term;
 use crate::util::*;
@@ -194,4 +195,36 @@ fn a_note_in_the_middle_of_the_output_starts_on_a_line_of_its_own() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.starts_with("half-line\nxn: job "), "{err}");
     assert!(err.contains(": retrying, attempt 2\nhalf-line"), "{err}");
+}
+
+#[test]
+fn what_the_hub_says_is_printed_with_its_control_characters_written_out() {
+    let hub = Hub::start();
+    let _s = hub.slave("s1", 1);
+    // A job that cannot start: the slave's reason quotes the cwd the user chose, and the hub
+    // passes it on, in the job's record and in the errors that describe the job.
+    let cwd = "/nonexistent/\x1b]0;owned\x07\x1b[2J\u{202e}txt";
+    let shown = "/nonexistent/\\e]0;owned\\x07\\e[2J\\u{202e}txt";
+    let out = hub.xn(&["-s", "true", "--no-tty", "--cwd", cwd, "--wait"]);
+    let id = hub.jobs()[0].id.to_string();
+    let mut outs = vec![(vec!["-s", "--wait"], out)];
+    for args in [
+        vec!["-f", &id, "--follow"],
+        vec!["-a", &id, "--read-only"],
+        // The hub's error body: the job has already ended (failed: ...).
+        vec!["-k", &id],
+        vec!["--rm", &id],
+    ] {
+        let out = hub.xn(&args);
+        outs.push((args, out));
+    }
+    for ((args, out), code) in outs.into_iter().zip([1, 1, 1, 255, 0]) {
+        let err = String::from_utf8(out.stderr).unwrap();
+        assert_eq!(out.status.code(), Some(code), "{args:?}: {err}");
+        assert!(err.contains(shown), "{args:?}: {err:?}");
+        assert!(
+            !err.contains(['\x1b', '\x07', '\u{202e}']),
+            "{args:?}: {err:?}"
+        );
+    }
 }
