@@ -5,14 +5,29 @@
 
 use super::interrupt::{say_left, Interrupts};
 use super::link::Link;
-use super::output::{before_note, end_lines, Fd, Sink};
+use super::output::{before_note, Fd, Sink};
 use super::visible::visible;
 use crate::conn::Incoming;
 use crate::http::HubUrl;
 use crate::wire::{DataFrame, JobId, JobState, StreamMsg, DATA_HEADER_LEN};
 use anyhow::{bail, Result};
 
+/// How following a job ended.
+pub struct Followed {
+    /// The code xn exits with: the job's, or 128 + the signal that stopped xn.
+    pub code: i32,
+    /// Whether the job's stdout and stderr, as written, end inside a line (which a header
+    /// after them must end first).
+    pub open_lines: [bool; 2],
+}
+
+/// Follows job `id` to its end; returns the code xn exits with.
 pub async fn run(hub: &HubUrl, id: JobId) -> Result<i32> {
+    Ok(follow(hub, id).await?.code)
+}
+
+/// Follows job `id` to its end.
+pub async fn follow(hub: &HubUrl, id: JobId) -> Result<Followed> {
     // Caught before anything else: a Ctrl-C from now on leaves the job running, and says so.
     let mut interrupts = Interrupts::catch()?;
     let mut pos = [0u64; 2];
@@ -21,7 +36,7 @@ pub async fn run(hub: &HubUrl, id: JobId) -> Result<i32> {
         link = Link::open(hub, id, pos, false) => link?,
         code = interrupts.recv() => {
             say_left(code, &format!("job {id} keeps running: xn -k {id} cancels it, xn -f {id} --follow follows it"));
-            return Ok(code);
+            return Ok(Followed { code, open_lines: [false; 2] });
         }
     };
     let mut out = Sink::new(Fd::Stdout);
@@ -35,13 +50,11 @@ pub async fn run(hub: &HubUrl, id: JobId) -> Result<i32> {
         let next = tokio::select! {
             next = link.next(pos) => next?,
             code = interrupts.recv() => {
-                let _ = out.close();
-                let _ = err.close();
-                end_lines(&out, &err);
+                before_note(&mut out, &mut err);
                 say_left(code, &format!(
                     "job {id} keeps running: xn -k {id} cancels it, xn -f {id} --follow follows it"
                 ));
-                return Ok(code);
+                return Ok(Followed { code, open_lines: open_lines(&out, &err) });
             }
         };
         match next {
@@ -73,10 +86,13 @@ pub async fn run(hub: &HubUrl, id: JobId) -> Result<i32> {
                     );
                 }
                 if job.state != JobState::Exited {
-                    end_lines(&out, &err);
+                    before_note(&mut out, &mut err);
                     eprintln!("xn: job {id} {}", visible(&job.describe_end()));
                 }
-                return Ok(job.client_exit_code().unwrap_or(1));
+                return Ok(Followed {
+                    code: job.client_exit_code().unwrap_or(1),
+                    open_lines: open_lines(&out, &err),
+                });
             }
             // A retry: the new attempt's output starts at offset 0.
             Incoming::Msg(StreamMsg::Job { job }) => {
@@ -104,4 +120,8 @@ pub async fn run(hub: &HubUrl, id: JobId) -> Result<i32> {
             Incoming::Bad(e) => eprintln!("xn: unreadable message from hub: {}", visible(&e)),
         }
     }
+}
+
+fn open_lines(out: &Sink, err: &Sink) -> [bool; 2] {
+    [out.ends_mid_line(), err.ends_mid_line()]
 }

@@ -1,6 +1,7 @@
 //! `xn -f GROUP [--prefix]` and `xn -s LINE --all --wait`: the output of every job of a
 //! broadcast group, each under a header naming its slave (or each line prefixed with the
-//! slave's name), and with `--wait` the first non-zero exit code of the group.
+//! slave's name), and with `--wait` the first non-zero exit code of the group. The header is
+//! also the one over each job's output when `--wait` follows several jobs of job files.
 
 use super::fetch;
 use super::output::Fd;
@@ -47,7 +48,7 @@ pub async fn run(hub: &HubUrl, group: &str, prefix: bool, wait: bool) -> Result<
             } else {
                 rec.state.as_str().to_string()
             };
-            println!("==> {who} (job {}): {} <==", rec.id, visible(&how));
+            println!("{}", header(&who, rec.id, Some(&how)));
         }
         let p = prefix.then(|| format!("{who}: "));
         for (name, fd, len) in [
@@ -70,6 +71,26 @@ pub async fn run(hub: &HubUrl, group: &str, prefix: bool, wait: bool) -> Result<
         }
     }
     Ok(code)
+}
+
+/// The line over one job's output among several: `==> WHO (job ID): HOW <==`, HOW (how the job
+/// ended) when it is known, with control characters written out.
+pub fn header(who: &str, id: JobId, how: Option<&str>) -> String {
+    match how {
+        Some(how) => format!("==> {} (job {id}): {} <==", visible(who), visible(how)),
+        None => format!("==> {} (job {id}) <==", visible(who)),
+    }
+}
+
+/// Before a header on stdout: ends the lines that the last job's stdout and stderr left open
+/// (as [`super::follow::Followed::open_lines`]), so that it starts a line of its own.
+pub fn end_open_lines(open: [bool; 2]) {
+    if open[0] {
+        println!();
+    }
+    if open[1] {
+        eprintln!();
+    }
 }
 
 /// Waits for a job to end (through its stream, without printing) and returns its record.

@@ -307,7 +307,8 @@ impl Num {
     }
 }
 
-fn truncate(s: &str, max: usize) -> Cow<'_, str> {
+/// `s`, or its first `max - 1` characters and an ellipsis.
+pub(super) fn truncate(s: &str, max: usize) -> Cow<'_, str> {
     // No more bytes than `max` is no more characters either.
     if s.len() <= max || s.chars().count() <= max {
         Cow::Borrowed(s)

@@ -98,8 +98,8 @@ pub struct XnArgs {
     pub read_only: bool,
 
     /// With -s: stream the job's output as it runs and exit with its exit code
-    /// (128 + N when killed by signal N); with several jobs or --all, the first non-zero one.
-    /// Ctrl-C stops xn, not the job
+    /// (128 + N when killed by signal N); with several jobs or --all, each output under a
+    /// header, and the first non-zero code. Ctrl-C stops xn, not the job
     #[arg(long)]
     pub wait: bool,
 

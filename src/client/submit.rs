@@ -1,7 +1,7 @@
 //! `xn -s LINE`, `xn -s --file FILE`, `xn submit FILE`: submit one job, or every job of one or
 //! more job files in one request; print the ids (or, with `--all`, the group), or follow the
-//! jobs to their end (`--wait`), or attach (`-a`). Flags such as `--env` and `--on` apply to
-//! every job submitted, on top of what a file says.
+//! jobs to their end (`--wait`; several, each under a header), or attach (`-a`). Flags such as
+//! `--env` and `--on` apply to every job submitted, on top of what a file says.
 
 use super::attach::{self, AttachOptions};
 use super::interrupt::{say_left, Interrupts};
@@ -178,13 +178,21 @@ pub async fn run(
             print!("{text}");
             Ok(0)
         }
-        // Followed one after the other; the exit code is the first non-zero one.
+        // Followed one after the other; the exit code is the first non-zero one. Several jobs'
+        // outputs each come under a header, as a group's do.
         Then::Wait => {
             let mut code = 0;
-            for &id in &ids {
-                let c = follow::run(hub, id).await?;
+            let mut open_lines = [false; 2];
+            for (i, &id) in ids.iter().enumerate() {
+                if ids.len() > 1 {
+                    group::end_open_lines(open_lines);
+                    let who = specs.get(i).map_or_else(|| format!("job {id}"), label);
+                    println!("{}", group::header(&who, id, None));
+                }
+                let followed = follow::follow(hub, id).await?;
+                open_lines = followed.open_lines;
                 if code == 0 {
-                    code = c;
+                    code = followed.code;
                 }
             }
             Ok(code)
@@ -193,5 +201,13 @@ pub async fn run(
             [id] => attach::run(hub, *id, &opts).await,
             _ => bail!("-a attaches to one job; the files hold {} jobs", ids.len()),
         },
+    }
+}
+
+/// What a job's header calls it: its name, or else its command (on one line, shortened).
+fn label(spec: &JobSpec) -> String {
+    match &spec.name {
+        Some(name) => name.clone(),
+        None => super::list::truncate(&spec.display_command().replace('\n', " "), 60).into_owned(),
     }
 }

@@ -76,6 +76,37 @@ fn a_job_file_runs_as_described() {
 }
 
 #[test]
+fn waiting_for_several_jobs_puts_a_header_over_each_output() {
+    let hub = Hub::start();
+    let _s = hub.slave("s1", 3);
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("jobs.json");
+    // Outputs that leave a line open, on stdout and on stderr: each header starts a line.
+    let jobs = json!([
+        {"command": "printf 'one\\nopen'", "tty": false, "name": "first"},
+        {"command": "printf open >&2; echo two; exit 3", "tty": false},
+        {"argv": ["echo", "three"], "tty": false, "name": "third"}
+    ]);
+    std::fs::write(&file, jobs.to_string()).unwrap();
+    let out = hub.xn(&["submit", file.to_str().unwrap(), "--wait"]);
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert_eq!(out.status.code(), Some(3), "{err}");
+    let ids: Vec<u64> = hub.jobs().iter().map(|j| j.id).collect();
+    let [a, b, c] = ids[..] else {
+        panic!("{ids:?}")
+    };
+    assert_eq!(
+        String::from_utf8(out.stdout).unwrap(),
+        format!(
+            "==> first (job {a}) <==\none\nopen\n\
+             ==> printf open >&2; echo two; exit 3 (job {b}) <==\ntwo\n\
+             ==> third (job {c}) <==\nthree\n"
+        )
+    );
+    assert_eq!(err, "open\n");
+}
+
+#[test]
 fn a_malformed_job_file_reports_line_and_column() {
     let hub = Hub::start();
     let dir = tempfile::tempdir().unwrap();
