@@ -1,7 +1,8 @@
 //! Where `xn` and `xnslave` find their hub and token: `--hub`/`--token`, then `XN_HUB`/
 //! `XN_TOKEN` (clap reads both), then `~/.config/execnode/config.toml`, then the default hub.
 //! The config file holds a secret and says where the token goes, so one that others can read
-//! or write (or that someone else owns) is refused.
+//! or write (or that someone else owns) is refused, and so is one in a directory where others
+//! could put a file of their own in its place.
 
 use crate::http::HubUrl;
 use anyhow::{bail, Context, Result};
@@ -42,17 +43,42 @@ fn read_file() -> Result<File> {
     let meta = file
         .metadata()
         .with_context(|| format!("reading {}", path.display()))?;
-    if let Err(why) = check_access(
-        meta.permissions().mode(),
-        meta.uid(),
-        nix::unistd::geteuid().as_raw(),
-    ) {
+    let me = nix::unistd::geteuid().as_raw();
+    if let Err(why) = check_access(meta.permissions().mode(), meta.uid(), me) {
         bail!("{}: {why}", path.display());
+    }
+    for dir in holding_dirs(&path)? {
+        let meta = std::fs::metadata(&dir).with_context(|| {
+            format!("checking {}, which holds {}", dir.display(), path.display())
+        })?;
+        if let Err(why) = check_dir(&dir, meta.permissions().mode(), meta.uid(), me) {
+            bail!(
+                "{} (the directory that holds {}): {why}",
+                dir.display(),
+                path.display()
+            );
+        }
     }
     let mut text = String::new();
     file.read_to_string(&mut text)
         .with_context(|| format!("reading {}", path.display()))?;
     toml::from_str(&text).with_context(|| format!("{} is not valid", path.display()))
+}
+
+/// The directories whose owners and writers could replace the config file at `path`: the one
+/// it is named in and, if a symbolic link leads elsewhere, the one that really holds it.
+fn holding_dirs(path: &Path) -> Result<Vec<PathBuf>> {
+    // `path()` always names a file in a directory.
+    let named = path.parent().unwrap_or(Path::new("."));
+    let real =
+        std::fs::canonicalize(path).with_context(|| format!("reading {}", path.display()))?;
+    let mut dirs = vec![named.to_path_buf()];
+    if let Some(real) = real.parent() {
+        if std::fs::canonicalize(named).ok().as_deref() != Some(real) {
+            dirs.push(real.to_path_buf());
+        }
+    }
+    Ok(dirs)
 }
 
 /// The token in `file` (`xnslave --token-file`), without surrounding whitespace.
@@ -90,6 +116,28 @@ fn check_access(mode: u32, owner: u32, me: u32) -> Result<(), String> {
     }
     Ok(())
 }
+
+/// Whether directory `dir`, of this `mode`, owned by `owner`, keeps the config file in it safe
+/// for user `me`. As ssh's StrictModes: whoever may write in a directory may rename or remove
+/// the file in it and put their own in its place, unless the directory is sticky (like `/tmp`:
+/// only a file's owner may do that there); its owner may do so in any case.
+fn check_dir(dir: &Path, mode: u32, owner: u32, me: u32) -> Result<(), String> {
+    if mode & 0o022 != 0 && mode & 0o1000 == 0 {
+        return Err(format!(
+            "group or others can write in it, and so put a config file of theirs in place of \
+             yours: run chmod go-w {}",
+            dir.display()
+        ));
+    }
+    if owner != me && owner != 0 {
+        return Err(format!(
+            "it belongs to user {owner}, who could replace the config file: it must be yours \
+             (or root's)"
+        ));
+    }
+    Ok(())
+}
+
 /// The hub to talk to and the token to show it; `ca` checks an `https://` hub.
 pub fn resolve(hub: Option<String>, token: Option<String>, ca: Option<&Path>) -> Result<HubUrl> {
     // An empty value (`XN_HUB= xn ...`) means none, as for the token.
@@ -108,7 +156,30 @@ pub fn resolve(hub: Option<String>, token: Option<String>, ca: Option<&Path>) ->
 
 #[cfg(test)]
 mod tests {
-    use super::check_access;
+    use super::{check_access, check_dir};
+
+    #[test]
+    fn a_config_file_in_a_directory_only_its_owner_can_change() {
+        let d = std::path::Path::new("/home/me/.config/execnode");
+        for mode in [0o40700, 0o40755, 0o40500, 0o41777, 0o41770] {
+            assert!(check_dir(d, mode, 1000, 1000).is_ok(), "{mode:o}");
+        }
+        // A root-owned directory, as /etc or a sticky /tmp.
+        assert!(check_dir(d, 0o41777, 0, 1000).is_ok());
+        assert!(check_dir(d, 0o40755, 0, 1000).is_ok());
+        for mode in [0o40775, 0o40757, 0o40777, 0o40720] {
+            let e = check_dir(d, mode, 1000, 1000).unwrap_err();
+            assert!(
+                e.contains("can write in it") && e.contains("chmod go-w /home/me/.config/execnode"),
+                "{mode:o}: {e}"
+            );
+        }
+        // Sticky or not, its owner can replace any file in it.
+        for mode in [0o40755, 0o41777] {
+            let e = check_dir(d, mode, 1001, 1000).unwrap_err();
+            assert!(e.contains("belongs to user 1001"), "{mode:o}: {e}");
+        }
+    }
 
     #[test]
     fn a_config_file_only_its_owner_can_touch() {

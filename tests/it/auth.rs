@@ -182,8 +182,7 @@ fn a_config_file_readable_by_others_is_refused() {
     use std::os::unix::fs::PermissionsExt;
     let hub = Hub::start();
     let home = tempfile::tempdir().unwrap();
-    let dir = home.path().join("execnode");
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = config_dir(home.path());
     let file = dir.join("config.toml");
     std::fs::write(
         &file,
@@ -283,8 +282,7 @@ fn a_config_file_others_can_write_is_refused_even_without_a_token() {
     use std::os::unix::fs::PermissionsExt;
     let hub = Hub::start();
     let home = tempfile::tempdir().unwrap();
-    let dir = home.path().join("execnode");
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = config_dir(home.path());
     let file = dir.join("config.toml");
     // Whoever can write it could send xn, and the token from XN_TOKEN, to a hub of theirs.
     std::fs::write(&file, format!("hub = \"{}\"\n", hub.url)).unwrap();
@@ -314,4 +312,67 @@ fn a_config_file_others_can_write_is_refused_even_without_a_token() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+#[test]
+fn a_config_file_in_a_directory_others_can_write_is_refused() {
+    use std::os::unix::fs::PermissionsExt;
+    let chmod = |path: &std::path::Path, mode| {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap()
+    };
+    let hub = Hub::start();
+    let home = tempfile::tempdir().unwrap();
+    let dir = config_dir(home.path());
+    let file = dir.join("config.toml");
+    // Whoever can write in its directory can put a file of theirs in its place.
+    std::fs::write(&file, format!("hub = \"{}\"\n", hub.url)).unwrap();
+    chmod(&file, 0o600);
+    let run = || {
+        let out = std::process::Command::new(bin_dir().join("xn"))
+            .args(["-l", "--json"])
+            .env_remove("XN_HUB")
+            .env("XN_TOKEN", &hub.token)
+            .env("XDG_CONFIG_HOME", home.path())
+            .output()
+            .unwrap();
+        (out.status.code(), String::from_utf8(out.stderr).unwrap())
+    };
+    let refused = |(code, err): (Option<i32>, String), dir: &std::path::Path, why: &str| {
+        assert_eq!(code, Some(255), "{err}");
+        let at = format!(
+            "{} (the directory that holds {})",
+            dir.display(),
+            file.display()
+        );
+        assert!(err.contains(&at) && err.contains(why), "{err}");
+    };
+    for mode in [0o770, 0o707, 0o775] {
+        chmod(&dir, mode);
+        let why = format!("can write in it, and so put a config file of theirs in place of yours: run chmod go-w {}", dir.display());
+        refused(run(), &dir, &why);
+    }
+    // Sticky, as /tmp: there only a file's owner may rename or remove it.
+    for mode in [0o1777, 0o700] {
+        chmod(&dir, mode);
+        let (code, err) = run();
+        assert_eq!(code, Some(0), "{mode:o}: {err}");
+    }
+    // A link to a file elsewhere: the directory that really holds it counts too.
+    let shared = home.path().join("shared");
+    std::fs::create_dir(&shared).unwrap();
+    chmod(&shared, 0o777);
+    std::fs::rename(&file, shared.join("config.toml")).unwrap();
+    std::os::unix::fs::symlink(shared.join("config.toml"), &file).unwrap();
+    refused(run(), &shared, "chmod go-w");
+    // A directory of another user's: they could replace the file (only root can make one).
+    if is_root() {
+        std::fs::remove_file(&file).unwrap();
+        std::fs::rename(shared.join("config.toml"), &file).unwrap();
+        std::os::unix::fs::chown(&dir, Some(65534), None).unwrap();
+        refused(
+            run(),
+            &dir,
+            "belongs to user 65534, who could replace the config file",
+        );
+    }
 }

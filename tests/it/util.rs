@@ -205,6 +205,16 @@ pub fn alive(pid: i32) -> bool {
     }
 }
 
+/// The directory of xn's config file with `home` as `XDG_CONFIG_HOME`, created private (0700,
+/// whatever the umask): xn refuses a config file in a directory others can write.
+pub fn config_dir(home: &Path) -> PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = home.join("execnode");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)).unwrap();
+    dir
+}
+
 /// `xn ARGS` through the `xn` symlink, with `XN_HUB` set and no token.
 pub fn xn(hub_url: &str, args: &[&str]) -> Output {
     xn_as(hub_url, "", args)
