@@ -1,7 +1,8 @@
 //! Follows a job's stream to its end (`xn -f ID --follow`, `xn -s LINE --wait`): output to
 //! stdout/stderr as it is produced, then the job's exit code. The stream's closing message
 //! carries the byte totals; a stream that ends short is an error, never a silent success. A
-//! queued job that no connected slave can take says why; Ctrl-C says the job keeps running.
+//! queued job that no connected slave can take says why; Ctrl-C ends xn and says which jobs
+//! keep running (the one followed and, for `xn submit FILE --wait`, those not yet followed).
 
 use super::interrupt::{say_left, Interrupts};
 use super::link::Link;
@@ -16,6 +17,9 @@ use anyhow::{bail, Result};
 pub struct Followed {
     /// The code xn exits with: the job's, or 128 + the signal that stopped xn.
     pub code: i32,
+    /// Whether a signal stopped xn (and the note of what keeps running is said): nothing
+    /// more is to be followed.
+    pub interrupted: bool,
     /// Whether the job's stdout and stderr, as written, end inside a line (which a header
     /// after them must end first).
     pub open_lines: [bool; 2],
@@ -23,20 +27,26 @@ pub struct Followed {
 
 /// Follows job `id` to its end; returns the code xn exits with.
 pub async fn run(hub: &HubUrl, id: JobId) -> Result<i32> {
-    Ok(follow(hub, id).await?.code)
-}
-
-/// Follows job `id` to its end.
-pub async fn follow(hub: &HubUrl, id: JobId) -> Result<Followed> {
     // Caught before anything else: a Ctrl-C from now on leaves the job running, and says so.
     let mut interrupts = Interrupts::catch()?;
+    Ok(follow(hub, id, &[], &mut interrupts).await?.code)
+}
+
+/// Follows job `id` to its end, or until one of `interrupts` comes: then says that `id` and
+/// `later` (jobs the caller would have followed next) keep running, and returns at once.
+pub async fn follow(
+    hub: &HubUrl,
+    id: JobId,
+    later: &[JobId],
+    interrupts: &mut Interrupts,
+) -> Result<Followed> {
     let mut pos = [0u64; 2];
     // The first connection may take a while (an unreachable hub): Ctrl-C ends that too.
     let mut link = tokio::select! {
         link = Link::open(hub, id, pos, false) => link?,
         code = interrupts.recv() => {
-            say_left(code, &format!("job {id} keeps running: xn -k {id} cancels it, xn -f {id} --follow follows it"));
-            return Ok(Followed { code, open_lines: [false; 2] });
+            say_left(code, &keep_running(id, later));
+            return Ok(Followed { code, interrupted: true, open_lines: [false; 2] });
         }
     };
     let mut out = Sink::new(Fd::Stdout);
@@ -51,10 +61,12 @@ pub async fn follow(hub: &HubUrl, id: JobId) -> Result<Followed> {
             next = link.next(pos) => next?,
             code = interrupts.recv() => {
                 before_note(&mut out, &mut err);
-                say_left(code, &format!(
-                    "job {id} keeps running: xn -k {id} cancels it, xn -f {id} --follow follows it"
-                ));
-                return Ok(Followed { code, open_lines: open_lines(&out, &err) });
+                say_left(code, &keep_running(id, later));
+                return Ok(Followed {
+                    code,
+                    interrupted: true,
+                    open_lines: open_lines(&out, &err),
+                });
             }
         };
         match next {
@@ -91,6 +103,7 @@ pub async fn follow(hub: &HubUrl, id: JobId) -> Result<Followed> {
                 }
                 return Ok(Followed {
                     code: job.client_exit_code().unwrap_or(1),
+                    interrupted: false,
                     open_lines: open_lines(&out, &err),
                 });
             }
@@ -124,4 +137,61 @@ pub async fn follow(hub: &HubUrl, id: JobId) -> Result<Followed> {
 
 fn open_lines(out: &Sink, err: &Sink) -> [bool; 2] {
     [out.ends_mid_line(), err.ends_mid_line()]
+}
+
+/// What an interrupt leaves running: job `id`, and the `later` jobs not yet followed.
+fn keep_running(id: JobId, later: &[JobId]) -> String {
+    if later.is_empty() {
+        return format!(
+            "job {id} keeps running: xn -k {id} cancels it, xn -f {id} --follow follows it"
+        );
+    }
+    let mut ids = Vec::with_capacity(later.len() + 1);
+    ids.push(id);
+    ids.extend_from_slice(later);
+    format!(
+        "jobs {} keep running: xn -k ID cancels one, xn -f ID --follow follows it",
+        id_list(&ids)
+    )
+}
+
+/// Ids as a reader takes them in: in order, a run of three or more consecutive ones as
+/// `FIRST-LAST` (a job file's jobs get consecutive ids, and may be thousands).
+fn id_list(ids: &[JobId]) -> String {
+    let mut parts = Vec::new();
+    let mut i = 0;
+    while i < ids.len() {
+        let mut j = i;
+        while j + 1 < ids.len() && ids[j + 1] == ids[j] + 1 {
+            j += 1;
+        }
+        if j - i >= 2 {
+            parts.push(format!("{}-{}", ids[i], ids[j]));
+        } else {
+            parts.extend(ids[i..=j].iter().map(JobId::to_string));
+        }
+        i = j + 1;
+    }
+    parts.join(", ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{id_list, keep_running};
+
+    #[test]
+    fn the_note_names_every_job_left_running() {
+        assert_eq!(
+            keep_running(7, &[]),
+            "job 7 keeps running: xn -k 7 cancels it, xn -f 7 --follow follows it"
+        );
+        assert_eq!(
+            keep_running(7, &[8]),
+            "jobs 7, 8 keep running: xn -k ID cancels one, xn -f ID --follow follows it"
+        );
+        assert_eq!(
+            id_list(&[3, 4, 5, 9, 10, 12, 13, 14, 15]),
+            "3-5, 9, 10, 12-15"
+        );
+    }
 }

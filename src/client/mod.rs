@@ -99,7 +99,7 @@ pub struct XnArgs {
 
     /// With -s: stream the job's output as it runs and exit with its exit code
     /// (128 + N when killed by signal N); with several jobs or --all, each output under a
-    /// header, and the first non-zero code. Ctrl-C stops xn, not the job
+    /// header, and the first non-zero code. Ctrl-C stops xn (the whole wait), not the jobs
     #[arg(long)]
     pub wait: bool,
 

@@ -180,7 +180,10 @@ pub async fn run(
         }
         // Followed one after the other; the exit code is the first non-zero one. Several jobs'
         // outputs each come under a header, as a group's do.
+        // A signal ends the whole wait (caught once, so that none is lost between two jobs),
+        // and the note names every job not yet followed.
         Then::Wait => {
+            let mut interrupts = Interrupts::catch()?;
             let mut code = 0;
             let mut open_lines = [false; 2];
             for (i, &id) in ids.iter().enumerate() {
@@ -189,7 +192,10 @@ pub async fn run(
                     let who = specs.get(i).map_or_else(|| format!("job {id}"), label);
                     println!("{}", group::header(&who, id, None));
                 }
-                let followed = follow::follow(hub, id).await?;
+                let followed = follow::follow(hub, id, &ids[i + 1..], &mut interrupts).await?;
+                if followed.interrupted {
+                    return Ok(followed.code);
+                }
                 open_lines = followed.open_lines;
                 if code == 0 {
                     code = followed.code;

@@ -115,6 +115,45 @@ fn an_interrupted_wait_says_the_job_keeps_running() {
 }
 
 #[test]
+fn an_interrupted_wait_for_a_job_file_ends_xn_and_names_every_job_left() {
+    let hub = Hub::start();
+    let _s = hub.slave("s1", 3);
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("jobs.json");
+    let jobs = serde_json::json!([
+        {"command": "echo started; sleep 1000", "tty": false},
+        {"command": "sleep 1000", "tty": false},
+        {"command": "sleep 1000", "tty": false}
+    ]);
+    std::fs::write(&file, jobs.to_string()).unwrap();
+    let xn = Collected::spawn(&mut hub.xn_command(&["submit", file.to_str().unwrap(), "--wait"]));
+    wait_until("the first job's output", || {
+        String::from_utf8_lossy(&xn.out.lock().unwrap()).ends_with("<==\nstarted\n")
+    });
+    signal(xn.child.id(), libc::SIGINT);
+    // Not on to the next job: xn ends.
+    let (status, out, err) = xn.finish_within();
+    assert_eq!(status.code(), Some(130), "{err}");
+    let ids: Vec<u64> = hub.jobs().iter().map(|j| j.id).collect();
+    let [a, _, c] = ids[..] else {
+        panic!("{ids:?}")
+    };
+    assert_eq!(
+        err,
+        format!(
+            "[xn interrupted; jobs {a}-{c} keep running: xn -k ID cancels one, \
+             xn -f ID --follow follows it]\n"
+        )
+    );
+    assert_eq!(String::from_utf8(out).unwrap().matches("==> ").count(), 1);
+    for id in ids {
+        assert!(!hub.job(id).state.is_terminal());
+        hub.xn_ok(&["-k", &id.to_string()]);
+        hub.wait_ended(id);
+    }
+}
+
+#[test]
 fn a_wait_for_a_job_nobody_can_take_says_why() {
     let hub = Hub::start();
     let _s = hub.slave("s1", 1);

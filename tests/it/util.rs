@@ -107,6 +107,22 @@ impl Collected {
         String::from_utf8_lossy(&self.err.lock().unwrap()).into_owned()
     }
 
+    /// As [`Collected::finish`], for a child that should exit by itself: one that has not
+    /// within `TIMEOUT` is killed (no stray process), and the test fails.
+    pub fn finish_within(mut self) -> (std::process::ExitStatus, Vec<u8>, String) {
+        let start = Instant::now();
+        while self.child.try_wait().unwrap().is_none() {
+            if start.elapsed() > TIMEOUT {
+                let _ = self.child.kill();
+                let (_, out, err) = self.finish();
+                let out = String::from_utf8_lossy(&out);
+                panic!("still running after {TIMEOUT:?}; stdout {out:?}, stderr {err:?}");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        self.finish()
+    }
+
     /// Waits until it exits: its status, its whole stdout, and its stderr as text.
     pub fn finish(mut self) -> (std::process::ExitStatus, Vec<u8>, String) {
         let status = self.child.wait().unwrap();
