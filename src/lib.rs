@@ -8,7 +8,8 @@
 //!
 //! Shared pieces: [`wire`] (every message that crosses a socket), [`conn`] (WebSocket
 //! framing), [`http`] (the client side of HTTP), [`config`] (hub URL and token for clients
-//! and slaves), [`limits`] (bounds on peer input).
+//! and slaves), [`limits`] (bounds on peer input), [`text`] (the characters that make text
+//! show other than it is).
 
 pub mod client;
 pub mod config;
@@ -18,6 +19,7 @@ pub mod hub;
 pub mod limits;
 pub mod malloc;
 pub mod slave;
+pub mod text;
 pub mod tls;
 pub mod wire;
 

@@ -6,25 +6,20 @@
 //! terminal. JSON output (`--json`) and job output (`-f`, `--wait`, `-a`) are never changed
 //! here: they are the bytes as they are.
 
+use crate::text::{is_bidi_control, is_hidden_control};
 use std::borrow::Cow;
 use std::fmt::Write;
 
-/// Bidirectional overrides and isolates: they reorder what follows on screen, so a command
-/// could show other text than it runs ("Trojan Source").
-fn is_bidi_control(c: char) -> bool {
-    matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
-}
-
-/// `s` with every control character (C0 including ESC, DEL, C1, and bidirectional overrides)
-/// written out visibly: `\e`, `\t`, `\r`, `\n`, or `\xNN` / `\u{NNNN}` with its code point.
-/// Borrowed when there is none (the usual case).
+/// `s` with every control character (C0 including ESC, DEL, C1, and the bidirectional
+/// formatting characters of [`crate::text`]) written out visibly: `\e`, `\t`, `\r`, `\n`, or
+/// `\xNN` / `\u{NNNN}` with its code point. Borrowed when there is none (the usual case).
 pub fn visible(s: &str) -> Cow<'_, str> {
     // A cheap look at the bytes first: C1 characters are U+0080..U+009F, encoded 0xC2 0x80..0x9F;
-    // the bidirectional controls start with 0xE2.
+    // the bidirectional controls start with 0xE2, but for U+061C (0xD8 0x9C).
     let maybe = s
         .bytes()
-        .any(|b| b < 0x20 || b == 0x7f || b == 0xc2 || b == 0xe2);
-    if !maybe || !s.chars().any(|c| c.is_control() || is_bidi_control(c)) {
+        .any(|b| b < 0x20 || b == 0x7f || b == 0xc2 || b == 0xe2 || b == 0xd8);
+    if !maybe || !s.chars().any(is_hidden_control) {
         return Cow::Borrowed(s);
     }
     let mut out = String::with_capacity(s.len() + 8);
@@ -65,6 +60,11 @@ mod tests {
         assert_eq!(visible("\u{a0}\u{b5}"), "\u{a0}\u{b5}");
         // A right-to-left override would show `rm -rf /` as something else.
         assert_eq!(visible("ls \u{202e}txt.exe"), "ls \\u{202e}txt.exe");
+        // The marks too; letters of right-to-left scripts stay.
+        assert_eq!(
+            visible("a\u{200f}b\u{61c}\u{627}"),
+            "a\\u{200f}b\\u{061c}\u{627}"
+        );
         assert!(matches!(visible("\u{2014} \u{20ac}"), Cow::Borrowed(_)));
         for s in ["\x1b]0;title\x07", "\u{90}P", "\x1bc"] {
             assert!(!visible(s).chars().any(char::is_control), "{s:?}");

@@ -9,6 +9,7 @@ use super::state::{Joined, Joining, SessionId};
 use super::Ctx;
 use crate::conn::{self, ConnReader, ConnSender, Incoming, CLOSE_POLICY};
 use crate::limits::{HANDSHAKE_TIMEOUT, HEARTBEAT_INTERVAL};
+use crate::text::has_hidden_controls;
 use crate::wire::{HubToSlave, JobId, SlaveMsg, PROTOCOL_VERSION};
 use anyhow::{anyhow, bail, Result};
 use hyper::body::Incoming as Body;
@@ -182,8 +183,11 @@ async fn hello(rd: &mut Reader) -> Result<Joining> {
                     "protocol version mismatch: slave speaks version {protocol}, hub speaks version {PROTOCOL_VERSION}"
                 );
             }
-            if name.is_empty() || name.len() > MAX_NAME || name.chars().any(char::is_control) {
-                bail!("slave name must be 1 to {MAX_NAME} printable characters");
+            if name.is_empty() || name.len() > MAX_NAME || has_hidden_controls(&name) {
+                bail!(
+                    "slave name must be 1 to {MAX_NAME} bytes of printable characters, \
+                     without control or bidirectional formatting characters"
+                );
             }
             if slots == 0 {
                 bail!("a slave needs at least one slot");

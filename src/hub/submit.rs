@@ -4,6 +4,7 @@
 use super::sched::{fits, why_not};
 use super::state::{now_ms, Hub, JobEntry, JobError};
 use crate::limits::{MAX_JOB_SPEC_BYTES, MAX_LABELS, MAX_LABEL_BYTES};
+use crate::text::has_hidden_controls;
 use crate::wire::{JobRecord, JobSpec};
 use std::collections::BTreeSet;
 
@@ -21,13 +22,12 @@ pub(super) fn check_labels(labels: &[String]) -> Result<(), String> {
         let ok = !l.is_empty()
             && l.len() <= MAX_LABEL_BYTES
             && !l.starts_with('=')
-            && !l
-                .chars()
-                .any(|c| c.is_whitespace() || c.is_control() || c == ',');
+            && !l.chars().any(|c| c.is_whitespace() || c == ',')
+            && !has_hidden_controls(l);
         if !ok {
             return Err(format!(
                 "label {l:?} must be 1 to {MAX_LABEL_BYTES} bytes, `key` or `key=value`, \
-                 without spaces or commas"
+                 without spaces, commas, control or bidirectional formatting characters"
             ));
         }
     }
@@ -78,9 +78,10 @@ pub fn validate(spec: &JobSpec) -> Result<(), String> {
     }
     for (what, v) in [("name", &spec.name), ("slave name", &spec.on_slave)] {
         if let Some(v) = v {
-            if v.is_empty() || v.len() > MAX_LABEL_BYTES || v.chars().any(char::is_control) {
+            if v.is_empty() || v.len() > MAX_LABEL_BYTES || has_hidden_controls(v) {
                 return Err(format!(
-                    "the {what} must be 1 to {MAX_LABEL_BYTES} printable characters"
+                    "the {what} must be 1 to {MAX_LABEL_BYTES} bytes of printable characters, \
+                     without control or bidirectional formatting characters"
                 ));
             }
         }

@@ -15,6 +15,7 @@ mod golden;
 mod jobfiles;
 mod labels;
 mod listing;
+mod names;
 mod netns;
 mod notes;
 mod quickstart;
