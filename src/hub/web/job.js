@@ -14,6 +14,10 @@ const HEADER = 18;
  * (as `xn -a --tail`), since the terminal keeps 5,000 lines and parses some 10 MB/s. */
 const TAIL = 512 * 1024;
 
+/** Continuation bytes (0x80–0xBF) a view that starts at such a cut leaves out: the cut may
+ * fall inside a UTF-8 character, which has at most three of them after its first byte. */
+const MAX_CONTINUATION = 3;
+
 /** The open job view, or null. */
 let view = null;
 
@@ -27,6 +31,8 @@ export function openJob(id) {
   $("stdin-form").hidden = true;
   const term = new Terminal($("terminal"));
   const v = (view = { id, term, rec: null, out: null, err: null, sent: 0, ws: null, ended: false, tries: 0 });
+  // Per stream (stdout, stderr): how many more leading continuation bytes to leave out.
+  v.trim = [0, 0];
   $("job-skipped").hidden = true;
   // Keystrokes go to a terminal; a pipe job takes whole lines from the form under it.
   term.onData = (bytes) => v.rec && v.rec.tty && sendInput(v, bytes);
@@ -128,10 +134,13 @@ async function connect(v) {
   };
 }
 
-/** Where a new view starts reading: the last TAIL bytes of each stream. */
+/** Where a new view starts reading: the last TAIL bytes of each stream, on a character
+ * boundary (as `xn -a --tail`): a stream cut after its start opens without the rest of a
+ * character the cut fell in, rather than with a replacement character. */
 function skipToTail(v) {
   v.out = Math.max(0, v.rec.stdout_len - TAIL);
   v.err = Math.max(0, v.rec.stderr_len - TAIL);
+  v.trim = [v.out ? MAX_CONTINUATION : 0, v.err ? MAX_CONTINUATION : 0];
   if (v.out || v.err) {
     const mib = (n) => `${(n / 1048576).toFixed(1)} MiB`;
     const all = v.rec.stdout_len + v.rec.stderr_len;
@@ -175,6 +184,8 @@ function output(v, frame) {
   let data = frame.subarray(HEADER + Math.max(0, have - offset));
   if (kind === STDERR) v.err = end;
   else v.out = end;
+  data = trimContinuation(v, kind === STDERR ? 1 : 0, data);
+  if (!data.length) return;
   if (v.rec && !v.rec.tty) {
     // Pipes, not a terminal: no line discipline turned \n into \r\n.
     data = crlf(data);
@@ -186,6 +197,16 @@ function output(v, frame) {
     }
   }
   v.term.write(data);
+}
+
+/** Leaves out the continuation bytes a view cut inside a character starts with (they may come
+ * in more than one frame); the first other byte, or the third left out, ends it. */
+function trimContinuation(v, i, data) {
+  if (!v.trim[i]) return data;
+  let n = 0;
+  while (n < data.length && n < v.trim[i] && (data[n] & 0xc0) === 0x80) n++;
+  v.trim[i] = n < data.length ? 0 : v.trim[i] - n;
+  return data.subarray(n);
 }
 
 function crlf(data) {

@@ -169,6 +169,39 @@ fn a_big_output_opens_at_its_end() {
 }
 
 #[test]
+fn a_big_output_cut_inside_a_character_opens_at_the_next_one() {
+    let hub = Hub::start();
+    let _s = hub.slave("s1", 1);
+    // The last 512 KiB, where the view starts: the last two bytes of a euro sign (E2 82 AC),
+    // ten whole ones, NUL bytes (drawn as nothing) and END.
+    let tail = 512 * 1024;
+    let nuls = tail - 2 - 10 * 3 - "\nEND\n".len();
+    let euros = "\\342\\202\\254".repeat(20);
+    let id = hub.submit(
+        &format!("printf '{euros}'; head -c {nuls} /dev/zero; printf '\\nEND\\n'"),
+        &["--no-tty"],
+    );
+    assert_eq!(hub.wait_ended(id).stdout_len, 20 * 3 + nuls as u64 + 5);
+    // A job whose output starts with stray continuation bytes, shown from its first byte:
+    // nothing left out there.
+    let whole = hub.submit("printf '\\200\\200whole\\n'", &["--no-tty"]);
+    hub.wait_ended(whole);
+    let b = Browser::launch();
+    sign_in(&b, &hub, &hub.token);
+    b.eval(&format!("location.hash = '#/job/{id}'"));
+    wait_lines(&b, "END", 1);
+    let text = text_of(&b, "terminal");
+    assert!(
+        text.lines().any(|l| l.trim_end() == "\u{20ac}".repeat(10)),
+        "the view should open with the ten whole euro signs:\n{text}"
+    );
+    assert!(!text.contains('\u{fffd}'), "{text}");
+    b.eval(&format!("location.hash = '#/job/{whole}'"));
+    wait_lines(&b, "\u{fffd}\u{fffd}whole", 1);
+    assert_no_errors(&b);
+}
+
+#[test]
 fn the_terminal_draws_what_full_screen_programs_print() {
     let hub = Hub::start();
     let b = Browser::launch();
