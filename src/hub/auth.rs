@@ -83,7 +83,7 @@ fn hash(token: &str) -> [u8; 32] {
 
 /// Opens the token table (creating it) in `DATA/jobs.db`.
 fn open_db(data: &Path) -> Result<Connection> {
-    let path = data.join("jobs.db");
+    let path = data.join(super::store::DB_FILE);
     let conn = Connection::open(&path).with_context(|| format!("opening {}", path.display()))?;
     conn.pragma_update(None, "journal_mode", "WAL")?;
     conn.busy_timeout(std::time::Duration::from_secs(5))?;
@@ -117,19 +117,7 @@ impl Auth {
     /// Opens the tokens of `data`. On a data dir with no token at all, creates `admin` and
     /// `slave` tokens and writes them to `DATA/admin.token` and `DATA/slave.token` (mode 0600).
     pub fn open(data: &Path, no_auth: bool) -> Result<Auth> {
-        let db = open_db(data)?;
-        let auth = Auth {
-            open: no_auth.then(|| {
-                Arc::new(Principal {
-                    name: "anonymous".into(),
-                    role: Role::Admin,
-                    revoked: CancellationToken::new(),
-                })
-            }),
-            db: Mutex::new(db),
-            tokens: RwLock::default(),
-            data_version: Mutex::new(-1),
-        };
+        let auth = Auth::open_table(data, no_auth)?;
         if !no_auth && auth.list()?.is_empty() {
             for (name, role) in [("admin", Role::Admin), ("slave", Role::Slave)] {
                 let token = auth.create(name, role)?;
@@ -140,6 +128,30 @@ impl Auth {
         }
         auth.reload()?;
         Ok(auth)
+    }
+
+    /// Opens the tokens of `data` as they are, none created: for `xnhub token ...`, which
+    /// lists, adds or revokes exactly what it is told to.
+    pub fn open_as_is(data: &Path) -> Result<Auth> {
+        let auth = Auth::open_table(data, false)?;
+        auth.reload()?;
+        Ok(auth)
+    }
+
+    fn open_table(data: &Path, no_auth: bool) -> Result<Auth> {
+        let db = open_db(data)?;
+        Ok(Auth {
+            open: no_auth.then(|| {
+                Arc::new(Principal {
+                    name: "anonymous".into(),
+                    role: Role::Admin,
+                    revoked: CancellationToken::new(),
+                })
+            }),
+            db: Mutex::new(db),
+            tokens: RwLock::default(),
+            data_version: Mutex::new(-1),
+        })
     }
 
     /// `--no-auth`: every request is an admin's.

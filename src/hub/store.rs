@@ -22,6 +22,9 @@ use queue::Queue;
 /// Most operations committed in one transaction.
 const MAX_BATCH: usize = 4096;
 
+/// The database's file in the data directory: job records, and the token table (`Auth`).
+pub const DB_FILE: &str = "jobs.db";
+
 enum Op {
     Insert(Vec<JobRecord>, oneshot::Sender<Result<Vec<JobId>>>),
     Save(Box<JobRecord>, Option<oneshot::Sender<Result<()>>>),
@@ -60,7 +63,7 @@ impl Store {
     /// (straight from SQLite's rows, with no list of them all in between) and returns the
     /// store.
     pub fn open(dir: &Path, each: impl FnMut(Loaded)) -> Result<Store> {
-        let path = dir.join("jobs.db");
+        let path = dir.join(DB_FILE);
         let conn =
             Connection::open(&path).with_context(|| format!("opening {}", path.display()))?;
         // WAL + NORMAL: a committed transaction survives a crash of the process; the last

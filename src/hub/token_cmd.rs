@@ -6,13 +6,21 @@
 //! action (`xnhub token list --data DIR`), once: given in both places it is an error, whatever
 //! the two values, as it is given twice in one place. On the command line it wins over
 //! `XN_DATA`. The hub's other flags are refused beside `token`: they would do nothing.
+//!
+//! `list` and `revoke` only read and change a hub's database: on a directory without one (no
+//! hub has run there, or `--data` names the wrong place) they fail and create nothing. `create`
+//! there makes the directory ready for a hub as its first start would: with the `admin` and
+//! `slave` tokens and their files, and says so. Otherwise no action adds a token it was not
+//! told to, even where none is left.
 
 use super::auth::Auth;
+use super::store::DB_FILE;
 use crate::wire::Role;
-use anyhow::{Context, Result};
+use anyhow::{anyhow, bail, Context, Result};
 use clap::error::ErrorKind;
 use clap::parser::ValueSource;
 use clap::{ArgMatches, Command, Subcommand};
+use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 
 /// The hub's subcommands.
@@ -102,21 +110,57 @@ pub fn check_args(hub: &mut Command, m: &ArgMatches) -> Result<(), clap::Error> 
 
 /// Runs `action` on the data directory `data`.
 pub fn run(action: TokenAction, data: &Path) -> Result<()> {
+    let has_db = data.join(DB_FILE).exists();
+    // Most likely a wrong --data or XN_DATA: an error, not an empty answer.
+    let nothing_there = |what: &str| {
+        anyhow!(
+            "no hub data in {} (no {DB_FILE}): {what} (is --data or XN_DATA right?)",
+            data.display()
+        )
+    };
     match action {
         TokenAction::Create { name, role, .. } => {
-            std::fs::create_dir_all(data)
-                .with_context(|| format!("creating {}", data.display()))?;
             let role = Role::parse(&role).context("unknown role")?;
-            println!("{}", Auth::open(data, false)?.create(&name, role)?);
+            let token = if has_db {
+                Auth::open_as_is(data)?.create(&name, role)?
+            } else {
+                std::fs::DirBuilder::new()
+                    .recursive(true)
+                    .mode(0o700)
+                    .create(data)
+                    .with_context(|| format!("creating {}", data.display()))?;
+                let token = Auth::open(data, false)?.create(&name, role)?;
+                eprintln!(
+                    "{} had no hub data: made it ready for a hub, with the admin and slave \
+                     tokens a hub makes on its first start, in {} and {}",
+                    data.display(),
+                    data.join("admin.token").display(),
+                    data.join("slave.token").display()
+                );
+                token
+            };
+            println!("{token}");
         }
         TokenAction::List { .. } => {
-            for t in Auth::open(data, false)?.list()? {
+            if !has_db {
+                return Err(nothing_there(
+                    "no tokens to list; a hub started there creates its admin and slave tokens",
+                ));
+            }
+            let tokens = Auth::open_as_is(data)?.list()?;
+            if tokens.is_empty() {
+                eprintln!("no tokens in {}", data.display());
+            }
+            for t in tokens {
                 println!("{:<24} {}", t.name, t.role.as_str());
             }
         }
         TokenAction::Revoke { name, .. } => {
-            if !Auth::open(data, false)?.revoke(&name)? {
-                anyhow::bail!("no token named {name:?}");
+            if !has_db {
+                return Err(nothing_there(&format!("no token named {name:?} to revoke")));
+            }
+            if !Auth::open_as_is(data)?.revoke(&name)? {
+                bail!("no token named {name:?}");
             }
             eprintln!("revoked {name}");
         }

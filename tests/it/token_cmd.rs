@@ -142,3 +142,69 @@ fn data_twice_or_a_flag_for_running_the_hub_is_refused_beside_token() {
     // Nothing was touched anywhere.
     assert_eq!(std::fs::read_dir(home.path()).unwrap().count(), 0);
 }
+
+#[test]
+fn list_and_revoke_where_no_hub_has_been_fail_and_write_nothing() {
+    let home = tempfile::tempdir().unwrap();
+    let empty = home.path().join("empty");
+    std::fs::create_dir(&empty).unwrap();
+    let missing = home.path().join("missing");
+    let xnhub = bin_dir().join("xnhub");
+    let xnhub = |args: &[&str]| run(&xnhub, args, None, home.path());
+    for dir in [&empty, &missing] {
+        let d = dir.to_str().unwrap();
+        for (args, says) in [
+            (&["token", "list", "--data", d][..], "no tokens to list"),
+            (
+                &["token", "revoke", "alice", "--data", d][..],
+                "no token named \"alice\" to revoke",
+            ),
+        ] {
+            let out = xnhub(args);
+            let err = String::from_utf8_lossy(&out.stderr);
+            assert_eq!(out.status.code(), Some(255), "{args:?}: {err}");
+            assert!(
+                err.starts_with(&format!(
+                    "execnode: no hub data in {d} (no jobs.db): {says}"
+                )),
+                "{args:?}: {err}"
+            );
+            assert!(out.stdout.is_empty(), "{args:?}");
+        }
+    }
+    assert_eq!(std::fs::read_dir(&empty).unwrap().count(), 0);
+    assert!(!missing.exists());
+
+    // `create` there makes the directory ready for a hub, as its first start would.
+    let d = missing.to_str().unwrap();
+    let out = xnhub(&[
+        "token", "create", "--name", "alice", "--role", "user", "--data", d,
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(&format!("{d} had no hub data")), "{err}");
+    assert!(ok(out).starts_with("xn_"));
+    for f in ["admin.token", "slave.token"] {
+        assert!(missing.join(f).exists(), "{f}");
+    }
+    let list = ok(xnhub(&["token", "list", "--data", d]));
+    assert_eq!(names(&list), ["admin", "alice", "slave"], "{list}");
+
+    // Revoked down to none: a listing says so, and neither it nor a `create` adds the first
+    // start's tokens back.
+    for name in ["admin", "alice", "slave"] {
+        ok(xnhub(&["token", "revoke", name, "--data", d]));
+    }
+    for f in ["admin.token", "slave.token"] {
+        std::fs::remove_file(missing.join(f)).unwrap();
+    }
+    let out = xnhub(&["token", "list", "--data", d]);
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(ok(out), "");
+    assert_eq!(err, format!("no tokens in {d}\n"));
+    ok(xnhub(&[
+        "token", "create", "--name", "bob", "--role", "viewer", "--data", d,
+    ]));
+    let list = ok(xnhub(&["token", "list", "--data", d]));
+    assert_eq!(names(&list), ["bob"], "{list}");
+    assert!(!missing.join("admin.token").exists());
+}
