@@ -179,9 +179,9 @@ pub async fn run(
             Ok(0)
         }
         // Followed one after the other; the exit code is the first non-zero one. Several jobs'
-        // outputs each come under a header, as a group's do.
-        // A signal ends the whole wait (caught once, so that none is lost between two jobs),
-        // and the note names every job not yet followed.
+        // outputs each come under a header, as a group's do. A signal ends the whole wait
+        // (caught once, so that none is lost between two jobs), and the note names the job
+        // followed and every one after it.
         Then::Wait => {
             let mut interrupts = Interrupts::catch()?;
             let mut code = 0;
