@@ -11,6 +11,13 @@ use execnode::wire::{HubToSlave, SlaveMsg, PROTOCOL_VERSION};
 /// One of each kind: an override, an isolate, a mark; and a control character.
 const HIDDEN: [char; 4] = ['\u{202e}', '\u{2067}', '\u{200f}', '\u{1b}'];
 
+/// What the hub says a name must be.
+const NAME_RULE: &str =
+    "must be 1 to 256 bytes of printable characters, without control or bidirectional formatting characters";
+
+/// The end of what the hub says a label must be.
+const LABEL_RULE: &str = "without spaces, commas, control or bidirectional formatting characters";
+
 /// What the hub answers a slave's hello with this name and labels.
 fn hello_answer(hub: &Hub, name: &str, labels: &[&str]) -> HubToSlave {
     let url = HubUrl::parse(&hub.url)
@@ -47,7 +54,7 @@ fn a_slave_name_or_label_with_a_bidi_or_control_character_is_refused() {
         let name = format!("box{c}1");
         match hello_answer(&hub, &name, &[]) {
             HubToSlave::Error { message } => assert!(
-                message.starts_with("slave name must be 1 to 256 bytes of printable characters, without control or bidirectional formatting characters"),
+                message.starts_with(&format!("slave name {NAME_RULE}")),
                 "{message}"
             ),
             other => panic!("{name:?}: expected an error, got {other:?}"),
@@ -55,10 +62,7 @@ fn a_slave_name_or_label_with_a_bidi_or_control_character_is_refused() {
         let label = format!("gpu={c}a100");
         match hello_answer(&hub, "box", &[&label]) {
             HubToSlave::Error { message } => assert!(
-                message.starts_with("slave labels: label ")
-                    && message.contains(
-                        "without spaces, commas, control or bidirectional formatting characters"
-                    ),
+                message.starts_with("slave labels: label ") && message.contains(LABEL_RULE),
                 "{message}"
             ),
             other => panic!("{label:?}: expected an error, got {other:?}"),
@@ -79,14 +83,14 @@ fn a_job_name_pinned_slave_or_label_with_a_bidi_or_control_character_is_refused(
     for c in HIDDEN {
         let bad = format!("build{c}-7");
         for (flag, what) in [
-            ("--name", "the name must be 1 to 256 bytes of printable characters, without control or bidirectional formatting characters"),
-            ("--slave", "the slave name must be 1 to 256 bytes of printable characters, without control or bidirectional formatting characters"),
-            ("--on", "without spaces, commas, control or bidirectional formatting characters"),
+            ("--name", format!("the name {NAME_RULE}")),
+            ("--slave", format!("the slave name {NAME_RULE}")),
+            ("--on", LABEL_RULE.to_string()),
         ] {
             let out = hub.xn(&["-s", "true", flag, &bad]);
             let err = String::from_utf8_lossy(&out.stderr);
             assert_eq!(out.status.code(), Some(255), "{flag} {bad:?}: {err}");
-            assert!(err.contains(what), "{flag} {bad:?}: {err}");
+            assert!(err.contains(&what), "{flag} {bad:?}: {err}");
             // xn writes the character out; it never reaches the terminal.
             assert!(!err.contains(c), "{err:?}");
         }
