@@ -83,6 +83,10 @@ pub struct TokenInfo {
     pub name: String,
     pub role: Role,
     pub created_ms: u64,
+    /// A slave token bound to this slave name: it may serve only as that slave, and no other
+    /// token may serve as it. Absent: unbound (any slave name not bound to another token).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub slave_name: Option<String>,
 }
 
 /// `GET /api/v1/whoami`: the token a request was made with.
@@ -97,6 +101,9 @@ pub struct WhoAmI {
 pub struct CreateToken {
     pub name: String,
     pub role: Role,
+    /// Binds a `slave` token to this slave name (see [`TokenInfo::slave_name`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub slave_name: Option<String>,
 }
 
 /// Answer to `POST /api/v1/tokens`: the only time the secret is shown.
@@ -104,6 +111,8 @@ pub struct CreateToken {
 pub struct NewToken {
     pub name: String,
     pub role: Role,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub slave_name: Option<String>,
     pub token: String,
 }
 
@@ -112,6 +121,7 @@ impl std::fmt::Debug for NewToken {
         f.debug_struct("NewToken")
             .field("name", &self.name)
             .field("role", &self.role)
+            .field("slave_name", &self.slave_name)
             .field("token", &"<redacted>")
             .finish()
     }

@@ -5,6 +5,10 @@
 //! up and compared in constant time. Revoking a token cancels every connection opened with it.
 //! Changes made by `xnhub token ...` while the hub runs are picked up within a second
 //! (SQLite's `data_version` tells when another connection wrote).
+//!
+//! A slave token may be bound to a slave name (column `slave_name`, added to older databases
+//! when they are opened): it may then serve only as that slave, and the name is reserved to
+//! the tokens bound to it ([`Auth::admit_slave`]). Unbound tokens serve as any other name.
 
 use crate::wire::{JobRecord, Role, TokenInfo};
 use anyhow::{anyhow, bail, Context, Result};
@@ -22,6 +26,8 @@ pub struct Principal {
     /// The token's name; jobs submitted with it are owned by this name.
     pub name: String,
     pub role: Role,
+    /// The only slave name this token may serve as, if it is bound to one.
+    pub slave_name: Option<String>,
     /// Cancelled when the token is revoked: every connection opened with it ends.
     pub revoked: CancellationToken,
 }
@@ -57,6 +63,19 @@ pub enum Denied {
     Missing,
     #[error("the token is not valid (wrong, or revoked)")]
     Invalid,
+}
+
+/// Why a slave's hello was refused for its name.
+#[derive(Debug, thiserror::Error)]
+pub enum NameRefused {
+    #[error("token {token} is bound to slave name {bound:?}: it may not serve as {name:?}")]
+    OtherName {
+        token: String,
+        bound: String,
+        name: String,
+    },
+    #[error("slave name {name:?} is bound to another token: serve as it with a token bound to it")]
+    Reserved { name: String },
 }
 
 pub struct Auth {
@@ -95,7 +114,37 @@ fn open_db(data: &Path) -> Result<Connection> {
             created_ms INTEGER NOT NULL
         );",
     )?;
+    add_slave_name_column(&conn)?;
     Ok(conn)
+}
+
+/// Adds `slave_name` (NULL: unbound) to a table made before tokens could be bound. Two
+/// processes may open an old database at once: the one that loses the race finds the column.
+fn add_slave_name_column(conn: &Connection) -> Result<()> {
+    let has = |conn: &Connection| -> Result<bool> {
+        let mut stmt =
+            conn.prepare("SELECT 1 FROM pragma_table_info('tokens') WHERE name = 'slave_name'")?;
+        Ok(stmt.exists([])?)
+    };
+    if has(conn)? {
+        return Ok(());
+    }
+    if let Err(e) = conn.execute_batch("ALTER TABLE tokens ADD COLUMN slave_name TEXT") {
+        if !has(conn)? {
+            return Err(e).context("adding the slave_name column to the tokens table");
+        }
+    }
+    Ok(())
+}
+
+/// What `hello` accepts as a slave's name (`src/hub/slaves.rs`): a binding to anything else
+/// could never be used.
+fn check_slave_name(name: &str) -> Result<()> {
+    const MAX: usize = 256;
+    if name.is_empty() || name.len() > MAX || name.chars().any(char::is_control) {
+        bail!("a slave name is 1 to {MAX} bytes of printable characters");
+    }
+    Ok(())
 }
 
 /// Writes a secret to a file only its owner can read.
@@ -120,7 +169,7 @@ impl Auth {
         let auth = Auth::open_table(data, no_auth)?;
         if !no_auth && auth.list()?.is_empty() {
             for (name, role) in [("admin", Role::Admin), ("slave", Role::Slave)] {
-                let token = auth.create(name, role)?;
+                let token = auth.create(name, role, None)?;
                 let path = data.join(format!("{name}.token"));
                 write_secret(&path, &token)?;
                 tracing::info!("created the {name} token: {}", path.display());
@@ -145,6 +194,7 @@ impl Auth {
                 Arc::new(Principal {
                     name: "anonymous".into(),
                     role: Role::Admin,
+                    slave_name: None,
                     revoked: CancellationToken::new(),
                 })
             }),
@@ -192,8 +242,9 @@ impl Auth {
         }
     }
 
-    /// Creates a token and returns it; it is not stored anywhere in clear.
-    pub fn create(&self, name: &str, role: Role) -> Result<String> {
+    /// Creates a token and returns it; it is not stored anywhere in clear. A `slave` token
+    /// may be bound to `slave_name`.
+    pub fn create(&self, name: &str, role: Role, slave_name: Option<&str>) -> Result<String> {
         if name.is_empty()
             || name.len() > 64
             || !name
@@ -202,12 +253,25 @@ impl Auth {
         {
             bail!("a token name is 1 to 64 letters, digits or - _ . @");
         }
+        if let Some(slave) = slave_name {
+            if role != Role::Slave {
+                bail!("only a slave token can be bound to a slave name");
+            }
+            check_slave_name(slave)?;
+        }
         let token = new_token()?;
         let n = self
             .db()
             .execute(
-                "INSERT OR IGNORE INTO tokens (name, role, hash, created_ms) VALUES (?1, ?2, ?3, ?4)",
-                params![name, role.as_str(), &hash(&token)[..], crate::hub::now_ms() as i64],
+                "INSERT OR IGNORE INTO tokens (name, role, hash, created_ms, slave_name)
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![
+                    name,
+                    role.as_str(),
+                    &hash(&token)[..],
+                    crate::hub::now_ms() as i64,
+                    slave_name
+                ],
             )
             .context("storing the token")?;
         if n == 0 {
@@ -219,26 +283,73 @@ impl Auth {
 
     pub fn list(&self) -> Result<Vec<TokenInfo>> {
         let db = self.db();
-        let mut stmt = db.prepare("SELECT name, role, created_ms FROM tokens ORDER BY name")?;
+        let mut stmt =
+            db.prepare("SELECT name, role, created_ms, slave_name FROM tokens ORDER BY name")?;
         let rows = stmt.query_map([], |r| {
             Ok((
                 r.get::<_, String>(0)?,
                 r.get::<_, String>(1)?,
                 r.get::<_, i64>(2)?,
+                r.get::<_, Option<String>>(3)?,
             ))
         })?;
         let mut v = Vec::new();
         for row in rows {
-            let (name, role, created) = row?;
+            let (name, role, created, slave_name) = row?;
             let role = Role::parse(&role)
                 .ok_or_else(|| anyhow!("token {name} has unknown role {role}"))?;
             v.push(TokenInfo {
                 name,
                 role,
                 created_ms: created as u64,
+                slave_name,
             });
         }
         Ok(v)
+    }
+
+    /// Whether `who` may serve as the slave `name`: a bound token only as the name it is
+    /// bound to, and a name some token is bound to only with such a token (admin and unbound
+    /// slave tokens included). The table is read again first if another process changed it,
+    /// so a binding `xnhub token create` made a moment ago already holds. Every name passes
+    /// with `--no-auth`.
+    pub async fn admit_slave(self: &Arc<Self>, who: &Arc<Principal>, name: &str) -> Result<()> {
+        if self.is_open() {
+            return Ok(());
+        }
+        let (auth, who, name) = (self.clone(), who.clone(), name.to_string());
+        tokio::task::spawn_blocking(move || {
+            if let Err(e) = auth.reload_if_changed() {
+                tracing::error!("reloading tokens: {e:#}");
+            }
+            auth.may_serve_as(&who, &name)
+        })
+        .await
+        .context("checking the slave's name")?
+        .map_err(Into::into)
+    }
+
+    fn may_serve_as(&self, who: &Principal, name: &str) -> Result<(), NameRefused> {
+        match &who.slave_name {
+            Some(bound) if bound != name => Err(NameRefused::OtherName {
+                token: who.name.clone(),
+                bound: bound.clone(),
+                name: name.to_string(),
+            }),
+            Some(_) => Ok(()),
+            None => {
+                let tokens = self.tokens.read().unwrap_or_else(|p| p.into_inner());
+                if tokens
+                    .values()
+                    .any(|p| p.slave_name.as_deref() == Some(name))
+                {
+                    return Err(NameRefused::Reserved {
+                        name: name.to_string(),
+                    });
+                }
+                Ok(())
+            }
+        }
     }
 
     /// Revokes a token; its open connections end at once. False if there was none.
@@ -262,17 +373,18 @@ impl Auth {
     }
 
     fn reload(&self) -> Result<()> {
-        let rows: Vec<(String, String, Vec<u8>)> = {
+        type Row = (String, String, Vec<u8>, Option<String>);
+        let rows: Vec<Row> = {
             let db = self.db();
             let version: i64 = db.query_row("PRAGMA data_version", [], |r| r.get(0))?;
             *self.data_version.lock().unwrap_or_else(|p| p.into_inner()) = version;
-            let mut stmt = db.prepare("SELECT name, role, hash FROM tokens")?;
-            let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+            let mut stmt = db.prepare("SELECT name, role, hash, slave_name FROM tokens")?;
+            let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?;
             rows.collect::<rusqlite::Result<_>>()?
         };
         let mut tokens = self.tokens.write().unwrap_or_else(|p| p.into_inner());
         let mut next = HashMap::new();
-        for (name, role, h) in rows {
+        for (name, role, h, slave_name) in rows {
             let (Some(role), Ok(h)) = (Role::parse(&role), <[u8; 32]>::try_from(h.as_slice()))
             else {
                 tracing::error!("token {name} is damaged in the database; ignored");
@@ -281,12 +393,13 @@ impl Auth {
             // Keep the same principal (and its open connections) for tokens that stay.
             let p = tokens
                 .get(&h)
-                .filter(|p| p.name == name && p.role == role)
+                .filter(|p| p.name == name && p.role == role && p.slave_name == slave_name)
                 .cloned()
                 .unwrap_or_else(|| {
                     Arc::new(Principal {
                         name,
                         role,
+                        slave_name,
                         revoked: CancellationToken::new(),
                     })
                 });

@@ -53,7 +53,12 @@ type Reader = ConnReader<hyper_util::rt::TokioIo<hyper::upgrade::Upgraded>>;
 
 async fn session(ctx: Arc<Ctx>, ws: ServerWs, who: Arc<Principal>, peer: String) {
     let (mut rd, tx) = conn::start(ws);
-    let join = match hello(&mut rd).await {
+    let said = async {
+        let join = hello(&mut rd).await?;
+        ctx.auth.admit_slave(&who, &join.name).await?;
+        anyhow::Ok(join)
+    };
+    let join = match said.await {
         Ok(h) => h,
         Err(e) => {
             tracing::warn!(%peer, token = %who.name, "slave refused: {e:#}");

@@ -47,8 +47,14 @@ pub enum TokenAction {
         /// admin, user (own jobs), viewer (read-only) or slave
         #[arg(long, value_parser = ["admin", "user", "viewer", "slave"])]
         role: String,
+        /// Bind a slave token to this slave name: it may serve only as `xnslave --name NAME`,
+        /// and no other token may serve as that name (so jobs pinned with `xn -s --slave
+        /// NAME` reach only its holder). Without it a slave token serves as any unbound name
+        #[arg(long, value_name = "NAME")]
+        slave_name: Option<String>,
     },
-    /// List tokens (names and roles; secrets are never stored)
+    /// List tokens (names, roles, and the slave name a slave token is bound to; secrets are
+    /// never stored)
     List {
         /// The hub's data directory (may also come before `token`) [default: XN_DATA, else
         /// $XDG_DATA_HOME/execnode]
@@ -119,17 +125,22 @@ pub fn run(action: TokenAction, data: &Path) -> Result<()> {
         )
     };
     match action {
-        TokenAction::Create { name, role, .. } => {
+        TokenAction::Create {
+            name,
+            role,
+            slave_name,
+            ..
+        } => {
             let role = Role::parse(&role).context("unknown role")?;
             let token = if has_db {
-                Auth::open_as_is(data)?.create(&name, role)?
+                Auth::open_as_is(data)?.create(&name, role, slave_name.as_deref())?
             } else {
                 std::fs::DirBuilder::new()
                     .recursive(true)
                     .mode(0o700)
                     .create(data)
                     .with_context(|| format!("creating {}", data.display()))?;
-                let token = Auth::open(data, false)?.create(&name, role)?;
+                let token = Auth::open(data, false)?.create(&name, role, slave_name.as_deref())?;
                 eprintln!(
                     "{} had no hub data: made it ready for a hub, with the admin and slave \
                      tokens a hub makes on its first start, in {} and {}",
@@ -152,7 +163,10 @@ pub fn run(action: TokenAction, data: &Path) -> Result<()> {
                 eprintln!("no tokens in {}", data.display());
             }
             for t in tokens {
-                println!("{:<24} {}", t.name, t.role.as_str());
+                match &t.slave_name {
+                    Some(s) => println!("{:<24} {:<6} bound to slave {s}", t.name, t.role.as_str()),
+                    None => println!("{:<24} {}", t.name, t.role.as_str()),
+                }
             }
         }
         TokenAction::Revoke { name, .. } => {

@@ -37,10 +37,18 @@ pub async fn route(
                 Ok(w) => w,
                 Err(r) => return r.into(),
             };
-            let (name, role) = (want.name.clone(), want.role);
+            let (name, role, slave_name) = (want.name.clone(), want.role, want.slave_name.clone());
             blocking(
-                move || auth.create(&want.name, want.role),
-                move |token| respond::json(StatusCode::CREATED, &NewToken { name, role, token }),
+                move || auth.create(&want.name, want.role, want.slave_name.as_deref()),
+                move |token| {
+                    let made = NewToken {
+                        name,
+                        role,
+                        slave_name,
+                        token,
+                    };
+                    respond::json(StatusCode::CREATED, &made)
+                },
             )
             .await
         }

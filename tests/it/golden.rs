@@ -211,6 +211,16 @@ fn messages() -> Vec<(&'static str, serde_json::Value)> {
                 name: "alice".into(),
                 role: Role::User,
                 created_ms: 1,
+                slave_name: None,
+            }),
+        ),
+        (
+            "token_info_bound",
+            v(&TokenInfo {
+                name: "box7-key".into(),
+                role: Role::Slave,
+                created_ms: 1,
+                slave_name: Some("box-7".into()),
             }),
         ),
     ]

@@ -4,6 +4,7 @@ mod attach;
 mod auth;
 mod bad_input;
 mod basics;
+mod bound;
 mod broadcast;
 mod browser;
 mod cancel;
