@@ -23,7 +23,9 @@ function render(tokens) {
   for (const t of tokens) {
     const row = body.insertRow();
     row.dataset.name = t.name;
-    for (const text of [t.name, t.role, new Date(t.created_ms).toLocaleString()]) {
+    // A bound slave token serves only as its slave name; an unbound one as any free name.
+    const bound = t.slave_name ?? (t.role === "slave" ? "any (unbound)" : "");
+    for (const text of [t.name, t.role, bound, new Date(t.created_ms).toLocaleString()]) {
       row.insertCell().textContent = text;
     }
     const revoke = document.createElement("button");
@@ -64,10 +66,10 @@ $("token-form").addEventListener("submit", async (ev) => {
   $("token-error").textContent = "";
   let made;
   try {
-    made = await api("POST", "/api/v1/tokens", {
-      name: $("token-name").value.trim(),
-      role: $("token-role").value,
-    });
+    const want = { name: $("token-name").value.trim(), role: $("token-role").value };
+    const slave = $("token-slave-name").value.trim();
+    if (want.role === "slave" && slave) want.slave_name = slave;
+    made = await api("POST", "/api/v1/tokens", want);
   } catch (e) {
     // Refused: nothing changed, so the table stays as it is (and its buttons with it).
     $("token-error").textContent = e.message;
@@ -76,10 +78,17 @@ $("token-form").addEventListener("submit", async (ev) => {
   // The table first, then the token: whatever the page shows next is already drawn.
   await refresh();
   $("token-name").value = "";
-  $("new-token-name").textContent = `${made.name} (${made.role})`;
+  $("token-slave-name").value = "";
+  const bound = made.slave_name ? `, only as slave ${made.slave_name}` : "";
+  $("new-token-name").textContent = `${made.name} (${made.role}${bound})`;
   $("new-token-value").value = made.token;
   $("new-token").hidden = false;
   $("new-token-value").select();
+});
+
+// Only a slave token can be bound to a slave name.
+$("token-role").addEventListener("change", () => {
+  $("token-slave-name").hidden = $("token-role").value !== "slave";
 });
 
 $("new-token-copy").addEventListener("click", async () => {

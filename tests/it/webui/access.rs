@@ -112,6 +112,52 @@ fn an_admin_makes_and_revokes_tokens_in_the_page() {
 }
 
 #[test]
+fn an_admin_binds_a_slave_token_to_a_slave_name_in_the_page() {
+    let hub = Hub::start();
+    let b = Browser::launch();
+    sign_in(&b, &hub, &hub.token);
+    b.eval("document.getElementById('tokens-link').click()");
+    let shared = "document.querySelector('#token-table tr[data-name=\"slave\"]')";
+    b.wait_for("the token list", shared);
+    // The shared slave token is shown unbound.
+    let cells = |name: &str| {
+        b.eval(&format!(
+            "[...document.querySelector('#token-table tr[data-name=\"{name}\"]').cells]\
+             .map(c => c.textContent).join('|')"
+        ))
+    };
+    assert!(cells("slave").as_str().unwrap().contains("any (unbound)"));
+    // The slave name field shows only for slave tokens.
+    assert_eq!(
+        b.eval("document.getElementById('token-slave-name').hidden"),
+        true
+    );
+    b.eval(
+        "const r = document.getElementById('token-role'); r.value = 'slave'; \
+         r.dispatchEvent(new Event('change'))",
+    );
+    assert_eq!(
+        b.eval("document.getElementById('token-slave-name').hidden"),
+        false
+    );
+    type_into(&b, "token-slave-name", "box-7");
+    type_into(&b, "token-name", "box7-key");
+    b.key("Enter", 0);
+    b.wait_for(
+        "the new token",
+        "!document.getElementById('new-token').hidden && \
+         document.getElementById('new-token-name').textContent.includes('only as slave box-7')",
+    );
+    let row = "document.querySelector('#token-table tr[data-name=\"box7-key\"]')";
+    b.wait_for("the bound token listed", row);
+    assert!(cells("box7-key").as_str().unwrap().contains("slave|box-7|"));
+    assert!(hub
+        .token_command(&["list"])
+        .contains("bound to slave box-7"));
+    assert_no_errors(&b);
+}
+
+#[test]
 fn a_revoked_token_sends_the_page_back_to_sign_in() {
     let hub = Hub::start();
     let _s = hub.slave("s1", 1);
