@@ -14,7 +14,7 @@ use crate::wire::{JobRecord, Role, TokenInfo};
 use anyhow::{anyhow, bail, Context, Result};
 use rusqlite::{params, Connection};
 use sha2::{Digest, Sha256};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::Path;
 use std::sync::{Arc, Mutex, RwLock};
 use subtle::ConstantTimeEq;
@@ -84,6 +84,9 @@ pub struct Auth {
     db: Mutex<Connection>,
     tokens: RwLock<HashMap<[u8; 32], Arc<Principal>>>,
     data_version: Mutex<i64>,
+    /// Told when a slave name gets its first binding: a slave session already serving as that
+    /// name with another token takes no new jobs from then on (see `src/hub/slaves.rs`).
+    new_binding: tokio::sync::watch::Sender<()>,
 }
 
 /// A new token: `xn_` and 64 hex digits.
@@ -201,6 +204,7 @@ impl Auth {
             db: Mutex::new(db),
             tokens: RwLock::default(),
             data_version: Mutex::new(-1),
+            new_binding: tokio::sync::watch::Sender::new(()),
         })
     }
 
@@ -322,14 +326,24 @@ impl Auth {
             if let Err(e) = auth.reload_if_changed() {
                 tracing::error!("reloading tokens: {e:#}");
             }
-            auth.may_serve_as(&who, &name)
+            auth.admits(&who, &name)
         })
         .await
         .context("checking the slave's name")?
         .map_err(Into::into)
     }
 
-    fn may_serve_as(&self, who: &Principal, name: &str) -> Result<(), NameRefused> {
+    /// Changes each time a slave name gets its first binding: a session subscribed before
+    /// its hello was admitted misses none.
+    pub fn new_bindings(&self) -> tokio::sync::watch::Receiver<()> {
+        self.new_binding.subscribe()
+    }
+
+    /// [`Auth::admit_slave`] on the tokens as last read, without reading the table.
+    pub fn admits(&self, who: &Principal, name: &str) -> Result<(), NameRefused> {
+        if self.is_open() {
+            return Ok(());
+        }
         match &who.slave_name {
             Some(bound) if bound != name => Err(NameRefused::OtherName {
                 token: who.name.clone(),
@@ -383,6 +397,10 @@ impl Auth {
             rows.collect::<rusqlite::Result<_>>()?
         };
         let mut tokens = self.tokens.write().unwrap_or_else(|p| p.into_inner());
+        let bound = |m: &HashMap<[u8; 32], Arc<Principal>>| -> HashSet<String> {
+            m.values().filter_map(|p| p.slave_name.clone()).collect()
+        };
+        let bound_before = bound(&tokens);
         let mut next = HashMap::new();
         for (name, role, h, slave_name) in rows {
             let (Some(role), Ok(h)) = (Role::parse(&role), <[u8; 32]>::try_from(h.as_slice()))
@@ -412,6 +430,9 @@ impl Auth {
             }
         }
         *tokens = next;
+        if !bound(&tokens).is_subset(&bound_before) {
+            self.new_binding.send_replace(());
+        }
         Ok(())
     }
 }

@@ -1,6 +1,6 @@
-//! One slave's WebSocket session: hello and version check, job events (output and ends go to
-//! the session's [`Intake`]), heartbeats both ways, and what happens to its jobs when it goes
-//! away.
+//! One slave's WebSocket session: hello, version check and the name its token may serve as
+//! (`Auth::admit_slave`), job events (output and ends go to the session's [`Intake`]),
+//! heartbeats both ways, and what happens to its jobs when it goes away.
 
 use super::auth::Principal;
 use super::intake::{Entry, Intake};
@@ -53,6 +53,8 @@ type Reader = ConnReader<hyper_util::rt::TokioIo<hyper::upgrade::Upgraded>>;
 
 async fn session(ctx: Arc<Ctx>, ws: ServerWs, who: Arc<Principal>, peer: String) {
     let (mut rd, tx) = conn::start(ws);
+    // Before the name is admitted, so that no binding made after that check goes unseen.
+    let mut new_bindings = ctx.auth.new_bindings();
     let said = async {
         let join = hello(&mut rd).await?;
         ctx.auth.admit_slave(&who, &join.name).await?;
@@ -151,6 +153,14 @@ async fn session(ctx: Arc<Ctx>, ws: ServerWs, who: Arc<Principal>, peer: String)
                 )
                 .await;
                 break None;
+            }
+            // Its name was just bound to another token: no new jobs (the ones it runs go on;
+            // ending them is the operator's call), and refused when it dials again.
+            Ok(()) = new_bindings.changed() => {
+                if ctx.auth.admits(&who, &name).is_err() {
+                    tracing::warn!(slave = %name, %peer, token = %who.name, "the slave's name was bound to another token: no new jobs for it (its running jobs go on)");
+                    ctx.hub.drain_slave(sid);
+                }
             }
             _ = who.revoked.cancelled() => {
                 tracing::warn!(slave = %name, token = %who.name, "token revoked: disconnecting slave");

@@ -1,8 +1,8 @@
 //! Slave tokens bound to a slave name: such a token serves only as its name, the name is
 //! reserved to the tokens bound to it (so a job pinned to it reaches only their holder), the
-//! shared unbound token still serves as any other name, listings show the binding, revoking
-//! one bound token ends only its slave, and a token table from before bindings opens and its
-//! tokens work.
+//! shared unbound token still serves as any other name, a session already serving as a name
+//! when it gets bound takes no new jobs, listings show the binding, revoking one bound token
+//! ends only its slave, and a token table from before bindings opens and its tokens work.
 
 use crate::util::*;
 use execnode::wire::{JobState, NewToken, TokenInfo};
@@ -194,6 +194,40 @@ fn revoking_a_bound_token_disconnects_only_its_slave() {
     );
     let id = hub.submit("echo still", &["--slave", "box-8"]);
     assert_eq!(hub.wait_ended(id).state, JobState::Exited);
+}
+
+#[test]
+fn a_slave_serving_as_a_name_when_it_gets_bound_takes_no_new_jobs_but_keeps_its_own() {
+    use crate::redial::{dial_as, end_ok, runtime, start_one};
+    let hub = Hub::start_with(&["--slave-timeout", "600"]);
+    let rt = runtime();
+    rt.block_on(async {
+        // Served as box-7 with the shared token, room for two jobs, running one.
+        let (mut rd, tx) = dial_as(&hub, "box-7", Some(7), 2, &[]).await;
+        let running = start_one(&hub, &mut rd, &tx, "sleep 100").await;
+        let t = bound_token(&hub, "box7-key", "box-7");
+        wait_log_line(
+            &hub,
+            "the hub to stop giving it jobs",
+            &[
+                "WARN",
+                "slave=box-7",
+                "the slave's name was bound to another token: no new jobs for it",
+                "peer=127.0.0.1:",
+            ],
+        );
+        let (_, body) = hub.get("/api/v1/slaves");
+        assert!(body.contains(r#""draining":true"#), "{body}");
+        // A job pinned to box-7 waits for the holder of its token (this connection has room,
+        // so a job given to it would never end).
+        let id = hub.submit("echo mine", &["--slave", "box-7", "--no-tty"]);
+        let _s = Slave::start_with_token(&hub, &t, "box-7", 1, &[]);
+        let rec = hub.wait_ended(id);
+        assert_eq!(rec.state, JobState::Exited);
+        assert_eq!(hub.fetch(id), b"mine\n");
+        // The job it held was not touched: it ends as the slave reports it.
+        end_ok(&hub, &mut rd, &tx, running).await;
+    });
 }
 
 /// SHA-256 of `token`, as the tokens table stores it.
