@@ -92,7 +92,8 @@ async fn session(ctx: Arc<Ctx>, ws: ServerWs, who: Arc<Principal>, peer: String)
         replaced,
         replaced_by,
     } = ctx.hub.add_slave(join, tx.clone());
-    tracing::info!(slave = %name, %peer, slots, labels = %label_list, reclaimed = reported - unwanted.len(), replaced, "slave connected");
+    // With the token's name: which slaves still use a shared token before it is revoked.
+    tracing::info!(slave = %name, %peer, token = %who.name, slots, labels = %label_list, reclaimed = reported - unwanted.len(), replaced, "slave connected");
     if !requeued.is_empty() {
         tracing::info!(slave = %name, jobs = ?requeued, "assignments that never reached the slave are queued again");
     }

@@ -53,6 +53,12 @@ fn a_bound_token_serves_as_its_name_and_is_refused_under_another() {
     let hub = Hub::start();
     let t = bound_token(&hub, "box7-key", "box-7");
     let _s = Slave::start_with_token(&hub, &t, "box-7", 1, &[]);
+    // The log says which token each slave uses (so which still use the shared one).
+    wait_log_line(
+        &hub,
+        "the slave's token in the log",
+        &["slave connected", "slave=box-7", "token=box7-key"],
+    );
     let id = hub.submit("echo on seven", &["--slave", "box-7"]);
     let rec = hub.wait_ended(id);
     assert_eq!(rec.state, JobState::Exited);
