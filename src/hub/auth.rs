@@ -140,16 +140,6 @@ fn add_slave_name_column(conn: &Connection) -> Result<()> {
     Ok(())
 }
 
-/// What `hello` accepts as a slave's name (`src/hub/slaves.rs`): a binding to anything else
-/// could never be used.
-fn check_slave_name(name: &str) -> Result<()> {
-    const MAX: usize = 256;
-    if name.is_empty() || name.len() > MAX || name.chars().any(char::is_control) {
-        bail!("a slave name is 1 to {MAX} bytes of printable characters");
-    }
-    Ok(())
-}
-
 /// Writes a secret to a file only its owner can read.
 fn write_secret(path: &Path, secret: &str) -> Result<()> {
     use std::io::Write;
@@ -261,7 +251,7 @@ impl Auth {
             if role != Role::Slave {
                 bail!("only a slave token can be bound to a slave name");
             }
-            check_slave_name(slave)?;
+            super::slaves::check_name(slave)?;
         }
         let token = new_token()?;
         let n = self

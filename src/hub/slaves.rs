@@ -25,6 +25,17 @@ const CLOSE_REPLACED: u16 = 4000;
 /// Longest slave name accepted.
 const MAX_NAME: usize = 256;
 
+/// What a hello accepts as a slave's name; a token can be bound only to such a name.
+pub(super) fn check_name(name: &str) -> Result<()> {
+    if name.is_empty() || name.len() > MAX_NAME || has_hidden_controls(name) {
+        bail!(
+            "slave name must be 1 to {MAX_NAME} bytes of printable characters, \
+             without control or bidirectional formatting characters"
+        );
+    }
+    Ok(())
+}
+
 pub fn upgrade(ctx: &Arc<Ctx>, req: Request<Body>, who: Arc<Principal>) -> HubResponse {
     let ctx = ctx.clone();
     let peer = super::peer::addr_of(&req);
@@ -199,12 +210,7 @@ async fn hello(rd: &mut Reader) -> Result<Joining> {
                     "protocol version mismatch: slave speaks version {protocol}, hub speaks version {PROTOCOL_VERSION}"
                 );
             }
-            if name.is_empty() || name.len() > MAX_NAME || has_hidden_controls(&name) {
-                bail!(
-                    "slave name must be 1 to {MAX_NAME} bytes of printable characters, \
-                     without control or bidirectional formatting characters"
-                );
-            }
+            check_name(&name)?;
             if slots == 0 {
                 bail!("a slave needs at least one slot");
             }
