@@ -187,6 +187,16 @@ impl ConnSender {
         self.queue(Out::Frame(OpCode::Text, text)).await
     }
 
+    /// Queues a control message without waiting: fails when the connection is gone or its
+    /// queue is full. For a message that must be first on a new connection, queued while a
+    /// lock keeps every other sender out.
+    pub fn send_now<T: Serialize>(&self, msg: &T) -> Result<()> {
+        let text = serde_json::to_vec(msg).expect("wire messages serialize");
+        self.tx
+            .try_send(Out::Frame(OpCode::Text, text))
+            .map_err(|_| anyhow!("connection closed or its queue full"))
+    }
+
     /// Queues a data frame: the header and a copy of `data`.
     pub async fn send_data(
         &self,

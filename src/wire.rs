@@ -183,6 +183,12 @@ pub enum HubToSlave {
     /// Answer to a good hello.
     Welcome {
         protocol: u32,
+        /// Jobs of the hello's `running` that the hub does not give back: the slave stops and
+        /// forgets them before it sends anything, so that none of their reports can reach the
+        /// hub after it has assigned one of them again (a retry) to this connection. The hub
+        /// still sends `cancel` and `done` for each, for slaves that ignore this.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        forget: Vec<JobId>,
     },
     /// Run this job. `grace_ms` is the time between SIGTERM and SIGKILL when its timeout
     /// passes.

@@ -119,7 +119,9 @@ impl Hub {
                 let need = job.rec.spec.slots;
                 let Some(sid) = slaves
                     .iter()
-                    .filter(|(sid, s)| free[*sid] >= need && fits(s, &job.rec.spec))
+                    .filter(|(sid, s)| {
+                        free[*sid] >= need && fits(s, &job.rec.spec) && !s.fenced.contains(&id)
+                    })
                     .max_by_key(|(sid, _)| (free[*sid], Reverse(**sid)))
                     .map(|(&sid, _)| sid)
                 else {

@@ -86,15 +86,8 @@ async fn session(ctx: Arc<Ctx>, ws: ServerWs, who: Arc<Principal>, peer: String)
     };
     let (name, slots, label_list) = (join.name.clone(), join.slots, join.labels.join(","));
     let reported = join.running.len();
-    // The welcome is queued before the session is added: from then on the scheduler (run by
-    // any other session's task) may queue `assign`s on `tx`, and a slave whose first answer
-    // is not `welcome` drops the session and dials again, and the jobs assigned meanwhile
-    // were lost.
-    let _ = tx
-        .send(&HubToSlave::Welcome {
-            protocol: PROTOCOL_VERSION,
-        })
-        .await;
+    // `add_slave` queues the welcome, with the jobs the slave is to forget, before any other
+    // task can send on `tx`.
     let Joined {
         sid,
         unwanted,
@@ -113,10 +106,14 @@ async fn session(ctx: Arc<Ctx>, ws: ServerWs, who: Arc<Principal>, peer: String)
         .await;
     let grace_ms = ctx.hub.opts.cancel_grace.as_millis() as u64;
     // Jobs the hub no longer wants (ended meanwhile): stop them and let the slave forget them.
-    for job in unwanted {
+    // The welcome listed them already; these are for slaves that do not read that list. None
+    // of them is assigned to this session until they are queued (see `Hub::unfence`), or a
+    // retry's run would get the `cancel` and `done` meant for the run before it.
+    for &job in &unwanted {
         let _ = tx.send(&HubToSlave::Cancel { job, grace_ms }).await;
         let _ = tx.send(&HubToSlave::Done { job }).await;
     }
+    ctx.hub.unfence(sid);
     for job in ctx.hub.cancels_pending(sid) {
         let _ = tx.send(&HubToSlave::Cancel { job, grace_ms }).await;
     }

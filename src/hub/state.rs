@@ -123,6 +123,9 @@ pub(super) struct SlaveEntry {
     pub(super) instance: Option<u64>,
     /// Cancelled when a later session of the same process replaces this one.
     replaced_by: tokio_util::sync::CancellationToken,
+    /// Jobs its hello listed that the hub did not give back, until the session has sent
+    /// their `cancel` and `done`: none of them is assigned to it before (see `joins`).
+    pub(super) fenced: HashSet<JobId>,
 }
 
 /// What a connected slave looks like from outside (`GET /api/v1/slaves`).

@@ -208,7 +208,14 @@ async fn serve(
     .await?;
     match tokio::time::timeout(HANDSHAKE_TIMEOUT, rd.recv::<HubToSlave>()).await {
         Err(_) => bail!("hub at {} did not answer the hello", opts.hub.url),
-        Ok(Ok(Some(Incoming::Msg(HubToSlave::Welcome { .. })))) => {}
+        Ok(Ok(Some(Incoming::Msg(HubToSlave::Welcome { forget, .. })))) => {
+            // Before anything is sent (`rewind` below starts that): a report still owed for
+            // one of these must not reach the hub, which may assign the job again at once.
+            for job in forget {
+                tracing::info!(job, "the hub does not want this job back: stopping it");
+                outbox.forget(job);
+            }
+        }
         Ok(Ok(Some(Incoming::Msg(HubToSlave::Error { message })))) => {
             return Err(Refused(message).into())
         }

@@ -125,7 +125,20 @@ fn messages() -> Vec<(&'static str, serde_json::Value)> {
         ),
         ("slave_drain", v(&SlaveMsg::Drain)),
         ("slave_heartbeat", v(&SlaveMsg::Heartbeat)),
-        ("hub_welcome", v(&HubToSlave::Welcome { protocol: 1 })),
+        (
+            "hub_welcome",
+            v(&HubToSlave::Welcome {
+                protocol: 1,
+                forget: vec![],
+            }),
+        ),
+        (
+            "hub_welcome_forget",
+            v(&HubToSlave::Welcome {
+                protocol: 1,
+                forget: vec![7, 9],
+            }),
+        ),
         (
             "hub_assign",
             v(&HubToSlave::Assign {

@@ -158,3 +158,101 @@ fn a_retry_given_to_the_slave_still_ending_the_first_attempt_is_not_mixed_up_wit
     );
     assert_eq!(hub.fetch(id), b"second\n");
 }
+
+/// A slave out of touch past the slave timeout comes back with the first attempt's end still
+/// to report (it ended while the slave was away); the hub, which has queued the retry, assigns
+/// the retry to that very slave at once. A slave sends what it owes right after the welcome,
+/// before it reads the `cancel` and `done` the hub sends for the first attempt: the hub must
+/// not take that end for the retry's. It lists the job in the welcome (`forget`), which the
+/// slave reads before it sends anything. Played over the real protocol, as in `redial`: the
+/// played slave does as the execnode slave does.
+#[test]
+fn the_end_of_a_lost_attempt_is_not_taken_for_the_retry_given_to_the_same_slave() {
+    use crate::redial::{dial_as, next, runtime};
+    use execnode::conn::{self, Incoming};
+    use execnode::http::HubUrl;
+    use execnode::wire::{HubToSlave, Outcome, RunningJob, SlaveMsg, PROTOCOL_VERSION};
+
+    let hub = Hub::start_with(&["--slave-timeout", "1"]);
+    let rt = runtime();
+    let (id, claim) = rt.block_on(async {
+        let (mut rd, tx) = dial_as(&hub, "s1", Some(71), 1, &[]).await;
+        let id = hub.submit("true", &["--retries", "1"]);
+        let claim = match next(&mut rd).await {
+            Some(HubToSlave::Assign { job, claim, .. }) if job == id => claim,
+            other => panic!("expected the assignment of job {id}, got {other:?}"),
+        };
+        tx.send(&SlaveMsg::Started { job: id, pid: 4242 })
+            .await
+            .unwrap();
+        wait_until("the job to run", || hub.job(id).state == JobState::Running);
+        (id, claim)
+    });
+    wait_until("the job to be queued for its retry", || {
+        let rec = hub.job(id);
+        rec.state == JobState::Queued && rec.attempt == 2
+    });
+    let lost_ms = hub.job(id).attempts[0].ended_ms.unwrap();
+    wait_until("the retry's backoff to pass", || {
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH);
+        now.unwrap().as_millis() as u64 > lost_ms + 1_200
+    });
+    rt.block_on(async {
+        let url = HubUrl::parse(&hub.url)
+            .unwrap()
+            .with_token(Some(hub.slave_token.clone()));
+        let (mut rd, tx) = conn::start(url.websocket("/api/v1/slave").await.unwrap());
+        tx.send(&SlaveMsg::Hello {
+            protocol: PROTOCOL_VERSION,
+            name: "s1".into(),
+            slots: 1,
+            running: vec![RunningJob { job: id, claim }],
+            labels: vec![],
+            instance: Some(71),
+        })
+        .await
+        .unwrap();
+        // Read as JSON: what a welcome may hold is the point here.
+        let welcome = match rd.recv::<serde_json::Value>().await.unwrap() {
+            Some(Incoming::Msg(w)) if w["type"] == "welcome" => w,
+            other => panic!("expected a welcome, got {other:?}"),
+        };
+        let forget = welcome["forget"].as_array().cloned().unwrap_or_default();
+        if !forget.contains(&serde_json::json!(id)) {
+            // Nothing said the first attempt is not wanted: its end goes out at once.
+            tx.send(&SlaveMsg::Ended {
+                job: id,
+                outcome: Outcome::Exited { code: 3 },
+                stdout_len: 0,
+                stderr_len: 0,
+                cancelled: None,
+            })
+            .await
+            .unwrap();
+        }
+        assert!(matches!(next(&mut rd).await, Some(HubToSlave::Cancel { job, .. }) if job == id));
+        assert_eq!(next(&mut rd).await, Some(HubToSlave::Done { job: id }));
+        assert!(matches!(next(&mut rd).await, Some(HubToSlave::Assign { job, .. }) if job == id));
+        // The retry runs and exits 0.
+        tx.send(&SlaveMsg::Started { job: id, pid: 4343 })
+            .await
+            .unwrap();
+        tx.send(&SlaveMsg::Ended {
+            job: id,
+            outcome: Outcome::Exited { code: 0 },
+            stdout_len: 0,
+            stderr_len: 0,
+            cancelled: None,
+        })
+        .await
+        .unwrap();
+        assert_eq!(next(&mut rd).await, Some(HubToSlave::Done { job: id }));
+    });
+    let rec = hub.wait_ended(id);
+    assert_eq!(
+        (rec.state, rec.exit_code, rec.attempt),
+        (JobState::Exited, Some(0), 2),
+        "{rec:?}"
+    );
+    assert_eq!(rec.attempts[0].state, JobState::Lost);
+}

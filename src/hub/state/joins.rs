@@ -181,6 +181,20 @@ impl Hub {
                 gone.push(id);
             }
         }
+        // The welcome goes first on the connection, queued before the session is registered:
+        // from then on other tasks may queue `assign`s and `cancel`s on `tx`, and a slave
+        // whose first answer is not `welcome` drops the session. It lists the jobs the slave
+        // is to forget, which it does before it sends anything: a report it still owed for one
+        // of them would otherwise reach the hub after a retry of that job was assigned to this
+        // session, and be taken for the retry's.
+        let welcome = HubToSlave::Welcome {
+            protocol: crate::wire::PROTOCOL_VERSION,
+            forget: unwanted.clone(),
+        };
+        if let Err(e) = tx.send_now(&welcome) {
+            // Its connection is gone already; the session ends as soon as it notices.
+            tracing::debug!(slave = %join.name, "welcome not sent: {e:#}");
+        }
         let replaced_by = CancellationToken::new();
         st.slaves.insert(
             sid,
@@ -193,6 +207,7 @@ impl Hub {
                 tx,
                 instance: join.instance,
                 replaced_by: replaced_by.clone(),
+                fenced: unwanted.iter().copied().collect(),
             },
         );
         crate::hub::sched::refresh_reasons(st);
@@ -203,6 +218,14 @@ impl Hub {
             gone,
             replaced,
             replaced_by,
+        }
+    }
+
+    /// The session has sent `cancel` and `done` for the jobs its hello listed that the hub
+    /// did not give back: from now on they may be assigned to it again.
+    pub fn unfence(&self, sid: SessionId) {
+        if let Some(s) = self.lock().slaves.get_mut(&sid) {
+            s.fenced.clear();
         }
     }
 
