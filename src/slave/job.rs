@@ -30,6 +30,10 @@ const DRAIN_IDLE: Duration = Duration::from_millis(300);
 /// The reason a job that ran past its timeout ends `failed` with.
 pub const TIMEOUT_REASON: &str = "timeout";
 
+/// The reason a run cancelled while it waited for an earlier run of its job ends `failed`
+/// with (the hub records it as `cancelled`): its command never started.
+pub const NOT_STARTED_REASON: &str = "cancelled before it started";
+
 /// Runs the job to its end, confined as the operator chose, removes its work directory
 /// (unless kept), and reports its end to the outbox. `grace` is the time between SIGTERM and
 /// SIGKILL when its timeout passes.
@@ -39,19 +43,42 @@ pub async fn run(
     grace: Duration,
     confinement: Arc<Confinement>,
     outbox: Arc<Outbox>,
-    ctl: mpsc::UnboundedReceiver<JobCtl>,
+    mut ctl: mpsc::UnboundedReceiver<JobCtl>,
 ) {
     let id = run.job;
     // An earlier run of this job that the hub told us to forget may still be winding down:
-    // its processes being killed, its work directory (the same one) being removed.
-    let lane = outbox.lane(id).await;
+    // its processes being killed, its work directory (the same one) being removed. That can
+    // take long (a process that left the job's session keeps its output open), and a cancel
+    // meanwhile must not wait for it, nor start the command only to stop it.
+    let mut lane = outbox.lane(id);
+    let mut early = Vec::new();
+    {
+        let turn = lane.turn();
+        tokio::pin!(turn);
+        loop {
+            tokio::select! {
+                () = &mut turn => break,
+                order = ctl.recv() => match order {
+                    Some(JobCtl::Cancel(_)) => {
+                        tracing::info!(job = id, "cancelled before it started");
+                        outbox.ended(run, Outcome::Failed { reason: NOT_STARTED_REASON.into() });
+                        return;
+                    }
+                    // Forgotten: nobody wants to hear of it.
+                    None => return,
+                    // Input, a size: for the command once it runs.
+                    Some(order) => early.push(order),
+                },
+            }
+        }
+    }
     let outcome = match confinement.place(&id.to_string()) {
         Err(e) => Outcome::Failed {
             reason: format!("cannot create its work directory: {e}"),
         },
         Ok(place) => {
             let outcome = match start(&spec, &confinement, &place) {
-                Ok(started) => supervise(run, started, &spec, grace, &outbox, ctl).await,
+                Ok(started) => supervise(run, started, &spec, grace, &outbox, (early, ctl)).await,
                 Err(e) => Outcome::Failed {
                     reason: format!(
                         "cannot start job: {}",
@@ -271,7 +298,7 @@ async fn supervise(
     spec: &JobSpec,
     grace: Duration,
     outbox: &Outbox,
-    mut ctl: mpsc::UnboundedReceiver<JobCtl>,
+    (early, mut ctl): (Vec<JobCtl>, mpsc::UnboundedReceiver<JobCtl>),
 ) -> Outcome {
     outbox.started(run, job.pgid);
     let input = input_task(&mut job);
@@ -281,6 +308,19 @@ async fn supervise(
         // A terminal's EOF character ends a partial line first; a second one is end of input.
         if spec.tty && !text.is_empty() && !text.ends_with('\n') {
             let _ = input.send(None);
+        }
+    }
+    // Orders that came while the run waited for its turn (never a cancel: that ends the wait).
+    for order in early {
+        match order {
+            JobCtl::Input(data) => {
+                let _ = input.send(Some(data));
+            }
+            JobCtl::CloseStdin => {
+                let _ = input.send(None);
+            }
+            JobCtl::Resize(rows, cols) => resize(&job.out, rows, cols, run),
+            JobCtl::Cancel(_) => {}
         }
     }
     // The timeout counts from the start of the process; a far-off instant stands for none.
@@ -316,13 +356,7 @@ async fn supervise(
             order = ctl.recv(), if ctl_open => match order {
                 Some(JobCtl::Input(data)) => { let _ = input.send(Some(data)); }
                 Some(JobCtl::CloseStdin) => { let _ = input.send(None); }
-                Some(JobCtl::Resize(rows, cols)) => {
-                    if let Out::Pty(m) = &job.out {
-                        if let Err(e) = pty::resize(m.get_ref().as_fd(), rows, cols) {
-                            tracing::warn!(job = run.job, "resize: {e}");
-                        }
-                    }
-                }
+                Some(JobCtl::Resize(rows, cols)) => resize(&job.out, rows, cols, run),
                 Some(JobCtl::Cancel(grace)) => {
                     cancelled = true;
                     kill_all(job.pgid, Signal::SIGTERM);
@@ -377,6 +411,15 @@ async fn supervise(
         _ => Outcome::Failed {
             reason: format!("unknown exit status {status}"),
         },
+    }
+}
+
+/// A new terminal size for a tty job.
+fn resize(out: &Out, rows: u16, cols: u16, run: Run) {
+    if let Out::Pty(m) = out {
+        if let Err(e) = pty::resize(m.get_ref().as_fd(), rows, cols) {
+            tracing::warn!(job = run.job, "resize: {e}");
+        }
     }
 }
 

@@ -81,17 +81,30 @@ pub struct Outbox {
     lanes: Mutex<HashMap<JobId, Arc<tokio::sync::Mutex<()>>>>,
 }
 
-/// A run's turn in its job's lane (see [`Outbox::lane`]); the next run goes when it drops.
+/// A run's place in its job's lane (see [`Outbox::lane`]): [`Lane::turn`] waits until the
+/// earlier runs are gone; the next run goes when this drops, whether its turn came or not.
 pub struct Lane<'a> {
     outbox: &'a Outbox,
     job: JobId,
+    lane: Option<Arc<tokio::sync::Mutex<()>>>,
     turn: Option<tokio::sync::OwnedMutexGuard<()>>,
+}
+
+impl Lane<'_> {
+    /// Waits until no earlier run of the job is alive; the lane is this run's until it drops.
+    /// Cancel-safe: dropped while waiting, it leaves its place in the queue.
+    pub async fn turn(&mut self) {
+        if let (Some(lane), None) = (&self.lane, &self.turn) {
+            self.turn = Some(lane.clone().lock_owned().await);
+        }
+    }
 }
 
 impl Drop for Lane<'_> {
     fn drop(&mut self) {
         let mut lanes = self.outbox.lanes.lock().unwrap_or_else(|p| p.into_inner());
         self.turn = None;
+        self.lane = None;
         // Nobody holds or waits for the lane any more: the map's is the last reference.
         if lanes
             .get(&self.job)
@@ -182,9 +195,9 @@ impl Outbox {
         Some(Run { job: id, n })
     }
 
-    /// Waits until no earlier run of the job is alive, and holds the job's lane until the
-    /// returned turn is dropped.
-    pub async fn lane(&self, job: JobId) -> Lane<'_> {
+    /// A place in the job's lane, behind the runs of the job that are alive: see
+    /// [`Lane::turn`].
+    pub fn lane(&self, job: JobId) -> Lane<'_> {
         let lane = {
             let mut lanes = self.lanes.lock().unwrap_or_else(|p| p.into_inner());
             lanes.entry(job).or_default().clone()
@@ -192,7 +205,8 @@ impl Outbox {
         Lane {
             outbox: self,
             job,
-            turn: Some(lane.lock_owned().await),
+            lane: Some(lane),
+            turn: None,
         }
     }
 

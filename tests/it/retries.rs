@@ -256,3 +256,72 @@ fn the_end_of_a_lost_attempt_is_not_taken_for_the_retry_given_to_the_same_slave(
     );
     assert_eq!(rec.attempts[0].state, JobState::Lost);
 }
+
+/// Creates its file when dropped: lets a process the test started outside the slave's reach
+/// end, whatever the test's outcome.
+struct Gate(std::path::PathBuf);
+
+impl Drop for Gate {
+    fn drop(&mut self) {
+        let _ = std::fs::write(&self.0, "");
+    }
+}
+
+/// Longer than the 5 s between a slave's heartbeats, so that a slave that waits (and so sends
+/// nothing else) is not given up; seconds.
+const SLOW_SLAVE_TIMEOUT: &str = "7";
+
+/// A retry given to the slave whose first run still winds down waits for that run; cancelled
+/// while it waits, it ends at once, `cancelled`, and its command never starts. The first run
+/// is held up by a process of its own session (`setsid`) that the slave cannot kill and that
+/// writes to the job's output until the test lets it stop.
+#[test]
+fn a_retry_cancelled_while_it_waits_for_the_first_run_never_starts() {
+    let hub = Hub::start_with(&["--slave-timeout", SLOW_SLAVE_TIMEOUT]);
+    let s = hub.slave("s1", 2);
+    let dir = tempfile::tempdir().unwrap();
+    let (runs, marker) = (dir.path().join("runs"), dir.path().join("marker"));
+    let gate = Gate(dir.path().join("gate"));
+    let line = format!(
+        "echo $$ >> {r}; if [ ! -e {m} ]; then touch {m}; \
+         setsid sh -c 'while [ ! -e {g} ]; do echo x; sleep 0.05; done' & sleep 1000; fi",
+        r = runs.display(),
+        m = marker.display(),
+        g = gate.0.display()
+    );
+    let id = hub.submit(&line, &["--retries", "1", "--no-tty"]);
+    wait_until("the first attempt to start", || marker.exists());
+    s.signal(libc::SIGSTOP);
+    wait_until("the job to be queued for its retry", || {
+        let rec = hub.job(id);
+        rec.state == JobState::Queued && rec.attempt == 2
+    });
+    let lost_ms = hub.job(id).attempts[0].ended_ms.unwrap();
+    wait_until("the retry's backoff to pass", || {
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH);
+        now.unwrap().as_millis() as u64 > lost_ms + 1_200
+    });
+    s.signal(libc::SIGCONT);
+    wait_until("the retry to be assigned to the slave", || {
+        let rec = hub.job(id);
+        rec.state == JobState::Assigned && rec.attempt == 2
+    });
+    let out = hub.xn(&["-k", &id.to_string()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let rec = hub.wait_ended(id);
+    assert_eq!(
+        (rec.state, rec.attempt),
+        (JobState::Cancelled, 2),
+        "{rec:?}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(&runs).unwrap().lines().count(),
+        1,
+        "the retry's command ran"
+    );
+    drop(gate);
+}

@@ -200,7 +200,8 @@ fn a_forgotten_run_does_not_report_for_the_next_run_of_its_job_which_waits_for_i
         .enable_all()
         .build()
         .unwrap();
-    let old_lane = rt.block_on(ob.lane(1));
+    let mut old_lane = ob.lane(1);
+    rt.block_on(old_lane.turn());
     // The hub gave the job up, then assigned it again.
     ob.forget(1);
     let (tx, _rx) = mpsc::unbounded_channel();
@@ -208,7 +209,8 @@ fn a_forgotten_run_does_not_report_for_the_next_run_of_its_job_which_waits_for_i
     assert_ne!(old, new);
     // The new run's turn comes only once the old run has left the lane.
     rt.block_on(async {
-        let wait = tokio::time::timeout(std::time::Duration::from_millis(50), ob.lane(1));
+        let mut lane = ob.lane(1);
+        let wait = tokio::time::timeout(std::time::Duration::from_millis(50), lane.turn());
         assert!(
             wait.await.is_err(),
             "the new run started beside the old one"
@@ -218,7 +220,8 @@ fn a_forgotten_run_does_not_report_for_the_next_run_of_its_job_which_waits_for_i
     rt.block_on(ob.push(old, Stream::Stdout, b"old"));
     ob.ended(old, Outcome::Signaled { signal: 9 });
     drop(old_lane);
-    let _turn = rt.block_on(ob.lane(1));
+    let mut turn = ob.lane(1);
+    rt.block_on(turn.turn());
     assert_eq!(
         ob.running_count(),
         1,
@@ -228,4 +231,9 @@ fn a_forgotten_run_does_not_report_for_the_next_run_of_its_job_which_waits_for_i
     rt.block_on(ob.push(new, Stream::Stdout, b"new"));
     let frames = frame_lens(&ob.take(0, &mut Vec::with_capacity).unwrap());
     assert_eq!(frames, [3], "only the new run's output is sent");
+    drop(turn);
+    assert!(
+        ob.lanes.lock().unwrap().is_empty(),
+        "a lane outlived its runs (one gave up waiting)"
+    );
 }
