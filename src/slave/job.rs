@@ -399,7 +399,12 @@ async fn supervise(
     } else {
         pty::signal_group(job.pgid, Some(Signal::SIGKILL));
     }
-    drain(run, &mut job, outbox, out_open, [&mut buf, &mut buf2]).await;
+    // Forgotten (the hub gave the run up): nobody will read its last output, so it is not
+    // waited for. A process that left the job's session may hold the output open for as long
+    // as it lives, and the job's next run waits for this one to be gone.
+    if ctl_open {
+        drain(run, &mut job, outbox, out_open, [&mut buf, &mut buf2]).await;
+    }
     if timed_out {
         return Outcome::Failed {
             reason: TIMEOUT_REASON.into(),
@@ -532,4 +537,64 @@ async fn write_pty(master: &AsyncFd<OwnedFd>, mut data: &[u8]) -> io::Result<()>
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::slave::confine::ConfineOptions;
+    use crate::slave::outbox::Item;
+    use crate::wire::SlaveMsg;
+
+    /// The earlier run of a job may take long to go (a large work directory to remove, a
+    /// process in uninterruptible sleep): a cancel of the run waiting behind it ends that run
+    /// at once, and its command never starts.
+    #[test]
+    fn a_run_cancelled_while_it_waits_for_the_earlier_run_never_starts() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let marker = dir.path().join("ran");
+        let opts = ConfineOptions {
+            allow_root_jobs: true,
+            ..Default::default()
+        };
+        let confinement = Arc::new(rt.block_on(Confinement::new(&opts)).unwrap());
+        let outbox = Arc::new(Outbox::new(MAX_DATA_CHUNK));
+        rt.block_on(async {
+            // An earlier run of job 1, forgotten, still holds the lane.
+            let mut earlier = outbox.lane(1);
+            earlier.turn().await;
+            let (tx, rx) = mpsc::unbounded_channel();
+            let run = outbox.add(1, None, tx.clone()).unwrap();
+            let spec = JobSpec {
+                tty: false,
+                ..JobSpec::shell(format!("touch {}", marker.display()))
+            };
+            let task = tokio::spawn(super::run(
+                run,
+                spec,
+                Duration::from_secs(1),
+                confinement.clone(),
+                outbox.clone(),
+                rx,
+            ));
+            tx.send(JobCtl::Cancel(Duration::from_secs(1))).unwrap();
+            tokio::time::timeout(Duration::from_secs(60), task)
+                .await
+                .expect("the cancelled run waited for the earlier one")
+                .unwrap();
+            drop(earlier);
+        });
+        assert!(!marker.exists(), "its command ran");
+        let items = outbox.take(0, &mut Vec::with_capacity).unwrap();
+        let ended = items.iter().any(|i| {
+            matches!(i, Item::Msg(SlaveMsg::Ended { job: 1, outcome: Outcome::Failed { reason }, .. })
+                if reason == NOT_STARTED_REASON)
+        });
+        assert!(ended, "no end reported");
+        confinement.remove_root();
+    }
 }

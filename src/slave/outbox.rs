@@ -346,7 +346,11 @@ impl Outbox {
 
     /// The hub stored the job's end: forget it.
     pub fn forget(&self, id: JobId) {
-        self.lock().remove(&id);
+        if let Some(j) = self.lock().remove(&id) {
+            // Its run may be waiting in `push` for room that no ack will make now: it must
+            // get on to see its control channel closed, and stop.
+            j.space.notify_one();
+        }
         self.changed.notify_waiters();
     }
 
@@ -396,7 +400,11 @@ impl Outbox {
         }
     }
 
-    fn take(&self, epoch: u64, buffer: &mut impl FnMut(usize) -> Vec<u8>) -> Option<Vec<Item>> {
+    pub(super) fn take(
+        &self,
+        epoch: u64,
+        buffer: &mut impl FnMut(usize) -> Vec<u8>,
+    ) -> Option<Vec<Item>> {
         let mut items = Vec::new();
         let mut jobs = self.lock();
         if self.epoch.load(Ordering::SeqCst) != epoch {

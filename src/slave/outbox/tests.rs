@@ -237,3 +237,32 @@ fn a_forgotten_run_does_not_report_for_the_next_run_of_its_job_which_waits_for_i
         "a lane outlived its runs (one gave up waiting)"
     );
 }
+
+#[test]
+fn a_run_waiting_for_room_goes_on_when_its_job_is_forgotten() {
+    let ob = Outbox::new(MAX_DATA_CHUNK);
+    ob.set_connected(true);
+    let (tx, _rx) = mpsc::unbounded_channel();
+    let run = ob.add(1, None, tx).unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        // The limit is reached and the hub acknowledges nothing: the next push waits.
+        ob.push(run, Stream::Stdout, &vec![b'a'; MAX_DATA_CHUNK])
+            .await;
+        let more = ob.push(run, Stream::Stdout, b"more");
+        tokio::pin!(more);
+        tokio::select! {
+            biased;
+            () = &mut more => panic!("no back-pressure"),
+            () = std::future::ready(()) => {}
+        }
+        // The hub gives the job up.
+        ob.forget(1);
+        tokio::time::timeout(std::time::Duration::from_secs(60), more)
+            .await
+            .expect("the run still waits for room for a job nobody holds");
+    });
+}
