@@ -50,6 +50,30 @@ pub(super) fn retry_of(rec: &JobRecord) -> Option<(JobRecord, Duration)> {
     Some((next, wait))
 }
 
+/// Why a run set aside by [`set_aside`] ended.
+pub const SET_ASIDE_REASON: &str =
+    "its assignment was lost in a crash of the hub; the job was run again";
+
+/// Makes the attempt a queued job is about to be assigned for a new one if its log files
+/// already hold output: a run of it was assigned just before a crash of the hub, which lost
+/// the assignment (see `hub::claim`), and that run's slave did not take the job back. A new
+/// run's output, sent from offset 0, would otherwise be cut to fit behind the dead run's. The
+/// dead run is kept as an attempt of its own, `lost`, with its output. Returns whether it was.
+pub(super) fn set_aside(rec: &mut JobRecord) -> bool {
+    if rec.stdout_len == 0 && rec.stderr_len == 0 {
+        return false;
+    }
+    let mut dead = rec.clone();
+    dead.state = JobState::Lost;
+    dead.reason = Some(SET_ASIDE_REASON.into());
+    dead.ended_ms = Some(now_ms());
+    rec.attempts.push(dead.as_attempt());
+    rec.attempt += 1;
+    rec.stdout_len = 0;
+    rec.stderr_len = 0;
+    true
+}
+
 impl Hub {
     /// When the next queued retry's backoff ends (ms since the epoch), if one is waiting.
     fn next_retry_ms(&self) -> Option<u64> {

@@ -136,6 +136,13 @@ impl Hub {
                 total -= need;
                 taken.push(id);
                 unqueued(queued_by, &job.rec.owner);
+                if super::retry::set_aside(&mut job.rec) {
+                    tracing::warn!(
+                        job = id,
+                        attempt = job.rec.attempt,
+                        "the job has output of a run whose assignment a crash of the hub lost: that run is kept as an attempt of its own, and this one is the next"
+                    );
+                }
                 slave.jobs.insert(id);
                 job.session = Some(sid);
                 job.instance = slave.instance;

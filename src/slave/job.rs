@@ -48,7 +48,7 @@ pub async fn run(
     let id = run.job;
     // An earlier run of this job that the hub told us to forget may still be winding down:
     // its processes being killed, its work directory (the same one) being removed. That can
-    // take long (a process that left the job's session keeps its output open), and a cancel
+    // take long (a large tree to remove, a process in uninterruptible sleep), and a cancel
     // meanwhile must not wait for it, nor start the command only to stop it.
     let mut lane = outbox.lane(id);
     let mut early = Vec::new();

@@ -8,7 +8,7 @@
 use crate::redial::{dial_as, dial_holding, end_ok, next, runtime, start_one, wait_slaves};
 use crate::util::*;
 use execnode::hub::SlaveInfo;
-use execnode::wire::{HubToSlave, JobId, JobState, RunningJob, SlaveMsg};
+use execnode::wire::{HubToSlave, JobId, JobState, Outcome, RunningJob, SlaveMsg, Stream};
 
 /// Hellos that list job `id` but do not come from slave `s1`, instance `own`.
 const IMPOSTORS: [(&str, Option<u64>); 4] = [
@@ -180,4 +180,77 @@ fn a_job_whose_assignment_a_crash_did_not_store_stays_with_its_slave() {
         end_ok(&hub, &mut rd, &tx, id).await;
     });
     assert!(hub.log_contains("assignment was not stored before the hub stopped"));
+}
+
+/// The hub is killed after sending an assignment and storing some of that run's output, but
+/// before storing the assignment. After the restart the job is queued; the slave that had it
+/// does not come back, and another one is given the job. That run's output must not be cut to
+/// fit behind the dead run's: the dead run is kept as an attempt of its own, `lost`, with its
+/// output, and the new run is the next attempt, with log files of its own.
+#[test]
+fn a_job_run_again_after_a_crash_lost_its_assignment_keeps_each_runs_output_apart() {
+    let mut hub = Hub::start_with(&["--slave-timeout", "600"]);
+    let id = hub.submit("echo new output", &["--no-tty"]);
+    let rt = runtime();
+    let db = rusqlite::Connection::open(hub.data.join("jobs.db")).unwrap();
+    db.execute_batch("BEGIN IMMEDIATE").unwrap();
+    rt.block_on(async {
+        let (mut rd, tx) = dial_as(&hub, "s1", Some(81), 1, &[]).await;
+        assert!(matches!(next(&mut rd).await, Some(HubToSlave::Assign { job, .. }) if job == id));
+        tx.send(&SlaveMsg::Started { job: id, pid: 4242 })
+            .await
+            .unwrap();
+        tx.send_data(Stream::Stdout, id, 0, b"old\n").await.unwrap();
+        assert_eq!(
+            next(&mut rd).await,
+            Some(HubToSlave::Ack {
+                job: id,
+                stream: Stream::Stdout,
+                offset: 4
+            })
+        );
+        drop((rd, tx));
+    });
+    hub.kill();
+    drop(db);
+    hub.restart(&["--slave-timeout", "600"]);
+    assert_eq!(hub.job(id).state, JobState::Queued);
+    rt.block_on(async {
+        let (mut rd, tx) = dial_as(&hub, "s2", Some(82), 1, &[]).await;
+        assert!(matches!(next(&mut rd).await, Some(HubToSlave::Assign { job, .. }) if job == id));
+        tx.send(&SlaveMsg::Started { job: id, pid: 4343 })
+            .await
+            .unwrap();
+        tx.send_data(Stream::Stdout, id, 0, b"new output\n")
+            .await
+            .unwrap();
+        tx.send(&SlaveMsg::Ended {
+            job: id,
+            outcome: Outcome::Exited { code: 0 },
+            stdout_len: 11,
+            stderr_len: 0,
+            cancelled: None,
+        })
+        .await
+        .unwrap();
+        loop {
+            match next(&mut rd).await {
+                Some(HubToSlave::Ack { .. }) => continue,
+                other => {
+                    assert_eq!(other, Some(HubToSlave::Done { job: id }));
+                    break;
+                }
+            }
+        }
+    });
+    let rec = hub.wait_ended(id);
+    assert_eq!((rec.state, rec.exit_code), (JobState::Exited, Some(0)));
+    assert_eq!(rec.reason, None, "{rec:?}");
+    assert_eq!(hub.fetch(id), b"new output\n");
+    assert_eq!(rec.attempt, 2, "{rec:?}");
+    let dead = &rec.attempts[0];
+    assert_eq!(
+        (dead.state, dead.slave.as_deref(), dead.stdout_len),
+        (JobState::Lost, None, 4)
+    );
 }
