@@ -68,7 +68,7 @@ async fn session(ctx: Arc<Ctx>, ws: ServerWs, who: Arc<Principal>, peer: String)
     let mut new_bindings = ctx.auth.new_bindings();
     let said = async {
         let join = hello(&mut rd).await?;
-        ctx.auth.admit_slave(&who, &join.name).await?;
+        ctx.auth.admit_slave(&who, &join.name)?;
         anyhow::Ok(join)
     };
     let join = match said.await {
