@@ -5,10 +5,12 @@
 //! or waiting for its slave after a restart of the hub. The slaves are played over the real
 //! protocol, as in `redial`.
 
-use crate::redial::{dial_as, dial_holding, end_ok, next, runtime, start_one, wait_slaves};
+use crate::redial::{
+    dial_as, dial_holding, end_ok, next, report_exit, runtime, start_one, wait_slaves,
+};
 use crate::util::*;
 use execnode::hub::SlaveInfo;
-use execnode::wire::{HubToSlave, JobId, JobState, Outcome, RunningJob, SlaveMsg, Stream};
+use execnode::wire::{HubToSlave, JobId, JobState, RunningJob, SlaveMsg, Stream};
 
 /// Hellos that list job `id` but do not come from slave `s1`, instance `own`.
 const IMPOSTORS: [(&str, Option<u64>); 4] = [
@@ -224,15 +226,7 @@ fn a_job_run_again_after_a_crash_lost_its_assignment_keeps_each_runs_output_apar
         tx.send_data(Stream::Stdout, id, 0, b"new output\n")
             .await
             .unwrap();
-        tx.send(&SlaveMsg::Ended {
-            job: id,
-            outcome: Outcome::Exited { code: 0 },
-            stdout_len: 11,
-            stderr_len: 0,
-            cancelled: None,
-        })
-        .await
-        .unwrap();
+        report_exit(&tx, id, 0, 11).await;
         loop {
             match next(&mut rd).await {
                 Some(HubToSlave::Ack { .. }) => continue,

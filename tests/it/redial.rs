@@ -115,18 +115,24 @@ pub async fn start_one(hub: &Hub, rd: &mut Reader, tx: &ConnSender, line: &str) 
     id
 }
 
-/// Reports job `id` exited 0 on this played connection; the hub must answer `done` (not a
-/// `cancel`: the job is this connection's) and record the end.
-pub async fn end_ok(hub: &Hub, rd: &mut Reader, tx: &ConnSender, id: JobId) {
+/// Reports on this played connection that job `id` exited with `code`, after `stdout_len`
+/// bytes of output.
+pub async fn report_exit(tx: &ConnSender, id: JobId, code: i32, stdout_len: u64) {
     tx.send(&SlaveMsg::Ended {
         job: id,
-        outcome: Outcome::Exited { code: 0 },
-        stdout_len: 0,
+        outcome: Outcome::Exited { code },
+        stdout_len,
         stderr_len: 0,
         cancelled: None,
     })
     .await
     .unwrap();
+}
+
+/// Reports job `id` exited 0 on this played connection; the hub must answer `done` (not a
+/// `cancel`: the job is this connection's) and record the end.
+pub async fn end_ok(hub: &Hub, rd: &mut Reader, tx: &ConnSender, id: JobId) {
+    report_exit(tx, id, 0, 0).await;
     assert_eq!(next(rd).await, Some(HubToSlave::Done { job: id }));
     let rec = hub.wait_ended(id);
     assert_eq!((rec.state, rec.exit_code), (JobState::Exited, Some(0)));

@@ -127,20 +127,7 @@ fn a_retry_given_to_the_slave_still_ending_the_first_attempt_is_not_mixed_up_wit
         .trim()
         .parse()
         .unwrap();
-    // Silent past --slave-timeout: the attempt is lost and the job queued again.
-    s.signal(libc::SIGSTOP);
-    wait_until("the job to be queued for its retry", || {
-        let rec = hub.job(id);
-        rec.state == JobState::Queued && rec.attempt == 2
-    });
-    // The retry waits 1 s after the first attempt was lost; past that, the slave's hello is
-    // followed at once by the retry's assignment.
-    let lost_ms = hub.job(id).attempts[0].ended_ms.unwrap();
-    wait_until("the retry's backoff to pass", || {
-        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH);
-        now.unwrap().as_millis() as u64 > lost_ms + 1_200
-    });
-    s.signal(libc::SIGCONT);
+    lose_the_first_attempt(&hub, &s, id);
     wait_until("the first run to be stopped", || !alive(first));
     wait_until("the retry to run", || {
         std::fs::read_to_string(&runs).is_ok_and(|r| r.lines().count() == 2)
@@ -168,10 +155,10 @@ fn a_retry_given_to_the_slave_still_ending_the_first_attempt_is_not_mixed_up_wit
 /// played slave does as the execnode slave does.
 #[test]
 fn the_end_of_a_lost_attempt_is_not_taken_for_the_retry_given_to_the_same_slave() {
-    use crate::redial::{dial_as, next, runtime};
+    use crate::redial::{dial_as, next, report_exit, runtime};
     use execnode::conn::{self, Incoming};
     use execnode::http::HubUrl;
-    use execnode::wire::{HubToSlave, Outcome, RunningJob, SlaveMsg, PROTOCOL_VERSION};
+    use execnode::wire::{HubToSlave, RunningJob, SlaveMsg, PROTOCOL_VERSION};
 
     let hub = Hub::start_with(&["--slave-timeout", "1"]);
     let rt = runtime();
@@ -220,15 +207,7 @@ fn the_end_of_a_lost_attempt_is_not_taken_for_the_retry_given_to_the_same_slave(
         let forget = welcome["forget"].as_array().cloned().unwrap_or_default();
         if !forget.contains(&serde_json::json!(id)) {
             // Nothing said the first attempt is not wanted: its end goes out at once.
-            tx.send(&SlaveMsg::Ended {
-                job: id,
-                outcome: Outcome::Exited { code: 3 },
-                stdout_len: 0,
-                stderr_len: 0,
-                cancelled: None,
-            })
-            .await
-            .unwrap();
+            report_exit(&tx, id, 3, 0).await;
         }
         assert!(matches!(next(&mut rd).await, Some(HubToSlave::Cancel { job, .. }) if job == id));
         assert_eq!(next(&mut rd).await, Some(HubToSlave::Done { job: id }));
@@ -237,15 +216,7 @@ fn the_end_of_a_lost_attempt_is_not_taken_for_the_retry_given_to_the_same_slave(
         tx.send(&SlaveMsg::Started { job: id, pid: 4343 })
             .await
             .unwrap();
-        tx.send(&SlaveMsg::Ended {
-            job: id,
-            outcome: Outcome::Exited { code: 0 },
-            stdout_len: 0,
-            stderr_len: 0,
-            cancelled: None,
-        })
-        .await
-        .unwrap();
+        report_exit(&tx, id, 0, 0).await;
         assert_eq!(next(&mut rd).await, Some(HubToSlave::Done { job: id }));
     });
     let rec = hub.wait_ended(id);
@@ -299,6 +270,24 @@ fn a_retry_does_not_wait_for_a_process_that_outlives_the_forgotten_first_run() {
         .trim()
         .parse()
         .unwrap();
+    lose_the_first_attempt(&hub, &s, id);
+    let rec = hub.wait_ended(id);
+    assert_eq!(
+        (rec.state, rec.exit_code, rec.attempt),
+        (JobState::Exited, Some(0), 2),
+        "{rec:?}"
+    );
+    assert_eq!(hub.fetch(id), b"second\n");
+    // It was there all along; it goes once its output is closed or the test lets it.
+    drop(gate);
+    wait_until("the writer to end", || !alive(writer));
+}
+
+/// Keeps slave `s` silent past the hub's --slave-timeout, so that job `id`'s first attempt is
+/// lost and the job queued for its retry, and lets it go on once the retry's backoff (1 s) has
+/// passed: its hello is then followed at once by the retry's assignment, while it still runs
+/// the first attempt.
+fn lose_the_first_attempt(hub: &Hub, s: &Slave, id: u64) {
     s.signal(libc::SIGSTOP);
     wait_until("the job to be queued for its retry", || {
         let rec = hub.job(id);
@@ -310,14 +299,4 @@ fn a_retry_does_not_wait_for_a_process_that_outlives_the_forgotten_first_run() {
         now.unwrap().as_millis() as u64 > lost_ms + 1_200
     });
     s.signal(libc::SIGCONT);
-    let rec = hub.wait_ended(id);
-    assert_eq!(
-        (rec.state, rec.exit_code, rec.attempt),
-        (JobState::Exited, Some(0), 2),
-        "{rec:?}"
-    );
-    assert_eq!(hub.fetch(id), b"second\n");
-    // It was there all along; it goes once its output is closed or the test lets it.
-    drop(gate);
-    wait_until("the writer to end", || !alive(writer));
 }
