@@ -175,15 +175,7 @@ fn the_end_of_a_lost_attempt_is_not_taken_for_the_retry_given_to_the_same_slave(
         wait_until("the job to run", || hub.job(id).state == JobState::Running);
         (id, claim)
     });
-    wait_until("the job to be queued for its retry", || {
-        let rec = hub.job(id);
-        rec.state == JobState::Queued && rec.attempt == 2
-    });
-    let lost_ms = hub.job(id).attempts[0].ended_ms.unwrap();
-    wait_until("the retry's backoff to pass", || {
-        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH);
-        now.unwrap().as_millis() as u64 > lost_ms + 1_200
-    });
+    wait_for_the_retry(&hub, id);
     rt.block_on(async {
         let url = HubUrl::parse(&hub.url)
             .unwrap()
@@ -289,6 +281,14 @@ fn a_retry_does_not_wait_for_a_process_that_outlives_the_forgotten_first_run() {
 /// the first attempt.
 fn lose_the_first_attempt(hub: &Hub, s: &Slave, id: u64) {
     s.signal(libc::SIGSTOP);
+    wait_for_the_retry(hub, id);
+    s.signal(libc::SIGCONT);
+}
+
+/// Waits until job `id`'s first attempt is lost and the job queued for its retry, and the
+/// retry's backoff (1 s) has passed: a slave's hello is then followed at once by the retry's
+/// assignment.
+fn wait_for_the_retry(hub: &Hub, id: u64) {
     wait_until("the job to be queued for its retry", || {
         let rec = hub.job(id);
         rec.state == JobState::Queued && rec.attempt == 2
@@ -298,5 +298,4 @@ fn lose_the_first_attempt(hub: &Hub, s: &Slave, id: u64) {
         let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH);
         now.unwrap().as_millis() as u64 > lost_ms + 1_200
     });
-    s.signal(libc::SIGCONT);
 }
