@@ -86,6 +86,11 @@ struct HubArgs {
     /// client that only reads slowly still acknowledges, and is kept. 0: leave it to TCP
     #[arg(long, default_value_t = 60, value_name = "SECS")]
     peer_timeout: u64,
+    /// After a crash of the hub, seconds the jobs it had queued wait for the slaves that were
+    /// connected to dial again, so that a job sent just before the crash is not run twice
+    /// (one of them may hold it). Ends early once they are all back; 0: do not wait
+    #[arg(long, default_value_t = 10, value_name = "SECS")]
+    crash_hold: u64,
     /// Accept every request without a token, as an admin. For local experiments only
     #[arg(long)]
     no_auth: bool,
@@ -339,6 +344,7 @@ async fn run_hub(args: HubArgs) -> Result<()> {
         max_queued_per_owner: args.max_queued_per_user,
         retain: args.retain,
         peer_timeout: (args.peer_timeout > 0).then(|| Duration::from_secs(args.peer_timeout)),
+        crash_hold: Duration::from_secs(args.crash_hold),
     };
     let tls = match (&args.tls_cert, &args.tls_key) {
         (Some(cert), Some(key)) => Some(execnode::tls::server_config(cert, key)?),

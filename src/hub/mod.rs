@@ -96,6 +96,16 @@ pub async fn run(
             "its slave did not come back after a hub restart",
         );
     }
+    // After a crash: queued jobs go out once the slaves connected before are back, or now.
+    if let Some(until) = hub.hold_deadline() {
+        let (hub, shutdown) = (hub.clone(), shutdown.clone());
+        tokio::spawn(async move {
+            tokio::select! {
+                _ = tokio::time::sleep_until(until.into()) => hub.end_hold().await,
+                _ = shutdown.cancelled() => {}
+            }
+        });
+    }
     // Tokens created or revoked with `xnhub token ...` while we run take effect within a second.
     {
         let (auth, shutdown) = (auth.clone(), shutdown.clone());
@@ -170,6 +180,8 @@ pub async fn run(
     if drained.is_err() {
         tracing::warn!("some connections did not close within {SHUTDOWN_WAIT:?}");
     }
+    // Every assignment is stored by the sync below: the next start need wait for no slave.
+    hub.store.no_slaves_later();
     hub.store.sync().await?;
     Ok(())
 }

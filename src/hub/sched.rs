@@ -59,11 +59,15 @@ pub(super) fn refresh_reasons(st: &mut State) {
         jobs,
         queue,
         slaves,
+        hold,
         ..
     } = st;
     for id in queue.iter() {
         if let Some(job) = jobs.get_mut(id) {
-            let why = why_not(slaves, &job.rec.spec);
+            let why = match hold {
+                Some(h) if h.holds(*id) => Some(h.reason.clone()),
+                _ => why_not(slaves, &job.rec.spec),
+            };
             if job.rec.reason != why {
                 job.rec.reason = why;
                 job.touch();
@@ -85,6 +89,7 @@ impl Hub {
                 queue,
                 queued_by,
                 slaves,
+                hold,
                 ..
             } = &mut *st;
             let mut free: HashMap<SessionId, u32> = slaves
@@ -113,7 +118,7 @@ impl Hub {
                     taken.push(id);
                     continue;
                 };
-                if job.not_before_ms > now {
+                if job.not_before_ms > now || hold.as_ref().is_some_and(|h| h.holds(id)) {
                     continue;
                 }
                 let need = job.rec.spec.slots;

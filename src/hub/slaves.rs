@@ -6,6 +6,7 @@ use super::auth::Principal;
 use super::intake::{Entry, Intake};
 use super::respond::{self, HubResponse, ServerWs};
 use super::state::{Joined, Joining, SessionId};
+use super::store::Present;
 use super::Ctx;
 use crate::conn::{self, ConnReader, ConnSender, Incoming, CLOSE_POLICY};
 use crate::limits::{HANDSHAKE_TIMEOUT, HEARTBEAT_INTERVAL};
@@ -90,6 +91,9 @@ async fn session(ctx: Arc<Ctx>, ws: ServerWs, who: Arc<Principal>, peer: String)
     };
     let (name, slots, label_list) = (join.name.clone(), join.slots, join.labels.join(","));
     let reported = join.running.len();
+    // Stored before the session can be given a job: a hub restarting after a crash waits for
+    // this slave before it hands out queued jobs (see `state::hold`).
+    let present = Box::pin(record_present(&ctx, join.instance, &name)).await;
     // `add_slave` queues the welcome, with the jobs the slave is to forget, before any other
     // task can send on `tx`.
     let Joined {
@@ -188,10 +192,39 @@ async fn session(ctx: Arc<Ctx>, ws: ServerWs, who: Arc<Principal>, peer: String)
         }
     };
     let orphans = ctx.hub.remove_slave(sid);
+    ctx.hub
+        .store
+        .slaves_gone_later(present.into_iter().collect());
     if let Some(reason) = gone_for_good {
         Box::pin(ctx.hub.expire_orphans(&orphans, reason)).await;
     } else if !ctx.shutdown.is_cancelled() {
         expire_later(&ctx, orphans, "its slave went away and did not come back");
+    }
+}
+
+/// Stores that slave process `instance` is connected, under a tag drawn for this session;
+/// returns the (instance, tag) to delete when the session ends. A slave without an instance
+/// id cannot prove it holds a job, so there is nothing to wait for; a store that fails is
+/// logged, and the slave served all the same.
+async fn record_present(ctx: &Ctx, instance: Option<u64>, name: &str) -> Option<(u64, u64)> {
+    let instance = instance?;
+    let mut tag = [0u8; 8];
+    if let Err(e) = getrandom::fill(&mut tag) {
+        tracing::error!(slave = %name, "no randomness for the slave's session tag: {e}");
+        return None;
+    }
+    let tag = u64::from_le_bytes(tag);
+    let here = Present {
+        instance,
+        tag,
+        name: name.to_string(),
+    };
+    match ctx.hub.store.slave_here(here).await {
+        Ok(()) => Some((instance, tag)),
+        Err(e) => {
+            tracing::error!(slave = %name, "storing that the slave is connected failed (after a crash of the hub, queued jobs will not wait for it): {e:#}");
+            None
+        }
     }
 }
 

@@ -15,6 +15,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::sync::{watch, Notify};
 
+mod hold;
 mod joins;
 mod loading;
 mod removal;
@@ -42,6 +43,9 @@ pub struct HubOptions {
     /// A job stream whose client acknowledged nothing for this long is dropped (see
     /// `hub::peer`); `None` leaves it to TCP.
     pub peer_timeout: Option<Duration>,
+    /// After a crash, how long jobs queued at the start wait for the slaves that were
+    /// connected to come back (see `state::hold`); zero: not at all.
+    pub crash_hold: Duration,
 }
 
 /// Errors a request about a job can get; each maps to one HTTP status.
@@ -83,6 +87,8 @@ pub(super) struct State {
     next_session: SessionId,
     /// The number of the next broadcast group (`g1`, `g2`, ...).
     pub(super) next_group: u64,
+    /// After a crash: queued jobs held back until the slaves that were connected are back.
+    pub(super) hold: Option<hold::Hold>,
 }
 
 pub(super) struct JobEntry {
@@ -185,9 +191,18 @@ impl Hub {
     /// The hub, from the jobs loaded at start-up. The caller starts the orphan timer for the
     /// jobs that were assigned or running ([`Hub::orphans`]). Lengths measured for old rows are
     /// stored now, so the next start does not measure them again.
-    pub(super) fn new(store: Store, logs: Logs, loaded: Loading, opts: HubOptions) -> Hub {
-        for rec in loaded.measured {
+    pub(super) fn new(mut store: Store, logs: Logs, mut loaded: Loading, opts: HubOptions) -> Hub {
+        for rec in std::mem::take(&mut loaded.measured) {
             store.save_later(rec);
+        }
+        let present = std::mem::take(&mut store.present);
+        let hold = hold::Hold::start(present, &loaded.queue, opts.crash_hold, &store);
+        if let Some(hold) = &hold {
+            for id in &loaded.queue {
+                if let Some(job) = loaded.jobs.get_mut(id) {
+                    job.rec.reason = Some(hold.reason.clone());
+                }
+            }
         }
         Hub {
             state: Mutex::new(State {
@@ -198,6 +213,7 @@ impl Hub {
                 orphans_of: loaded.orphans_of,
                 next_session: 1,
                 next_group: loaded.next_group.max(store.next_group).max(1),
+                hold,
             }),
             claims: Claims::new(&store.claim_key),
             store,

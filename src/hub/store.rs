@@ -16,7 +16,9 @@ use std::path::Path;
 use std::sync::Arc;
 use tokio::sync::oneshot;
 
+mod present;
 mod queue;
+pub use present::Present;
 use queue::Queue;
 
 /// Most operations committed in one transaction.
@@ -33,6 +35,12 @@ enum Op {
     Assigned(Box<JobRecord>, Option<u64>),
     /// Jobs to delete, and the next broadcast group number to remember.
     Delete(Vec<JobId>, u64, oneshot::Sender<Result<()>>),
+    /// A slave process connected (see [`present`]).
+    Here(Present, oneshot::Sender<Result<()>>),
+    /// Sessions of slave processes (instance, tag) that ended.
+    Gone(Vec<(u64, u64)>),
+    /// No slave process is connected: the hub stops cleanly.
+    Nobody,
 }
 
 /// A job as it was stored.
@@ -56,6 +64,9 @@ pub struct Store {
     pub next_group: u64,
     /// The key job claims are signed with (see `hub::claim`), drawn on the first start.
     pub claim_key: [u8; KEY_LEN],
+    /// The slave processes that were connected when the last hub on this database stopped
+    /// without cleaning up (a crash): for the hub to take, once.
+    pub present: Vec<Present>,
 }
 
 impl Store {
@@ -100,6 +111,7 @@ impl Store {
             .context("reading the meta table")?
             .map_or(0, |v| v.max(0) as u64);
         let claim_key = claim_key(&conn).context("reading the claim key")?;
+        let present = present::open(&conn).context("reading which slaves were connected")?;
         let queue = Queue::new(MAX_BATCH, queue::LATER);
         let theirs = queue.clone();
         std::thread::Builder::new()
@@ -110,6 +122,7 @@ impl Store {
             queue: Arc::new(Handle(queue)),
             next_group,
             claim_key,
+            present,
         })
     }
 
@@ -152,6 +165,28 @@ impl Store {
         }
     }
 
+    /// Stores that a slave process is connected, and waits until that is committed: a hub
+    /// restarting after a crash then waits for it before handing out queued jobs.
+    pub async fn slave_here(&self, p: Present) -> Result<()> {
+        let (tx, rx) = oneshot::channel();
+        self.send(Op::Here(p, tx))?;
+        rx.await.map_err(|_| stopped())?
+    }
+
+    /// Queues the end of sessions (instance, tag) of slave processes.
+    pub fn slaves_gone_later(&self, which: Vec<(u64, u64)>) {
+        if !which.is_empty() && self.send(Op::Gone(which)).is_err() {
+            tracing::error!("store is stopped; a slave's leaving was not saved");
+        }
+    }
+
+    /// Queues that no slave is connected (the hub stops cleanly).
+    pub fn no_slaves_later(&self) {
+        if self.send(Op::Nobody).is_err() {
+            tracing::error!("store is stopped; the slaves' leaving was not saved");
+        }
+    }
+
     /// Waits until everything queued before this call is committed.
     pub async fn sync(&self) -> Result<()> {
         let (tx, rx) = oneshot::channel();
@@ -160,7 +195,10 @@ impl Store {
     }
 
     fn send(&self, op: Op) -> Result<()> {
-        let awaited = !matches!(op, Op::Save(_, None) | Op::Assigned(..));
+        let awaited = !matches!(
+            op,
+            Op::Save(_, None) | Op::Assigned(..) | Op::Gone(_) | Op::Nobody
+        );
         self.queue.0.push(op, awaited).map_err(|_| stopped())
     }
 }
@@ -285,6 +323,18 @@ fn commit(conn: &mut Connection, batch: &mut Vec<Op>) {
                         )?;
                         results.push(Ok(Vec::new()));
                     }
+                    Op::Here(p, _) => {
+                        present::here(&tx, p)?;
+                        results.push(Ok(Vec::new()));
+                    }
+                    Op::Gone(which) => {
+                        present::gone(&tx, which)?;
+                        results.push(Ok(Vec::new()));
+                    }
+                    Op::Nobody => {
+                        present::nobody(&tx)?;
+                        results.push(Ok(Vec::new()));
+                    }
                 }
             }
         }
@@ -315,8 +365,13 @@ fn commit(conn: &mut Connection, batch: &mut Vec<Op>) {
                     tracing::error!(job = r.id, "assignment not saved: {e}");
                 }
             }
-            Op::Delete(_, _, reply) => {
+            Op::Delete(_, _, reply) | Op::Here(_, reply) => {
                 let _ = reply.send(res.map(|_| ()).map_err(|e| anyhow!(e)));
+            }
+            Op::Gone(_) | Op::Nobody => {
+                if let Err(e) = res {
+                    tracing::error!("which slaves are connected was not saved: {e}");
+                }
             }
         }
     }

@@ -339,39 +339,3 @@ fn a_full_disk_is_a_clear_error_and_nothing_unstored_is_acknowledged() {
     let (status, body) = hub.post("/api/v1/jobs", r#"{"command":"true"}"#);
     assert_eq!(status, 201, "{body}");
 }
-
-/// The hub is killed after sending a job to its slave and before storing the assignment: the
-/// test holds the job database's write lock meanwhile, so no commit can happen. After the
-/// restart the job is queued in the hub's records, yet the slave that runs it keeps it (with
-/// the claim its assignment carried) and it runs once, to its real end.
-#[test]
-fn a_job_sent_just_before_a_hub_crash_runs_once() {
-    let mut hub = Hub::start();
-    let dir = tempfile::tempdir().unwrap();
-    let (starts, go) = (dir.path().join("starts"), dir.path().join("go"));
-    let line = format!(
-        "echo started >> {}; while [ ! -e {} ]; do sleep 0.02; done; echo finished",
-        starts.display(),
-        go.display()
-    );
-    // Queued, and committed, before any slave is there to take it.
-    let id = hub.submit(&line, &["--no-tty"]);
-    let db = rusqlite::Connection::open(hub.data.join("jobs.db")).unwrap();
-    db.execute_batch("BEGIN IMMEDIATE").unwrap();
-    let _s = hub.slave("s1", 1);
-    wait_until("the job to start", || starts.exists());
-    hub.kill();
-    drop(db);
-    hub.restart(&[]);
-    wait_until("the slave to take the job back", || {
-        hub.job(id).state == JobState::Running
-    });
-    std::fs::write(&go, "").unwrap();
-    let rec = hub.wait_ended(id);
-    assert_eq!(
-        (rec.state, rec.exit_code, rec.attempt),
-        (JobState::Exited, Some(0), 1)
-    );
-    assert_eq!(std::fs::read_to_string(&starts).unwrap(), "started\n");
-    assert_eq!(hub.fetch(id), b"finished\n");
-}

@@ -8,6 +8,7 @@ mod bound;
 mod broadcast;
 mod browser;
 mod cancel;
+mod crashhold;
 mod datadir;
 mod deadpeer;
 mod faults;

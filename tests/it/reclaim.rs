@@ -6,9 +6,10 @@
 //! protocol, as in `redial`.
 
 use crate::redial::{
-    dial_as, dial_holding, end_ok, next, report_exit, runtime, start_one, wait_slaves,
+    dial_as, dial_holding, end_ok, next, report_exit, runtime, start_one, wait_slaves, Reader,
 };
 use crate::util::*;
+use execnode::conn::ConnSender;
 use execnode::hub::SlaveInfo;
 use execnode::wire::{HubToSlave, JobId, JobState, RunningJob, SlaveMsg, Stream};
 
@@ -62,6 +63,52 @@ async fn own_slave_takes_it_back(hub: &Hub, id: JobId, own: u64) {
     tx.send(&SlaveMsg::Heartbeat).await.unwrap();
     // Had the hub refused it, a `cancel` would come before the `done`.
     end_ok(hub, &mut rd, &tx, id).await;
+}
+
+/// A job the hub sent to a played slave without storing the assignment, and the connection
+/// it went to.
+struct Sent {
+    id: JobId,
+    /// The job the played slave ran first, still assigned to it.
+    first: JobId,
+    claim: String,
+    /// The job database's write lock: the caller kills the hub, then drops it.
+    db: rusqlite::Connection,
+    rd: Reader,
+    tx: ConnSender,
+}
+
+/// Plays slave `name` (process `instance`, `slots` slots) and has the hub send it the job
+/// `args` submit without storing that assignment: the test holds the job database's write
+/// lock from just before the hub sends it. The played slave runs another job first, which
+/// takes all its slots, so that the hub has stored that this slave is connected before the
+/// lock is taken; the job is assigned when that one ends.
+async fn assigned_but_not_stored(
+    hub: &Hub,
+    (name, instance, slots): (&str, u64, u32),
+    args: &[&str],
+) -> Sent {
+    let first = hub.submit("sleep 600", &["--slots", &slots.to_string()]);
+    let (mut rd, tx) = dial_as(hub, name, Some(instance), slots, &[]).await;
+    assert!(matches!(next(&mut rd).await, Some(HubToSlave::Assign { job, .. }) if job == first));
+    let id = hub.submit(args[0], &args[1..]);
+    assert_eq!(hub.job(id).state, JobState::Queued);
+    let db = rusqlite::Connection::open(hub.data.join("jobs.db")).unwrap();
+    db.execute_batch("BEGIN IMMEDIATE").unwrap();
+    report_exit(&tx, first, 0, 0).await;
+    let claim = match next(&mut rd).await {
+        Some(HubToSlave::Assign { job, claim, .. }) if job == id => claim,
+        other => panic!("expected the assignment of job {id}, got {other:?}"),
+    };
+    let claim = claim.expect("an assignment to a slave with an instance id carries a claim");
+    Sent {
+        id,
+        first,
+        claim,
+        db,
+        rd,
+        tx,
+    }
 }
 
 #[test]
@@ -123,20 +170,19 @@ fn a_queued_job_listed_in_a_hello_stays_queued() {
 #[test]
 fn a_job_whose_assignment_a_crash_did_not_store_stays_with_its_slave() {
     let mut hub = Hub::start_with(&["--slave-timeout", "600"]);
-    // Two slots: the played impostors below offer one, so none of them is assigned the job.
-    let id = hub.submit("sleep 600", &["--slots", "2"]);
     let rt = runtime();
-    let db = rusqlite::Connection::open(hub.data.join("jobs.db")).unwrap();
-    db.execute_batch("BEGIN IMMEDIATE").unwrap();
-    let claim = rt.block_on(async {
-        let (mut rd, tx) = dial_as(&hub, "s1", Some(51), 2, &[]).await;
-        let claim = match next(&mut rd).await {
-            Some(HubToSlave::Assign { job, claim, .. }) if job == id => claim,
-            other => panic!("expected the assignment of job {id}, got {other:?}"),
-        };
-        drop((rd, tx));
-        claim.expect("an assignment to a slave with an instance id carries a claim")
-    });
+    // Two slots: the played impostors below offer one, so none of them is assigned the job.
+    let Sent {
+        id,
+        first,
+        claim,
+        db,
+        ..
+    } = rt.block_on(assigned_but_not_stored(
+        &hub,
+        ("s1", 51, 2),
+        &["sleep 600", "--slots", "2"],
+    ));
     hub.kill();
     drop(db);
     hub.restart(&["--slave-timeout", "600"]);
@@ -171,6 +217,10 @@ fn a_job_whose_assignment_a_crash_did_not_store_stays_with_its_slave() {
             wait_slaves(&hub, 0);
             assert_eq!(hub.job(id).state, JobState::Queued);
         }
+        // The job s1 ran first is queued again: the last hello from s1's process did not
+        // list it. Cancelled, so that it does not take the slots the job below frees.
+        assert_eq!(hub.job(first).state, JobState::Queued);
+        hub.xn_ok(&["-k", &first.to_string()]);
         let (mut rd, tx) = dial_holding(&hub, "s1", Some(51), 2, holding(Some(&claim))).await;
         assert_eq!(only_slave(&hub).running, vec![id]);
         let rec = hub.job(id);
@@ -192,13 +242,11 @@ fn a_job_whose_assignment_a_crash_did_not_store_stays_with_its_slave() {
 #[test]
 fn a_job_run_again_after_a_crash_lost_its_assignment_keeps_each_runs_output_apart() {
     let mut hub = Hub::start_with(&["--slave-timeout", "600"]);
-    let id = hub.submit("echo new output", &["--no-tty"]);
     let rt = runtime();
-    let db = rusqlite::Connection::open(hub.data.join("jobs.db")).unwrap();
-    db.execute_batch("BEGIN IMMEDIATE").unwrap();
-    rt.block_on(async {
-        let (mut rd, tx) = dial_as(&hub, "s1", Some(81), 1, &[]).await;
-        assert!(matches!(next(&mut rd).await, Some(HubToSlave::Assign { job, .. }) if job == id));
+    let (id, db) = rt.block_on(async {
+        let Sent {
+            id, db, mut rd, tx, ..
+        } = assigned_but_not_stored(&hub, ("s1", 81, 1), &["echo new output", "--no-tty"]).await;
         tx.send(&SlaveMsg::Started { job: id, pid: 4242 })
             .await
             .unwrap();
@@ -212,10 +260,12 @@ fn a_job_run_again_after_a_crash_lost_its_assignment_keeps_each_runs_output_apar
             })
         );
         drop((rd, tx));
+        (id, db)
     });
     hub.kill();
     drop(db);
-    hub.restart(&["--slave-timeout", "600"]);
+    // The slave that had the job does not come back: the queue waits for it one second.
+    hub.restart(&["--slave-timeout", "600", "--crash-hold", "1"]);
     assert_eq!(hub.job(id).state, JobState::Queued);
     rt.block_on(async {
         let (mut rd, tx) = dial_as(&hub, "s2", Some(82), 1, &[]).await;

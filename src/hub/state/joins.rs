@@ -210,6 +210,11 @@ impl Hub {
                 fenced: unwanted.iter().copied().collect(),
             },
         );
+        // What it holds is settled: if it was the last slave a crash left the queue waiting
+        // for, the queued jobs go out.
+        if let Some(i) = join.instance {
+            st.slave_back(i);
+        }
         crate::hub::sched::refresh_reasons(st);
         Joined {
             sid,
