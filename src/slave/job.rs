@@ -557,8 +557,11 @@ mod tests {
             .unwrap();
         let dir = tempfile::tempdir().unwrap();
         let marker = dir.path().join("ran");
+        // Not the default work directory: that is the test process's, and
+        // `confine::tests::a_work_dir_left_at_our_pid_is_cleared` removes it meanwhile.
         let opts = ConfineOptions {
             allow_root_jobs: true,
+            work_dir: Some(dir.path().join("work")),
             ..Default::default()
         };
         let confinement = Arc::new(rt.block_on(Confinement::new(&opts)).unwrap());
