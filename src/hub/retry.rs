@@ -58,20 +58,22 @@ pub const SET_ASIDE_REASON: &str =
 /// already hold output: a run of it was assigned just before a crash of the hub, which lost
 /// the assignment (see `hub::claim`), and that run's slave did not take the job back. A new
 /// run's output, sent from offset 0, would otherwise be cut to fit behind the dead run's. The
-/// dead run is kept as an attempt of its own, `lost`, with its output. Returns whether it was.
-pub(super) fn set_aside(rec: &mut JobRecord) -> bool {
-    if rec.stdout_len == 0 && rec.stderr_len == 0 {
-        return false;
+/// dead run is kept as an attempt of its own, `lost`, with its output. So is the run of the
+/// next attempt, if a second crash lost its assignment too: `lens_of` says what an attempt's
+/// log files hold. Returns whether any run was set aside.
+pub(super) fn set_aside(rec: &mut JobRecord, lens_of: impl Fn(u32) -> (u64, u64)) -> bool {
+    let mut any = false;
+    while rec.stdout_len != 0 || rec.stderr_len != 0 {
+        let mut dead = rec.clone();
+        dead.state = JobState::Lost;
+        dead.reason = Some(SET_ASIDE_REASON.into());
+        dead.ended_ms = Some(now_ms());
+        rec.attempts.push(dead.as_attempt());
+        rec.attempt += 1;
+        (rec.stdout_len, rec.stderr_len) = lens_of(rec.attempt);
+        any = true;
     }
-    let mut dead = rec.clone();
-    dead.state = JobState::Lost;
-    dead.reason = Some(SET_ASIDE_REASON.into());
-    dead.ended_ms = Some(now_ms());
-    rec.attempts.push(dead.as_attempt());
-    rec.attempt += 1;
-    rec.stdout_len = 0;
-    rec.stderr_len = 0;
-    true
+    any
 }
 
 impl Hub {

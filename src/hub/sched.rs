@@ -3,7 +3,7 @@
 //! messages after releasing it.
 
 use super::state::{now_ms, unqueued, Hub, SessionId, SlaveEntry, State};
-use crate::wire::{has_label, HubToSlave, JobSpec, JobState};
+use crate::wire::{has_label, HubToSlave, JobSpec, JobState, Stream};
 use std::cmp::Reverse;
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -141,7 +141,11 @@ impl Hub {
                 total -= need;
                 taken.push(id);
                 unqueued(queued_by, &job.rec.owner);
-                if super::retry::set_aside(&mut job.rec) {
+                let lens_of = |attempt| {
+                    let len = |stream| self.logs.len(id, attempt, stream);
+                    (len(Stream::Stdout), len(Stream::Stderr))
+                };
+                if super::retry::set_aside(&mut job.rec, lens_of) {
                     tracing::warn!(
                         job = id,
                         attempt = job.rec.attempt,

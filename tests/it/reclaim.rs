@@ -247,19 +247,7 @@ fn a_job_run_again_after_a_crash_lost_its_assignment_keeps_each_runs_output_apar
         let Sent {
             id, db, mut rd, tx, ..
         } = assigned_but_not_stored(&hub, ("s1", 81, 1), &["echo new output", "--no-tty"]).await;
-        tx.send(&SlaveMsg::Started { job: id, pid: 4242 })
-            .await
-            .unwrap();
-        tx.send_data(Stream::Stdout, id, 0, b"old\n").await.unwrap();
-        assert_eq!(
-            next(&mut rd).await,
-            Some(HubToSlave::Ack {
-                job: id,
-                stream: Stream::Stdout,
-                offset: 4
-            })
-        );
-        drop((rd, tx));
+        started_and_printed(&mut rd, &tx, id, b"old\n").await;
         (id, db)
     });
     hub.kill();
@@ -297,4 +285,104 @@ fn a_job_run_again_after_a_crash_lost_its_assignment_keeps_each_runs_output_apar
         (dead.state, dead.slave.as_deref(), dead.stdout_len),
         (JobState::Lost, None, 4)
     );
+}
+
+/// Reports that played job `id` started and printed `out`, which the hub acknowledges.
+async fn started_and_printed(rd: &mut Reader, tx: &ConnSender, id: JobId, out: &[u8]) {
+    tx.send(&SlaveMsg::Started { job: id, pid: 4242 })
+        .await
+        .unwrap();
+    tx.send_data(Stream::Stdout, id, 0, out).await.unwrap();
+    assert_eq!(
+        next(rd).await,
+        Some(HubToSlave::Ack {
+            job: id,
+            stream: Stream::Stdout,
+            offset: out.len() as u64
+        })
+    );
+}
+
+/// As above, with a second crash: the run given out after the first one lost its assignment
+/// too, after its output was stored. Each dead run is kept as an attempt of its own, and the
+/// run that ends has log files of its own.
+#[test]
+fn a_job_whose_assignment_two_crashes_lost_keeps_each_runs_output_apart() {
+    let mut hub = Hub::start_with(&["--slave-timeout", "600"]);
+    let rt = runtime();
+    let (id, first, db) = rt.block_on(async {
+        let Sent {
+            id,
+            first,
+            db,
+            mut rd,
+            tx,
+            ..
+        } = assigned_but_not_stored(&hub, ("s1", 81, 1), &["echo new output", "--no-tty"]).await;
+        started_and_printed(&mut rd, &tx, id, b"old\n").await;
+        (id, first, db)
+    });
+    hub.kill();
+    drop(db);
+    hub.restart(&["--slave-timeout", "600", "--crash-hold", "600"]);
+    // s1's process dials again, still running the job it had first but not this one. The job
+    // is given out again when that first one ends, and that assignment is not stored either.
+    let db = rt.block_on(async {
+        let (mut rd, tx) = dial_as(&hub, "s1", Some(81), 1, &[first]).await;
+        assert_eq!(only_slave(&hub).running, vec![first]);
+        let db = rusqlite::Connection::open(hub.data.join("jobs.db")).unwrap();
+        db.execute_batch("BEGIN IMMEDIATE").unwrap();
+        report_exit(&tx, first, 0, 0).await;
+        assert!(matches!(next(&mut rd).await, Some(HubToSlave::Assign { job, .. }) if job == id));
+        started_and_printed(&mut rd, &tx, id, b"mid\n").await;
+        db
+    });
+    hub.kill();
+    drop(db);
+    hub.restart(&["--slave-timeout", "600", "--crash-hold", "1"]);
+    rt.block_on(async {
+        let (mut rd, tx) = dial_as(&hub, "s3", Some(83), 1, &[]).await;
+        loop {
+            match next(&mut rd).await {
+                Some(HubToSlave::Assign { job, .. }) if job == id => break,
+                // The job s1 ran first, whose end the second crash kept from being stored.
+                Some(HubToSlave::Assign { job, .. }) if job == first => {
+                    report_exit(&tx, first, 0, 0).await;
+                }
+                Some(HubToSlave::Done { job }) if job == first => {}
+                other => panic!("expected the assignment of job {id}, got {other:?}"),
+            }
+        }
+        tx.send_data(Stream::Stdout, id, 0, b"new output\n")
+            .await
+            .unwrap();
+        report_exit(&tx, id, 0, 11).await;
+        loop {
+            match next(&mut rd).await {
+                Some(HubToSlave::Ack { .. }) => continue,
+                other => {
+                    assert_eq!(other, Some(HubToSlave::Done { job: id }));
+                    break;
+                }
+            }
+        }
+    });
+    let rec = hub.wait_ended(id);
+    assert_eq!((rec.state, rec.exit_code), (JobState::Exited, Some(0)));
+    assert_eq!(rec.attempt, 3, "{rec:?}");
+    assert_eq!(hub.fetch(id), b"new output\n");
+    for (dead, out) in rec.attempts.iter().zip(["old\n", "mid\n"]) {
+        assert_eq!(
+            (dead.state, dead.stdout_len),
+            (JobState::Lost, 4),
+            "{rec:?}"
+        );
+        let fetched = hub.xn_ok(&[
+            "-f",
+            &id.to_string(),
+            "--attempt",
+            &dead.attempt.to_string(),
+        ]);
+        assert_eq!(fetched, out);
+    }
 }
