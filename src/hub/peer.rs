@@ -39,11 +39,30 @@ pub fn addr_of<B>(req: &hyper::Request<B>) -> String {
 /// Whether the peer has acknowledged nothing for longer than `limit` while something the hub
 /// sent waits for an acknowledgement. `false` when the kernel cannot say.
 pub fn gone(sock: PeerSocket, limit: Duration) -> bool {
-    let Some(info) = tcp_info(sock.0) else {
-        return false;
-    };
-    info.tcpi_unacked > 0 && Duration::from_millis(info.tcpi_last_ack_recv.into()) > limit
+    tcp_info(sock.0).is_some_and(|info| unanswered(&info, limit))
 }
+
+/// The peer has acknowledged nothing for longer than `limit`, something waits for an
+/// acknowledgement, and nothing answered what the hub (or its kernel, retransmitting) sent
+/// last, though there was time to.
+///
+/// The last part keeps a live peer that is short of memory: its kernel may drop what arrives
+/// even inside the window it offered, and answer each segment with a zero window instead of an
+/// acknowledgement of it. The data then stays unacknowledged and is sent again with a backoff
+/// that soon exceeds `limit`, so the last acknowledgement can be older than `limit` although
+/// the peer answered the latest retransmission. A vanished peer answers none.
+fn unanswered(info: &libc::tcp_info, limit: Duration) -> bool {
+    let ms = |v: u32| Duration::from_millis(v.into());
+    let (last_ack, last_sent) = (ms(info.tcpi_last_ack_recv), ms(info.tcpi_last_data_sent));
+    // Long enough for an answer to come back: two smoothed round trips, at least 200 ms.
+    let answer_time = Duration::from_micros(2 * u64::from(info.tcpi_rtt)).max(ANSWER_TIME_MIN);
+    // An answer to the latest send came after it, or in the same tick of the kernel's clock
+    // (on loopback): `last_ack` is then at most `last_sent`.
+    info.tcpi_unacked > 0 && last_ack > limit && last_ack > last_sent && last_sent >= answer_time
+}
+
+/// The least time given a peer to answer what was just sent.
+const ANSWER_TIME_MIN: Duration = Duration::from_millis(200);
 
 fn tcp_info(fd: RawFd) -> Option<libc::tcp_info> {
     // SAFETY: an all-zero tcp_info is a valid value of this plain C struct.
@@ -78,5 +97,27 @@ mod tests {
         assert!(tcp_info(c.as_raw_fd()).is_some());
         let f = std::fs::File::open("/dev/null").unwrap();
         assert!(!gone(PeerSocket(f.as_raw_fd()), Duration::ZERO));
+    }
+
+    #[test]
+    fn a_peer_is_gone_only_if_it_left_the_latest_send_unanswered() {
+        let info = |unacked, last_ack_recv, last_data_sent| {
+            // SAFETY: an all-zero tcp_info is a valid value of this plain C struct.
+            let mut i: libc::tcp_info = unsafe { std::mem::zeroed() };
+            (i.tcpi_unacked, i.tcpi_last_ack_recv) = (unacked, last_ack_recv);
+            (i.tcpi_last_data_sent, i.tcpi_rtt) = (last_data_sent, 300);
+            i
+        };
+        let limit = Duration::from_secs(2);
+        // Vanished: a retransmission 1 s ago, no acknowledgement for 3 s.
+        assert!(unanswered(&info(1, 3000, 1000), limit));
+        // Nothing in flight (a live peer with a closed window), or an acknowledgement lately.
+        assert!(!unanswered(&info(0, 3000, 1000), limit));
+        assert!(!unanswered(&info(1, 1500, 1000), limit));
+        // A peer short of memory answered the latest retransmission, without acknowledging it.
+        assert!(!unanswered(&info(1, 2900, 3000), limit));
+        assert!(!unanswered(&info(1, 2924, 2924), limit));
+        // Sent just now: too early to tell.
+        assert!(!unanswered(&info(1, 3000, 100), limit));
     }
 }
