@@ -95,6 +95,11 @@ pub async fn run(
     prefix: bool,
     then: Then,
 ) -> Result<i32> {
+    // Refused before anything is submitted: a refusal after it would leave jobs running that
+    // the user was told (exit 255) did not go through.
+    if all && matches!(then, Then::Attach(_)) {
+        bail!("-a attaches to one job; it does not go with --all");
+    }
     let (specs, one_line) = match source {
         Source::Line(_) | Source::Argv(_) => {
             let mut spec = match source {
@@ -124,6 +129,12 @@ pub async fn run(
             (specs, false)
         }
     };
+    if matches!(then, Then::Attach(_)) && specs.len() != 1 {
+        bail!(
+            "-a attaches to one job; the files hold {} jobs (nothing was submitted)",
+            specs.len()
+        );
+    }
     let mut specs = specs;
     for spec in &mut specs {
         ov.apply(spec)?;
@@ -150,7 +161,7 @@ pub async fn run(
                     }
                 }
             }
-            Then::Attach(_) => bail!("-a attaches to one job; it does not go with --all"),
+            Then::Attach(_) => unreachable!("refused above, before the broadcast"),
             Then::PrintId => {
                 println!("{}", visible(&reply.group));
                 Ok(0)
@@ -205,7 +216,8 @@ pub async fn run(
         }
         Then::Attach(opts) => match ids.as_slice() {
             [id] => attach::run(hub, *id, &opts).await,
-            _ => bail!("-a attaches to one job; the files hold {} jobs", ids.len()),
+            // One spec was sent (checked above), so only a hub that breaks the protocol gets here.
+            _ => bail!("the hub answered {} job ids for one job", ids.len()),
         },
     }
 }

@@ -159,6 +159,35 @@ fn a_malformed_job_file_reports_line_and_column() {
     assert!(hub.jobs().is_empty());
 }
 
+/// `-a` attaches to one job: asked of several (a file of two, a broadcast), xn refuses before it
+/// submits anything, so that its exit 255 does not leave jobs running behind the user's back.
+#[test]
+fn attach_to_several_jobs_is_refused_before_anything_is_submitted() {
+    let hub = Hub::start();
+    let _s = hub.slave("s1", 2);
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("two.json");
+    std::fs::write(&file, r#"[{"command": "echo a"}, {"command": "echo b"}]"#).unwrap();
+    let file = file.to_str().unwrap();
+    for (args, says) in [
+        (&["-s", "--file", file, "-a"][..], "the files hold 2 jobs"),
+        (&["submit", file, "-a"][..], "the files hold 2 jobs"),
+        (
+            &["-s", "echo x", "--all", "-a"][..],
+            "does not go with --all",
+        ),
+    ] {
+        let out = hub.xn(args);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(255), "{args:?}: {err}");
+        assert!(
+            err.contains("-a attaches to one job") && err.contains(says),
+            "{args:?}: {err}"
+        );
+        assert!(hub.jobs().is_empty(), "{args:?} submitted {:?}", hub.jobs());
+    }
+}
+
 #[test]
 fn five_thousand_jobs_go_in_one_request_and_all_finish() {
     const N: usize = 5000;
