@@ -212,6 +212,28 @@ pub fn error_line(e: &anyhow::Error) -> String {
 /// Runs one `xn` command and returns the exit code.
 pub async fn run(args: XnArgs) -> Result<i32> {
     let hub = crate::config::resolve(args.hub.clone(), args.token.clone(), args.ca.as_deref())?;
+    let sent_token = hub.has_token();
+    act(args, hub).await.map_err(|e| match unauthorized(&e) {
+        // The hub's words are for any HTTP client; xn's user needs to know where xn takes a
+        // token from. (A hub with --no-auth needs none, so xn cannot refuse beforehand.)
+        Some(message) if !sent_token => anyhow::anyhow!(
+            "{message}; xn sent none: give it one with --token TOKEN, XN_TOKEN or token = \"...\" \
+             in {}",
+            crate::config::path().map_or("its config file".into(), |p| p.display().to_string())
+        ),
+        _ => e,
+    })
+}
+
+/// The hub's message, if it refused the request for want of a valid token (401).
+fn unauthorized(e: &anyhow::Error) -> Option<String> {
+    e.chain()
+        .filter_map(|c| c.downcast_ref::<crate::http::HubError>())
+        .find(|h| h.status == hyper::StatusCode::UNAUTHORIZED)
+        .map(|h| h.message.clone())
+}
+
+async fn act(args: XnArgs, hub: crate::http::HubUrl) -> Result<i32> {
     let attach = match &args.attach {
         Some(id) => Some((
             match id {

@@ -66,6 +66,43 @@ fn no_token_or_a_wrong_one_is_refused_everywhere_and_nothing_runs() {
     assert_eq!(status, 200, "health checks need no token");
 }
 
+/// xn without a token is told where xn takes one from, not only what the hub wants of an HTTP
+/// client; with a wrong token there is nothing to add.
+#[test]
+fn xn_without_a_token_says_where_to_give_one() {
+    let hub = Hub::start();
+    let home = tempfile::tempdir().unwrap();
+    let config = config_dir(home.path()).join("config.toml");
+    let xn_in = |token: &str, args: &[&str]| {
+        xn_command(&hub.url, token, args)
+            .env("XDG_CONFIG_HOME", home.path())
+            .stdin(std::process::Stdio::null())
+            .output()
+            .unwrap()
+    };
+    for args in [
+        &["-l"][..],
+        &["-s", "true"],
+        &["-f", "1", "--follow"],
+        &["-a", "1"],
+    ] {
+        let out = xn_in("", args);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(255), "{args:?}: {err}");
+        assert!(
+            err.starts_with("xn: a token is required")
+                && err.contains("--token TOKEN, XN_TOKEN")
+                && err.contains(&config.display().to_string()),
+            "{args:?}: {err}"
+        );
+        let out = xn_in("garbage", args);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(255), "{args:?}: {err}");
+        assert!(!err.contains("XN_TOKEN"), "{args:?}: {err}");
+    }
+    assert!(hub.jobs().is_empty());
+}
+
 #[test]
 fn users_see_only_their_own_jobs_and_viewers_only_watch() {
     let hub = Hub::start();
