@@ -51,7 +51,8 @@ pub struct XnArgs {
     pub list: bool,
 
     /// List the connected slaves: name, state (ready or draining), slots, the jobs they hold,
-    /// labels (what --slave and --on can name)
+    /// whether their token is bound to their name (for admins: which token), labels (what
+    /// --slave and --on can name)
     #[arg(long)]
     pub slaves: bool,
 

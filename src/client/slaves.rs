@@ -26,7 +26,8 @@ pub async fn run(hub: &HubUrl, json: bool) -> Result<i32> {
     Ok(0)
 }
 
-/// One line per slave, under a header.
+/// One line per slave, under a header. BOUND says whether the slave serves with a token bound
+/// to its name; TOKEN, which token, is there when the hub names them (to admins).
 fn table(slaves: &[SlaveInfo]) -> Vec<u8> {
     // Names and labels are the slaves' own: shown with control characters escaped.
     let names: Vec<_> = slaves.iter().map(|s| visible(&s.name)).collect();
@@ -36,11 +37,29 @@ fn table(slaves: &[SlaveInfo]) -> Vec<u8> {
         .max()
         .unwrap_or(0)
         .max(4);
+    // Token names are the hub's (1 to 64 of a few safe characters), but only the hub says so.
+    let tokens: Option<Vec<_>> = slaves.iter().any(|s| s.token.is_some()).then(|| {
+        slaves
+            .iter()
+            .map(|s| visible(s.token.as_deref().unwrap_or("-")))
+            .collect()
+    });
+    let token_width = tokens.as_ref().map_or(0, |t| {
+        t.iter()
+            .map(|n| n.chars().count())
+            .max()
+            .unwrap_or(0)
+            .max(5)
+    });
+    let token_head = match tokens {
+        Some(_) => format!("{:<token_width$}  ", "TOKEN"),
+        None => String::new(),
+    };
     let mut t = format!(
-        "{:<name_width$}  {:<8}  {:>5}  {:<16}  LABELS\n",
+        "{:<name_width$}  {:<8}  {:>5}  {:<16}  BOUND  {token_head}LABELS\n",
         "NAME", "STATE", "SLOTS", "JOBS"
     );
-    for (s, name) in slaves.iter().zip(&names) {
+    for (i, (s, name)) in slaves.iter().zip(&names).enumerate() {
         let jobs = match s.running.as_slice() {
             [] => "-".to_string(),
             ids => ids.iter().map(u64::to_string).collect::<Vec<_>>().join(","),
@@ -50,10 +69,16 @@ fn table(slaves: &[SlaveInfo]) -> Vec<u8> {
         } else {
             visible(&s.labels.join(",")).into_owned()
         };
-        // A draining slave finishes what it holds and takes nothing new (it is stopping).
+        // A draining slave finishes what it holds and takes nothing new (it is stopping, or its
+        // name was bound to another token).
         let state = if s.draining { "draining" } else { "ready" };
+        let bound = if s.bound { "yes" } else { "no" };
+        let token = match &tokens {
+            Some(t) => format!("{:<token_width$}  ", t[i]),
+            None => String::new(),
+        };
         t.push_str(&format!(
-            "{name:<name_width$}  {state:<8}  {:>5}  {jobs:<16}  {labels}\n",
+            "{name:<name_width$}  {state:<8}  {:>5}  {jobs:<16}  {bound:<5}  {token}{labels}\n",
             s.slots
         ));
     }
@@ -64,41 +89,60 @@ fn table(slaves: &[SlaveInfo]) -> Vec<u8> {
 mod tests {
     use super::*;
 
+    fn slave(name: &str, slots: u32, running: Vec<u64>, labels: &[&str]) -> SlaveInfo {
+        SlaveInfo {
+            name: name.into(),
+            slots,
+            running,
+            labels: labels.iter().map(|l| l.to_string()).collect(),
+            draining: false,
+            bound: false,
+            token: None,
+        }
+    }
+
     #[test]
     fn a_row_per_slave_with_its_jobs_and_labels() {
         let slaves = [
             SlaveInfo {
-                name: "build-host-1".into(),
-                slots: 4,
-                running: vec![3, 17],
-                labels: vec!["os=linux".into(), "gpu".into()],
                 draining: true,
+                bound: true,
+                ..slave("build-host-1", 4, vec![3, 17], &["os=linux", "gpu"])
+            },
+            slave("b", 1, vec![], &[]),
+            slave("\x1b[2J", 1, vec![], &["k=\x1b]0;t\x07"]),
+        ];
+        assert_eq!(
+            String::from_utf8(table(&slaves)).unwrap(),
+            "NAME          STATE     SLOTS  JOBS              BOUND  LABELS\n\
+             build-host-1  draining      4  3,17              yes    os=linux,gpu\n\
+             b             ready         1  -                 no     -\n\
+             \\e[2J         ready         1  -                 no     k=\\e]0;t\\x07\n"
+        );
+        assert_eq!(
+            String::from_utf8(table(&[])).unwrap(),
+            "NAME  STATE     SLOTS  JOBS              BOUND  LABELS\n"
+        );
+    }
+
+    #[test]
+    fn an_admin_sees_which_token_each_slave_serves_with() {
+        let slaves = [
+            SlaveInfo {
+                bound: true,
+                token: Some("box-7-key".into()),
+                ..slave("box-7", 2, vec![], &["gpu"])
             },
             SlaveInfo {
-                name: "b".into(),
-                slots: 1,
-                running: vec![],
-                labels: vec![],
-                draining: false,
-            },
-            SlaveInfo {
-                name: "\x1b[2J".into(),
-                slots: 1,
-                running: vec![],
-                labels: vec!["k=\x1b]0;t\x07".into()],
-                draining: false,
+                token: Some("slave".into()),
+                ..slave("box-8", 1, vec![5], &[])
             },
         ];
         assert_eq!(
             String::from_utf8(table(&slaves)).unwrap(),
-            "NAME          STATE     SLOTS  JOBS              LABELS\n\
-             build-host-1  draining      4  3,17              os=linux,gpu\n\
-             b             ready         1  -                 -\n\
-             \\e[2J         ready         1  -                 k=\\e]0;t\\x07\n"
-        );
-        assert_eq!(
-            String::from_utf8(table(&[])).unwrap(),
-            "NAME  STATE     SLOTS  JOBS              LABELS\n"
+            "NAME   STATE     SLOTS  JOBS              BOUND  TOKEN      LABELS\n\
+             box-7  ready         2  -                 yes    box-7-key  gpu\n\
+             box-8  ready         1  5                 no     slave      -\n"
         );
     }
 }

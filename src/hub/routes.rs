@@ -77,7 +77,9 @@ async fn dispatch(
         (&Method::GET, ["api", "v1", "jobs"]) => super::list::jobs(ctx, &req, who).await,
         (&Method::POST, ["api", "v1", "jobs"]) => submit(ctx, req, who).await,
         (&Method::POST, ["api", "v1", "broadcast"]) => broadcast(ctx, req, who).await,
-        (&Method::GET, ["api", "v1", "slaves"]) => respond::json(StatusCode::OK, &ctx.hub.slaves()),
+        (&Method::GET, ["api", "v1", "slaves"]) => {
+            respond::json(StatusCode::OK, &ctx.hub.slaves(who.role == Role::Admin))
+        }
         (&Method::GET, ["api", "v1", "slave"]) => {
             if !matches!(who.role, Role::Slave | Role::Admin) {
                 tracing::warn!(peer = %super::peer::addr_of(&req), token = %who.name, "slave refused: the token's role may not serve as a slave");

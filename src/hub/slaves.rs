@@ -103,7 +103,7 @@ async fn session(ctx: Arc<Ctx>, ws: ServerWs, who: Arc<Principal>, peer: String)
         gone,
         replaced,
         replaced_by,
-    } = ctx.hub.add_slave(join, tx.clone());
+    } = ctx.hub.add_slave(join, who.clone(), tx.clone());
     // With the token's name: which slaves still use a shared token before it is revoked.
     tracing::info!(slave = %name, %peer, token = %who.name, slots, labels = %label_list, reclaimed = reported - unwanted.len(), replaced, "slave connected");
     if !requeued.is_empty() {

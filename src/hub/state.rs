@@ -4,6 +4,7 @@
 //! be durable before it is shown (a new job, a terminal state) is committed to the [`Store`]
 //! first and applied here after. Every change a follower may care about bumps the job's watch.
 
+use super::auth::Principal;
 use super::claim::Claims;
 use super::logs::{JobLog, Logs};
 use super::recent::Recent;
@@ -123,6 +124,8 @@ pub(super) struct SlaveEntry {
     pub(super) labels: Vec<String>,
     /// Stopping: no new jobs.
     pub(super) draining: bool,
+    /// The token it serves with: whether that is bound to its name, and (for admins) which.
+    pub(super) token: Arc<Principal>,
     pub(super) jobs: HashSet<JobId>,
     pub(super) tx: ConnSender,
     /// The slave process's instance id, if it sent one.
@@ -145,6 +148,14 @@ pub struct SlaveInfo {
     /// Stopping: it finishes the jobs it holds and takes no new ones.
     #[serde(default)]
     pub draining: bool,
+    /// It serves with a token bound to its name (`xnhub token create --slave-name`), so no
+    /// other token can serve as it: a job pinned to it reaches only that token's holder.
+    #[serde(default)]
+    pub bound: bool,
+    /// The name of the token it serves with, for admins only (only they may see token names):
+    /// which slaves still use a shared token, before it is revoked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token: Option<String>,
 }
 
 /// What a follower needs to read a job: its record, a wake-up channel and its log.
@@ -248,7 +259,8 @@ impl Hub {
             .ok_or(JobError::NotFound(id))
     }
 
-    pub fn slaves(&self) -> Vec<SlaveInfo> {
+    /// The connected slaves, by name; `with_tokens` names the token each serves with.
+    pub fn slaves(&self, with_tokens: bool) -> Vec<SlaveInfo> {
         let st = self.lock();
         let mut v: Vec<SlaveInfo> = st
             .slaves
@@ -258,6 +270,8 @@ impl Hub {
                 slots: s.slots,
                 labels: s.labels.clone(),
                 draining: s.draining,
+                bound: s.token.slave_name.is_some(),
+                token: with_tokens.then(|| s.token.name.clone()),
                 running: {
                     let mut r: Vec<_> = s.jobs.iter().copied().collect();
                     r.sort();

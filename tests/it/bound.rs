@@ -292,3 +292,65 @@ fn a_token_table_from_before_bindings_opens_and_its_tokens_work() {
         .token_command(&["list"])
         .contains("bound to slave new-box"));
 }
+
+/// `xn --slaves` says which slaves serve with a token bound to their name (so that a job pinned
+/// to one reaches only that token's holder), to anyone who may list slaves; and which token
+/// each serves with only to admins, who alone may see token names: an operator finds the
+/// slaves that still use the shared token before revoking it.
+#[test]
+fn xn_slaves_shows_the_binding_to_all_and_the_token_to_admins() {
+    let hub = Hub::start();
+    let t = bound_token(&hub, "box7-key", "box-7");
+    let _bound = Slave::start_with_token(&hub, &t, "box-7", 1, &[]);
+    let _shared = hub.slave("box-8", 1);
+    let viewer = hub.new_token("watcher", "viewer");
+    let listed = |token: &str| -> Vec<execnode::hub::SlaveInfo> {
+        let out = xn_as(&hub.url, token, &["--slaves", "--json"]);
+        assert!(out.status.success(), "{out:?}");
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    let seen = |slaves: Vec<execnode::hub::SlaveInfo>| -> Vec<(String, bool, Option<String>)> {
+        slaves
+            .into_iter()
+            .map(|s| (s.name, s.bound, s.token))
+            .collect()
+    };
+    assert_eq!(
+        seen(listed(&hub.token)),
+        [
+            ("box-7".into(), true, Some("box7-key".into())),
+            ("box-8".into(), false, Some("slave".into())),
+        ]
+    );
+    assert_eq!(
+        seen(listed(&viewer)),
+        [("box-7".into(), true, None), ("box-8".into(), false, None)]
+    );
+    let out = xn_as(&hub.url, &viewer, &["--slaves", "--json"]);
+    assert!(!String::from_utf8_lossy(&out.stdout).contains("token"));
+
+    let rows = |token: &str| -> Vec<Vec<String>> {
+        let out = xn_as(&hub.url, token, &["--slaves"]);
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(|l| l.split_whitespace().map(String::from).collect())
+            .collect()
+    };
+    let admin = rows(&hub.token);
+    assert_eq!(
+        admin[0],
+        ["NAME", "STATE", "SLOTS", "JOBS", "BOUND", "TOKEN", "LABELS"]
+    );
+    assert_eq!(
+        admin[1][..6],
+        ["box-7", "ready", "1", "-", "yes", "box7-key"]
+    );
+    assert_eq!(admin[2][..6], ["box-8", "ready", "1", "-", "no", "slave"]);
+    let viewed = rows(&viewer);
+    assert_eq!(
+        viewed[0],
+        ["NAME", "STATE", "SLOTS", "JOBS", "BOUND", "LABELS"]
+    );
+    assert_eq!(viewed[1][..5], ["box-7", "ready", "1", "-", "yes"]);
+    assert_eq!(viewed[2][..5], ["box-8", "ready", "1", "-", "no"]);
+}

@@ -101,9 +101,13 @@ fn xn_slaves_lists_who_is_connected_with_their_jobs_and_labels() {
     };
     let table = hub.xn_ok(&["--slaves"]);
     let r = rows(&table);
-    assert_eq!(r[0], ["NAME", "STATE", "SLOTS", "JOBS", "LABELS"]);
+    assert_eq!(
+        r[0],
+        ["NAME", "STATE", "SLOTS", "JOBS", "BOUND", "TOKEN", "LABELS"]
+    );
     assert_eq!(&r[1][..3], ["gpu-box", "ready", "3"], "{table}");
-    assert!(r[1][4].starts_with("gpu,hostname="), "{table}");
+    assert_eq!(&r[1][4..6], ["no", "slave"], "{table}");
+    assert!(r[1][6].starts_with("gpu,hostname="), "{table}");
     assert_eq!(&r[2][..3], ["plain", "ready", "1"], "{table}");
     assert_eq!(r[1][3], job.id.to_string(), "{table}");
     assert_eq!(r[2][3], "-", "{table}");

@@ -51,7 +51,7 @@ impl Hub {
     /// Registers a slave connection. Jobs it says it is running that were assigned to this
     /// very process (instance id and name) and that no other session holds are bound to it
     /// again, `lost` ones too.
-    pub fn add_slave(&self, join: Joining, tx: ConnSender) -> Joined {
+    pub fn add_slave(&self, join: Joining, token: Arc<Principal>, tx: ConnSender) -> Joined {
         let mut st = self.lock();
         let st = &mut *st;
         let sid = st.next_session;
@@ -203,6 +203,7 @@ impl Hub {
                 slots: join.slots,
                 labels: join.labels,
                 draining: false,
+                token,
                 jobs: mine,
                 tx,
                 instance: join.instance,
