@@ -62,7 +62,18 @@ fn read_file() -> Result<File> {
     let mut text = String::new();
     file.read_to_string(&mut text)
         .with_context(|| format!("reading {}", path.display()))?;
-    toml::from_str(&text).with_context(|| format!("{} is not valid", path.display()))
+    // As `FILE:LINE:COLUMN: what`, on one line: toml's own rendering is a multi-line
+    // snippet, which xn's error line would show with its newlines written out.
+    toml::from_str(&text).map_err(|e| {
+        let at = e.span().map_or(String::new(), |span| {
+            let before = &text[..span.start.min(text.len())];
+            let line = before.matches('\n').count() + 1;
+            let column = before.rsplit('\n').next().unwrap_or("").chars().count() + 1;
+            format!(":{line}:{column}")
+        });
+        let what = e.message().trim().replace('\n', "; ");
+        anyhow::anyhow!("{}{at}: {what}", path.display())
+    })
 }
 
 /// The directories whose owners and writers could replace the config file at `path`: the one

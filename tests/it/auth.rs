@@ -248,6 +248,50 @@ fn a_config_file_readable_by_others_is_refused() {
     );
 }
 
+/// A config file with a mistake is refused, by xn and xnslave, with its line and column and
+/// what is wrong, on one line (toml's own multi-line snippet came out as `\n  |\n3 | ...`).
+#[test]
+fn a_config_file_with_a_mistake_says_where_on_one_line() {
+    use std::os::unix::fs::PermissionsExt;
+    let home = tempfile::tempdir().unwrap();
+    let file = config_dir(home.path()).join("config.toml");
+    for (text, says) in [
+        (
+            "hub = \"http://127.0.0.1:1\"\nlabels = 1\n",
+            ":2:1: unknown field `labels`, expected `hub` or `token`",
+        ),
+        (
+            "token = 5\n",
+            ":1:9: invalid type: integer `5`, expected a string",
+        ),
+    ] {
+        std::fs::write(&file, text).unwrap();
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).unwrap();
+        for (program, args) in [("xn", &["-l"][..]), ("xnslave", &["--name", "s"][..])] {
+            let out = std::process::Command::new(bin_dir().join(program))
+                .args(args)
+                .env_remove("XN_HUB")
+                .env_remove("XN_TOKEN")
+                .env("XDG_CONFIG_HOME", home.path())
+                .stdin(std::process::Stdio::null())
+                .output()
+                .unwrap();
+            assert_eq!(out.status.code(), Some(255), "{program}");
+            let err = String::from_utf8_lossy(&out.stderr);
+            let line = err.lines().last().unwrap_or("");
+            let expected = format!("{}{says}", file.display());
+            assert!(
+                line.ends_with(&expected),
+                "{program}: {err:?}, not {expected:?}"
+            );
+            assert!(
+                !err.contains("\\n") && !err.contains(" | "),
+                "{program}: {err:?}"
+            );
+        }
+    }
+}
+
 #[test]
 fn a_slave_takes_its_token_from_a_file_and_warns_of_one_on_its_command_line() {
     let hub = Hub::start();
