@@ -182,7 +182,7 @@ pub struct XnArgs {
     #[arg(long = "label", value_name = "LABEL", requires = "list")]
     pub label: Vec<String>,
 
-    /// With -l: only the jobs of a broadcast group
+    /// With -l: only the jobs of a broadcast group (like g7)
     #[arg(long, value_name = "GROUP", requires = "list")]
     pub group: Option<String>,
 
@@ -308,6 +308,19 @@ async fn act(args: XnArgs, hub: crate::http::HubUrl) -> Result<i32> {
         };
         submit::run(&hub, source, &ov, args.all, args.prefix, then).await
     } else if args.list {
+        // Checked here, since a filter the hub cannot match would list nothing, and an empty
+        // list reads as "no such jobs" (`--group 3` for g3).
+        if let Some(g) = args.group.as_deref().filter(|g| !group::is_group(g)) {
+            bail!("--group {g:?}: a group id is g and a number, like g3 (as xn -s --all printed)");
+        }
+        if let Some(s) = args.state.as_deref() {
+            if crate::wire::JobState::parse(s).is_none() {
+                bail!(
+                    "--state {s:?}: a state is {}",
+                    crate::wire::JobState::one_of()
+                );
+            }
+        }
         let filters = list::Filters {
             state: args.state.clone(),
             labels: args.label.clone(),

@@ -40,7 +40,9 @@ impl Filter {
     /// `name`, `group`, `slave`, `owner`); an unknown state is an error.
     fn from_query(mut q: HashMap<String, String>) -> Result<Filter, String> {
         let state = match q.remove("state") {
-            Some(s) => Some(JobState::parse(&s).ok_or_else(|| format!("unknown state {s:?}"))?),
+            Some(s) => Some(JobState::parse(&s).ok_or_else(|| {
+                format!("unknown state {s:?}: a state is {}", JobState::one_of())
+            })?),
             None => None,
         };
         let labels = q

@@ -216,6 +216,11 @@ impl JobState {
     pub fn parse(s: &str) -> Option<JobState> {
         ALL_STATES.iter().copied().find(|st| st.as_str() == s)
     }
+
+    /// What a state may be, for the error about one that is not: `one of queued, ...`.
+    pub fn one_of() -> String {
+        format!("one of {}", ALL_STATES.map(JobState::as_str).join(", "))
+    }
 }
 
 pub const ALL_STATES: [JobState; 8] = [

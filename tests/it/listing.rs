@@ -168,3 +168,28 @@ fn the_hub_counts_what_matched_in_a_header() {
     let (status, head, body) = http_with_head(&hub.addr, req.as_bytes());
     assert_eq!((status, total(&head)), (200, Some(1)), "{body}");
 }
+
+/// A filter no job can match is refused, not answered with an empty list that reads as "no
+/// such jobs": a group id without its `g` (`--group 2` for g2), a state that does not exist.
+/// Both errors say what a right value looks like; the hub says the same to other clients.
+#[test]
+fn a_group_or_state_that_cannot_match_is_refused_with_what_would() {
+    let hub = Hub::start();
+    let _s = hub.slave("s1", 1);
+    let g = hub.xn_ok(&["-s", "true", "--all"]).trim().to_string();
+    assert_eq!(g, "g1");
+    assert_eq!(table(&hub, &["-l", "--group", "g1"]).0.len(), 1);
+    for (args, says) in [
+        (&["-l", "--group", "1"][..], "--group \"1\": a group id is g and a number, like g3"),
+        (&["-l", "--state", "done"], "--state \"done\": a state is one of queued, assigned, running, exited, signaled, failed, cancelled, lost"),
+    ] {
+        let out = hub.xn(args);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(255), "{args:?}: {err}");
+        assert!(out.stdout.is_empty(), "{args:?}");
+        assert!(err.contains(says), "{args:?}: {err}");
+    }
+    let (status, body) = hub.get("/api/v1/jobs?state=done");
+    assert_eq!(status, 400);
+    assert!(body.contains("a state is one of queued,"), "{body}");
+}
