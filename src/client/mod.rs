@@ -131,7 +131,7 @@ pub struct XnArgs {
     pub slave: Option<String>,
 
     /// With -s: terminate the job after SECS seconds of running; it ends `failed` (timeout)
-    #[arg(long, value_name = "SECS")]
+    #[arg(long, value_name = "SECS", value_parser = submit::parse_timeout)]
     pub timeout: Option<f64>,
 
     /// With -s: run the job again, up to N more times, if its slave is lost

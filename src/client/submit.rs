@@ -87,6 +87,16 @@ impl Overrides {
     }
 }
 
+/// `--timeout SECS`: a positive number of seconds. `nan` and `inf` parse as numbers, but JSON
+/// has no such number: sent, they became `null`, a job with no timeout at all.
+pub(super) fn parse_timeout(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(t) if t.is_finite() && t > 0.0 => Ok(t),
+        Ok(_) => Err("must be a positive number of seconds (like 30 or 0.5)".into()),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
 pub async fn run(
     hub: &HubUrl,
     source: Source,

@@ -374,6 +374,22 @@ fn flags_that_do_not_go_together_are_refused_and_nothing_is_submitted() {
             2,
             "--retries <N>",
         ),
+        // Numbers to f64, but not to JSON: they were sent as no timeout at all.
+        (
+            &["-s", "true", "--timeout", "nan"][..],
+            2,
+            "must be a positive number of seconds",
+        ),
+        (
+            &["-s", "true", "--timeout", "inf"][..],
+            2,
+            "must be a positive number of seconds",
+        ),
+        (
+            &["-s", "true", "--timeout", "0"][..],
+            2,
+            "must be a positive number of seconds",
+        ),
         (
             &["-f", "1", "--follow", "--attempt", "1"][..],
             2,
