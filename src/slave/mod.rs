@@ -310,7 +310,9 @@ fn obey(
         }) => {
             let (ctl_tx, ctl_rx) = mpsc::unbounded_channel();
             if let Some(run) = outbox.add(job, claim, ctl_tx) {
-                tracing::info!(job, command = %spec.display_command(), "starting job");
+                // Quoted (`?`), escapes and all: any user chooses a command, and a newline or an
+                // escape sequence in it would forge log lines or drive the operator's terminal.
+                tracing::info!(job, command = ?spec.display_command(), "starting job");
                 let grace = grace_ms.map_or(opts.stop_grace, Duration::from_millis);
                 let confinement = confinement.clone();
                 outbox.tasks.spawn(job::run(

@@ -365,6 +365,29 @@ fn job_environments_and_tokens_stay_out_of_the_logs() {
     assert!(!logs.contains(&hub.slave_token));
 }
 
+/// A command is anyone's text: in the slave's log it is quoted, so a newline in it cannot forge a
+/// log line of its own, nor an escape sequence reach the terminal that shows the log.
+#[test]
+fn a_command_cannot_forge_a_line_of_the_slaves_log() {
+    let hub = Hub::start();
+    let s = hub.slave("s1", 1);
+    let forged = "2026-01-01T00:00:00Z  WARN token revoked: disconnecting slave";
+    let id = hub.submit(&format!("true\n{forged}\n: \x1b[2J\u{202e}"), &["--no-tty"]);
+    assert_eq!(hub.wait_ended(id).exit_code, Some(0));
+    wait_until("the slave to log the job", || {
+        s.log_contains("starting job")
+    });
+    let log = s.log.lock().unwrap().clone();
+    assert!(!log.iter().any(|l| l.starts_with(forged)), "{log:#?}");
+    assert!(
+        !log.iter()
+            .any(|l| l.contains('\x1b') || l.contains('\u{202e}')),
+        "{log:#?}"
+    );
+    let line = log.iter().find(|l| l.contains("starting job")).unwrap();
+    assert!(line.contains(&format!("true\\n{forged}\\n")), "{line}");
+}
+
 #[test]
 fn flags_that_do_not_go_together_are_refused_and_nothing_is_submitted() {
     let hub = Hub::start();
