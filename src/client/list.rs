@@ -1,8 +1,8 @@
 //! `xn -l [--json] [--limit N | --all] [--state S] [--label L] [--name N] [--group G]
-//! [--owner O]`: the jobs the hub knows (that this token may see), as a table or as JSON. The
-//! filters and the limit are applied by the hub, which serializes only the jobs shown and says
-//! how many matched; the jobs left out are counted on stderr, after the list, so that stdout
-//! stays the table or the JSON array alone.
+//! [--owner O] [--slave S]`: the jobs the hub knows (that this token may see), as a table or
+//! as JSON. The filters and the limit are applied by the hub, which serializes only the jobs
+//! shown and says how many matched; the jobs left out are counted on stderr, after the list, so
+//! that stdout stays the table or the JSON array alone.
 
 use super::visible::visible;
 use crate::http::{query_escape, HubUrl};
@@ -22,6 +22,8 @@ pub struct Filters {
     pub name: Option<String>,
     pub group: Option<String>,
     pub owner: Option<String>,
+    /// The slave the job was given to.
+    pub slave: Option<String>,
 }
 
 /// Jobs the table shows without `--limit` or `--all`: the newest 50 (named in `--limit`'s
@@ -58,6 +60,9 @@ impl Filters {
         }
         if let Some(o) = &self.owner {
             q.push(format!("owner={}", query_escape(o)));
+        }
+        if let Some(s) = &self.slave {
+            q.push(format!("slave={}", query_escape(s)));
         }
         if let Some(n) = limit {
             q.push(format!("last={n}"));

@@ -126,7 +126,7 @@ pub struct XnArgs {
     #[arg(long = "on", value_name = "LABEL")]
     pub on: Vec<String>,
 
-    /// With -s: run only on the slave of this name
+    /// With -s: run only on the slave of this name; with -l: only jobs given to that slave
     #[arg(long, value_name = "NAME")]
     pub slave: Option<String>,
 
@@ -282,7 +282,7 @@ async fn act(args: XnArgs, hub: crate::http::HubUrl) -> Result<i32> {
     }
     let all = args.all && !args.list;
     if source.is_none() && (args.wait || all || args.no_tty || has_job_flags(&args)) {
-        bail!("--wait, --all, --no-tty, --env, --cwd, --on, --slave, --timeout, --retries, --slots and --stdin-file go with -s (--all with -l too)");
+        bail!("--wait, --all, --no-tty, --env, --cwd, --on, --slave, --timeout, --retries, --slots and --stdin-file go with -s (--all and --slave with -l too)");
     }
     if args.json && !(args.list || args.slaves) {
         bail!("--json goes with -l or --slaves");
@@ -327,6 +327,7 @@ async fn act(args: XnArgs, hub: crate::http::HubUrl) -> Result<i32> {
             name: args.name.clone(),
             group: args.group.clone(),
             owner: args.owner.clone(),
+            slave: args.slave.clone(),
         };
         let limit = match (args.all, args.limit) {
             (true, _) => None,
@@ -424,12 +425,12 @@ fn submit_source(args: &XnArgs) -> Result<Option<submit::Source>> {
     })
 }
 
-/// Whether a job setting for -s was given.
+/// Whether a job setting for -s was given (`--slave` is a filter for -l too).
 fn has_job_flags(args: &XnArgs) -> bool {
     !args.env.is_empty()
         || args.cwd.is_some()
         || !args.on.is_empty()
-        || args.slave.is_some()
+        || (args.slave.is_some() && !args.list)
         || args.timeout.is_some()
         || args.retries.is_some()
         || args.retries_on_failure

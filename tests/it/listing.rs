@@ -193,3 +193,23 @@ fn a_group_or_state_that_cannot_match_is_refused_with_what_would() {
     assert_eq!(status, 400);
     assert!(body.contains("a state is one of queued,"), "{body}");
 }
+
+/// `--slave NAME` is a filter for `-l` as `--name` is (the hub has taken `slave=` all along):
+/// which jobs went to a slave, say one that misbehaved.
+#[test]
+fn the_list_filters_by_slave() {
+    let hub = Hub::start();
+    let _a = hub.slave("a", 1);
+    let _b = hub.slave("b", 1);
+    let on_a = hub.submit("true", &["--slave", "a"]);
+    let on_b = hub.submit("true", &["--slave", "b"]);
+    hub.wait_ended(on_a);
+    hub.wait_ended(on_b);
+    assert_eq!(table(&hub, &["-l", "--slave", "a"]).0, [on_a]);
+    assert_eq!(json(&hub, &["-l", "--json", "--slave", "b"]).0, [on_b]);
+    assert!(table(&hub, &["-l", "--slave", "c"]).0.is_empty());
+    // Still a job flag without -l.
+    let out = hub.xn(&["-f", "1", "--slave", "a"]);
+    assert_eq!(out.status.code(), Some(255));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("go with -s"));
+}
