@@ -2,7 +2,8 @@
 //! stdout/stderr as it is produced, then the job's exit code. The stream's closing message
 //! carries the byte totals; a stream that ends short is an error, never a silent success. A
 //! queued job that no connected slave can take says why; Ctrl-C ends xn and says which jobs
-//! keep running (the one followed and, for `xn submit FILE --wait`, those not yet followed).
+//! keep running (the one followed and, for `xn submit FILE --wait`, those not yet followed), and
+//! so does an output closed under xn (`| head`), which ends it with 141, not the job's code.
 
 use super::interrupt::{say_left, Interrupts};
 use super::link::Link;
@@ -12,6 +13,7 @@ use crate::conn::Incoming;
 use crate::http::HubUrl;
 use crate::wire::{DataFrame, JobId, JobState, StreamMsg, DATA_HEADER_LEN};
 use anyhow::{bail, Result};
+use std::io::Write;
 
 /// How following a job ended.
 pub struct Followed {
@@ -83,11 +85,14 @@ pub async fn follow(
                 }
                 pos[i] += f.data.len() as u64;
                 let sink = if i == 0 { &mut out } else { &mut err };
-                sink.write(frame.slice(DATA_HEADER_LEN..)).await?;
+                if let Err(e) = sink.write(frame.slice(DATA_HEADER_LEN..)).await {
+                    return output_closed(e, id, later);
+                }
             }
             Incoming::Msg(StreamMsg::End { job }) => {
-                out.close()?;
-                err.close()?;
+                if let Err(e) = out.close().and_then(|()| err.close()) {
+                    return output_closed(e, id, later);
+                }
                 if pos != [job.stdout_len, job.stderr_len] {
                     bail!(
                         "job {id}: output truncated: received {}+{} of {}+{} bytes",
@@ -135,6 +140,26 @@ pub async fn follow(
     }
 }
 
+/// What follows a failed write of the job's output: the reader went away (`xn ... --wait |
+/// head`), and xn with it, but the job does not. Not the job's exit code (xn does not know it,
+/// and 0 would say that the job succeeded): 128 + SIGPIPE, as for a program that a closed pipe
+/// killed, and the note that Ctrl-C gets, on stderr if that is still open.
+fn output_closed(e: std::io::Error, id: JobId, later: &[JobId]) -> Result<Followed> {
+    if e.kind() != std::io::ErrorKind::BrokenPipe {
+        return Err(e.into());
+    }
+    let _ = writeln!(
+        std::io::stderr(),
+        "[xn: its output was closed; {}]",
+        stopped_following(id, later)
+    );
+    Ok(Followed {
+        code: 128 + libc::SIGPIPE,
+        interrupted: true,
+        open_lines: [false; 2],
+    })
+}
+
 fn open_lines(out: &Sink, err: &Sink) -> [bool; 2] {
     [out.ends_mid_line(), err.ends_mid_line()]
 }
@@ -151,6 +176,23 @@ fn keep_running(id: JobId, later: &[JobId]) -> String {
     ids.extend_from_slice(later);
     format!(
         "jobs {} keep running: xn -k ID cancels one, xn -f ID --follow follows it",
+        id_list(&ids)
+    )
+}
+
+/// What an output closed under xn leaves: job `id` (which may have ended meanwhile: xn stopped
+/// reading before it knew) and the `later` jobs not yet followed.
+fn stopped_following(id: JobId, later: &[JobId]) -> String {
+    if later.is_empty() {
+        return format!(
+            "stopped following job {id}: xn -f {id} --follow follows it again, xn -k {id} cancels it"
+        );
+    }
+    let mut ids = Vec::with_capacity(later.len() + 1);
+    ids.push(id);
+    ids.extend_from_slice(later);
+    format!(
+        "stopped following jobs {}: xn -f ID --follow follows one, xn -k ID cancels one",
         id_list(&ids)
     )
 }

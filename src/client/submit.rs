@@ -11,7 +11,7 @@ use crate::http::HubUrl;
 use crate::wire::{BroadcastReply, JobId, JobSpec, SubmitManyReply, SubmitReply};
 use anyhow::{bail, Context, Result};
 use hyper::Method;
-use std::io::IsTerminal;
+use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 
 /// What to do once the jobs are accepted.
@@ -161,7 +161,15 @@ pub async fn run(
                 let mut interrupts = Interrupts::catch()?;
                 let g = &reply.group;
                 tokio::select! {
-                    code = group::run(hub, g, prefix, true) => code,
+                    // The reader of our output went away (`| head`): the group goes on.
+                    res = group::run(hub, g, prefix, true) => match res {
+                        Err(e) if is_broken_pipe(&e) => {
+                            let g = visible(g);
+                            let _ = writeln!(std::io::stderr(), "[xn: its output was closed; stopped following group {g}: xn -f {g} shows its output, xn -k {g} cancels it]");
+                            Ok(128 + libc::SIGPIPE)
+                        }
+                        res => res,
+                    },
                     code = interrupts.recv() => {
                         let g = visible(g);
                         say_left(code, &format!(
@@ -230,6 +238,13 @@ pub async fn run(
             _ => bail!("the hub answered {} job ids for one job", ids.len()),
         },
     }
+}
+
+/// Whether `e` is a write to a closed pipe.
+fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain()
+        .filter_map(|c| c.downcast_ref::<std::io::Error>())
+        .any(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
 }
 
 /// What a job's header calls it: its name, or else its command (on one line, shortened).

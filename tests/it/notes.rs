@@ -114,6 +114,54 @@ fn an_interrupted_wait_says_the_job_keeps_running() {
     }
 }
 
+/// `xn -s ... --wait | head -1`: when the reader of xn's output goes, xn stops, and the job
+/// goes on. xn does not know how it will end, so it exits 141 (128 + SIGPIPE, as a program a
+/// closed pipe killed), not 0 as if the job had succeeded, and says what it left, as Ctrl-C does.
+#[test]
+fn a_wait_whose_output_is_closed_says_so_and_does_not_exit_0() {
+    use std::io::BufRead;
+    let hub = Hub::start();
+    let _s = hub.slave("s1", 1);
+    let line = "echo started; while :; do echo tick; sleep 0.05; done";
+    for args in [
+        vec!["-s", line, "--no-tty", "--wait"],
+        vec!["-f", "1", "--follow"],
+    ] {
+        let mut child = hub
+            .xn_command(&args)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
+        let mut first = String::new();
+        out.read_line(&mut first).unwrap();
+        assert_eq!(first, "started\n", "{args:?}");
+        // The reader goes away, as `head -1` does; the job's next tick finds the pipe closed.
+        drop(out);
+        let (err, _) = collect(child.stderr.take().unwrap());
+        let start = std::time::Instant::now();
+        let status = loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                break status;
+            }
+            assert!(start.elapsed() < TIMEOUT, "{args:?}: xn still runs");
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        };
+        assert_eq!(status.code(), Some(141), "{args:?}");
+        wait_until("xn's note", || {
+            String::from_utf8_lossy(&err.lock().unwrap()).contains(
+                "[xn: its output was closed; stopped following job 1: \
+                 xn -f 1 --follow follows it again, xn -k 1 cancels it]",
+            )
+        });
+        assert_eq!(hub.job(1).state, JobState::Running);
+    }
+    hub.xn_ok(&["-k", "1"]);
+    hub.wait_ended(1);
+}
+
 #[test]
 fn an_interrupted_wait_for_a_job_file_ends_xn_and_names_every_job_left() {
     let hub = Hub::start();
