@@ -100,7 +100,27 @@ pub fn read_token_file(file: &Path) -> Result<String> {
     if token.is_empty() {
         bail!("the token file {} is empty", file.display());
     }
+    check_token(token).with_context(|| format!("the token file {}", file.display()))?;
     Ok(token.to_string())
+}
+
+/// Refuses a token that could not go into an `Authorization` header as it is: one with a space,
+/// a line break, a control or a non-ASCII character (no token the hub makes has any). Sent, it
+/// failed as "failed to parse header value", which a slave took for a passing fault and dialled
+/// again for ever; or, non-ASCII, it reached the hub as no token at all.
+fn check_token(token: &str) -> Result<()> {
+    if let Some(c) = token.chars().find(|c| !c.is_ascii_graphic()) {
+        bail!(
+            "the token has {}, which no token has: give the token alone (xn_ and 64 hex digits)",
+            match c {
+                ' ' | '\t' => "a space".to_string(),
+                '\n' | '\r' => "a line break".to_string(),
+                c if c.is_control() => format!("a control character ({c:?})"),
+                c => format!("the character {c:?}"),
+            }
+        );
+    }
+    Ok(())
 }
 
 /// Whether a config file of this `mode`, owned by `owner`, may be used by user `me`. As ssh
@@ -159,10 +179,14 @@ pub fn resolve(hub: Option<String>, token: Option<String>, ca: Option<&Path>) ->
         read_file()?
     };
     let url = hub.or(file.hub).unwrap_or_else(|| DEFAULT_HUB.to_string());
-    let token = token.or(file.token).filter(|t| !t.trim().is_empty());
-    HubUrl::parse(&url)?
-        .with_token(token.map(|t| t.trim().to_string()))
-        .with_tls(ca)
+    let token = token
+        .or(file.token)
+        .map(|t| t.trim().to_string())
+        .filter(|t| !t.is_empty());
+    if let Some(t) = &token {
+        check_token(t)?;
+    }
+    HubUrl::parse(&url)?.with_token(token).with_tls(ca)
 }
 
 #[cfg(test)]

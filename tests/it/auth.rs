@@ -292,6 +292,41 @@ fn a_config_file_with_a_mistake_says_where_on_one_line() {
     }
 }
 
+/// A token that no header can carry as it is (a token file of two lines, a pasted token with a
+/// stray character) is refused at once, saying what is wrong with it: the slave used to dial
+/// again for ever ("building request: failed to parse header value"), and xn said the same.
+#[test]
+fn a_token_with_a_line_break_or_a_stray_character_is_refused_at_once() {
+    let hub = Hub::start();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("two-lines.token");
+    std::fs::write(&file, format!("{}\nanother\n", hub.slave_token)).unwrap();
+    let mut args = vec!["--name", "s1", "--token-file", file.to_str().unwrap()];
+    if is_root() {
+        args.push("--allow-root-jobs");
+    }
+    let (status, err) = Slave::run_to_exit(&hub.url, &args, None).unwrap();
+    assert_eq!(status.code(), Some(255), "{err}");
+    assert!(
+        err.contains("the token file")
+            && err.contains("the token has a line break, which no token has"),
+        "{err}"
+    );
+    for (token, says) in [
+        (format!("{}\nx", hub.token), "a line break"),
+        (format!("{}\u{e9}", hub.token), "the character '\u{e9}'"),
+        (format!("{} x", hub.token), "a space"),
+    ] {
+        let out = xn_as(&hub.url, &token, &["-l"]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(255), "{err}");
+        assert!(err.contains(&format!("the token has {says}")), "{err}");
+    }
+    // Whitespace around a token is no part of it.
+    let out = xn_as(&hub.url, &format!(" {}\n", hub.token), &["-l"]);
+    assert!(out.status.success(), "{out:?}");
+}
+
 #[test]
 fn a_slave_takes_its_token_from_a_file_and_warns_of_one_on_its_command_line() {
     let hub = Hub::start();
