@@ -272,8 +272,15 @@ async fn act(args: XnArgs, hub: crate::http::HubUrl) -> Result<i32> {
         (None, None) => others == 1,
     };
     if !valid {
+        // `xn -s ls -l` (or `tail -f FILE`): the command's own flags taken for xn's.
+        let hint = match &source {
+            Some(submit::Source::Line(_)) if others > 0 => {
+                "; a command's own flags go inside its quotes (xn -s 'ls -l')"
+            }
+            _ => "",
+        };
         bail!(
-            "give one action: -s, -l, --slaves, -f, -k, --rm or -a ID (only -s LINE -a go together)"
+            "give one action: -s, -l, --slaves, -f, -k, --rm or -a ID (only -s LINE -a go together){hint}"
         );
     }
     let group_fetch = args.fetch.as_deref().is_some_and(group::is_group);

@@ -418,6 +418,22 @@ fn flags_that_do_not_go_together_are_refused_and_nothing_is_submitted() {
             2,
             "cannot be used with",
         ),
+        // The command's flags taken for xn's: `ls -l` meant, -s and -l given.
+        (
+            &["-s", "ls", "-l"][..],
+            255,
+            "; a command's own flags go inside its quotes (xn -s 'ls -l')",
+        ),
+        (
+            &["-s", "tail", "-f", "log"][..],
+            255,
+            "; a command's own flags go inside its quotes (xn -s 'ls -l')",
+        ),
+        (
+            &["-s", "bash", "-a", "--wait"][..],
+            255,
+            "(only -s LINE -a go together)\n",
+        ),
         (
             &["-s", "true", "--prefix"][..],
             255,
