@@ -61,7 +61,7 @@ struct HubArgs {
     )]
     listen: String,
     /// Directory for the job database, tokens and output logs (for `token ...` too)
-    /// [default: $XDG_DATA_HOME/execnode]
+    /// [default: $XDG_DATA_HOME/execnode, else ~/.local/share/execnode]
     #[arg(long, env = "XN_DATA", value_name = "DIR")]
     data: Option<PathBuf>,
     /// Seconds without word from a slave before its running jobs become `lost`

@@ -38,7 +38,7 @@ pub enum TokenAction {
     /// Create a token and print it (it is shown only this once)
     Create {
         /// The hub's data directory (may also come before `token`) [default: XN_DATA, else
-        /// $XDG_DATA_HOME/execnode]
+        /// $XDG_DATA_HOME/execnode, else ~/.local/share/execnode]
         #[arg(long, value_name = "DIR")]
         data: Option<PathBuf>,
         /// A name for it; jobs submitted with it are owned by this name
@@ -57,14 +57,14 @@ pub enum TokenAction {
     /// never stored)
     List {
         /// The hub's data directory (may also come before `token`) [default: XN_DATA, else
-        /// $XDG_DATA_HOME/execnode]
+        /// $XDG_DATA_HOME/execnode, else ~/.local/share/execnode]
         #[arg(long, value_name = "DIR")]
         data: Option<PathBuf>,
     },
     /// Revoke a token: its open connections close at once
     Revoke {
         /// The hub's data directory (may also come before `token`) [default: XN_DATA, else
-        /// $XDG_DATA_HOME/execnode]
+        /// $XDG_DATA_HOME/execnode, else ~/.local/share/execnode]
         #[arg(long, value_name = "DIR")]
         data: Option<PathBuf>,
         name: String,
