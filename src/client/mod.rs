@@ -109,7 +109,7 @@ pub struct XnArgs {
     pub follow: bool,
 
     /// With -s: run with pipes instead of a pseudo-terminal (stdout and stderr kept apart,
-    /// stdin can be closed)
+    /// stdin can be closed, lines end in \n, not a terminal's \r\n): for output kept in files
     #[arg(long)]
     pub no_tty: bool,
 
