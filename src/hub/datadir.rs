@@ -25,15 +25,27 @@ pub struct DataDir {
     _lock: Flock<File>,
 }
 
+/// Creates the data directory `path` (mode 0700) and its parents if need be. A file in its
+/// place is named as such: `create` says only "File exists", which reads as no error at all.
+pub fn create(path: &Path) -> Result<()> {
+    if path.exists() && !path.is_dir() {
+        bail!(
+            "data directory {} is not a directory (is --data or XN_DATA right?)",
+            path.display()
+        );
+    }
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(path)
+        .with_context(|| format!("creating data directory {}", path.display()))
+}
+
 impl DataDir {
     /// Creates `path` (mode 0700) if needed, warns if others may enter it, and locks it.
     /// Fails if another hub holds the lock.
     pub fn open(path: &Path) -> Result<DataDir> {
-        std::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(path)
-            .with_context(|| format!("creating data directory {}", path.display()))?;
+        create(path)?;
         let mode = std::fs::metadata(path)
             .with_context(|| format!("reading data directory {}", path.display()))?
             .permissions()

@@ -20,7 +20,6 @@ use anyhow::{anyhow, bail, Context, Result};
 use clap::error::ErrorKind;
 use clap::parser::ValueSource;
 use clap::{ArgMatches, Command, Subcommand};
-use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 
 /// The hub's subcommands.
@@ -135,11 +134,7 @@ pub fn run(action: TokenAction, data: &Path) -> Result<()> {
             let token = if has_db {
                 Auth::open_as_is(data)?.create(&name, role, slave_name.as_deref())?
             } else {
-                std::fs::DirBuilder::new()
-                    .recursive(true)
-                    .mode(0o700)
-                    .create(data)
-                    .with_context(|| format!("creating {}", data.display()))?;
+                super::datadir::create(data)?;
                 let token = Auth::open(data, false)?.create(&name, role, slave_name.as_deref())?;
                 eprintln!(
                     "{} had no hub data: made it ready for a hub, with the admin and slave \

@@ -125,3 +125,35 @@ fn a_hub_that_cannot_listen_leaves_no_data_dir_behind() {
     );
     assert!(!data.exists(), "no data dir, no tokens");
 }
+
+/// `--data` naming a file (a token file, say) is refused as not a directory, by the hub and by
+/// `xnhub token create`, instead of "File exists", which reads as no error at all.
+#[test]
+fn a_data_dir_that_is_a_file_is_named_as_such() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("admin.token");
+    std::fs::write(&file, "xn_...").unwrap();
+    for args in [
+        &["hub", "--listen", "127.0.0.1:0", "--data"][..],
+        &[
+            "hub", "token", "create", "--name", "a", "--role", "user", "--data",
+        ],
+    ] {
+        let out = std::process::Command::new(exe())
+            .args(args)
+            .arg(&file)
+            .stdin(std::process::Stdio::null())
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(255), "{args:?}: {err}");
+        assert!(
+            err.contains(&format!(
+                "data directory {} is not a directory (is --data or XN_DATA right?)",
+                file.display()
+            )),
+            "{args:?}: {err}"
+        );
+        assert_eq!(std::fs::read_to_string(&file).unwrap(), "xn_...");
+    }
+}
