@@ -74,6 +74,13 @@ async fn dispatch(
                 role: who.role,
             },
         ),
+        // A slave token sees no job at all: told so, not shown an empty list or a 404 that
+        // reads as "no such job" (`xn -l` with the slave token by mistake).
+        (&Method::GET, ["api", "v1", "jobs"]) | (_, ["api", "v1", "jobs", _, ..])
+            if who.role == Role::Slave =>
+        {
+            forbidden(who, "see jobs (a slave token only serves as a slave)")
+        }
         (&Method::GET, ["api", "v1", "jobs"]) => super::list::jobs(ctx, &req, who).await,
         (&Method::POST, ["api", "v1", "jobs"]) => submit(ctx, req, who).await,
         (&Method::POST, ["api", "v1", "broadcast"]) => broadcast(ctx, req, who).await,

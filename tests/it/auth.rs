@@ -142,9 +142,24 @@ fn users_see_only_their_own_jobs_and_viewers_only_watch() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("may not cancel this job"));
     let out = xn_as(&hub.url, &viewer, &["-a", &ids]);
     assert!(String::from_utf8_lossy(&out.stderr).contains("--read-only"));
-    // A slave token cannot submit.
+    // A slave token cannot submit, and is told that it sees no job (not an empty list, not
+    // "no job with id").
     let out = xn_as(&hub.url, &hub.slave_token, &["-s", "echo no"]);
     assert!(String::from_utf8_lossy(&out.stderr).contains("may not submit jobs"));
+    for args in [
+        vec!["-l"],
+        vec!["-f", &ids],
+        vec!["-k", &ids],
+        vec!["-f", "999", "--follow"],
+    ] {
+        let out = xn_as(&hub.url, &hub.slave_token, &args);
+        assert_eq!(out.status.code(), Some(255), "{args:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains("(role slave) may not see jobs"),
+            "{args:?}: {err}"
+        );
+    }
     // Alice can.
     let out = xn_as(&hub.url, &alice, &["-k", &ids]);
     assert!(out.status.success());
