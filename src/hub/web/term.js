@@ -166,9 +166,11 @@ export class Terminal {
     this._schedule();
   }
 
+  /** The rows' divs follow at the next frame, with what the Screen moved: the page never shows
+   * (nor gives to innerText, a screen reader or a copy) a screen cut short while the lines a
+   * shrink pushed into the scrollback are not drawn there yet. */
   resize(rows, cols) {
     this.screen.resize(rows, cols);
-    this._syncRows();
     this._schedule();
   }
 
@@ -280,6 +282,7 @@ export class Terminal {
   _render() {
     this._frame = 0;
     const s = this.screen;
+    this._syncRows();
     this.element.classList.toggle("xt-alt", s.altScreen);
     this._renderScrollback();
     const dirty = s.takeDirty();
