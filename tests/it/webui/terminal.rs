@@ -124,13 +124,26 @@ fn the_page_dials_a_restarted_hub_again_and_loses_nothing() {
     let _s = hub.slave("s1", 1);
     let b = Browser::launch();
     sign_in(&b, &hub, &hub.token);
+    // Half the lines before the hub goes, the rest once it has gone (the gate): line60 can then
+    // only reach the page through the restarted hub with the slave back on it, so the line
+    // typed after it reaches the job. Printed before the kill, all 60 could be on the page of
+    // a slow browser before it saw the hub go, and the line typed into the dead connection
+    // would be lost.
+    let dir = tempfile::tempdir().unwrap();
+    let gate = dir.path().join("go");
     let id = hub.submit(
-        "for i in $(seq 1 60); do echo line$i; sleep 0.05; done; read x; echo got $x",
+        &format!(
+            "for i in $(seq 1 30); do echo line$i; done; \
+             while [ ! -e {} ]; do sleep 0.05; done; \
+             for i in $(seq 31 60); do echo line$i; sleep 0.05; done; read x; echo got $x",
+            gate.display()
+        ),
         &[],
     );
     b.eval(&format!("location.hash = '#/job/{id}'"));
-    wait_lines(&b, "line5", 1);
+    wait_lines(&b, "line30", 1);
     hub.kill();
+    std::fs::write(&gate, "").unwrap();
     hub.restart(&[]);
     wait_lines(&b, "line60", 1);
     type_line(&b, "back");
