@@ -54,6 +54,10 @@ async fn session(
     sock: Option<PeerSocket>,
 ) {
     let (rd, tx) = conn::start(ws);
+    // The first ping goes before any message: a client watches for silence only once pinged
+    // (older hubs never ping), so one that already has output from us must also have had the
+    // ping, or a route that goes away right after that output leaves it waiting for ever.
+    tx.ping();
     let mut reader = {
         let (ctx, tx) = (ctx.clone(), tx.clone());
         tokio::spawn(async move { client_loop(&ctx, id, rd, &tx, interactive).await })
@@ -62,7 +66,8 @@ async fn session(
     tokio::pin!(pump);
     // Pings tell the client that a quiet job's connection is still there: without them, one a
     // cut network left open would keep it waiting for ever.
-    let mut beat = tokio::time::interval(HEARTBEAT_INTERVAL);
+    let first_beat = tokio::time::Instant::now() + HEARTBEAT_INTERVAL;
+    let mut beat = tokio::time::interval_at(first_beat, HEARTBEAT_INTERVAL);
     loop {
         tokio::select! {
             res = &mut pump => {
