@@ -203,7 +203,9 @@ fn five_thousand_jobs_go_in_one_request_and_all_finish() {
     let ids = ids(&out);
     assert_eq!(ids.len(), N);
     assert!(ids.windows(2).all(|w| w[1] == w[0] + 1), "ids in order");
-    assert!(hub.log_contains(&format!("jobs={N}")), "one request");
+    wait_until("one request in the hub's log", || {
+        hub.log_contains(&format!("jobs={N}"))
+    });
 
     let _a = hub.slave("a", 16);
     let _b = hub.slave("b", 16);

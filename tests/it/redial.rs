@@ -167,7 +167,7 @@ fn an_assignment_lost_with_the_connection_is_queued_again_at_once() {
         let rec = hub.job(id);
         assert_eq!(rec.state, JobState::Assigned);
         assert_eq!((rec.attempt, rec.attempts.len()), (1, 0), "not a retry");
-        assert!(hub.log_contains("queued again"));
+        wait_until("the hub to log why", || hub.log_contains("queued again"));
     });
 }
 
@@ -307,7 +307,9 @@ fn an_assignment_lost_with_a_crashed_hub_runs_when_the_slave_dials_the_new_one()
     assert_eq!((rec.state, rec.exit_code), (JobState::Exited, Some(0)));
     assert_eq!((rec.attempt, rec.attempts.len()), (1, 0), "not a retry");
     assert_eq!(hub.fetch(id), b"ran\n");
-    assert!(hub.log_contains("assignments that never reached the slave are queued again"));
+    wait_until("the hub to log why", || {
+        hub.log_contains("assignments that never reached the slave are queued again")
+    });
     assert_eq!(hub.job(parked).state, JobState::Queued);
 }
 
