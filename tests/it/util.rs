@@ -205,6 +205,15 @@ fn capture(child: &mut Child) -> Arc<Mutex<Vec<String>>> {
     lines
 }
 
+/// As a failed test unwinds, prints what a hub or slave it started logged (the test harness
+/// shows it with the failure): what a flaky test needs to be understood from one CI run.
+pub fn show_log_of_failed_test(what: &str, log: &Mutex<Vec<String>>) {
+    if std::thread::panicking() {
+        let lines = log.lock().map(|l| l.join("\n")).unwrap_or_default();
+        eprintln!("--- {what} log ---\n{lines}");
+    }
+}
+
 pub fn signal(pid: u32, sig: i32) {
     // SAFETY: kill(2) with a pid we started; no memory is involved.
     unsafe { libc::kill(pid as i32, sig) };

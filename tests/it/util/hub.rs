@@ -231,6 +231,12 @@ impl Hub {
 
 impl Drop for Hub {
     fn drop(&mut self) {
+        if std::thread::panicking() {
+            if let Some(Ok(Some(status))) = self.child.as_mut().map(|c| c.try_wait()) {
+                eprintln!("--- the hub had exited by itself: {status}");
+            }
+        }
         self.kill();
+        super::show_log_of_failed_test("hub", &self.log);
     }
 }

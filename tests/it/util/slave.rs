@@ -127,6 +127,12 @@ impl Slave {
 
 impl Drop for Slave {
     fn drop(&mut self) {
+        if std::thread::panicking() {
+            if let Some(Ok(Some(status))) = self.child.as_mut().map(|c| c.try_wait()) {
+                eprintln!("--- the slave had exited by itself: {status}");
+            }
+        }
         self.kill();
+        super::show_log_of_failed_test("slave", &self.log);
     }
 }
