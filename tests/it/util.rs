@@ -136,7 +136,10 @@ impl Collected {
 }
 
 /// A job that prints `before`, waits until the test opens its gate, prints `after` and exits 0
-/// (`--no-tty`): a job that is surely running while the test does something to it.
+/// (`--no-tty`): a job that is surely running while the test does something to it. It also ends
+/// once its gate's directory is gone (the `GatedJob` dropped): a pipe job outlives a slave the
+/// test killed, and one that waited for a gate that can no longer open would poll for ever,
+/// after a failed test too, loading the machine the rest of the suite runs on.
 pub struct GatedJob {
     pub id: u64,
     gate: PathBuf,
@@ -149,8 +152,9 @@ impl GatedJob {
         let dir = tempfile::tempdir().unwrap();
         let gate = dir.path().join("go");
         let line = format!(
-            "echo before; while [ ! -e {} ]; do sleep 0.05; done; echo after",
-            gate.display()
+            "echo before; while [ ! -e {} ] && [ -d {} ]; do sleep 0.05; done; echo after",
+            gate.display(),
+            dir.path().display()
         );
         let id = hub.submit(&line, &["--no-tty"]);
         wait_until("output", || hub.job(id).stdout_len >= 7);
