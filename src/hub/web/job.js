@@ -61,8 +61,13 @@ function live(v) {
 
 function setButtons(v) {
   const control = canType() && live(v);
+  // Input and end of input go through the stream, so they are offered only while it is open:
+  // sent before it opens (the record comes first, by REST) or while it redials, they would be
+  // lost.
+  const open = v.ws !== null && v.ws.readyState === WebSocket.OPEN;
   $("job-cancel").disabled = !control;
-  $("job-eof").disabled = !(control && v.rec.state === "running");
+  $("job-eof").disabled = !(control && open && v.rec.state === "running");
+  $("stdin-line").disabled = $("stdin-send").disabled = !open;
   $("job-delete").disabled = !(canType() && v.rec && !live(v));
   $("job-stdout").disabled = !(v.rec && v.rec.stdout_len > 0);
   $("job-stderr").hidden = !(v.rec && !v.rec.tty);
@@ -112,6 +117,7 @@ async function connect(v) {
   ws.onopen = () => {
     v.tries = 0;
     status(v, "");
+    if (view === v) setButtons(v);
     fitTerminal(v);
   };
   ws.onmessage = (ev) => {
@@ -122,6 +128,7 @@ async function connect(v) {
   ws.onclose = (ev) => {
     if (view !== v || v.ws !== ws) return;
     v.ws = null;
+    setButtons(v);
     if (v.ended) return;
     if (ev.code === 1008) {
       // Refused for good (a revoked token, a protocol error): the `error` before it said why.
