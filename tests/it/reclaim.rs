@@ -266,19 +266,7 @@ fn a_job_run_again_after_a_crash_lost_its_assignment_keeps_each_runs_output_apar
         tx.send(&SlaveMsg::Started { job: id, pid: 4343 })
             .await
             .unwrap();
-        tx.send_data(Stream::Stdout, id, 0, b"new output\n")
-            .await
-            .unwrap();
-        report_exit(&tx, id, 0, 11).await;
-        loop {
-            match next(&mut rd).await {
-                Some(HubToSlave::Ack { .. }) => continue,
-                other => {
-                    assert_eq!(other, Some(HubToSlave::Done { job: id }));
-                    break;
-                }
-            }
-        }
+        prints_and_exits(&mut rd, &tx, id, b"new output\n").await;
     });
     let rec = hub.wait_ended(id);
     assert_eq!((rec.state, rec.exit_code), (JobState::Exited, Some(0)));
@@ -306,6 +294,22 @@ async fn started_and_printed(rd: &mut Reader, tx: &ConnSender, id: JobId, out: &
             offset: out.len() as u64
         })
     );
+}
+
+/// Reports that played job `id` printed `out` and exited 0; the hub acknowledges the output
+/// and answers `done`.
+async fn prints_and_exits(rd: &mut Reader, tx: &ConnSender, id: JobId, out: &[u8]) {
+    tx.send_data(Stream::Stdout, id, 0, out).await.unwrap();
+    report_exit(tx, id, 0, out.len() as u64).await;
+    loop {
+        match next(rd).await {
+            Some(HubToSlave::Ack { .. }) => continue,
+            other => {
+                assert_eq!(other, Some(HubToSlave::Done { job: id }));
+                break;
+            }
+        }
+    }
 }
 
 /// As above, with a second crash: the run given out after the first one lost its assignment
@@ -358,19 +362,7 @@ fn a_job_whose_assignment_two_crashes_lost_keeps_each_runs_output_apart() {
                 other => panic!("expected the assignment of job {id}, got {other:?}"),
             }
         }
-        tx.send_data(Stream::Stdout, id, 0, b"new output\n")
-            .await
-            .unwrap();
-        report_exit(&tx, id, 0, 11).await;
-        loop {
-            match next(&mut rd).await {
-                Some(HubToSlave::Ack { .. }) => continue,
-                other => {
-                    assert_eq!(other, Some(HubToSlave::Done { job: id }));
-                    break;
-                }
-            }
-        }
+        prints_and_exits(&mut rd, &tx, id, b"new output\n").await;
     });
     let rec = hub.wait_ended(id);
     assert_eq!((rec.state, rec.exit_code), (JobState::Exited, Some(0)));
