@@ -168,9 +168,12 @@ fn a_killed_slave_loses_its_jobs_within_the_timeout() {
     let mut slave = hub.slave("s1", 1);
     let dir = tempfile::tempdir().unwrap();
     let pidfile = dir.path().join("pid");
+    // With pipes: a terminal's hangup would end the job with its slave, and its pid could then
+    // be another process's by the time it is killed below (pid_max is 32768 here, and the
+    // suite starts thousands of processes a minute).
     let id = hub.submit(
         &format!("echo $$ > {}; exec sleep 60", pidfile.display()),
-        &[],
+        &["--no-tty"],
     );
     hub.wait_state(id, JobState::Running);
     wait_until("the pid file", || pidfile.exists());
@@ -181,13 +184,17 @@ fn a_killed_slave_loses_its_jobs_within_the_timeout() {
         rec.reason.unwrap().contains("slave"),
         "the reason is stored"
     );
-    // The orphaned process is no business of the hub; clean up after the test.
+    // The orphaned process is no business of the hub; clean up after the test, if that pid is
+    // still the job's `sleep`.
     if let Ok(pid) = std::fs::read_to_string(&pidfile)
         .unwrap()
         .trim()
         .parse::<u32>()
     {
-        signal(pid, libc::SIGKILL);
+        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+        if cmdline == b"sleep\x0060\x00" {
+            signal(pid, libc::SIGKILL);
+        }
     }
 }
 
