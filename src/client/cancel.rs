@@ -4,6 +4,7 @@
 
 use super::visible::visible;
 use crate::http::{query_escape, HubError, HubUrl};
+use crate::hub::SlaveInfo;
 use crate::wire::{JobId, JobRecord, JobState};
 use anyhow::{bail, Result};
 use hyper::Method;
@@ -14,12 +15,28 @@ pub async fn run(hub: &HubUrl, id: JobId) -> Result<i32> {
         .await?;
     if rec.state == JobState::Cancelled {
         eprintln!("job {id} cancelled");
+    } else if slave_is_away(hub, id).await {
+        let name = rec.slave.map(|n| format!(" {}", visible(&n)));
+        eprintln!(
+            "job {id}: its slave{} is away; the hub sends the cancel when it dials again, and \
+             the job ends cancelled if it is not back within the hub's --slave-timeout",
+            name.unwrap_or_default()
+        );
     } else {
         eprintln!(
             "job {id}: cancel sent to its slave (SIGTERM, then SIGKILL after the grace period)"
         );
     }
     Ok(0)
+}
+
+/// Whether no connected slave holds job `id` (its slave went away, and the hub keeps the
+/// cancel until it is back). If the hub cannot say, the slave is taken to be there.
+async fn slave_is_away(hub: &HubUrl, id: JobId) -> bool {
+    let slaves = hub
+        .call::<(), Vec<SlaveInfo>>(Method::GET, "/api/v1/slaves", None)
+        .await;
+    slaves.is_ok_and(|all| !all.iter().any(|s| s.running.contains(&id)))
 }
 
 /// Cancels every job of `group` that has not ended (those that have are left as they are).

@@ -118,3 +118,23 @@ fn cancel_a_group_cancels_the_jobs_that_have_not_ended() {
     assert!(out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("nothing to cancel"));
 }
+
+/// A job whose slave went away keeps its cancel until the slave is back; xn says so, instead
+/// of claiming that the cancel reached the slave. The job ends `cancelled` when the slave does
+/// not come back.
+#[test]
+fn cancelling_a_job_whose_slave_is_away_says_so() {
+    let hub = Hub::start_with(&["--slave-timeout", "5"]);
+    let mut slave = hub.slave("s1", 1);
+    let job = GatedJob::submit(&hub);
+    slave.kill();
+    wait_until("the hub to see the slave go", || {
+        hub.get("/api/v1/slaves").1 == "[]"
+    });
+    let out = hub.xn(&["-k", &job.id.to_string()]);
+    assert!(out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("its slave s1 is away"), "{err}");
+    assert!(!err.contains("cancel sent to its slave"), "{err}");
+    assert_eq!(hub.wait_ended(job.id).state, JobState::Cancelled);
+}
