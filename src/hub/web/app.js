@@ -186,8 +186,15 @@ function renderSlaves(slaves) {
     cell(row, String(s.slots));
     cell(row, (s.running || []).join(" "));
     cell(row, (s.labels || []).join(", "));
+    cell(row, slaveToken(s));
   }
-  if (!slaves.length) cell(body.insertRow(), "no slave is connected", "muted").colSpan = 5;
+  if (!slaves.length) cell(body.insertRow(), "no slave is connected", "muted").colSpan = 6;
+}
+
+/** Whether a slave serves with a token bound to its name; for admins, which token. */
+function slaveToken(s) {
+  if (s.token) return s.bound ? `${s.token}, bound` : s.token;
+  return s.bound ? "bound" : "shared";
 }
 
 $("submit-form").addEventListener("submit", async (ev) => {

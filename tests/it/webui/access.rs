@@ -5,7 +5,7 @@ use super::{
     assert_no_errors, assert_no_errors_but, shown_job, sign_in, text_of, type_into, wait_lines,
 };
 use crate::browser::Browser;
-use crate::util::{xn_as, Hub};
+use crate::util::{xn_as, Hub, Slave};
 use execnode::wire::JobState;
 
 #[test]
@@ -30,7 +30,8 @@ fn a_viewer_watches_a_job_but_is_offered_nothing_that_would_change_it() {
         "the slave and its job",
         &format!(
             "(r => r && r.cells[0].textContent === 's1' && r.cells[1].textContent === 'ready' \
-             && r.cells[3].textContent === '{id}')(document.querySelector('#slave-table tbody tr'))"
+             && r.cells[3].textContent === '{id}' && r.cells[5].textContent === 'shared')\
+             (document.querySelector('#slave-table tbody tr'))"
         ),
     );
     b.eval(&format!(
@@ -148,12 +149,21 @@ fn an_admin_binds_a_slave_token_to_a_slave_name_in_the_page() {
         "!document.getElementById('new-token').hidden && \
          document.getElementById('new-token-name').textContent.includes('only as slave box-7')",
     );
+    let shown = b.eval("document.getElementById('new-token-value').value");
     let row = "document.querySelector('#token-table tr[data-name=\"box7-key\"]')";
     b.wait_for("the bound token listed", row);
     assert!(cells("box7-key").as_str().unwrap().contains("slave|box-7|"));
     assert!(hub
         .token_command(&["list"])
         .contains("bound to slave box-7"));
+    // A slave that serves with it: the admin's slave list names the token, and says bound.
+    let _s = Slave::start_with_token(&hub, shown.as_str().unwrap(), "box-7", 1, &[]);
+    b.eval("location.hash = '#/'");
+    b.wait_for(
+        "the bound slave listed",
+        "(r => r && r.cells[0].textContent === 'box-7' && r.cells[5].textContent === 'box7-key, bound')\
+         (document.querySelector('#slave-table tbody tr'))",
+    );
     assert_no_errors(&b);
 }
 
