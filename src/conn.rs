@@ -95,6 +95,8 @@ pub struct ConnReader<S> {
     tx: mpsc::Sender<Out>,
     /// The peer has pinged us: it is expected to go on doing so (see [`ConnReader::recv_watched`]).
     pinged: bool,
+    /// The code and reason of the peer's close frame, once `recv` has returned it.
+    closed_with: Option<(u16, String)>,
 }
 
 /// Splits an upgraded WebSocket and starts its writer task. The task ends when every
@@ -141,6 +143,7 @@ where
             ws: rd,
             tx: tx.clone(),
             pinged: false,
+            closed_with: None,
         },
         ConnSender { tx, pool },
     )
@@ -260,6 +263,12 @@ impl ConnSender {
 
 impl<S: AsyncRead + Unpin> ConnReader<S> {
     /// The next message; `Ok(None)` when the peer closed the connection cleanly or went away.
+    /// The code and reason the peer closed the connection with, once [`recv`](Self::recv) has
+    /// returned `None` for its close frame (`None` for a close without a code).
+    pub fn closed_with(&self) -> Option<&(u16, String)> {
+        self.closed_with.as_ref()
+    }
+
     pub async fn recv<T: DeserializeOwned>(&mut self) -> Result<Option<Incoming<T>>> {
         self.recv_inner(None).await
     }
@@ -303,7 +312,10 @@ impl<S: AsyncRead + Unpin> ConnReader<S> {
                 return Err(anyhow!(reason));
             }
             return Ok(Some(match frame.opcode {
-                OpCode::Close => return Ok(None),
+                OpCode::Close => {
+                    self.closed_with = close_code(&frame.payload);
+                    return Ok(None);
+                }
                 OpCode::Text => match serde_json::from_slice::<T>(&frame.payload) {
                     Ok(msg) => Incoming::Msg(msg),
                     Err(e) => Incoming::Bad(format!("bad message: {e}")),
@@ -351,4 +363,10 @@ fn payload_bytes(p: Payload<'_>) -> Bytes {
         Payload::Bytes(b) => b.freeze(),
         other => BytesMut::from(&other[..]).freeze(),
     }
+}
+
+/// A close frame's code and reason (RFC 6455 5.5.1: a two-byte code, then UTF-8).
+fn close_code(payload: &[u8]) -> Option<(u16, String)> {
+    let code = u16::from_be_bytes([*payload.first()?, *payload.get(1)?]);
+    Some((code, String::from_utf8_lossy(&payload[2..]).into_owned()))
 }

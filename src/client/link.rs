@@ -4,7 +4,7 @@
 //! and `xn -s --wait` neither lose nor repeat a byte.
 
 use super::terminal::say;
-use crate::conn::{self, ConnSender, Incoming};
+use crate::conn::{self, ConnSender, Incoming, CLOSE_POLICY};
 use crate::http::{HubError, HubUrl};
 use crate::limits::{CLIENT_RECONNECT_LIMIT, HUB_SILENCE_LIMIT};
 use crate::wire::{JobId, StreamMsg};
@@ -13,6 +13,11 @@ use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 
 type Event = Result<Option<Incoming<StreamMsg>>>;
+
+/// The hub closed the stream for a policy (1008: the token was revoked).
+#[derive(Debug, thiserror::Error)]
+#[error("the hub ended the stream: {0}")]
+struct Refused(String);
 
 pub struct Link {
     hub: HubUrl,
@@ -41,6 +46,8 @@ impl Link {
         loop {
             match self.events.recv().await {
                 Some(Ok(Some(msg))) => return Ok(msg),
+                // Closed for a policy (a revoked token): dialling again would be refused.
+                Some(Err(e)) if e.is::<Refused>() => return Err(e),
                 Some(Err(e)) => say(&format!(
                     "[connection to the hub lost: {}; reconnecting]",
                     super::error_line(&e)
@@ -98,7 +105,10 @@ async fn connect(
         loop {
             // The hub pings every few seconds: silence means a connection that a cut network
             // left open, which no error would ever end.
-            let next = rd.recv_watched::<StreamMsg>(HUB_SILENCE_LIMIT).await;
+            let mut next = rd.recv_watched::<StreamMsg>(HUB_SILENCE_LIMIT).await;
+            if let (Ok(None), Some((CLOSE_POLICY, why))) = (&next, rd.closed_with()) {
+                next = Err(Refused(why.clone()).into());
+            }
             let stop = !matches!(next, Ok(Some(_)));
             if ev_tx.send(next).await.is_err() || stop {
                 break;
