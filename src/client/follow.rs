@@ -171,12 +171,9 @@ fn keep_running(id: JobId, later: &[JobId]) -> String {
             "job {id} keeps running: xn -k {id} cancels it, xn -f {id} --follow follows it"
         );
     }
-    let mut ids = Vec::with_capacity(later.len() + 1);
-    ids.push(id);
-    ids.extend_from_slice(later);
     format!(
         "jobs {} keep running: xn -k ID cancels one, xn -f ID --follow follows it",
-        id_list(&ids)
+        with_later(id, later)
     )
 }
 
@@ -188,13 +185,16 @@ fn stopped_following(id: JobId, later: &[JobId]) -> String {
             "stopped following job {id}: xn -f {id} --follow follows it again, xn -k {id} cancels it"
         );
     }
-    let mut ids = Vec::with_capacity(later.len() + 1);
-    ids.push(id);
-    ids.extend_from_slice(later);
     format!(
         "stopped following jobs {}: xn -f ID --follow follows one, xn -k ID cancels one",
-        id_list(&ids)
+        with_later(id, later)
     )
+}
+
+/// Job `id` and the `later` ones, as [`id_list`] writes them.
+fn with_later(id: JobId, later: &[JobId]) -> String {
+    let ids: Vec<JobId> = std::iter::once(id).chain(later.iter().copied()).collect();
+    id_list(&ids)
 }
 
 /// Ids as a reader takes them in: in order, a run of three or more consecutive ones as
