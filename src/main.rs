@@ -88,8 +88,10 @@ struct HubArgs {
     peer_timeout: u64,
     /// After a crash of the hub, seconds the jobs it had queued wait for the slaves that were
     /// connected to dial again, so that a job sent just before the crash is not run twice
-    /// (one of them may hold it). Ends early once they are all back; 0: do not wait
-    #[arg(long, default_value_t = 10, value_name = "SECS")]
+    /// (one of them may hold it). Ends early once they are all back; 0: do not wait (at most
+    /// 86400)
+    #[arg(long, default_value_t = 10, value_name = "SECS",
+          value_parser = clap::value_parser!(u64).range(0..=86_400))]
     crash_hold: u64,
     /// Accept every request without a token, as an admin. For local experiments only
     #[arg(long)]

@@ -137,3 +137,20 @@ fn a_hub_stopped_cleanly_holds_nothing_back_after_its_restart() {
     );
     assert!(!hub.log_contains("did not stop cleanly"));
 }
+
+/// A hold longer than a day is refused before anything is written (one of `u64::MAX` seconds
+/// would overflow the clock).
+#[test]
+fn a_crash_hold_longer_than_a_day_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(exe())
+        .args(["hub", "--listen", "127.0.0.1:0", "--crash-hold", "86401"])
+        .arg("--data")
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("86401 is not in 0..=86400"), "{err}");
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+}

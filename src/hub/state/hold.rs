@@ -14,6 +14,9 @@ use super::*;
 use crate::hub::store::Present;
 use std::time::Instant;
 
+/// Slave names the start's warning lists; a hub of thousands says how many more.
+const NAMES_LOGGED: usize = 10;
+
 pub(in crate::hub) struct Hold {
     pub(super) until: Instant,
     /// Slave processes connected when the hub stopped that have not dialled again, with the
@@ -39,10 +42,16 @@ impl Hold {
             return None;
         }
         let names: BTreeSet<&str> = present.iter().map(|p| p.name.as_str()).collect();
+        let mut shown: Vec<&str> = names.iter().take(NAMES_LOGGED).copied().collect();
+        let more = format!("and {} more", names.len().saturating_sub(NAMES_LOGGED));
+        if names.len() > NAMES_LOGGED {
+            shown.push(&more);
+        }
         tracing::warn!(
-            "the hub did not stop cleanly: the {} queued job(s) wait up to {hold_for:?} for the slave(s) connected before ({}) to come back, as one of them may run a job whose assignment was not stored",
+            "the hub did not stop cleanly: the {} queued job(s) wait up to {hold_for:?} for the {} slave process(es) connected before ({}) to come back, as one of them may run a job whose assignment was not stored",
             queue.len(),
-            names.into_iter().collect::<Vec<_>>().join(", "),
+            present.len(),
+            shown.join(", "),
         );
         Some(Hold {
             until: Instant::now() + hold_for,
