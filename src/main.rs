@@ -222,7 +222,12 @@ fn main() -> ExitCode {
             return ExitCode::from(EXIT_XN_ERROR as u8);
         }
     };
-    let name = if is_client { "xn" } else { "execnode" };
+    // Errors are prefixed with the name the user ran: `xnhub: ...`, not `execnode: ...`.
+    let name = match argv0.as_str() {
+        "xn" | "xnhub" | "xnslave" => argv0.as_str(),
+        _ if is_client => "xn",
+        _ => "execnode",
+    };
     let res = if is_client {
         rt.block_on(run(role))
     } else {

@@ -266,7 +266,8 @@ fn a_config_file_readable_by_others_is_refused() {
 }
 
 /// A config file with a mistake is refused, by xn and xnslave, with its line and column and
-/// what is wrong, on one line (toml's own multi-line snippet came out as `\n  |\n3 | ...`).
+/// what is wrong, on one line (toml's own multi-line snippet came out as `\n  |\n3 | ...`),
+/// after the name of the program that refused it (xnslave said `execnode:`).
 #[test]
 fn a_config_file_with_a_mistake_says_where_on_one_line() {
     use std::os::unix::fs::PermissionsExt;
@@ -296,6 +297,10 @@ fn a_config_file_with_a_mistake_says_where_on_one_line() {
             assert_eq!(out.status.code(), Some(255), "{program}");
             let err = String::from_utf8_lossy(&out.stderr);
             let line = err.lines().last().unwrap_or("");
+            assert!(
+                line.starts_with(&format!("{program}: ")),
+                "{program}: {err:?}"
+            );
             let expected = format!("{}{says}", file.display());
             assert!(
                 line.ends_with(&expected),

@@ -164,9 +164,7 @@ fn list_and_revoke_where_no_hub_has_been_fail_and_write_nothing() {
             let err = String::from_utf8_lossy(&out.stderr);
             assert_eq!(out.status.code(), Some(255), "{args:?}: {err}");
             assert!(
-                err.starts_with(&format!(
-                    "execnode: no hub data in {d} (no jobs.db): {says}"
-                )),
+                err.starts_with(&format!("xnhub: no hub data in {d} (no jobs.db): {says}")),
                 "{args:?}: {err}"
             );
             assert!(out.stdout.is_empty(), "{args:?}");
