@@ -52,7 +52,18 @@ impl Hub {
         Self::start_cmd(cmd, data, "127.0.0.1:0", &[])
     }
 
-    fn start_cmd(mut cmd: Command, data: &Path, listen: &str, args: &[&str]) -> Hub {
+    fn start_cmd(cmd: Command, data: &Path, listen: &str, args: &[&str]) -> Hub {
+        Self::try_start(cmd, data, listen, args)
+            .unwrap_or_else(|e| panic!("the hub did not start: {e}"))
+    }
+
+    /// Starts a hub, or returns why it could not listen.
+    fn try_start(
+        mut cmd: Command,
+        data: &Path,
+        listen: &str,
+        args: &[&str],
+    ) -> Result<Hub, String> {
         cmd.arg("hub")
             .args(["--listen", listen, "--data"])
             .arg(data)
@@ -60,9 +71,13 @@ impl Hub {
         let (child, log) = spawn_logged(&mut cmd, "hub");
         let mut addr = String::new();
         let mut scheme = "http";
+        let mut refused = None;
         wait_until("the hub to listen", || {
             let l = log.lock().unwrap();
-            if let Some(line) = l.iter().find(|l| l.contains("hub listening on ")) {
+            if let Some(line) = l.iter().find(|l| l.contains("cannot listen on ")) {
+                refused = Some(line.clone());
+                true
+            } else if let Some(line) = l.iter().find(|l| l.contains("hub listening on ")) {
                 let rest = &line[line.find("://").unwrap() + 3..];
                 addr = rest.split_whitespace().next().unwrap().to_string();
                 scheme = if line.contains("https://") {
@@ -75,12 +90,17 @@ impl Hub {
                 false
             }
         });
+        if let Some(line) = refused {
+            let mut child = child;
+            let _ = child.wait();
+            return Err(line);
+        }
         let read = |name: &str| {
             std::fs::read_to_string(data.join(name))
                 .map(|t| t.trim().to_string())
                 .unwrap_or_default()
         };
-        Hub {
+        Ok(Hub {
             child: Some(child),
             token: read("admin.token"),
             slave_token: read("slave.token"),
@@ -89,13 +109,24 @@ impl Hub {
             data: data.to_path_buf(),
             _dir: None,
             log,
-        }
+        })
     }
 
-    /// Restarts on the same data dir and port (after `kill` or `stop`).
+    /// Restarts on the same data dir and port (after `kill` or `stop`). The port was free for
+    /// a moment, and another test's outgoing connection may have been given it as its local
+    /// port: the hub is started again until that connection is gone.
     pub fn restart(&mut self, args: &[&str]) {
         assert!(self.child.is_none(), "stop the hub first");
-        let mut new = Hub::start_on(&self.data, &self.addr, args);
+        let started = std::time::Instant::now();
+        let mut new = loop {
+            match Hub::try_start(Command::new(exe()), &self.data, &self.addr, args) {
+                Ok(hub) => break hub,
+                Err(e) if e.contains("in use") && started.elapsed() < super::TIMEOUT => {
+                    std::thread::sleep(std::time::Duration::from_millis(100))
+                }
+                Err(e) => panic!("the hub did not start again: {e}"),
+            }
+        };
         self.child = new.child.take();
         self.log = new.log.clone();
     }
