@@ -41,6 +41,8 @@ enum Op {
     Gone(Vec<(u64, u64)>),
     /// No slave process is connected: the hub stops cleanly.
     Nobody,
+    /// A job's terminal was given a new size (rows, cols).
+    Resized(JobId, u16, u16),
 }
 
 /// A job as it was stored.
@@ -187,6 +189,14 @@ impl Store {
         }
     }
 
+    /// Queues a job's new terminal size: its record then keeps the size its output was drawn
+    /// for, not the one it was submitted with.
+    pub fn resized_later(&self, id: JobId, rows: u16, cols: u16) {
+        if self.send(Op::Resized(id, rows, cols)).is_err() {
+            tracing::error!("store is stopped; a job's terminal size was not saved");
+        }
+    }
+
     /// Waits until everything queued before this call is committed.
     pub async fn sync(&self) -> Result<()> {
         let (tx, rx) = oneshot::channel();
@@ -197,7 +207,7 @@ impl Store {
     fn send(&self, op: Op) -> Result<()> {
         let awaited = !matches!(
             op,
-            Op::Save(_, None) | Op::Assigned(..) | Op::Gone(_) | Op::Nobody
+            Op::Save(_, None) | Op::Assigned(..) | Op::Gone(_) | Op::Nobody | Op::Resized(..)
         );
         self.queue.0.push(op, awaited).map_err(|_| stopped())
     }
@@ -335,6 +345,13 @@ fn commit(conn: &mut Connection, batch: &mut Vec<Op>) {
                         present::nobody(&tx)?;
                         results.push(Ok(Vec::new()));
                     }
+                    Op::Resized(id, rows, cols) => {
+                        tx.prepare_cached(
+                            "UPDATE jobs SET term_rows = ?2, term_cols = ?3 WHERE id = ?1",
+                        )?
+                        .execute(params![*id as i64, rows, cols])?;
+                        results.push(Ok(Vec::new()));
+                    }
                 }
             }
         }
@@ -371,6 +388,11 @@ fn commit(conn: &mut Connection, batch: &mut Vec<Op>) {
             Op::Gone(_) | Op::Nobody => {
                 if let Err(e) = res {
                     tracing::error!("which slaves are connected was not saved: {e}");
+                }
+            }
+            Op::Resized(id, ..) => {
+                if let Err(e) = res {
+                    tracing::error!(job = id, "terminal size not saved: {e}");
                 }
             }
         }
@@ -420,8 +442,9 @@ fn attempts_json(attempts: &[Attempt]) -> String {
 
 /// Columns added after the first release, with defaults that describe the old rows.
 /// The output lengths are NULL in rows written before they were stored: unknown, so the hub
-/// measures the log files of those jobs instead.
-const ADDED_COLUMNS: [(&str, &str); 7] = [
+/// measures the log files of those jobs instead. The terminal size is NULL until a client
+/// resizes the job: the spec's size holds until then.
+const ADDED_COLUMNS: [(&str, &str); 9] = [
     ("owner", "TEXT"),
     ("grp", "TEXT"),
     ("attempt", "INTEGER NOT NULL DEFAULT 1"),
@@ -429,6 +452,8 @@ const ADDED_COLUMNS: [(&str, &str); 7] = [
     ("stdout_len", "INTEGER"),
     ("stderr_len", "INTEGER"),
     ("instance", "INTEGER"),
+    ("term_rows", "INTEGER"),
+    ("term_cols", "INTEGER"),
 ];
 
 /// Adds the columns an older database lacks.
@@ -448,7 +473,7 @@ fn migrate(conn: &Connection) -> Result<()> {
 fn load(conn: &Connection, mut each: impl FnMut(Loaded)) -> Result<()> {
     let mut stmt = conn.prepare(
         "SELECT id, state, spec, exit_code, signal, reason, slave, created_ms, started_ms, ended_ms,
-            owner, grp, attempt, attempts, stdout_len, stderr_len, instance
+            owner, grp, attempt, attempts, stdout_len, stderr_len, instance, term_rows, term_cols
          FROM jobs ORDER BY id",
     )?;
     let mut rows = stmt.query([])?;
@@ -458,8 +483,11 @@ fn load(conn: &Connection, mut each: impl FnMut(Loaded)) -> Result<()> {
         let state = row.get_ref(1)?.as_str()?;
         let state = JobState::parse(state)
             .ok_or_else(|| anyhow!("job {id} has an unknown state {state:?}"))?;
-        let spec: JobSpec = serde_json::from_str(row.get_ref(2)?.as_str()?)
+        let mut spec: JobSpec = serde_json::from_str(row.get_ref(2)?.as_str()?)
             .with_context(|| format!("job {id} has a bad spec"))?;
+        if let (Some(rows), Some(cols)) = (row.get(17)?, row.get(18)?) {
+            (spec.rows, spec.cols) = (rows, cols);
+        }
         let attempts = row.get_ref(13)?.as_str()?;
         let attempts: Vec<Attempt> = if attempts == "[]" {
             Vec::new()

@@ -109,6 +109,9 @@ async fn pump(ctx: &Ctx, id: JobId, tx: &ConnSender, mut pos: [u64; 2]) -> Resul
     // A queued job's reason changes as slaves come and go; clients show it.
     let mut shown_reason = sub.rec.reason.clone();
     let mut attempt = sub.rec.attempt;
+    // The job's terminal size, which an attached client may change: watchers follow it.
+    let size = |r: &JobRecord| (r.spec.rows, r.spec.cols);
+    let mut shown_size = size(&sub.rec);
     tx.send(&StreamMsg::Job {
         job: sub.rec.clone(),
     })
@@ -131,12 +134,17 @@ async fn pump(ctx: &Ctx, id: JobId, tx: &ConnSender, mut pos: [u64; 2]) -> Resul
             marks = read_marks(&sub.log, pos);
             shown = rec.state;
             shown_reason = rec.reason.clone();
+            shown_size = size(&rec);
             tx.send(&StreamMsg::Job { job: rec.clone() }).await?;
             continue;
         }
-        if rec.state != shown || (rec.state == JobState::Queued && rec.reason != shown_reason) {
+        if rec.state != shown
+            || (rec.state == JobState::Queued && rec.reason != shown_reason)
+            || size(&rec) != shown_size
+        {
             shown = rec.state;
             shown_reason = rec.reason.clone();
+            shown_size = size(&rec);
             tx.send(&StreamMsg::Job { job: rec.clone() }).await?;
         }
         let mut sent = false;

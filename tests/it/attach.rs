@@ -429,3 +429,67 @@ fn the_last_client_to_type_sets_the_size() {
     a.wait_exit();
     b.wait_exit();
 }
+
+/// The job's record follows the size its attached client set: a watcher's stream is told (the
+/// web page draws the job at that size), and the record keeps it after the job ended and the
+/// hub restarted, so that the output is read at the size it was drawn for, not at 24x80.
+#[test]
+fn the_record_keeps_the_size_the_job_was_drawn_for() {
+    use execnode::conn::{self, Incoming};
+    use execnode::http::HubUrl;
+    use execnode::wire::StreamMsg;
+    let mut hub = Hub::start();
+    let _s = hub.slave("s1", 1);
+    let (id, ids) = running_bash(&hub);
+    let size = |hub: &Hub| {
+        let rec = hub.job(id);
+        (rec.spec.rows, rec.spec.cols)
+    };
+    assert_eq!(size(&hub), (24, 80));
+    let url = HubUrl::parse(&hub.url)
+        .unwrap()
+        .with_token(Some(hub.token.clone()));
+    let rt = crate::redial::runtime();
+    let (mut watcher, _tx) = rt.block_on(async {
+        let ws = url
+            .websocket(&format!("/api/v1/jobs/{id}/stream"))
+            .await
+            .unwrap();
+        conn::start(ws)
+    });
+    let mut next_size = || {
+        rt.block_on(async {
+            loop {
+                let msg = tokio::time::timeout(TIMEOUT, watcher.recv::<StreamMsg>())
+                    .await
+                    .expect("a message within the timeout")
+                    .unwrap();
+                match msg {
+                    Some(Incoming::Msg(StreamMsg::Job { job })) => {
+                        break (job.spec.rows, job.spec.cols)
+                    }
+                    Some(_) => {}
+                    None => panic!("the stream ended"),
+                }
+            }
+        })
+    };
+    assert_eq!(next_size(), (24, 80), "the record the stream starts with");
+
+    let mut t = Term::xn(&hub, &["-a", &ids], 30, 100);
+    t.wait_for("xn$ ");
+    t.send(b"stty size\r");
+    t.wait_for("30 100\r\n");
+    assert_eq!(next_size(), (30, 100), "the watcher is told");
+    assert_eq!(size(&hub), (30, 100));
+    t.resize(40, 120);
+    assert_eq!(next_size(), (40, 120));
+    t.send(b"exit\r");
+    assert_eq!(t.wait_exit().code(), Some(0));
+    hub.wait_ended(id);
+    assert_eq!(size(&hub), (40, 120));
+
+    hub.kill();
+    hub.restart(&[]);
+    assert_eq!(size(&hub), (40, 120), "stored");
+}

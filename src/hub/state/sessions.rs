@@ -144,15 +144,23 @@ impl Hub {
 
     /// Records `size` as the job's terminal size; true if that changes it (and so the slave
     /// must be told). With several clients attached, the last one to type or resize wins.
+    /// The record keeps the size too (stored, and sent to followers), so that a watcher, or
+    /// anyone reading the output after the job ended, sees it at the size it was drawn for.
     pub fn claim_size(&self, id: JobId, size: (u16, u16)) -> bool {
         let mut st = self.lock();
-        match st.jobs.get_mut(&id) {
-            Some(job) if job.size != Some(size) => {
-                job.size = Some(size);
-                true
-            }
-            _ => false,
+        let Some(job) = st.jobs.get_mut(&id) else {
+            return false;
+        };
+        if job.size == Some(size) {
+            return false;
         }
+        job.size = Some(size);
+        if (job.rec.spec.rows, job.rec.spec.cols) != size {
+            (job.rec.spec.rows, job.rec.spec.cols) = size;
+            job.touch();
+            self.store.resized_later(id, size.0, size.1);
+        }
+        true
     }
 
     /// The slave is stopping: it gets no new jobs.
