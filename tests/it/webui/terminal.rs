@@ -1,5 +1,6 @@
-//! The page's terminal: a shell typed into and resized, redialling a restarted hub, a big
-//! output opened at its end, and the emulator's cases (tests/web/screen_cases.js).
+//! The page's terminal: a shell typed into and resized, a watched job drawn at its size,
+//! redialling a restarted hub, a big output opened at its end, and the emulator's cases
+//! (tests/web/screen_cases.js).
 
 use super::{
     assert_no_errors, assert_no_errors_but, shown_job, sign_in, text_of, type_into, type_line,
@@ -226,5 +227,43 @@ fn the_terminal_draws_what_full_screen_programs_print() {
         "the emulator's cases that failed"
     );
     // The page the cases ran in is the real one, under its Content-Security-Policy.
+    assert_no_errors(&b);
+}
+
+/// A page that only watches a job draws it at the size the client typing into it set, as that
+/// changes, and an ended job at the size it had last: a full-screen program's output laid out
+/// for 40x120 is not drawn in 24x80.
+#[test]
+fn a_watching_page_draws_the_job_at_its_attached_clients_size() {
+    let hub = Hub::start();
+    let _s = hub.slave("s1", 1);
+    let id = hub.submit("env PS1='xn$ ' bash --norc --noprofile -i", &[]);
+    hub.wait_state(id, execnode::wire::JobState::Running);
+    let mut t = crate::term::Term::xn(&hub, &["-a", &id.to_string()], 30, 100);
+    t.wait_for("xn$ ");
+    t.send(b"stty size\r");
+    t.wait_for("30 100\r\n");
+    let viewer = hub.new_token("watch", "viewer");
+    let b = Browser::launch();
+    sign_in(&b, &hub, &viewer);
+    b.eval(&format!("location.hash = '#/job/{id}'"));
+    let rows = |n: u16| {
+        format!("document.querySelectorAll('#terminal .xt-screen .xt-row').length === {n}")
+    };
+    b.wait_for("the attached client's 30 rows", &rows(30));
+    t.resize(40, 120);
+    t.send(b"stty size\r");
+    t.wait_for("40 120\r\n");
+    b.wait_for("40 rows", &rows(40));
+    t.send(b"exit\r");
+    assert_eq!(t.wait_exit().code(), Some(0));
+    hub.wait_ended(id);
+    b.eval("location.hash = '#/'");
+    b.eval(&format!("location.hash = '#/job/{id}'"));
+    b.wait_for(
+        "the ended job",
+        "document.getElementById('job-status').textContent.includes('the job ended')",
+    );
+    b.wait_for("the ended job's 40 rows", &rows(40));
     assert_no_errors(&b);
 }
