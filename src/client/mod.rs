@@ -289,7 +289,7 @@ async fn act(args: XnArgs, hub: crate::http::HubUrl) -> Result<i32> {
     }
     let all = args.all && !args.list;
     if source.is_none() && (args.wait || all || args.no_tty || has_job_flags(&args)) {
-        bail!("--wait, --all, --no-tty, --env, --cwd, --on, --slave, --timeout, --retries, --slots and --stdin-file go with -s (--all and --slave with -l too)");
+        bail!("--wait, --all, --no-tty, --env, --cwd, --on, --slave, --name, --timeout, --retries, --slots and --stdin-file go with -s (--all, --slave and --name with -l too)");
     }
     if args.json && !(args.list || args.slaves) {
         bail!("--json goes with -l or --slaves");
@@ -432,12 +432,13 @@ fn submit_source(args: &XnArgs) -> Result<Option<submit::Source>> {
     })
 }
 
-/// Whether a job setting for -s was given (`--slave` is a filter for -l too).
+/// Whether a job setting for -s was given (`--slave` and `--name` are filters for -l too).
 fn has_job_flags(args: &XnArgs) -> bool {
     !args.env.is_empty()
         || args.cwd.is_some()
         || !args.on.is_empty()
         || (args.slave.is_some() && !args.list)
+        || (args.name.is_some() && !args.list)
         || args.timeout.is_some()
         || args.retries.is_some()
         || args.retries_on_failure

@@ -213,3 +213,25 @@ fn the_list_filters_by_slave() {
     assert_eq!(out.status.code(), Some(255));
     assert!(String::from_utf8_lossy(&out.stderr).contains("go with -s"));
 }
+
+/// `--name` names a job for -s and filters -l; with any other action it did nothing, silently,
+/// where every other job flag is refused.
+#[test]
+fn a_name_goes_with_submit_or_list_only() {
+    let hub = Hub::start();
+    let _a = hub.slave("a", 1);
+    let id = hub.submit("true", &["--name", "n1"]);
+    hub.wait_ended(id);
+    assert_eq!(table(&hub, &["-l", "--name", "n1"]).0, [id]);
+    for action in [&["-f", "1"][..], &["-k", "1"], &["--slaves"]] {
+        let args = [action, &["--name", "n1"]].concat();
+        let out = hub.xn(&args);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(255), "{args:?}: {err}");
+        assert!(out.stdout.is_empty(), "{args:?}");
+        assert!(
+            err.contains("--name") && err.contains("go with -s"),
+            "{args:?}: {err}"
+        );
+    }
+}
