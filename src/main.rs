@@ -77,7 +77,7 @@ struct HubArgs {
     /// Jobs one token may have queued at once; more are refused with 429
     #[arg(long, default_value_t = 100_000, value_name = "N", value_parser = at_least_one::<usize>)]
     max_queued_per_user: usize,
-    /// Delete jobs that ended longer ago than AGE (like 30d, 12h, 90m), with their output;
+    /// Delete jobs that ended longer ago than AGE (like 30d, 12h, 90m, 45s), with their output;
     /// checked at start and every tenth of AGE (at most hourly). Without it every job is kept
     #[arg(long, value_name = "AGE", value_parser = execnode::hub::retention::parse_age)]
     retain: Option<Duration>,
@@ -116,7 +116,7 @@ struct SlaveArgs {
     /// http://127.0.0.1:5000]
     #[arg(long, env = "XN_HUB", value_name = "URL")]
     hub: Option<String>,
-    /// A token with the slave role (the hub wrote one to DATA/slave.token). On the command
+    /// A token with the slave (or admin) role (the hub wrote one to DATA/slave.token). On the command
     /// line every local user can read it (ps, /proc/PID/cmdline), jobs included: prefer
     /// --token-file or XN_TOKEN
     #[arg(long, env = "XN_TOKEN", value_name = "TOKEN", hide_env_values = true)]
@@ -273,7 +273,7 @@ fn parse_as<T: Args>(name: &'static str, check: Check) -> T {
 
 /// Parses `execnode ROLE ...`.
 fn parse_cli() -> Role {
-    let mut cmd = Cli::command();
+    let mut cmd = describe_roles(Cli::command());
     let matches = cmd.get_matches_mut();
     if let (Some(("hub", m)), Some(hub)) = (matches.subcommand(), cmd.find_subcommand_mut("hub")) {
         token_cmd::check_args(hub, m).unwrap_or_else(|e| e.exit());
@@ -281,6 +281,17 @@ fn parse_cli() -> Role {
     Cli::from_arg_matches(&matches)
         .unwrap_or_else(|e| e.exit())
         .role
+}
+
+/// Gives `execnode hub --help` the description `xnhub --help` has (where the token files are):
+/// the variant's doc line, which the list of roles shows, would otherwise replace it. (The slave's
+/// and xn's descriptions are one line, which their doc lines say as well.)
+fn describe_roles(cmd: Command) -> Command {
+    let hub = HubArgs::augment_args(Command::new("hub"));
+    match hub.get_long_about().cloned() {
+        Some(text) => cmd.mut_subcommand("hub", |c| c.long_about(text)),
+        None => cmd,
+    }
 }
 
 fn init_logging(is_client: bool) {

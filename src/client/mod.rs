@@ -26,7 +26,8 @@ use std::path::PathBuf;
 /// script can tell them from the job's own exit code.
 pub const EXIT_XN_ERROR: i32 = 255;
 
-/// Submit jobs to an execnode hub, list them, fetch and follow their output, cancel them.
+/// Submit jobs to an execnode hub, list them, fetch, follow and attach to their output, cancel
+/// and delete them.
 #[derive(Args, Clone)]
 #[command(group(ArgGroup::new("action").required(true).multiple(true).args(["submit", "file", "words", "list", "slaves", "fetch", "cancel", "delete", "attach"])))]
 pub struct XnArgs {

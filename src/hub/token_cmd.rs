@@ -66,6 +66,7 @@ pub enum TokenAction {
         /// $XDG_DATA_HOME/execnode, else ~/.local/share/execnode]
         #[arg(long, value_name = "DIR")]
         data: Option<PathBuf>,
+        /// The token's name, as `token list` shows it
         name: String,
     },
 }

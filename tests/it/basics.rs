@@ -202,6 +202,30 @@ fn personalities_by_argv0_and_subcommand() {
     }
 }
 
+/// `execnode hub --help` describes the hub as `xnhub --help` does, the token files included,
+/// not only with the line `execnode --help` lists the role by.
+#[test]
+fn the_hub_role_describes_itself_under_either_name() {
+    let help = |cmd: &mut std::process::Command| {
+        let out = cmd.arg("--help").output().unwrap();
+        assert!(out.status.success());
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let by_link = help(&mut std::process::Command::new(bin_dir().join("xnhub")));
+    let by_sub = help(std::process::Command::new(exe()).arg("hub"));
+    for text in [&by_link, &by_sub] {
+        assert!(
+            text.starts_with("The execnode hub: accepts jobs") && text.contains("DATA/admin.token"),
+            "{text}"
+        );
+    }
+    // The same text, but for the name in the usage line and xnhub's own --version.
+    assert_eq!(
+        by_sub.replace("Usage: execnode hub", "Usage: xnhub"),
+        by_link.replace("\n\n  -V, --version\n          Print version", "")
+    );
+}
+
 /// The hub writes the list's JSON itself (faster than serde): it must be byte for byte what
 /// serde writes for the same records, whatever fields a job has set.
 #[test]
