@@ -6,7 +6,7 @@
 //! owner runs `recv()` in its own task and the writer runs in another. Pongs and close replies the
 //! reader owes the peer go through the same writer queue.
 //!
-//! Text frames are JSON control messages (see `wire`), binary frames are [`wire::DataFrame`]s.
+//! Text frames are JSON control messages (see `wire`), binary frames are [`crate::wire::DataFrame`]s.
 //! Fragmented messages are refused: every message must fit in one frame of at most
 //! [`MAX_WS_MESSAGE_BYTES`].
 

@@ -9,7 +9,8 @@
 //! Shared pieces: [`wire`] (every message that crosses a socket), [`conn`] (WebSocket
 //! framing), [`http`] (the client side of HTTP), [`config`] (hub URL and token for clients
 //! and slaves), [`limits`] (bounds on peer input), [`text`] (the characters that make text
-//! show other than it is).
+//! show other than it is), [`tls`] (rustls settings for the hub and its clients), [`malloc`]
+//! (glibc malloc settings, made first thing in `main`).
 
 pub mod client;
 pub mod config;
