@@ -116,9 +116,9 @@ struct SlaveArgs {
     /// http://127.0.0.1:5000]
     #[arg(long, env = "XN_HUB", value_name = "URL")]
     hub: Option<String>,
-    /// A token with the slave (or admin) role (the hub wrote one to DATA/slave.token). On the command
-    /// line every local user can read it (ps, /proc/PID/cmdline), jobs included: prefer
-    /// --token-file or XN_TOKEN
+    /// A token with the slave (or admin) role (the hub wrote one to DATA/slave.token). On the
+    /// command line every local user can read it (ps, /proc/PID/cmdline), jobs included:
+    /// prefer --token-file or XN_TOKEN
     #[arg(long, env = "XN_TOKEN", value_name = "TOKEN", hide_env_values = true)]
     token: Option<String>,
     /// Read the token from FILE, e.g. DATA/slave.token (takes the place of XN_TOKEN)
