@@ -285,7 +285,10 @@ $("job-cancel").addEventListener("click", async () => {
   const v = view;
   if (!v) return;
   try {
-    showRecord(v, await api("POST", `/api/v1/jobs/${v.id}/cancel`));
+    const rec = await api("POST", `/api/v1/jobs/${v.id}/cancel`);
+    // The stream may have shown the job's end while this answer was on its way: the answer
+    // is older then, and would show the ended job as running for good.
+    if (view === v && !v.ended) showRecord(v, rec);
   } catch (e) {
     status(v, e.message);
   }

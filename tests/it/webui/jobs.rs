@@ -56,7 +56,24 @@ fn a_pipe_job_takes_lines_and_downloads_then_jobs_are_deleted_and_terminated() {
         "a running job",
         "!document.getElementById('job-cancel').disabled",
     );
+    // The cancel's answer is held back until the job has ended: it is then older than the
+    // end the stream already showed, and must not put the job back to running (1 run in 10
+    // under load lost that race by itself).
+    // `cancelShown` is set once the page has done with the answer (a task after the one that
+    // read it).
+    b.eval(
+        "{ const f = window.fetch; window.fetch = async (...a) => { const r = await f(...a); \
+         if (!String(a[0]).includes('/cancel')) return r; \
+         await new Promise(ok => setTimeout(ok, 1000)); const json = r.json.bind(r); \
+         r.json = async () => { const v = await json(); \
+         setTimeout(() => { window.cancelShown = true; }); return v; }; return r; }; }",
+    );
     b.eval("document.getElementById('job-cancel').click()");
+    b.wait_for(
+        "the end on the stream",
+        "document.getElementById('job-status').textContent.includes('the job ended')",
+    );
+    b.wait_for("the cancel's answer", "window.cancelShown");
     b.wait_for(
         "the job cancelled",
         "document.getElementById('job-state').textContent.startsWith('cancelled')",
