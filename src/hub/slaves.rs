@@ -5,7 +5,7 @@
 use super::auth::Principal;
 use super::intake::{Entry, Intake};
 use super::respond::{self, HubResponse, ServerWs};
-use super::state::{Joined, Joining, SessionId};
+use super::state::{Joined, Joining, Orphan, SessionId};
 use super::store::Present;
 use super::Ctx;
 use crate::conn::{self, ConnReader, ConnSender, Incoming, CLOSE_POLICY};
@@ -45,16 +45,17 @@ pub fn upgrade(ctx: &Arc<Ctx>, req: Request<Body>, who: Arc<Principal>) -> HubRe
     })
 }
 
-/// Marks `ids` lost after the slave timeout unless a slave has taken them back by then.
-pub fn expire_later(ctx: &Arc<Ctx>, ids: Vec<JobId>, why: &'static str) {
-    if ids.is_empty() {
+/// Marks `orphans` lost after the slave timeout unless a slave has taken them back by then
+/// (and a job taken back and let go of again since has a timer of its own).
+pub fn expire_later(ctx: &Arc<Ctx>, orphans: Vec<Orphan>, why: &'static str) {
+    if orphans.is_empty() {
         return;
     }
     let ctx = ctx.clone();
     tokio::spawn(async move {
         tokio::select! {
             _ = tokio::time::sleep(ctx.hub.opts.slave_timeout) => {
-                ctx.hub.expire_orphans(&ids, why).await;
+                ctx.hub.expire_orphans_since(&orphans, why).await;
             }
             _ = ctx.shutdown.cancelled() => {}
         }
@@ -196,7 +197,8 @@ async fn session(ctx: Arc<Ctx>, ws: ServerWs, who: Arc<Principal>, peer: String)
         .store
         .slaves_gone_later(present.into_iter().collect());
     if let Some(reason) = gone_for_good {
-        Box::pin(ctx.hub.expire_orphans(&orphans, reason)).await;
+        let ids: Vec<JobId> = orphans.iter().map(|o| o.id).collect();
+        Box::pin(ctx.hub.expire_orphans(&ids, reason)).await;
     } else if !ctx.shutdown.is_cancelled() {
         expire_later(&ctx, orphans, "its slave went away and did not come back");
     }

@@ -116,6 +116,18 @@ pub(super) struct JobEntry {
     pub(super) not_before_ms: u64,
     /// The slave reported the end and it is being stored: a repeated report is refused.
     pub(super) ending: bool,
+    /// How many times a slave session has let go of it (`joins`): an orphan timer gives up
+    /// only the jobs still orphaned since it was set, not one that a slave took back and let
+    /// go of again, which has a timer (and its full `--slave-timeout`) of its own.
+    pub(super) orphanings: u64,
+}
+
+/// A job that lost its slave session, as an orphan timer sees it (see [`Hub::orphans`]).
+#[derive(Clone, Copy, Debug)]
+pub struct Orphan {
+    pub id: JobId,
+    /// Its `JobEntry::orphanings` when it was let go of.
+    since: u64,
 }
 
 pub(super) struct SlaveEntry {
@@ -188,6 +200,14 @@ impl JobEntry {
             size: None,
             not_before_ms: 0,
             ending: false,
+            orphanings: 0,
+        }
+    }
+
+    pub(super) fn as_orphan(&self) -> Orphan {
+        Orphan {
+            id: self.rec.id,
+            since: self.orphanings,
         }
     }
 
@@ -241,13 +261,13 @@ impl Hub {
     }
 
     /// Jobs that are assigned or running but have no connected slave.
-    pub fn orphans(&self) -> Vec<JobId> {
+    pub fn orphans(&self) -> Vec<Orphan> {
         let st = self.lock();
         st.jobs
             .values()
             .filter(|j| j.session.is_none() && !j.rec.state.is_terminal())
             .filter(|j| j.rec.state != JobState::Queued)
-            .map(|j| j.rec.id)
+            .map(JobEntry::as_orphan)
             .collect()
     }
 

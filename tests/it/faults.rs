@@ -346,3 +346,31 @@ fn a_full_disk_is_a_clear_error_and_nothing_unstored_is_acknowledged() {
     let (status, body) = hub.post("/api/v1/jobs", r#"{"command":"true"}"#);
     assert_eq!(status, 201, "{body}");
 }
+
+/// A job its slave took back after a restart of the hub, and that then lost that slave's
+/// connection, has a full `--slave-timeout` from then for the slave to come back: the orphan
+/// timer set at the restart no longer counts for it. (scripts/soak.sh found it given up by
+/// that timer, early, as `its slave did not come back after a hub restart`.) The slave is
+/// gone for good here, so the job ends `lost` either way; the reason says which timer gave it
+/// up. Were the machine so slow that the slave is killed only after the restart's timer has
+/// run out, that timer would find the job held and the test could not fail, but not fail
+/// wrongly either.
+#[test]
+fn a_job_taken_back_after_a_hub_restart_gets_its_own_slave_timeout_when_its_slave_goes() {
+    let mut hub = Hub::start_with(&["--slave-timeout", "10"]);
+    let mut s1 = hub.slave("s1", 1);
+    let job = GatedJob::submit(&hub);
+    hub.kill();
+    hub.restart(&["--slave-timeout", "10"]);
+    wait_until("s1 to take the job back", || {
+        hub.log_contains("reclaimed=1")
+    });
+    s1.kill();
+    let rec = hub.wait_ended(job.id);
+    assert_eq!(rec.state, JobState::Lost, "{rec:?}");
+    assert_eq!(
+        rec.reason.as_deref(),
+        Some("its slave went away and did not come back"),
+        "{rec:?}"
+    );
+}

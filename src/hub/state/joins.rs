@@ -237,7 +237,7 @@ impl Hub {
 
     /// Forgets a slave connection. Its jobs stay as they are, without a slave, until it comes
     /// back or the orphan timer gives them up. Returns those jobs.
-    pub fn remove_slave(&self, sid: SessionId) -> Vec<JobId> {
+    pub fn remove_slave(&self, sid: SessionId) -> Vec<Orphan> {
         let mut st = self.lock();
         let Some(slave) = st.slaves.remove(&sid) else {
             return Vec::new();
@@ -248,15 +248,34 @@ impl Hub {
             st.orphans_of.entry(i).or_default().extend(&orphans);
         }
         orphans
+            .iter()
+            .filter_map(|id| st.jobs.get(id).map(JobEntry::as_orphan))
+            .collect()
     }
 
     /// Gives up jobs that still have no slave: they become `lost`.
     pub async fn expire_orphans(&self, ids: &[JobId], why: &str) {
+        let all: Vec<_> = ids.iter().map(|&id| (id, None)).collect();
+        self.give_up(&all, why).await
+    }
+
+    /// As [`Hub::expire_orphans`], when an orphan timer set for `orphans` runs out: a job that
+    /// a slave took back and let go of again since then waits for its own timer.
+    pub async fn expire_orphans_since(&self, orphans: &[Orphan], why: &str) {
+        let all: Vec<_> = orphans.iter().map(|o| (o.id, Some(o.since))).collect();
+        self.give_up(&all, why).await
+    }
+
+    /// Gives up `jobs` that still have no slave (and, where given, have not been let go of
+    /// again since that orphaning): they become `lost`.
+    async fn give_up(&self, jobs: &[(JobId, Option<u64>)], why: &str) {
         let lost: Vec<JobRecord> = {
             let mut st = self.lock();
-            let lost: Vec<JobRecord> = ids
+            let lost: Vec<JobRecord> = jobs
                 .iter()
-                .filter_map(|id| st.jobs.get(id))
+                .filter_map(|(id, since)| st.jobs.get(id).zip(Some(since)))
+                .filter(|(j, since)| since.is_none_or(|s| j.orphanings == s))
+                .map(|(j, _)| j)
                 .filter(|j| j.session.is_none() && !j.rec.state.is_terminal())
                 .map(|j| {
                     let mut rec = j.rec.clone();
@@ -343,6 +362,7 @@ impl State {
             .filter(|id| match self.jobs.get_mut(id) {
                 Some(job) if job.session == Some(sid) => {
                     job.session = None;
+                    job.orphanings += 1;
                     true
                 }
                 _ => false,
