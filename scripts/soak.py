@@ -23,6 +23,9 @@ The checks, after the faults stop and every job has ended:
   is counted, not flagged (see `explain_double_run`);
 - a job that ended otherwise (lost, cancelled, failed, signaled, another exit code) is
   explained by a fault in its lifetime (see `explain_end`);
+- a follower (`xn -f ID --follow`, started for some jobs as they are submitted, and reconnecting
+  by itself through the hub's crashes) of a job that ran once, to its end, without ever being
+  seen `lost`, printed exactly the job's output and exited with its code;
 - no hub or slave log has a panic.
 """
 
@@ -152,6 +155,8 @@ class Soak:
         self.live = 0
         self.live_ids = []
         self.helpers = []  # fault threads still running (a slave's restart, a SIGCONT)
+        self.followers = {}  # id -> Popen of `xn -f ID --follow`
+        self.ever_lost = set()  # ids the watcher saw `lost` at some time
         self.bad = []  # violations seen while faults were on
 
     # --- processes ---------------------------------------------------------------------------
@@ -239,11 +244,21 @@ class Soak:
                 if r.returncode == 0 and re.fullmatch(r"g?\d+", answer):
                     self.submitted[answer] = job.key
                     self.live += 1
+                    if not job.broadcast and self.rng.random() < 0.25:
+                        self.follow(answer)
                 else:
                     # The hub was away, or went away before it answered: the job may or may
                     # not be stored. The checks find it by its key if it is.
                     self.unanswered += 1
             self.stop.wait(self.rng.uniform(0.05, 0.4))
+
+    def follow(self, job_id):
+        base = os.path.join(self.dir, "follow", job_id)
+        os.makedirs(os.path.dirname(base), exist_ok=True)
+        with open(base + ".out", "wb") as out, open(base + ".err", "wb") as err:
+            self.followers[int(job_id)] = subprocess.Popen(
+                [self.exe, "xn", "-f", job_id, "--follow"], stdin=subprocess.DEVNULL,
+                stdout=out, stderr=err, env=self.env())
 
     # --- watching ----------------------------------------------------------------------------
 
@@ -276,6 +291,8 @@ class Soak:
             self.live_ids = [str(r["id"]) for r in records if r["state"] not in TERMINAL]
             self.live = len(self.live_ids)
             for r in records:
+                if r["state"] == "lost":
+                    self.ever_lost.add(r["id"])
                 for a in [r] + r.get("attempts", []):
                     k = (r["id"], a.get("attempt", 1))
                     old = self.seen.get(k, (0, 0))
@@ -290,7 +307,7 @@ class Soak:
     def injector(self):
         faults = [self.kill_hub] * 2 + [self.kill_slave] * 2 + [self.term_slave] \
             + [self.stop_slave] * 3 + [self.cancel_job] * 4
-        while not self.stop.wait(self.rng.uniform(2, 8)):
+        while not self.stop.wait(self.rng.uniform(1.5, 6)):
             with self.lock:
                 fault = self.rng.choice(faults)
             fault()
@@ -439,6 +456,10 @@ class Soak:
             time.sleep(1)
 
     def shut_down(self):
+        for p in self.followers.values():
+            if p.poll() is None:
+                p.kill()
+                p.wait()
         for p in self.slaves.values():
             if p.poll() is None:
                 p.send_signal(signal.SIGCONT)
@@ -511,6 +532,29 @@ class Soak:
                        for e in self.events):
                     return f"slave {s} was away for --crash-hold after the hub's restart"
         return None
+
+    def has_drop_marker(self, job_id):
+        got = self.fetch(job_id, 1)
+        return got is None or DROP_MARKER in got[0] or DROP_MARKER in got[1]
+
+    def check_follower(self, what, job_id, follower, want_out, want_code):
+        try:
+            code = follower.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            return [f"{what}: its follower (xn -f --follow) still runs 60s after the job ended"]
+        base = os.path.join(self.dir, "follow", str(job_id))
+        with open(base + ".out", "rb") as f:
+            out = f.read()
+        with open(base + ".err", "rb") as f:
+            err = f.read().decode(errors="replace")
+        bad = []
+        if code != want_code:
+            bad.append(f"{what}: its follower exited {code}, not {want_code}: {err.strip()!r}")
+        if out != want_out:
+            bad.append(f"{what}: its follower printed {len(out)} bytes, not the job's "
+                       f"{len(want_out)}; first difference at {first_difference(out, want_out)}"
+                       f" (follow/{job_id}.out)")
+        return bad
 
     def fetch(self, job_id, attempt):
         r = self.xn("-f", str(job_id), "--attempt", str(attempt))
@@ -611,6 +655,16 @@ class Soak:
                            f"{self.cancels[job_id]} but it ended {state} (exit "
                            f"{r.get('exit_code')}, signal {r.get('signal')}, "
                            f"reason {r.get('reason')!r})")
+            # Its follower, for a job that ran once, to its end, and was never seen lost (a
+            # follower is told a lost job ended, and stops).
+            follower = self.followers.get(job_id)
+            if follower is not None and len(attempts) == 1 and job_id not in self.ever_lost \
+                    and state == "exited" and r.get("exit_code") == job.want_code \
+                    and not self.has_drop_marker(job_id):
+                wrong = self.check_follower(what, job_id, follower, want_out, job.want_code)
+                bad.extend(wrong)
+                if not wrong:
+                    note("followed to its end by xn -f --follow, every byte once")
             # Runs: at most one per attempt.
             ran = runs.get(job_id, [])
             if len(ran) > len(attempts):
