@@ -332,19 +332,23 @@ impl Hub {
                 (tx, job.rec.clone())
             }
         };
-        match to_slave {
-            Some(tx) => {
-                let grace_ms = self.opts.cancel_grace.as_millis() as u64;
-                let _ = tx.send(&HubToSlave::Cancel { job: id, grace_ms }).await;
-                Ok(rec)
-            }
-            None if rec.state == JobState::Cancelled => {
-                self.finish(rec.clone()).await?;
-                Ok(rec)
-            }
-            // Its slave is away: the cancel is sent when it comes back, or the job is lost.
-            None => Ok(rec),
+        if rec.state == JobState::Cancelled {
+            self.finish(rec.clone()).await?;
+            return Ok(rec);
         }
+        // Stored before it is answered, so that a hub that crashes meanwhile still carries it
+        // out when the slave comes back, or ends the job `cancelled` when it does not. It is
+        // sent to the slave even if it could not be stored (a full disk): it then holds only
+        // as long as this hub runs, and the answer says why.
+        let stored = self.store.cancel_asked(id, why).await;
+        if let Some(tx) = to_slave {
+            let grace_ms = self.opts.cancel_grace.as_millis() as u64;
+            let _ = tx.send(&HubToSlave::Cancel { job: id, grace_ms }).await;
+        }
+        // Without `tx`, its slave is away: the cancel is sent when it comes back, or the job
+        // ends `cancelled` when the hub gives the slave up.
+        stored.map_err(JobError::Store)?;
+        Ok(rec)
     }
 
     /// Makes a terminal record durable, then shows it and frees the slot. An attempt that its

@@ -43,6 +43,8 @@ enum Op {
     Nobody,
     /// A job's terminal was given a new size (rows, cols).
     Resized(JobId, u16, u16),
+    /// A cancel was asked for a job out with a slave, for this reason.
+    Cancel(JobId, String, oneshot::Sender<Result<()>>),
 }
 
 /// A job as it was stored.
@@ -55,6 +57,8 @@ pub struct Loaded {
     /// The slave process (instance id) the job was last assigned to, if that slave sent one:
     /// after a crash of the hub, that process's hello says whether the job ever reached it.
     pub instance: Option<u64>,
+    /// Why a cancel was asked for, if one was while it was out with a slave.
+    pub cancel: Option<String>,
 }
 
 /// Handle to the store thread. Cheap to clone.
@@ -195,6 +199,14 @@ impl Store {
         if self.send(Op::Resized(id, rows, cols)).is_err() {
             tracing::error!("store is stopped; a job's terminal size was not saved");
         }
+    }
+
+    /// Stores that a cancel was asked for job `id` (assigned or running), and why, and waits
+    /// for the commit: a hub restarted after a crash still ends the job as `cancelled`.
+    pub async fn cancel_asked(&self, id: JobId, why: &str) -> Result<()> {
+        let (tx, rx) = oneshot::channel();
+        self.send(Op::Cancel(id, why.to_string(), tx))?;
+        rx.await.map_err(|_| stopped())?
     }
 
     /// Waits until everything queued before this call is committed.
@@ -352,6 +364,11 @@ fn commit(conn: &mut Connection, batch: &mut Vec<Op>) {
                         .execute(params![*id as i64, rows, cols])?;
                         results.push(Ok(Vec::new()));
                     }
+                    Op::Cancel(id, why, _) => {
+                        tx.prepare_cached("UPDATE jobs SET cancel = ?2 WHERE id = ?1")?
+                            .execute(params![*id as i64, why])?;
+                        results.push(Ok(Vec::new()));
+                    }
                 }
             }
         }
@@ -382,7 +399,7 @@ fn commit(conn: &mut Connection, batch: &mut Vec<Op>) {
                     tracing::error!(job = r.id, "assignment not saved: {e}");
                 }
             }
-            Op::Delete(_, _, reply) | Op::Here(_, reply) => {
+            Op::Delete(_, _, reply) | Op::Here(_, reply) | Op::Cancel(_, _, reply) => {
                 let _ = reply.send(res.map(|_| ()).map_err(|e| anyhow!(e)));
             }
             Op::Gone(_) | Op::Nobody => {
@@ -443,8 +460,9 @@ fn attempts_json(attempts: &[Attempt]) -> String {
 /// Columns added after the first release, with defaults that describe the old rows.
 /// The output lengths are NULL in rows written before they were stored: unknown, so the hub
 /// measures the log files of those jobs instead. The terminal size is NULL until a client
-/// resizes the job: the spec's size holds until then.
-const ADDED_COLUMNS: [(&str, &str); 9] = [
+/// resizes the job: the spec's size holds until then. `cancel` is NULL unless a cancel was
+/// asked for while the job was out with a slave.
+const ADDED_COLUMNS: [(&str, &str); 10] = [
     ("owner", "TEXT"),
     ("grp", "TEXT"),
     ("attempt", "INTEGER NOT NULL DEFAULT 1"),
@@ -454,6 +472,7 @@ const ADDED_COLUMNS: [(&str, &str); 9] = [
     ("instance", "INTEGER"),
     ("term_rows", "INTEGER"),
     ("term_cols", "INTEGER"),
+    ("cancel", "TEXT"),
 ];
 
 /// Adds the columns an older database lacks.
@@ -473,7 +492,8 @@ fn migrate(conn: &Connection) -> Result<()> {
 fn load(conn: &Connection, mut each: impl FnMut(Loaded)) -> Result<()> {
     let mut stmt = conn.prepare(
         "SELECT id, state, spec, exit_code, signal, reason, slave, created_ms, started_ms, ended_ms,
-            owner, grp, attempt, attempts, stdout_len, stderr_len, instance, term_rows, term_cols
+            owner, grp, attempt, attempts, stdout_len, stderr_len, instance, term_rows, term_cols,
+            cancel
          FROM jobs ORDER BY id",
     )?;
     let mut rows = stmt.query([])?;
@@ -523,6 +543,7 @@ fn load(conn: &Connection, mut each: impl FnMut(Loaded)) -> Result<()> {
             rec,
             lens_stored: lens.is_some(),
             instance: row.get::<_, Option<i64>>(16)?.map(|v| v as u64),
+            cancel: row.get(19)?,
         });
     }
     Ok(())

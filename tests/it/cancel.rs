@@ -138,3 +138,45 @@ fn cancelling_a_job_whose_slave_is_away_says_so() {
     assert!(!err.contains("cancel sent to its slave"), "{err}");
     assert_eq!(hub.wait_ended(job.id).state, JobState::Cancelled);
 }
+
+/// A cancel the hub sent, then a crash of the hub before the job's end was stored: the
+/// restarted hub has the cancel from its store and records the end as `cancelled`, with the
+/// cancel's reason, not as `signaled` as though something else had killed the job (a job with
+/// `--retries-on-failure` would then run again).
+#[test]
+fn a_job_cancelled_just_before_a_hub_crash_ends_cancelled() {
+    let mut hub = Hub::start();
+    let s1 = hub.slave("s1", 1);
+    let job = GatedJob::submit(&hub);
+    // Stopped, the slave reads the cancel, and stops the job, only once that hub is gone.
+    s1.signal(libc::SIGSTOP);
+    let out = hub.xn(&["-k", &job.id.to_string()]);
+    assert!(out.status.success(), "{out:?}");
+    hub.kill();
+    hub.restart(&[]);
+    s1.signal(libc::SIGCONT);
+    let rec = hub.wait_ended(job.id);
+    assert_eq!(rec.state, JobState::Cancelled, "{rec:?}");
+    assert_eq!(rec.reason.as_deref(), Some("cancelled by admin"));
+}
+
+/// A cancel asked for while the job's slave is away is stored before it is answered: after a
+/// crash of the hub the job still ends `cancelled` when the slave does not come back, not
+/// `lost` (which a job with retries left would follow with another run). Found by
+/// scripts/soak.sh: a job cancelled so ran again, to its end.
+#[test]
+fn a_cancel_asked_while_the_slave_is_away_survives_a_hub_crash() {
+    let mut hub = Hub::start_with(&["--slave-timeout", "5"]);
+    let mut slave = hub.slave("s1", 1);
+    let job = GatedJob::submit(&hub);
+    slave.kill();
+    wait_until("the hub to see the slave go", || {
+        hub.get("/api/v1/slaves").1 == "[]"
+    });
+    let out = hub.xn(&["-k", &job.id.to_string()]);
+    assert!(out.status.success(), "{out:?}");
+    hub.kill();
+    hub.restart(&["--slave-timeout", "5"]);
+    let rec = hub.wait_ended(job.id);
+    assert_eq!(rec.state, JobState::Cancelled, "{rec:?}");
+}

@@ -36,6 +36,7 @@ impl Loading {
             mut rec,
             lens_stored,
             instance,
+            cancel,
         } = job;
         if let (Some(i), JobState::Assigned | JobState::Running) = (instance, rec.state) {
             self.orphans_of.entry(i).or_default().insert(rec.id);
@@ -67,6 +68,11 @@ impl Loading {
             JobState::Assigned | JobState::Running | JobState::Lost
         ) {
             entry.instance = instance;
+        }
+        // A cancel asked for before a crash still holds: the job ends `cancelled` when its
+        // slave reports the end, or when the hub gives the slave up.
+        if matches!(entry.rec.state, JobState::Assigned | JobState::Running) {
+            entry.cancelled = cancel;
         }
         self.jobs.insert(entry.rec.id, entry);
     }
