@@ -62,6 +62,12 @@ impl std::fmt::Debug for HubUrl {
     }
 }
 
+/// The hub took the connection and the request but ended the connection without an answer:
+/// it went away just then (a crash, a stop). Not the same as a hub that cannot be reached.
+#[derive(Debug, thiserror::Error)]
+#[error("hub at {0} did not answer")]
+pub struct NoAnswer(pub String);
+
 /// A REST call the hub answered with an error status.
 #[derive(Debug, thiserror::Error)]
 #[error("{message}")]
@@ -250,7 +256,7 @@ impl HubUrl {
                     self.url, self.authority
                 )))
             }
-            Ok(resp) => resp.with_context(|| format!("hub at {} did not answer", self.url)),
+            Ok(resp) => resp.with_context(|| NoAnswer(self.url.clone())),
             Err(_) => bail!("hub at {} did not answer within {limit:?}", self.url),
         }
     }

@@ -5,7 +5,7 @@
 
 use super::terminal::say;
 use crate::conn::{self, ConnSender, Incoming, CLOSE_POLICY};
-use crate::http::{HubError, HubUrl};
+use crate::http::{HubError, HubUrl, NoAnswer};
 use crate::limits::{CLIENT_RECONNECT_LIMIT, HUB_SILENCE_LIMIT};
 use crate::wire::{JobId, StreamMsg};
 use anyhow::Result;
@@ -29,9 +29,23 @@ pub struct Link {
 }
 
 impl Link {
-    /// Opens the stream of job `id` from byte offsets `from` (stdout, stderr).
+    /// Opens the stream of job `id` from byte offsets `from` (stdout, stderr). A hub that
+    /// cannot be reached is an error at once; one that took the connection and went away
+    /// before it answered (it crashed or stopped just then: `xn -s --wait` right after the
+    /// submission, say) is dialled again, as when it goes away mid-stream.
     pub async fn open(hub: &HubUrl, id: JobId, from: [u64; 2], input: bool) -> Result<Link> {
-        let (events, tx) = connect(hub, id, from, input).await?;
+        let (events, tx) = match connect(hub, id, from, input).await {
+            Err(e) if e.is::<NoAnswer>() => {
+                say(&format!(
+                    "[connection to the hub lost: {}; reconnecting]",
+                    super::error_line(&e)
+                ));
+                let link = redial(hub, id, from, input).await?;
+                say(&format!("[reconnected to {}]", hub.url));
+                link
+            }
+            first => first?,
+        };
         Ok(Link {
             hub: hub.clone(),
             id,
@@ -60,25 +74,34 @@ impl Link {
     }
 
     async fn reconnect(&mut self, pos: [u64; 2]) -> Result<()> {
-        let start = Instant::now();
-        let mut backoff = Duration::from_millis(100);
-        loop {
-            match connect(&self.hub, self.id, pos, self.input).await {
-                Ok((events, tx)) => {
-                    (self.events, self.tx) = (events, tx);
-                    return Ok(());
-                }
-                // The hub answered and refused: trying again will not help.
-                Err(e) if e.is::<HubError>() => return Err(e),
-                Err(e) if start.elapsed() > CLIENT_RECONNECT_LIMIT => {
-                    return Err(e.context(format!(
-                        "gave up reconnecting after {CLIENT_RECONNECT_LIMIT:?}"
-                    )))
-                }
-                Err(_) => {
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(Duration::from_secs(2));
-                }
+        (self.events, self.tx) = redial(&self.hub, self.id, pos, self.input).await?;
+        Ok(())
+    }
+}
+
+/// Dials the stream again with backoff until it opens, the hub refuses, or
+/// `CLIENT_RECONNECT_LIMIT` passes.
+async fn redial(
+    hub: &HubUrl,
+    id: JobId,
+    pos: [u64; 2],
+    input: bool,
+) -> Result<(mpsc::Receiver<Event>, ConnSender)> {
+    let start = Instant::now();
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        match connect(hub, id, pos, input).await {
+            Ok(link) => return Ok(link),
+            // The hub answered and refused: trying again will not help.
+            Err(e) if e.is::<HubError>() => return Err(e),
+            Err(e) if start.elapsed() > CLIENT_RECONNECT_LIMIT => {
+                return Err(e.context(format!(
+                    "gave up reconnecting after {CLIENT_RECONNECT_LIMIT:?}"
+                )))
+            }
+            Err(_) => {
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(2));
             }
         }
     }

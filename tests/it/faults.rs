@@ -1,6 +1,7 @@
 //! Faults real machines have: the hub killed and restarted, slaves killed, stopped or
 //! stopped gracefully. Nothing acknowledged is lost and nothing is duplicated.
 
+use crate::relay::Relay;
 use crate::term::Term;
 use crate::util::*;
 use execnode::wire::JobState;
@@ -373,4 +374,42 @@ fn a_job_taken_back_after_a_hub_restart_gets_its_own_slave_timeout_when_its_slav
         Some("its slave went away and did not come back"),
         "{rec:?}"
     );
+}
+
+/// A follower whose first connection the hub takes and then drops without an answer (it died
+/// just then: `xn -s --wait` right after its submission, or a follower started at that
+/// moment) dials again, as when the hub goes away mid-stream, instead of exiting 255 while the
+/// job runs on. (scripts/soak.sh found `xn -f --follow` giving up that way.) The relay plays
+/// the dying hub: it takes each new connection and closes it at once.
+#[test]
+fn a_follower_whose_first_connection_the_hub_drops_dials_again() {
+    let hub = Hub::start();
+    let _slave = hub.slave("s1", 1);
+    let job = GatedJob::submit(&hub);
+    let relay = Relay::start(&hub.addr);
+    relay.refuse_new(true);
+    let mut follower = Collected::spawn(&mut xn_command(
+        &relay.url,
+        &hub.token,
+        &["-f", &job.id.to_string(), "--follow"],
+    ));
+    wait_until("the follower to try again, or give up", || {
+        follower.stderr_text().contains("reconnecting")
+            || follower.stderr_text().contains("did not answer")
+    });
+    relay.refuse_new(false);
+    wait_until("the follower to stream, or exit", || {
+        follower.out.lock().unwrap().as_slice() == b"before\n"
+            || follower.child.try_wait().unwrap().is_some()
+    });
+    assert_eq!(
+        follower.out.lock().unwrap().as_slice(),
+        b"before\n",
+        "{}",
+        follower.stderr_text()
+    );
+    job.finish(&hub);
+    let (status, out, err) = follower.finish_within();
+    assert_eq!(status.code(), Some(0), "{err}");
+    assert_eq!(out, b"before\nafter\n");
 }
