@@ -179,4 +179,11 @@ fn a_cancel_asked_while_the_slave_is_away_survives_a_hub_crash() {
     hub.restart(&["--slave-timeout", "5"]);
     let rec = hub.wait_ended(job.id);
     assert_eq!(rec.state, JobState::Cancelled, "{rec:?}");
+    // Who cancelled it, and why it ended without the cancel reaching its process.
+    let reason = rec.reason.as_deref().unwrap_or_default();
+    assert!(
+        reason.starts_with("cancelled by admin; ") && reason.contains("did not come back"),
+        "{reason}"
+    );
+    assert!(hub.log_contains("job cancelled: "), "not logged as lost");
 }

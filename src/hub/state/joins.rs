@@ -279,12 +279,12 @@ impl Hub {
                 .filter(|j| j.session.is_none() && !j.rec.state.is_terminal())
                 .map(|j| {
                     let mut rec = j.rec.clone();
-                    rec.state = if j.cancelled.is_some() {
-                        JobState::Cancelled
-                    } else {
-                        JobState::Lost
+                    // A cancel that never reached the slave still ends the job cancelled, and
+                    // says who asked and why it ended without their cancel arriving.
+                    (rec.state, rec.reason) = match &j.cancelled {
+                        Some(by) => (JobState::Cancelled, Some(format!("{by}; {why}"))),
+                        None => (JobState::Lost, Some(why.to_string())),
                     };
-                    rec.reason = Some(why.to_string());
                     rec.ended_ms = Some(now_ms());
                     rec
                 })
@@ -300,7 +300,10 @@ impl Hub {
             lost
         };
         for rec in lost {
-            tracing::warn!(job = rec.id, "job lost: {why}");
+            match rec.state {
+                JobState::Cancelled => tracing::warn!(job = rec.id, "job cancelled: {why}"),
+                _ => tracing::warn!(job = rec.id, "job lost: {why}"),
+            }
             if let Err(e) = self.finish(rec).await {
                 tracing::error!("{e}");
             }
