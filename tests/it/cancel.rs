@@ -125,18 +125,31 @@ fn cancel_a_group_cancels_the_jobs_that_have_not_ended() {
 #[test]
 fn cancelling_a_job_whose_slave_is_away_says_so() {
     let hub = Hub::start_with(&["--slave-timeout", "5"]);
+    let (job, out) = cancel_while_its_slave_is_away(&hub);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("its slave s1 is away"), "{err}");
+    assert!(!err.contains("cancel sent to its slave"), "{err}");
+    let rec = hub.wait_ended(job.id);
+    assert_eq!(rec.state, JobState::Cancelled);
+    let reason = rec.reason.as_deref().unwrap_or_default();
+    assert!(
+        reason.starts_with("cancelled by admin; its slave"),
+        "{reason}"
+    );
+}
+
+/// A gated job on slave s1, which is then killed; `xn -k` of the job once the hub saw the
+/// slave go, which must succeed. The job, and what `xn -k` printed.
+fn cancel_while_its_slave_is_away(hub: &Hub) -> (GatedJob, std::process::Output) {
     let mut slave = hub.slave("s1", 1);
-    let job = GatedJob::submit(&hub);
+    let job = GatedJob::submit(hub);
     slave.kill();
     wait_until("the hub to see the slave go", || {
         hub.get("/api/v1/slaves").1 == "[]"
     });
     let out = hub.xn(&["-k", &job.id.to_string()]);
-    assert!(out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("its slave s1 is away"), "{err}");
-    assert!(!err.contains("cancel sent to its slave"), "{err}");
-    assert_eq!(hub.wait_ended(job.id).state, JobState::Cancelled);
+    assert!(out.status.success(), "{out:?}");
+    (job, out)
 }
 
 /// A cancel the hub sent, then a crash of the hub before the job's end was stored: the
@@ -167,14 +180,7 @@ fn a_job_cancelled_just_before_a_hub_crash_ends_cancelled() {
 #[test]
 fn a_cancel_asked_while_the_slave_is_away_survives_a_hub_crash() {
     let mut hub = Hub::start_with(&["--slave-timeout", "5"]);
-    let mut slave = hub.slave("s1", 1);
-    let job = GatedJob::submit(&hub);
-    slave.kill();
-    wait_until("the hub to see the slave go", || {
-        hub.get("/api/v1/slaves").1 == "[]"
-    });
-    let out = hub.xn(&["-k", &job.id.to_string()]);
-    assert!(out.status.success(), "{out:?}");
+    let (job, _) = cancel_while_its_slave_is_away(&hub);
     hub.kill();
     hub.restart(&["--slave-timeout", "5"]);
     let rec = hub.wait_ended(job.id);
