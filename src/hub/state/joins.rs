@@ -253,7 +253,8 @@ impl Hub {
             .collect()
     }
 
-    /// Gives up jobs that still have no slave: they become `lost`.
+    /// Gives up jobs that still have no slave: they become `lost`, or `cancelled` if a cancel
+    /// was asked for.
     pub async fn expire_orphans(&self, ids: &[JobId], why: &str) {
         let all: Vec<_> = ids.iter().map(|&id| (id, None)).collect();
         self.give_up(&all, why).await
@@ -267,7 +268,8 @@ impl Hub {
     }
 
     /// Gives up `jobs` that still have no slave (and, where given, have not been let go of
-    /// again since that orphaning): they become `lost`.
+    /// again since that orphaning): they become `lost`, or `cancelled` if a cancel was asked
+    /// for.
     async fn give_up(&self, jobs: &[(JobId, Option<u64>)], why: &str) {
         let lost: Vec<JobRecord> = {
             let mut st = self.lock();
