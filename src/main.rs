@@ -31,11 +31,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Role {
-    /// Run the hub (same as `xnhub`)
     Hub(HubArgs),
-    /// Run a slave (same as `xnslave`)
     Slave(SlaveArgs),
-    /// The command line client (same as `xn`)
     Xn(Box<XnArgs>),
     /// Create the xn, xnhub and xnslave symlinks to this binary in DIR
     InstallLinks {
@@ -273,7 +270,7 @@ fn parse_as<T: Args>(name: &'static str, check: Check) -> T {
 
 /// Parses `execnode ROLE ...`.
 fn parse_cli() -> Role {
-    let mut cmd = describe_roles(Cli::command());
+    let mut cmd = Cli::command();
     let matches = cmd.get_matches_mut();
     if let (Some(("hub", m)), Some(hub)) = (matches.subcommand(), cmd.find_subcommand_mut("hub")) {
         token_cmd::check_args(hub, m).unwrap_or_else(|e| e.exit());
@@ -281,17 +278,6 @@ fn parse_cli() -> Role {
     Cli::from_arg_matches(&matches)
         .unwrap_or_else(|e| e.exit())
         .role
-}
-
-/// Gives `execnode hub --help` the description `xnhub --help` has (where the token files are):
-/// the variant's doc line, which the list of roles shows, would otherwise replace it. (The slave's
-/// and xn's descriptions are one line, which their doc lines say as well.)
-fn describe_roles(cmd: Command) -> Command {
-    let hub = HubArgs::augment_args(Command::new("hub"));
-    match hub.get_long_about().cloned() {
-        Some(text) => cmd.mut_subcommand("hub", |c| c.long_about(text)),
-        None => cmd,
-    }
 }
 
 fn init_logging(is_client: bool) {

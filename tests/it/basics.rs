@@ -202,28 +202,48 @@ fn personalities_by_argv0_and_subcommand() {
     }
 }
 
-/// `execnode hub --help` describes the hub as `xnhub --help` does, the token files included,
-/// not only with the line `execnode --help` lists the role by.
+/// `execnode ROLE --help` describes the role as its link's `--help` does (the hub's token
+/// files included), not only with the line `execnode --help` lists the role by.
 #[test]
-fn the_hub_role_describes_itself_under_either_name() {
+fn each_role_describes_itself_under_either_name() {
     let help = |cmd: &mut std::process::Command| {
         let out = cmd.arg("--help").output().unwrap();
         assert!(out.status.success());
         String::from_utf8(out.stdout).unwrap()
     };
-    let by_link = help(&mut std::process::Command::new(bin_dir().join("xnhub")));
-    let by_sub = help(std::process::Command::new(exe()).arg("hub"));
-    for text in [&by_link, &by_sub] {
-        assert!(
-            text.starts_with("The execnode hub: accepts jobs") && text.contains("DATA/admin.token"),
-            "{text}"
+    let roles = [
+        ("hub", "xnhub", "The execnode hub: accepts jobs"),
+        ("slave", "xnslave", "An execnode slave: dials the hub"),
+        ("xn", "xn", "Submit jobs to an execnode hub"),
+    ];
+    for (role, link, first) in roles {
+        let by_link = help(&mut std::process::Command::new(bin_dir().join(link)));
+        let by_sub = help(std::process::Command::new(exe()).arg(role));
+        for text in [&by_link, &by_sub] {
+            assert!(text.starts_with(first), "{role}: {text}");
+        }
+        if role == "hub" {
+            assert!(by_sub.contains("DATA/admin.token"), "{by_sub}");
+        }
+        // The same text, but for the name in the usage line and the link's own --version.
+        assert_eq!(
+            by_sub.replace(
+                &format!("Usage: execnode {role}"),
+                &format!("Usage: {link}")
+            ),
+            without_version(&by_link),
+            "{role}"
         );
     }
-    // The same text, but for the name in the usage line and xnhub's own --version.
-    assert_eq!(
-        by_sub.replace("Usage: execnode hub", "Usage: xnhub"),
-        by_link.replace("\n\n  -V, --version\n          Print version", "")
-    );
+}
+
+/// A `--help` text without its `-V, --version` entry, in the short layout or the long one.
+fn without_version(help: &str) -> String {
+    let long = help.replace("\n\n  -V, --version\n          Print version", "");
+    long.lines()
+        .filter(|l| !l.trim_start().starts_with("-V, --version"))
+        .map(|l| format!("{l}\n"))
+        .collect()
 }
 
 /// The hub writes the list's JSON itself (faster than serde): it must be byte for byte what
