@@ -36,8 +36,19 @@ pub const MAX_LABEL_BYTES: usize = 256;
 /// Time a peer has to send its HTTP request headers, and a slave its hello.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// How often slaves and hub tell each other they are alive.
+/// How often slaves and hub tell each other they are alive (at most: see [`heartbeat_for`]).
 pub const HEARTBEAT_INTERVAL: Duration = Duration::from_secs(5);
+
+/// Shortest heartbeat interval a slave accepts from a hub's `welcome`.
+pub const MIN_HEARTBEAT_INTERVAL: Duration = Duration::from_millis(100);
+
+/// How often a slave and its hub send word to each other when the hub gives a silent slave up
+/// after `slave_timeout` (`xnhub --slave-timeout`): [`HEARTBEAT_INTERVAL`], or a third of the
+/// timeout when that is shorter. A healthy but idle slave then says something three times
+/// within every timeout, instead of being given up (and its jobs lost) between two heartbeats.
+pub fn heartbeat_for(slave_timeout: Duration) -> Duration {
+    (slave_timeout / 3).clamp(MIN_HEARTBEAT_INTERVAL, HEARTBEAT_INTERVAL)
+}
 
 /// Frames queued for one WebSocket writer before senders wait (back-pressure).
 pub const WS_SEND_QUEUE: usize = 64;

@@ -61,7 +61,8 @@ struct HubArgs {
     /// [default: $XDG_DATA_HOME/execnode, else ~/.local/share/execnode]
     #[arg(long, env = "XN_DATA", value_name = "DIR")]
     data: Option<PathBuf>,
-    /// Seconds without word from a slave before its running jobs become `lost`
+    /// Seconds without word from a slave before its running jobs become `lost` (under 15,
+    /// heartbeats go a third of it apart instead of every 5 s)
     #[arg(long, default_value_t = 30, value_name = "SECS", value_parser = at_least_one::<u64>)]
     slave_timeout: u64,
     /// Seconds between SIGTERM and SIGKILL when a job is cancelled

@@ -189,6 +189,10 @@ pub enum HubToSlave {
         /// still sends `cancel` and `done` for each, for slaves that ignore this.
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         forget: Vec<JobId>,
+        /// How often the slave is to send a `heartbeat`, in milliseconds, when the hub wants
+        /// it more often than every 5 s (its `--slave-timeout` is short); left out otherwise.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        heartbeat_ms: Option<u64>,
     },
     /// Run this job. `grace_ms` is the time between SIGTERM and SIGKILL when its timeout
     /// passes.

@@ -9,7 +9,7 @@ use super::state::{Joined, Joining, Orphan, SessionId};
 use super::store::Present;
 use super::Ctx;
 use crate::conn::{self, ConnReader, ConnSender, Incoming, CLOSE_POLICY};
-use crate::limits::{HANDSHAKE_TIMEOUT, HEARTBEAT_INTERVAL};
+use crate::limits::{heartbeat_for, HANDSHAKE_TIMEOUT, HEARTBEAT_INTERVAL};
 use crate::text::has_hidden_controls;
 use crate::wire::{HubToSlave, JobId, SlaveMsg, PROTOCOL_VERSION};
 use anyhow::{anyhow, bail, Result};
@@ -137,8 +137,10 @@ async fn session(ctx: Arc<Ctx>, ws: ServerWs, who: Arc<Principal>, peer: String)
         tokio::spawn(async move { read_loop(&ctx, sid, rd, &tx, &last_seen, started).await })
     };
     tokio::pin!(reader);
-    let mut beat = tokio::time::interval(HEARTBEAT_INTERVAL);
     let silent_limit = ctx.hub.opts.slave_timeout;
+    // As often as the slave was told to send word (see the welcome): a short timeout is then
+    // also checked often enough to hold roughly.
+    let mut beat = tokio::time::interval(heartbeat_for(silent_limit));
     // Why its jobs are lost at once, when they are: the slave will not be back for them.
     let gone_for_good: Option<&str> = loop {
         tokio::select! {

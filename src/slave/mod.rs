@@ -13,7 +13,9 @@ pub use confine::{parse_size, ConfineOptions, Limits};
 
 use crate::conn::{self, ConnSender, Incoming};
 use crate::http::HubUrl;
-use crate::limits::{HANDSHAKE_TIMEOUT, HEARTBEAT_INTERVAL, HUB_SILENCE_LIMIT};
+use crate::limits::{
+    HANDSHAKE_TIMEOUT, HEARTBEAT_INTERVAL, HUB_SILENCE_LIMIT, MIN_HEARTBEAT_INTERVAL,
+};
 use crate::wire::{DataFrame, HubToSlave, SlaveMsg, Stream, PROTOCOL_VERSION};
 use anyhow::{anyhow, bail, Context, Result};
 use confine::Confinement;
@@ -206,9 +208,20 @@ async fn serve(
         instance: Some(outbox.instance),
     })
     .await?;
+    let mut beat_every = HEARTBEAT_INTERVAL;
     match tokio::time::timeout(HANDSHAKE_TIMEOUT, rd.recv::<HubToSlave>()).await {
         Err(_) => bail!("hub at {} did not answer the hello", opts.hub.url),
-        Ok(Ok(Some(Incoming::Msg(HubToSlave::Welcome { forget, .. })))) => {
+        Ok(Ok(Some(Incoming::Msg(HubToSlave::Welcome {
+            forget,
+            heartbeat_ms,
+            ..
+        })))) => {
+            // A hub with a short --slave-timeout asks for word more often than the default;
+            // without it, an idle slave would be given up between two heartbeats.
+            if let Some(ms) = heartbeat_ms {
+                beat_every =
+                    Duration::from_millis(ms).clamp(MIN_HEARTBEAT_INTERVAL, HEARTBEAT_INTERVAL);
+            }
             // Before anything is sent (`rewind` below starts that): a report still owed for
             // one of these must not reach the hub, which may assign the job again at once.
             for job in forget {
@@ -243,7 +256,7 @@ async fn serve(
         let (outbox, tx) = (outbox.clone(), tx.clone());
         tokio::spawn(async move { forward(&outbox, &tx, epoch).await })
     };
-    let mut beat = tokio::time::interval(HEARTBEAT_INTERVAL);
+    let mut beat = tokio::time::interval(beat_every);
     let mut drain_sent = false;
     let result = loop {
         tokio::select! {

@@ -130,6 +130,7 @@ fn messages() -> Vec<(&'static str, serde_json::Value)> {
             v(&HubToSlave::Welcome {
                 protocol: 1,
                 forget: vec![],
+                heartbeat_ms: None,
             }),
         ),
         (
@@ -137,6 +138,15 @@ fn messages() -> Vec<(&'static str, serde_json::Value)> {
             v(&HubToSlave::Welcome {
                 protocol: 1,
                 forget: vec![7, 9],
+                heartbeat_ms: None,
+            }),
+        ),
+        (
+            "hub_welcome_heartbeat",
+            v(&HubToSlave::Welcome {
+                protocol: 1,
+                forget: vec![],
+                heartbeat_ms: Some(1000),
             }),
         ),
         (

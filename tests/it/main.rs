@@ -14,6 +14,7 @@ mod deadpeer;
 mod faults;
 mod fuzz;
 mod golden;
+mod heartbeat;
 mod jobfiles;
 mod labels;
 mod listing;

@@ -16,6 +16,7 @@
 //! before storing it, and the slave that runs it keeps it.
 
 use super::*;
+use crate::limits::{heartbeat_for, HEARTBEAT_INTERVAL};
 use crate::wire::RunningJob;
 use tokio_util::sync::CancellationToken;
 
@@ -187,9 +188,11 @@ impl Hub {
         // is to forget, which it does before it sends anything: a report it still owed for one
         // of them would otherwise reach the hub after a retry of that job was assigned to this
         // session, and be taken for the retry's.
+        let beat = heartbeat_for(self.opts.slave_timeout);
         let welcome = HubToSlave::Welcome {
             protocol: crate::wire::PROTOCOL_VERSION,
             forget: unwanted.clone(),
+            heartbeat_ms: (beat < HEARTBEAT_INTERVAL).then_some(beat.as_millis() as u64),
         };
         if let Err(e) = tx.send_now(&welcome) {
             // Its connection is gone already; the session ends as soon as it notices.
