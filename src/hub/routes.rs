@@ -236,6 +236,9 @@ async fn submit(ctx: &Ctx, req: Request<Incoming>, who: &Principal) -> HubRespon
             Ok(s) => s,
             Err(r) => return r.into(),
         };
+        if let Err(e) = super::submit::check_fields(&body, true) {
+            return respond::error(StatusCode::BAD_REQUEST, e);
+        }
         return match ctx.hub.submit_many(specs, Some(who.name.clone())).await {
             Ok(recs) => {
                 let ids: Vec<JobId> = recs.iter().map(|r| r.id).collect();
@@ -249,6 +252,9 @@ async fn submit(ctx: &Ctx, req: Request<Incoming>, who: &Principal) -> HubRespon
         Ok(s) => s,
         Err(r) => return r.into(),
     };
+    if let Err(e) = super::submit::check_fields(&body, false) {
+        return respond::error(StatusCode::BAD_REQUEST, e);
+    }
     match ctx.hub.submit(spec, Some(who.name.clone())).await {
         Ok(rec) => {
             tracing::info!(job = rec.id, "submitted");
@@ -271,6 +277,9 @@ async fn broadcast(ctx: &Ctx, req: Request<Incoming>, who: &Principal) -> HubRes
         Ok(s) => s,
         Err(r) => return r.into(),
     };
+    if let Err(e) = super::submit::check_fields(&body, false) {
+        return respond::error(StatusCode::BAD_REQUEST, e);
+    }
     match ctx.hub.broadcast(spec, Some(who.name.clone())).await {
         Ok((group, recs)) => {
             let ids: Vec<JobId> = recs.iter().map(|r| r.id).collect();

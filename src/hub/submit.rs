@@ -6,7 +6,8 @@ use super::state::{now_ms, Hub, JobEntry, JobError};
 use crate::limits::{MAX_JOB_SPEC_BYTES, MAX_LABELS, MAX_LABEL_BYTES};
 use crate::text::has_hidden_controls;
 use crate::wire::{JobRecord, JobSpec};
-use std::collections::BTreeSet;
+use serde::de::IgnoredAny;
+use std::collections::{BTreeMap, BTreeSet};
 
 /// The number of a group id (`g7` → 7).
 pub(super) fn group_number(group: &str) -> Option<u64> {
@@ -30,6 +31,49 @@ pub(super) fn check_labels(labels: &[String]) -> Result<(), String> {
                  without spaces, commas, control or bidirectional formatting characters"
             ));
         }
+    }
+    Ok(())
+}
+
+/// Refuses a submission (one spec, or a list of them when `list`) that gives a field no job
+/// spec has. Ignored, a misspelt `labels` or `timeout`, or a job file's `slave` or
+/// `stdin_file` pasted into a request, would run a job other than the one asked for. (The
+/// protocol ignores unknown fields elsewhere; a submission is where one changes what runs.)
+/// Call it once the body has parsed as specs: it reads only the objects' keys.
+pub fn check_fields(body: &[u8], list: bool) -> Result<(), String> {
+    type Keys = BTreeMap<String, IgnoredAny>;
+    let objects = if list {
+        serde_json::from_slice::<Vec<Keys>>(body)
+    } else {
+        serde_json::from_slice::<Keys>(body).map(|k| vec![k])
+    };
+    // Not objects: the specs' own parse has said what is wrong.
+    let Ok(objects) = objects else { return Ok(()) };
+    for (i, keys) in objects.iter().enumerate() {
+        let Some(field) = keys.keys().find(|k| !JobSpec::FIELDS.contains(&k.as_str())) else {
+            continue;
+        };
+        let hint = match field.as_str() {
+            "slave" => " (a request pins a job with `on_slave`; job files call it `slave`)",
+            "stdin_file" => {
+                " (xn reads a job file's `stdin_file` and sends its text; a request gives the \
+                 text as `stdin`)"
+            }
+            _ => "",
+        };
+        let place = if list {
+            format!("job {} of the list: ", i + 1)
+        } else {
+            String::new()
+        };
+        let known = JobSpec::FIELDS
+            .iter()
+            .map(|f| format!("`{f}`"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        return Err(format!(
+            "{place}unknown field `{field}`{hint}; a job spec has {known}"
+        ));
     }
     Ok(())
 }

@@ -128,6 +128,25 @@ impl Default for JobSpec {
 }
 
 impl JobSpec {
+    /// The spec's fields as JSON names them: what a submission may hold.
+    pub const FIELDS: &'static [&'static str] = &[
+        "command",
+        "argv",
+        "env",
+        "cwd",
+        "tty",
+        "rows",
+        "cols",
+        "stdin",
+        "labels",
+        "on_slave",
+        "timeout",
+        "retries",
+        "retries_on_failure",
+        "name",
+        "slots",
+    ];
+
     /// A tty job of the default size running `command`.
     pub fn shell(command: impl Into<String>) -> Self {
         JobSpec {
@@ -373,4 +392,38 @@ pub enum Outcome {
     Failed {
         reason: String,
     },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `FIELDS` names every field a spec serializes, and nothing else.
+    #[test]
+    fn the_field_list_is_the_fields_of_a_spec() {
+        let full = JobSpec {
+            command: "x".into(),
+            argv: Some(vec!["x".into()]),
+            env: [("A".into(), "1".into())].into(),
+            cwd: Some("/".into()),
+            tty: false,
+            rows: 1,
+            cols: 1,
+            stdin: Some("in".into()),
+            labels: vec!["l".into()],
+            on_slave: Some("s".into()),
+            timeout: Some(1.0),
+            retries: 1,
+            retries_on_failure: true,
+            name: Some("n".into()),
+            slots: 2,
+        };
+        let json: BTreeMap<String, serde_json::Value> =
+            serde_json::from_value(serde_json::to_value(&full).unwrap()).unwrap();
+        let mut said: Vec<&str> = json.keys().map(String::as_str).collect();
+        let mut listed = JobSpec::FIELDS.to_vec();
+        said.sort_unstable();
+        listed.sort_unstable();
+        assert_eq!(said, listed);
+    }
 }

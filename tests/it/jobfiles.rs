@@ -314,3 +314,52 @@ fn a_job_that_cannot_start_says_what_was_missing() {
         assert!(got.starts_with(&reason), "{args:?}: {got}");
     }
 }
+
+/// A request is held to the spec's fields as strictly as a file: the web page's JSON box and
+/// other clients send specs as they are written, and a field the hub ignored (a typo, or a job
+/// file's `slave` and `stdin_file`, which a request calls otherwise) would run a job other than
+/// the one asked for: on any slave, without its input, without its timeout.
+#[test]
+fn a_submitted_spec_with_a_field_no_job_has_is_refused() {
+    let hub = Hub::start();
+    let cases = [
+        (
+            "/api/v1/jobs",
+            r#"{"command":"true","lables":["gpu"]}"#,
+            "unknown field `lables`",
+        ),
+        (
+            "/api/v1/jobs",
+            r#"{"command":"true","slave":"s1"}"#,
+            "with `on_slave`",
+        ),
+        (
+            "/api/v1/jobs",
+            r#"[{"command":"true"},{"command":"wc","stdin_file":"in.txt"}]"#,
+            "job 2 of the list: unknown field `stdin_file`",
+        ),
+        (
+            "/api/v1/broadcast",
+            r#"{"command":"true","timout":5}"#,
+            "unknown field `timout`",
+        ),
+    ];
+    for (path, body, says) in cases {
+        let (status, answer) = hub.post(path, body);
+        assert_eq!(status, 400, "{body}: {answer}");
+        assert!(answer.contains(says), "{body}: {answer}");
+        assert!(
+            answer.contains("`on_slave`, `timeout`"),
+            "lists the fields: {answer}"
+        );
+    }
+    assert!(hub.jobs().is_empty(), "nothing was submitted");
+    // Every field a spec has is taken.
+    let (status, answer) = hub.post(
+        "/api/v1/jobs",
+        r#"{"command":"true","env":{"A":"1"},"cwd":"/","tty":false,"rows":3,"cols":4,
+            "stdin":"x","labels":["a"],"on_slave":"s1","timeout":9,"retries":1,
+            "retries_on_failure":true,"name":"n","slots":1}"#,
+    );
+    assert_eq!(status, 201, "{answer}");
+}
