@@ -25,10 +25,20 @@ pub(super) fn why_not(slaves: &HashMap<SessionId, SlaveEntry>, spec: &JobSpec) -
     if slaves.is_empty() {
         return Some("no slave is connected".into());
     }
+    // A draining slave takes nothing new, whatever its labels: it does not count below, or a
+    // job waiting only for one to come back would be said to need labels or slots it has.
+    let named_at_all = |s: &&SlaveEntry| spec.on_slave.as_ref().is_none_or(|n| *n == s.name);
     let named: Vec<&SlaveEntry> = slaves
         .values()
-        .filter(|s| spec.on_slave.as_ref().is_none_or(|n| *n == s.name))
+        .filter(|s| !s.draining)
+        .filter(named_at_all)
         .collect();
+    if named.is_empty() && slaves.values().any(|s| named_at_all(&s)) {
+        return Some(match &spec.on_slave {
+            Some(n) => format!("slave {n} is draining: it takes no new jobs"),
+            None => "every connected slave is draining: they take no new jobs".into(),
+        });
+    }
     let who = match &spec.on_slave {
         Some(n) if named.is_empty() => return Some(format!("no connected slave is named {n}")),
         Some(n) => format!("slave {n} does not have"),

@@ -135,3 +135,35 @@ fn xn_slaves_lists_who_is_connected_with_their_jobs_and_labels() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("--json goes with -l or --slaves"));
     job.finish(&hub);
 }
+
+/// A draining slave takes no new job, and a job that waits because of it says so: not that it
+/// needs a label or slots the slave has. (Once, a job waiting only for a draining slave read
+/// "no connected slave has 1 slots", and one queued before the drain said nothing.)
+#[test]
+fn a_job_waiting_for_a_draining_slave_says_so() {
+    let hub = Hub::start();
+    let slave = Slave::start(&hub, "s1", 1, &["--drain-timeout", "600"]);
+    let busy = GatedJob::submit(&hub);
+    // Queued behind the busy slave, which could take it: no reason, until the slave drains.
+    let before = hub.submit("true", &["--slave", "s1"]);
+    assert_eq!(hub.job(before).reason, None);
+    slave.signal(libc::SIGTERM);
+    wait_until("the slave to drain", || {
+        hub.log_contains("slave is draining")
+    });
+    let pinned = hub.submit("true", &["--slave", "s1"]);
+    let any = hub.submit("true", &["--on", "os"]);
+    for (id, why) in [
+        (before, "slave s1 is draining: it takes no new jobs"),
+        (pinned, "slave s1 is draining: it takes no new jobs"),
+        (
+            any,
+            "every connected slave is draining: they take no new jobs",
+        ),
+    ] {
+        let rec = hub.job(id);
+        assert_eq!(rec.state, JobState::Queued, "job {id}");
+        assert_eq!(rec.reason.as_deref(), Some(why), "job {id}");
+    }
+    busy.finish(&hub);
+}

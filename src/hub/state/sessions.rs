@@ -165,9 +165,12 @@ impl Hub {
 
     /// The slave is stopping: it gets no new jobs.
     pub fn drain_slave(&self, sid: SessionId) {
-        if let Some(s) = self.lock().slaves.get_mut(&sid) {
+        let mut st = self.lock();
+        if let Some(s) = st.slaves.get_mut(&sid) {
             tracing::info!(slave = %s.name, "slave is draining");
             s.draining = true;
+            // A job that only it could take now waits for another: say so.
+            crate::hub::sched::refresh_reasons(&mut st);
         }
     }
 
