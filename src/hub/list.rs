@@ -37,7 +37,9 @@ struct Filter {
 
 impl Filter {
     /// The filters of a query string (`state`, `label` (comma-separated, all must match),
-    /// `name`, `group`, `slave`, `owner`); an unknown state is an error.
+    /// `name`, `group`, `slave`, `owner`); an unknown state is an error, and so is a parameter
+    /// that is none of these (`last` taken out before): ignored, a misspelt filter, or
+    /// `limit=5` for `last=5`, would answer every job as if it had been applied.
     fn from_query(mut q: HashMap<String, String>) -> Result<Filter, String> {
         let state = match q.remove("state") {
             Some(s) => Some(JobState::parse(&s).ok_or_else(|| {
@@ -54,14 +56,27 @@ impl Filter {
                     .collect()
             })
             .unwrap_or_default();
-        Ok(Filter {
+        let filter = Filter {
             state,
             labels,
             name: q.remove("name"),
             group: q.remove("group"),
             slave: q.remove("slave"),
             owner: q.remove("owner"),
-        })
+        };
+        // The first in order, so that the answer does not depend on the map's.
+        if let Some(key) = q.keys().min() {
+            let hint = match key.as_str() {
+                "limit" => " (for only the newest N jobs: last=N)",
+                "labels" => " (label=A,B requires both)",
+                _ => "",
+            };
+            return Err(format!(
+                "unknown query parameter {key:?}{hint}: GET /api/v1/jobs takes state, label, \
+                 name, group, owner, slave and last"
+            ));
+        }
+        Ok(filter)
     }
 
     fn keep(&self, who: &Principal, j: &JobRecord) -> bool {

@@ -192,6 +192,23 @@ fn a_group_or_state_that_cannot_match_is_refused_with_what_would() {
     let (status, body) = hub.get("/api/v1/jobs?state=done");
     assert_eq!(status, 400);
     assert!(body.contains("a state is one of queued,"), "{body}");
+    // A filter the hub does not know is refused, not ignored: the answer would be every job,
+    // as if it had filtered (`limit` is what xn calls `last`).
+    for (q, says) in [
+        (
+            "limit=1",
+            r#"unknown query parameter \"limit\" (for only the newest N jobs: last=N)"#,
+        ),
+        (
+            "stat=running",
+            r#"unknown query parameter \"stat\": GET /api/v1/jobs takes state,"#,
+        ),
+        ("name=x&labels=gpu", r#"unknown query parameter \"labels\""#),
+    ] {
+        let (status, body) = hub.get(&format!("/api/v1/jobs?{q}"));
+        assert_eq!(status, 400, "{q}: {body}");
+        assert!(body.contains(says), "{q}: {body}");
+    }
 }
 
 /// `--slave NAME` is a filter for `-l` as `--name` is (the hub has taken `slave=` all along):
