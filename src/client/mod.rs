@@ -101,7 +101,8 @@ pub struct XnArgs {
 
     /// With -s: stream the job's output as it runs and exit with its exit code
     /// (128 + N when killed by signal N); with several jobs or --all, each output under a
-    /// header, and the first non-zero code. Ctrl-C stops xn (the whole wait), not the jobs
+    /// header, and the first non-zero code. Ctrl-C stops xn (the whole wait), not the jobs.
+    /// Sends no input: a job that reads stdin waits for it (use --stdin-file, or -a to pipe it)
     #[arg(long)]
     pub wait: bool,
 
