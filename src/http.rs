@@ -36,6 +36,9 @@ pub struct HubUrl {
     /// Set for `https://` hubs (see [`HubUrl::with_tls`]).
     tls: Option<Tls>,
     https: bool,
+    /// The port a URL without one stands for (80 or 443), for messages: a hub listens on 5000
+    /// unless told otherwise, and a URL of a host alone is an easy mistake.
+    implied_port: Option<u16>,
     /// A connection whose last exchange is complete, for the next request or WebSocket to
     /// reuse (`xn -s LINE --wait` submits and then streams on one connection).
     idle: Arc<Mutex<Option<Sender>>>,
@@ -91,10 +94,10 @@ impl HubUrl {
         if authority.is_empty() || authority.contains('/') {
             bail!("hub URL {url}: expected http://HOST:PORT");
         }
-        let authority = if has_port(authority) {
-            authority.to_string()
-        } else {
-            format!("{authority}:{}", if https { 443 } else { 80 })
+        let implied_port = (!has_port(authority)).then_some(if https { 443 } else { 80 });
+        let authority = match implied_port {
+            Some(port) => format!("{authority}:{port}"),
+            None => authority.to_string(),
         };
         Ok(HubUrl {
             url: url.trim_end_matches('/').to_string(),
@@ -102,6 +105,7 @@ impl HubUrl {
             bearer: None,
             tls: None,
             https,
+            implied_port,
             idle: Arc::default(),
         })
     }
@@ -136,6 +140,19 @@ impl HubUrl {
         self.bearer.is_some()
     }
 
+    /// Names a hub that cannot be reached: its URL, and the port it was dialled on when the
+    /// URL gave none.
+    fn unreachable(&self) -> String {
+        match self.implied_port {
+            Some(port) => format!(
+                "cannot reach hub at {} (on port {port}: the URL gives none; xnhub listens on \
+                 port 5000 unless its --listen says otherwise)",
+                self.url
+            ),
+            None => format!("cannot reach hub at {}", self.url),
+        }
+    }
+
     fn authorize(&self, req: hyper::http::request::Builder) -> hyper::http::request::Builder {
         match &self.bearer {
             Some(b) => req.header(hyper::header::AUTHORIZATION, b),
@@ -148,8 +165,8 @@ impl HubUrl {
             .await
             .unwrap_or_else(|_| {
                 Err(anyhow!(
-                    "cannot reach hub at {}: no connection within {HUB_CONNECT_TIMEOUT:?}",
-                    self.url
+                    "{}: no connection within {HUB_CONNECT_TIMEOUT:?}",
+                    self.unreachable()
                 ))
             })
     }
@@ -157,7 +174,7 @@ impl HubUrl {
     async fn dial(&self) -> Result<Box<dyn Io>> {
         let stream = TcpStream::connect(&self.authority)
             .await
-            .with_context(|| format!("cannot reach hub at {}", self.url))?;
+            .with_context(|| self.unreachable())?;
         // Keystrokes and small control messages must not wait for Nagle.
         stream.set_nodelay(true).ok();
         if !self.https {
@@ -189,7 +206,7 @@ impl HubUrl {
         let stream = self.connect().await?;
         let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
             .await
-            .with_context(|| format!("cannot reach hub at {}", self.url))?;
+            .with_context(|| self.unreachable())?;
         tokio::spawn(async move {
             // Errors surface through `send_request` and the body; nothing more to report here.
             let _ = conn.with_upgrades().await;
@@ -449,6 +466,25 @@ mod tests {
         assert_eq!(HubUrl::parse("https://hub").unwrap().authority, "hub:443");
         assert!(HubUrl::parse("http://").is_err());
         assert!(HubUrl::parse("http://h:1/path").is_err());
+    }
+
+    /// A URL without a port is dialled on 80 (443), not on the hub's 5000: an unreachable
+    /// one says so, and one with a port does not.
+    #[test]
+    fn an_unreachable_hub_without_a_port_names_the_port_dialled() {
+        let plain = HubUrl::parse("hubhost").unwrap().unreachable();
+        assert_eq!(
+            plain,
+            "cannot reach hub at hubhost (on port 80: the URL gives none; xnhub listens on port \
+             5000 unless its --listen says otherwise)"
+        );
+        let tls = HubUrl::parse("https://hubhost/").unwrap().unreachable();
+        assert!(
+            tls.starts_with("cannot reach hub at https://hubhost (on port 443: "),
+            "{tls}"
+        );
+        let given = HubUrl::parse("http://hubhost:5000").unwrap().unreachable();
+        assert_eq!(given, "cannot reach hub at http://hubhost:5000");
     }
 
     #[test]
