@@ -1,9 +1,11 @@
-//! `xn -f GROUP [--prefix]` and `xn -s LINE --all --wait`: the output of every job of a
-//! broadcast group, each under a header naming its slave (or each line prefixed with the
-//! slave's name), and with `--wait` the first non-zero exit code of the group. The header is
-//! also the one over each job's output when `--wait` follows several jobs of job files.
+//! `xn -f GROUP [--prefix]`, `xn -f GROUP --follow` and `xn -s LINE --all --wait`: the output
+//! of every job of a broadcast group, each under a header naming its slave (or each line
+//! prefixed with the slave's name), and when following the first non-zero exit code of the
+//! group. The header is also the one over each job's output when `--wait` follows several jobs
+//! of job files.
 
 use super::fetch;
+use super::interrupt::{say_left, Interrupts};
 use super::output::Fd;
 use super::visible::visible;
 use crate::conn::{self, Incoming};
@@ -11,6 +13,7 @@ use crate::http::{query_escape, HubUrl};
 use crate::wire::{JobId, JobRecord, JobState, StreamMsg};
 use anyhow::{bail, Result};
 use hyper::Method;
+use std::io::Write;
 
 /// Whether `s` names a group (`g7`) rather than a job.
 pub fn is_group(s: &str) -> bool {
@@ -18,6 +21,40 @@ pub fn is_group(s: &str) -> bool {
         .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
 }
 
+/// Waits for every job of `group` and prints their outputs as [`run`] does, with the first
+/// non-zero exit code (`xn -s LINE --all --wait`, `xn -f GROUP --follow`). SIGINT, SIGTERM and
+/// SIGHUP, or the reader of xn's output going away (`| head`), stop xn, not the group, and
+/// xn says how to reach it again.
+pub async fn follow(hub: &HubUrl, group: &str, prefix: bool) -> Result<i32> {
+    let mut interrupts = Interrupts::catch()?;
+    let g = visible(group);
+    let again = format!("xn -f {g} --follow follows it again, xn -k {g} cancels it");
+    tokio::select! {
+        res = run(hub, group, prefix, true) => match res {
+            Err(e) if is_broken_pipe(&e) => {
+                let _ = writeln!(
+                    std::io::stderr(),
+                    "[xn: its output was closed; stopped following group {g}: {again}]"
+                );
+                Ok(128 + libc::SIGPIPE)
+            }
+            res => res,
+        },
+        code = interrupts.recv() => {
+            say_left(code, &format!("group {g} keeps running: {again}"));
+            Ok(code)
+        }
+    }
+}
+
+/// Whether `e` is a write to a closed pipe.
+fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain()
+        .filter_map(|c| c.downcast_ref::<std::io::Error>())
+        .any(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+}
+
+/// Prints the output of every job of `group` so far, or with `wait` once each has ended.
 pub async fn run(hub: &HubUrl, group: &str, prefix: bool, wait: bool) -> Result<i32> {
     let jobs: Vec<JobRecord> = hub
         .call::<(), _>(

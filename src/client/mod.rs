@@ -106,7 +106,8 @@ pub struct XnArgs {
     #[arg(long)]
     pub wait: bool,
 
-    /// With -f: keep streaming until the job ends, then exit with its exit code
+    /// With -f: keep streaming until the job ends, then exit with its exit code; for a GROUP,
+    /// wait for all its jobs (as -s --all --wait)
     #[arg(long, requires = "fetch", conflicts_with = "attempt")]
     pub follow: bool,
 
@@ -350,10 +351,16 @@ async fn act(args: XnArgs, hub: crate::http::HubUrl) -> Result<i32> {
     } else if let Some(target) = &args.fetch {
         match Target::parse("-f", target)? {
             Target::Group(g) => {
-                if args.attempt.is_some() || args.follow {
-                    bail!("--attempt and --follow take a job id, not a group (use --wait with -s --all)");
+                if args.attempt.is_some() {
+                    bail!(
+                        "--attempt takes a job id, not a group (xn -l --group {g} lists its jobs)"
+                    );
                 }
-                group::run(&hub, &g, args.prefix, false).await
+                if args.follow {
+                    group::follow(&hub, &g, args.prefix).await
+                } else {
+                    group::run(&hub, &g, args.prefix, false).await
+                }
             }
             Target::Job(id) if args.follow => follow::run(&hub, id).await,
             Target::Job(id) => fetch::run(&hub, id, args.attempt).await,

@@ -4,14 +4,14 @@
 //! `--env` and `--on` apply to every job submitted, on top of what a file says.
 
 use super::attach::{self, AttachOptions};
-use super::interrupt::{say_left, Interrupts};
+use super::interrupt::Interrupts;
 use super::visible::visible;
 use super::{follow, group, jobfile};
 use crate::http::HubUrl;
 use crate::wire::{BroadcastReply, JobId, JobSpec, SubmitManyReply, SubmitReply};
 use anyhow::{bail, Context, Result};
 use hyper::Method;
-use std::io::{IsTerminal, Write};
+use std::io::IsTerminal;
 use std::path::PathBuf;
 
 /// What to do once the jobs are accepted.
@@ -157,28 +157,7 @@ pub async fn run(
             .call(Method::POST, "/api/v1/broadcast", Some(&spec))
             .await?;
         return match then {
-            Then::Wait => {
-                let mut interrupts = Interrupts::catch()?;
-                let g = &reply.group;
-                tokio::select! {
-                    // The reader of our output went away (`| head`): the group goes on.
-                    res = group::run(hub, g, prefix, true) => match res {
-                        Err(e) if is_broken_pipe(&e) => {
-                            let g = visible(g);
-                            let _ = writeln!(std::io::stderr(), "[xn: its output was closed; stopped following group {g}: xn -f {g} shows its output, xn -k {g} cancels it]");
-                            Ok(128 + libc::SIGPIPE)
-                        }
-                        res => res,
-                    },
-                    code = interrupts.recv() => {
-                        let g = visible(g);
-                        say_left(code, &format!(
-                            "group {g} keeps running: xn -k {g} cancels it, xn -f {g} shows its output"
-                        ));
-                        Ok(code)
-                    }
-                }
-            }
+            Then::Wait => group::follow(hub, &reply.group, prefix).await,
             Then::Attach(_) => unreachable!("refused above, before the broadcast"),
             Then::PrintId => {
                 println!("{}", visible(&reply.group));
@@ -238,13 +217,6 @@ pub async fn run(
             _ => bail!("the hub answered {} job ids for one job", ids.len()),
         },
     }
-}
-
-/// Whether `e` is a write to a closed pipe.
-fn is_broken_pipe(e: &anyhow::Error) -> bool {
-    e.chain()
-        .filter_map(|c| c.downcast_ref::<std::io::Error>())
-        .any(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
 }
 
 /// What a job's header calls it: its name, or else its command (on one line, shortened).

@@ -90,3 +90,42 @@ fn a_broadcast_pinned_to_one_slave_is_refused_in_the_flags_words() {
         "{err}"
     );
 }
+
+/// A group submitted without `--wait` (or whose wait was interrupted) can be followed later, as
+/// a job can: `xn -f GROUP --follow` waits for every job of it and exits with the first
+/// non-zero code. (Once it was refused, and nothing could wait for a group already running.)
+#[test]
+fn a_running_group_can_be_followed_to_its_end() {
+    let hub = Hub::start();
+    let _a = hub.slave("alpha", 1);
+    let _b = hub.slave("beta", 1);
+    let dir = tempfile::tempdir().unwrap();
+    let (go, d) = (dir.path().join("go"), dir.path().display());
+    // Both jobs wait for the gate (or for its directory to go, should the test fail), so the
+    // group is running when it is followed; one of them then exits 4.
+    let line = format!(
+        "while [ ! -e {} ] && [ -d {d} ]; do sleep 0.05; done; echo done; \
+         mkdir {d}/once 2>/dev/null && exit 4; exit 0",
+        go.display()
+    );
+    let group = hub.xn_ok(&["-s", &line, "--all", "--no-tty"]);
+    let group = group.trim();
+    let members: Vec<execnode::wire::JobRecord> =
+        serde_json::from_str(&hub.xn_ok(&["-l", "--json", "--group", group])).unwrap();
+    for j in &members {
+        hub.wait_state(j.id, execnode::wire::JobState::Running);
+    }
+    let follower = Collected::spawn(&mut hub.xn_command(&["-f", group, "--follow", "--prefix"]));
+    std::fs::write(&go, b"").unwrap();
+    let (status, out, err) = follower.finish_within();
+    assert_eq!(status.code(), Some(4), "the group's non-zero code: {err}");
+    assert_eq!(String::from_utf8(out).unwrap(), "alpha: done\nbeta: done\n");
+    // --attempt is still a job's.
+    let out = hub.xn(&["-f", group, "--attempt", "1"]);
+    assert_eq!(out.status.code(), Some(255));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("--attempt takes a job id, not a group"),
+        "{err}"
+    );
+}
