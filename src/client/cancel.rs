@@ -15,28 +15,53 @@ pub async fn run(hub: &HubUrl, id: JobId) -> Result<i32> {
         .await?;
     if rec.state == JobState::Cancelled {
         eprintln!("job {id} cancelled");
-    } else if slave_is_away(hub, id).await {
-        let name = rec.slave.map(|n| format!(" {}", visible(&n)));
-        eprintln!(
-            "job {id}: its slave{} is away; the hub sends the cancel when it dials again, and \
-             the job ends cancelled if it is not back within the hub's --slave-timeout",
-            name.unwrap_or_default()
-        );
-    } else {
-        eprintln!(
+        return Ok(0);
+    }
+    match after_cancel(hub, id).await {
+        After::Away => {
+            let name = rec.slave.map(|n| format!(" {}", visible(&n)));
+            eprintln!(
+                "job {id}: its slave{} is away; the hub sends the cancel when it dials again, \
+                 and the job ends cancelled if it is not back within the hub's --slave-timeout",
+                name.unwrap_or_default()
+            );
+        }
+        After::Ended(end) => eprintln!("job {id} {}", visible(&end.describe_end())),
+        After::Sent => eprintln!(
             "job {id}: cancel sent to its slave (SIGTERM, then SIGKILL after the grace period)"
-        );
+        ),
     }
     Ok(0)
 }
 
-/// Whether no connected slave holds job `id` (its slave went away, and the hub keeps the
-/// cancel until it is back). If the hub cannot say, the slave is taken to be there.
-async fn slave_is_away(hub: &HubUrl, id: JobId) -> bool {
+/// Where a job whose cancel went to its slave's session is, a moment later.
+enum After {
+    /// With a connected slave, which was sent the cancel (or the hub cannot say).
+    Sent,
+    /// With no connected slave: its slave went away, and the hub keeps the cancel for it.
+    Away,
+    /// It ended (a job that dies of SIGTERM at once often has by now).
+    Ended(Box<JobRecord>),
+}
+
+async fn after_cancel(hub: &HubUrl, id: JobId) -> After {
     let slaves = hub
         .call::<(), Vec<SlaveInfo>>(Method::GET, "/api/v1/slaves", None)
         .await;
-    slaves.is_ok_and(|all| !all.iter().any(|s| s.running.contains(&id)))
+    if !slaves.is_ok_and(|all| !all.iter().any(|s| s.running.contains(&id))) {
+        return After::Sent;
+    }
+    // No slave holds it: its slave is away, or the job ended since the cancel. The hub lets
+    // a job go from its slave as it stores its end, so a record read after the list tells
+    // which.
+    match hub
+        .call::<(), JobRecord>(Method::GET, &format!("/api/v1/jobs/{id}"), None)
+        .await
+    {
+        Ok(rec) if rec.state.is_terminal() => After::Ended(Box::new(rec)),
+        Ok(_) => After::Away,
+        Err(_) => After::Sent,
+    }
 }
 
 /// Cancels every job of `group` that has not ended (those that have are left as they are).

@@ -2,16 +2,19 @@
 //! run as a user types it. Every wait is for an event, bounded by a timeout.
 //!
 //! This file has the shared pieces (timeouts, waits, collected output, signals, `xn`); the hub,
-//! the slave and raw HTTP requests each have their own file under `util/`.
+//! the slave, raw HTTP requests and a scripted stand-in for a hub each have their own file
+//! under `util/`.
 
 #![allow(dead_code)]
 
 mod http;
 mod hub;
+mod scripted;
 mod slave;
 
 pub use http::{http, http_with_head, request};
 pub use hub::Hub;
+pub use scripted::ScriptedHub;
 pub use slave::{is_root, Slave};
 
 use execnode::wire::JobState;
