@@ -104,6 +104,14 @@ pub fn read_token_file(file: &Path) -> Result<String> {
     Ok(token.to_string())
 }
 
+/// Whether group or others may read the token file `file`: anyone who can read it can act as
+/// the slave that uses it. (A copy made with `scp` or `cp` under the usual umask is such a
+/// file; the hub writes its token files 0600.)
+pub fn token_file_is_readable_by_others(file: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(file).is_ok_and(|m| m.permissions().mode() & 0o044 != 0)
+}
+
 /// Refuses a token that could not go into an `Authorization` header as it is: one with a space,
 /// a line break, a control or a non-ASCII character (no token the hub makes has any). Sent, it
 /// failed as "failed to parse header value", which a slave took for a passing fault and dialled

@@ -410,6 +410,16 @@ async fn run_slave(args: SlaveArgs) -> Result<()> {
         Some(file) => Some(execnode::config::read_token_file(file)?),
         None => args.token,
     };
+    if let Some(file) = args
+        .token_file
+        .as_deref()
+        .filter(|f| execnode::config::token_file_is_readable_by_others(f))
+    {
+        tracing::warn!(
+            "the token file {} can be read by group or others, who can then act as this slave: run chmod 600 on it",
+            file.display()
+        );
+    }
     if token_in_argv {
         tracing::warn!("--token on the command line can be read by every local user (ps, /proc/PID/cmdline), jobs included: pass it with --token-file FILE or in XN_TOKEN");
     }

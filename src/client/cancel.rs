@@ -79,6 +79,8 @@ pub async fn cancel_group(hub: &HubUrl, group: &str) -> Result<i32> {
     }
     if sent == 0 {
         eprintln!("group {group}: every job of it has ended; nothing to cancel");
+    } else if sent == 1 && jobs.len() == 1 {
+        eprintln!("group {group}: cancel sent to its one job");
     } else if sent == jobs.len() {
         eprintln!("group {group}: cancel sent to its {sent} jobs");
     } else {
