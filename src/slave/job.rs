@@ -5,27 +5,21 @@
 //! group is killed, so nothing outlives its job. The job's task owns all of this, the SIGKILL
 //! after a cancel's grace period included, so the task ending means the job is over.
 
-use super::confine::{Confinement, Place};
+mod io;
+mod start;
+
+use super::confine::Confinement;
 use super::outbox::{JobCtl, Outbox, Run};
-use super::{pty, spawn};
-use crate::limits::MAX_DATA_CHUNK;
+use super::pty;
 use crate::wire::{JobSpec, Outcome, Stream};
+use io::{drain, input_task, read_err, read_out, resize, ReadBuf};
 use nix::sys::signal::Signal;
-use std::io;
-use std::os::fd::{AsFd, OwnedFd};
+use start::{start, why_not_started, Started};
 use std::os::unix::process::ExitStatusExt;
-use std::path::Path;
-use std::process::{ExitStatus, Stdio};
+use std::process::ExitStatus;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::io::unix::AsyncFd;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
-use tokio::net::unix::pipe;
-use tokio::process::Command;
 use tokio::sync::mpsc;
-
-/// After the main process exits, how long to keep reading output that is still buffered.
-const DRAIN_IDLE: Duration = Duration::from_millis(300);
 
 /// The reason a job that ran past its timeout ends `failed` with.
 pub const TIMEOUT_REASON: &str = "timeout";
@@ -99,197 +93,6 @@ pub async fn run(
     tracing::info!(job = id, ?outcome, "job ended");
     outbox.ended(run, outcome);
     drop(lane);
-}
-
-/// What the user needs to know of a failed start: errno alone does not say whether the
-/// working directory or the program was missing, or whom it was denied to.
-fn why_not_started(
-    e: &io::Error,
-    spec: &JobSpec,
-    confinement: &Confinement,
-    place: &Place,
-) -> String {
-    let cwd = confinement.cwd(place, spec.cwd.as_deref());
-    let dir = cwd.display();
-    let program = match spec.argv.as_deref() {
-        Some([program, ..]) => program.as_str(),
-        _ => "/bin/sh",
-    };
-    let who = confinement
-        .job_user()
-        .map(|u| format!(" as user {u}"))
-        .unwrap_or_default();
-    match std::fs::metadata(&cwd) {
-        Err(m) => format!("working directory {dir}: {m}"),
-        Ok(m) if !m.is_dir() => format!("working directory {dir} is not a directory ({e})"),
-        // A script whose #! interpreter (or a binary whose loader) is missing fails so too.
-        Ok(_) if e.kind() == io::ErrorKind::NotFound && program.contains('/') && Path::new(program).exists() => {
-            format!("{program:?} exists, but its interpreter (#!) or loader was not found ({e})")
-        }
-        Ok(_) if e.kind() == io::ErrorKind::NotFound => format!("program {program:?} not found ({e})"),
-        Ok(_) if e.kind() == io::ErrorKind::PermissionDenied => format!(
-            "{e}: running {program:?} in {dir}{who} (each directory on the way must let that user through)"
-        ),
-        Ok(_) => format!("{e} (running {program:?} in {dir}{who})"),
-    }
-}
-
-/// The job's output side: the pty master, or the stdout pipe.
-enum Out {
-    Pty(Arc<AsyncFd<OwnedFd>>),
-    Pipe(pipe::Receiver),
-}
-
-struct Started {
-    child: spawn::Proc,
-    pgid: u32,
-    out: Out,
-    /// Stderr, for `tty: false` jobs.
-    err: Option<pipe::Receiver>,
-    /// Stdin, for `tty: false` jobs (a pty job's input goes to the master).
-    stdin: Option<pipe::Sender>,
-}
-
-fn command(spec: &JobSpec) -> Command {
-    let mut cmd = match spec.argv.as_deref() {
-        // No shell: the words go to the program exactly as given.
-        Some([program, args @ ..]) => {
-            let mut cmd = Command::new(program);
-            cmd.args(args);
-            cmd
-        }
-        _ => {
-            let mut cmd = Command::new("/bin/sh");
-            cmd.arg("-c").arg(&spec.command);
-            cmd
-        }
-    };
-    // The slave's credentials are not the job's business.
-    cmd.env_remove("XN_TOKEN");
-    cmd.envs(&spec.env);
-    if spec.tty && !spec.env.contains_key("TERM") {
-        cmd.env(
-            "TERM",
-            std::env::var("TERM").unwrap_or_else(|_| "xterm-256color".into()),
-        );
-    }
-    cmd.kill_on_drop(false);
-    cmd
-}
-
-fn start(spec: &JobSpec, confinement: &Confinement, place: &Place) -> io::Result<Started> {
-    let mut cmd = command(spec);
-    let cwd = spec.cwd.as_deref();
-    let pty = match spec.tty {
-        true => Some(pty::open(spec.rows, spec.cols)?),
-        false => None,
-    };
-    let (proc, pipes) = if confinement.needs_child_setup() {
-        forked(cmd, spec, confinement, place, pty.as_ref())?
-    } else {
-        confinement.environment(&mut cmd, place, &spec.env);
-        cmd.current_dir(confinement.cwd(place, cwd));
-        spawn::posix_spawn(cmd.as_std(), pty.as_ref().map(|p| p.path.as_path()))?
-    };
-    let pgid = proc.id();
-    match (pty, pipes) {
-        (Some(p), _) => {
-            // Our copy of the slave side goes, or the master never sees EOF.
-            drop(p.slave);
-            Ok(Started {
-                child: proc,
-                pgid,
-                out: Out::Pty(Arc::new(pty::async_master(p.master)?)),
-                err: None,
-                stdin: None,
-            })
-        }
-        (None, Some(pipes)) => Ok(Started {
-            child: proc,
-            pgid,
-            out: Out::Pipe(pipe::Receiver::from_owned_fd(pipes.stdout)?),
-            err: Some(pipe::Receiver::from_owned_fd(pipes.stderr)?),
-            stdin: Some(pipe::Sender::from_owned_fd(pipes.stdin)?),
-        }),
-        (None, None) => Err(io::Error::other("a pipe job started without pipes")),
-    }
-}
-
-/// Forks the job's child the way std does, for a confined job: its `pre_exec` steps (new
-/// session and terminal, then user, limits, sandbox and directory) run in the child.
-fn forked(
-    mut cmd: Command,
-    spec: &JobSpec,
-    confinement: &Confinement,
-    place: &Place,
-    pty: Option<&pty::Pty>,
-) -> io::Result<(spawn::Proc, Option<spawn::Pipes>)> {
-    pty::new_session(&mut cmd, spec.tty);
-    let cwd = spec.cwd.as_deref();
-    if let Some(p) = pty {
-        confinement.give_tty(&p.slave)?;
-        confinement.apply(&mut cmd, place, cwd, &spec.env, Some(&p.path))?;
-        cmd.stdin(Stdio::from(p.slave.try_clone()?))
-            .stdout(Stdio::from(p.slave.try_clone()?))
-            .stderr(Stdio::from(p.slave.try_clone()?));
-    } else {
-        confinement.apply(&mut cmd, place, cwd, &spec.env, None)?;
-        cmd.stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-    }
-    // std's spawn, not tokio's: the pid is ours to wait for through a pidfd.
-    let mut child = cmd.as_std_mut().spawn()?;
-    // `cmd` holds the child's ends (the pty's slave side); they close with it.
-    drop(cmd);
-    let proc = spawn::Proc::adopt(child.id())?;
-    let pipes = match (child.stdin.take(), child.stdout.take(), child.stderr.take()) {
-        (Some(i), Some(o), Some(e)) => Some(spawn::Pipes {
-            stdin: i.into(),
-            stdout: o.into(),
-            stderr: e.into(),
-        }),
-        _ => None,
-    };
-    Ok((proc, pipes))
-}
-
-/// Where input for the job goes: a task of its own, so a job that does not read its input
-/// never stops us from reading its output.
-fn input_task(job: &mut Started) -> mpsc::UnboundedSender<Option<Vec<u8>>> {
-    let (tx, mut rx) = mpsc::unbounded_channel::<Option<Vec<u8>>>();
-    match &job.out {
-        Out::Pty(master) => {
-            let master = master.clone();
-            let eof = pty::eof_char(master.get_ref().as_fd());
-            tokio::spawn(async move {
-                while let Some(msg) = rx.recv().await {
-                    let data = msg.unwrap_or_else(|| vec![eof]);
-                    if write_pty(&master, &data).await.is_err() {
-                        break;
-                    }
-                }
-            });
-        }
-        Out::Pipe(_) => {
-            let mut stdin = job.stdin.take();
-            tokio::spawn(async move {
-                while let Some(msg) = rx.recv().await {
-                    match (msg, stdin.as_mut()) {
-                        (Some(data), Some(w)) => {
-                            if w.write_all(&data).await.is_err() {
-                                stdin = None;
-                            }
-                        }
-                        // End of input: closing our end gives the job EOF.
-                        (None, _) => stdin = None,
-                        (Some(_), None) => {}
-                    }
-                }
-            });
-        }
-    }
-    tx
 }
 
 async fn supervise(
@@ -419,63 +222,6 @@ async fn supervise(
     }
 }
 
-/// A new terminal size for a tty job.
-fn resize(out: &Out, rows: u16, cols: u16, run: Run) {
-    if let Out::Pty(m) = out {
-        if let Err(e) = pty::resize(m.get_ref().as_fd(), rows, cols) {
-            tracing::warn!(job = run.job, "resize: {e}");
-        }
-    }
-}
-
-/// Reads what is still buffered after the main process exited, until EOF or a quiet spell.
-async fn drain(
-    run: Run,
-    job: &mut Started,
-    outbox: &Outbox,
-    mut out_open: bool,
-    [buf, buf2]: [&mut ReadBuf; 2],
-) {
-    while out_open || job.err.is_some() {
-        tokio::select! {
-            n = read_out(&mut job.out, buf.space()), if out_open => match n {
-                Some(n) => outbox.push(run, Stream::Stdout, buf.filled(n)).await,
-                None => out_open = false,
-            },
-            n = read_err(&mut job.err, buf2.space()) => match n {
-                Some(n) => outbox.push(run, Stream::Stderr, buf2.filled(n)).await,
-                None => job.err = None,
-            },
-            _ = tokio::time::sleep(DRAIN_IDLE) => return,
-        }
-    }
-}
-
-/// A read buffer that starts small and grows to a whole data frame once a read fills it: most
-/// jobs print a few lines, and zeroing (and faulting in) 64 KiB per stream per job showed up
-/// in the slave's profile when jobs are short.
-struct ReadBuf(Vec<u8>);
-
-impl ReadBuf {
-    const FIRST: usize = 4096;
-
-    fn new() -> ReadBuf {
-        ReadBuf(vec![0; Self::FIRST])
-    }
-
-    fn space(&mut self) -> &mut [u8] {
-        &mut self.0
-    }
-
-    /// The `n` bytes just read; grows the buffer for the next read if they filled it.
-    fn filled(&mut self, n: usize) -> &[u8] {
-        if n == self.0.len() && n < MAX_DATA_CHUNK {
-            self.0.resize(MAX_DATA_CHUNK, 0);
-        }
-        &self.0[..n]
-    }
-}
-
 async fn sleep_until(at: Option<tokio::time::Instant>) {
     match at {
         Some(at) => tokio::time::sleep_until(at).await,
@@ -490,58 +236,10 @@ fn kill_all(pgid: u32, sig: Signal) {
     pty::signal_session(pgid, Some(sig));
 }
 
-async fn read_out(out: &mut Out, buf: &mut [u8]) -> Option<usize> {
-    match out {
-        Out::Pty(master) => read_pty(master, buf).await,
-        Out::Pipe(stdout) => read_pipe(stdout, buf).await,
-    }
-}
-
-/// Reads stderr; never ready when there is none.
-async fn read_err(err: &mut Option<pipe::Receiver>, buf: &mut [u8]) -> Option<usize> {
-    match err {
-        Some(e) => read_pipe(e, buf).await,
-        None => std::future::pending().await,
-    }
-}
-
-async fn read_pipe<R: AsyncRead + Unpin>(r: &mut R, buf: &mut [u8]) -> Option<usize> {
-    match r.read(buf).await {
-        Ok(0) | Err(_) => None,
-        Ok(n) => Some(n),
-    }
-}
-
-/// One read from the pty master; `None` at the end (EIO: every slave-side fd is closed).
-async fn read_pty(master: &AsyncFd<OwnedFd>, buf: &mut [u8]) -> Option<usize> {
-    loop {
-        let mut guard = master.readable().await.ok()?;
-        match guard
-            .try_io(|fd| nix::unistd::read(fd.get_ref().as_fd(), buf).map_err(io::Error::from))
-        {
-            Ok(Ok(0)) => return None,
-            Ok(Ok(n)) => return Some(n),
-            Ok(Err(_)) => return None,
-            Err(_would_block) => continue,
-        }
-    }
-}
-
-async fn write_pty(master: &AsyncFd<OwnedFd>, mut data: &[u8]) -> io::Result<()> {
-    while !data.is_empty() {
-        let mut guard = master.writable().await?;
-        match guard.try_io(|fd| nix::unistd::write(fd.get_ref(), data).map_err(io::Error::from)) {
-            Ok(Ok(n)) => data = &data[n..],
-            Ok(Err(e)) => return Err(e),
-            Err(_would_block) => continue,
-        }
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::limits::MAX_DATA_CHUNK;
     use crate::slave::confine::ConfineOptions;
     use crate::slave::outbox::Item;
     use crate::wire::SlaveMsg;

@@ -1,0 +1,172 @@
+//! Starting a job's process: its command line (`sh -c LINE` or its argv) and environment, a
+//! pty or pipes, spawned with `posix_spawn` (or forked, when confinement needs steps in the
+//! child), and what to tell the user when that fails.
+
+use crate::slave::confine::{Confinement, Place};
+use crate::slave::{pty, spawn};
+use crate::wire::JobSpec;
+use std::io;
+use std::os::fd::OwnedFd;
+use std::path::Path;
+use std::process::Stdio;
+use std::sync::Arc;
+use tokio::io::unix::AsyncFd;
+use tokio::net::unix::pipe;
+use tokio::process::Command;
+
+/// What the user needs to know of a failed start: errno alone does not say whether the
+/// working directory or the program was missing, or whom it was denied to.
+pub(super) fn why_not_started(
+    e: &io::Error,
+    spec: &JobSpec,
+    confinement: &Confinement,
+    place: &Place,
+) -> String {
+    let cwd = confinement.cwd(place, spec.cwd.as_deref());
+    let dir = cwd.display();
+    let program = match spec.argv.as_deref() {
+        Some([program, ..]) => program.as_str(),
+        _ => "/bin/sh",
+    };
+    let who = confinement
+        .job_user()
+        .map(|u| format!(" as user {u}"))
+        .unwrap_or_default();
+    match std::fs::metadata(&cwd) {
+        Err(m) => format!("working directory {dir}: {m}"),
+        Ok(m) if !m.is_dir() => format!("working directory {dir} is not a directory ({e})"),
+        // A script whose #! interpreter (or a binary whose loader) is missing fails so too.
+        Ok(_) if e.kind() == io::ErrorKind::NotFound && program.contains('/') && Path::new(program).exists() => {
+            format!("{program:?} exists, but its interpreter (#!) or loader was not found ({e})")
+        }
+        Ok(_) if e.kind() == io::ErrorKind::NotFound => format!("program {program:?} not found ({e})"),
+        Ok(_) if e.kind() == io::ErrorKind::PermissionDenied => format!(
+            "{e}: running {program:?} in {dir}{who} (each directory on the way must let that user through)"
+        ),
+        Ok(_) => format!("{e} (running {program:?} in {dir}{who})"),
+    }
+}
+
+/// The job's output side: the pty master, or the stdout pipe.
+pub(super) enum Out {
+    Pty(Arc<AsyncFd<OwnedFd>>),
+    Pipe(pipe::Receiver),
+}
+
+pub(super) struct Started {
+    pub(super) child: spawn::Proc,
+    pub(super) pgid: u32,
+    pub(super) out: Out,
+    /// Stderr, for `tty: false` jobs.
+    pub(super) err: Option<pipe::Receiver>,
+    /// Stdin, for `tty: false` jobs (a pty job's input goes to the master).
+    pub(super) stdin: Option<pipe::Sender>,
+}
+
+fn command(spec: &JobSpec) -> Command {
+    let mut cmd = match spec.argv.as_deref() {
+        // No shell: the words go to the program exactly as given.
+        Some([program, args @ ..]) => {
+            let mut cmd = Command::new(program);
+            cmd.args(args);
+            cmd
+        }
+        _ => {
+            let mut cmd = Command::new("/bin/sh");
+            cmd.arg("-c").arg(&spec.command);
+            cmd
+        }
+    };
+    // The slave's credentials are not the job's business.
+    cmd.env_remove("XN_TOKEN");
+    cmd.envs(&spec.env);
+    if spec.tty && !spec.env.contains_key("TERM") {
+        cmd.env(
+            "TERM",
+            std::env::var("TERM").unwrap_or_else(|_| "xterm-256color".into()),
+        );
+    }
+    cmd.kill_on_drop(false);
+    cmd
+}
+
+pub(super) fn start(
+    spec: &JobSpec,
+    confinement: &Confinement,
+    place: &Place,
+) -> io::Result<Started> {
+    let mut cmd = command(spec);
+    let cwd = spec.cwd.as_deref();
+    let pty = match spec.tty {
+        true => Some(pty::open(spec.rows, spec.cols)?),
+        false => None,
+    };
+    let (proc, pipes) = if confinement.needs_child_setup() {
+        forked(cmd, spec, confinement, place, pty.as_ref())?
+    } else {
+        confinement.environment(&mut cmd, place, &spec.env);
+        cmd.current_dir(confinement.cwd(place, cwd));
+        spawn::posix_spawn(cmd.as_std(), pty.as_ref().map(|p| p.path.as_path()))?
+    };
+    let pgid = proc.id();
+    match (pty, pipes) {
+        (Some(p), _) => {
+            // Our copy of the slave side goes, or the master never sees EOF.
+            drop(p.slave);
+            Ok(Started {
+                child: proc,
+                pgid,
+                out: Out::Pty(Arc::new(pty::async_master(p.master)?)),
+                err: None,
+                stdin: None,
+            })
+        }
+        (None, Some(pipes)) => Ok(Started {
+            child: proc,
+            pgid,
+            out: Out::Pipe(pipe::Receiver::from_owned_fd(pipes.stdout)?),
+            err: Some(pipe::Receiver::from_owned_fd(pipes.stderr)?),
+            stdin: Some(pipe::Sender::from_owned_fd(pipes.stdin)?),
+        }),
+        (None, None) => Err(io::Error::other("a pipe job started without pipes")),
+    }
+}
+
+/// Forks the job's child the way std does, for a confined job: its `pre_exec` steps (new
+/// session and terminal, then user, limits, sandbox and directory) run in the child.
+fn forked(
+    mut cmd: Command,
+    spec: &JobSpec,
+    confinement: &Confinement,
+    place: &Place,
+    pty: Option<&pty::Pty>,
+) -> io::Result<(spawn::Proc, Option<spawn::Pipes>)> {
+    pty::new_session(&mut cmd, spec.tty);
+    let cwd = spec.cwd.as_deref();
+    if let Some(p) = pty {
+        confinement.give_tty(&p.slave)?;
+        confinement.apply(&mut cmd, place, cwd, &spec.env, Some(&p.path))?;
+        cmd.stdin(Stdio::from(p.slave.try_clone()?))
+            .stdout(Stdio::from(p.slave.try_clone()?))
+            .stderr(Stdio::from(p.slave.try_clone()?));
+    } else {
+        confinement.apply(&mut cmd, place, cwd, &spec.env, None)?;
+        cmd.stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+    }
+    // std's spawn, not tokio's: the pid is ours to wait for through a pidfd.
+    let mut child = cmd.as_std_mut().spawn()?;
+    // `cmd` holds the child's ends (the pty's slave side); they close with it.
+    drop(cmd);
+    let proc = spawn::Proc::adopt(child.id())?;
+    let pipes = match (child.stdin.take(), child.stdout.take(), child.stderr.take()) {
+        (Some(i), Some(o), Some(e)) => Some(spawn::Pipes {
+            stdin: i.into(),
+            stdout: o.into(),
+            stderr: e.into(),
+        }),
+        _ => None,
+    };
+    Ok((proc, pipes))
+}
