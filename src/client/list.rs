@@ -2,7 +2,7 @@
 //! [--owner O] [--slave S]`: the jobs the hub knows (that this token may see), as a table or
 //! as JSON. The filters and the limit are applied by the hub, which serializes only the jobs
 //! shown and says how many matched; the jobs left out are counted on stderr, after the list, so
-//! that stdout stays the table or the JSON array alone.
+//! that stdout stays the table or the JSON array alone; so is a note that nothing matched.
 
 use super::visible::visible;
 use crate::http::{query_escape, HubUrl};
@@ -43,6 +43,28 @@ pub(super) fn parse_limit(s: &str) -> Result<usize, String> {
 }
 
 impl Filters {
+    /// The note for a list that came back empty: what was asked for, as the flags name it.
+    fn none_matched(&self) -> String {
+        let flags: Vec<String> = [
+            ("--state", self.state.clone()),
+            (
+                "--label",
+                Some(self.labels.join(",")).filter(|l| !l.is_empty()),
+            ),
+            ("--name", self.name.clone()),
+            ("--group", self.group.clone()),
+            ("--owner", self.owner.clone()),
+            ("--slave", self.slave.clone()),
+        ]
+        .into_iter()
+        .filter_map(|(flag, v)| v.map(|v| format!("{flag} {}", visible(&v))))
+        .collect();
+        match flags.is_empty() {
+            true => "xn: no jobs to list".to_string(),
+            false => format!("xn: no job matches {}", flags.join(" ")),
+        }
+    }
+
     /// The query string of the filters, and of `last=N` for a limit.
     fn query(&self, limit: Option<usize>) -> String {
         let mut q = Vec::new();
@@ -99,6 +121,9 @@ pub async fn run(hub: &HubUrl, json: bool, filters: &Filters, limit: Option<usiz
     };
     if let Some(left) = total.map(|t| t.saturating_sub(shown)).filter(|&n| n > 0) {
         eprintln!("{}", left_out(left));
+    } else if shown == 0 && !json {
+        // A bare header would leave the reader to guess whether the filter was wrong.
+        eprintln!("{}", filters.none_matched());
     }
     Ok(0)
 }

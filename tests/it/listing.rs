@@ -83,7 +83,7 @@ fn the_table_shows_the_newest_50_and_counts_the_rest_on_stderr() {
     );
     assert_eq!(
         table(&hub, &["-l", "--state", "exited"]),
-        (vec![], String::new())
+        (vec![], "xn: no job matches --state exited\n".to_string())
     );
     // One left out.
     let (_, err) = table(&hub, &["-l", "--limit", "1061"]);
@@ -229,6 +229,23 @@ fn the_list_filters_by_slave() {
     let out = hub.xn(&["-f", "1", "--slave", "a"]);
     assert_eq!(out.status.code(), Some(255));
     assert!(String::from_utf8_lossy(&out.stderr).contains("go with -s"));
+}
+
+/// A table that comes back empty says why on stderr, with the filters it was asked for, and
+/// stays a bare header on stdout; `--json` stays a bare `[]`.
+#[test]
+fn an_empty_table_says_what_matched_nothing() {
+    let hub = Hub::start();
+    let (rows, err) = table(&hub, &["-l"]);
+    assert!(rows.is_empty());
+    assert_eq!(err, "xn: no jobs to list\n");
+    queue(&hub, 2);
+    let (rows, err) = table(&hub, &["-l", "--owner", "nobody", "--state", "failed"]);
+    assert!(rows.is_empty());
+    assert_eq!(err, "xn: no job matches --state failed --owner nobody\n");
+    let (rows, err) = json(&hub, &["-l", "--json", "--name", "none"]);
+    assert!(rows.is_empty());
+    assert_eq!(err, "");
 }
 
 /// `--name` names a job for -s and filters -l; with any other action it did nothing, silently,
