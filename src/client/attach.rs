@@ -217,17 +217,23 @@ pub async fn run(hub: &HubUrl, id: JobId, opts: &AttachOptions) -> Result<i32> {
         for order in orders {
             let sent = match order {
                 Order::Input(bytes) => {
-                    let r = link.tx.send_data(Stream::Stdin, id, input_at, &bytes).await;
+                    let r = match link.sender() {
+                        Ok(tx) => tx.send_data(Stream::Stdin, id, input_at, &bytes).await,
+                        Err(down) => Err(down.into()),
+                    };
                     input_at += bytes.len() as u64;
                     r
                 }
-                Order::Terminate => link.tx.send(&ClientMsg::Terminate).await,
-                Order::CloseStdin => link.tx.send(&ClientMsg::CloseStdin).await,
-                Order::Size => send_size(&link.tx).await,
+                Order::Terminate => send(&link, &ClientMsg::Terminate).await,
+                Order::CloseStdin => send(&link, &ClientMsg::CloseStdin).await,
+                Order::Size => match link.sender() {
+                    Ok(tx) => send_size(tx).await,
+                    Err(down) => Err(down.into()),
+                },
                 Order::Detach => {
-                    link.tx
-                        .close_and_flush("detached", Duration::from_secs(5))
-                        .await;
+                    if let Ok(tx) = link.sender() {
+                        tx.close_and_flush("detached", Duration::from_secs(5)).await;
+                    }
                     finish(&mut out, &mut err, raw);
                     if held.iter().any(|o| matches!(o, Order::Input(_))) {
                         eprintln!("[what was typed before job {id} started was not sent]");
@@ -238,7 +244,9 @@ pub async fn run(hub: &HubUrl, id: JobId, opts: &AttachOptions) -> Result<i32> {
                     return Ok(0);
                 }
             };
-            // The stream reconnects by itself; what was typed meanwhile is lost, and said so.
+            // The stream reconnects by itself; what was typed meanwhile is not sent, and said so
+            // (a key that ends up in a connection the hub has just left, before the link has
+            // seen it go, is the one that cannot be told).
             if sent.is_err() {
                 say("[not sent: the connection to the hub is down]");
             }
@@ -283,6 +291,11 @@ fn hint(id: JobId, opts: &AttachOptions, raw: bool, terminal: bool) -> String {
             }
         ),
     }
+}
+
+/// Sends a control message on the link's connection, if it has one now.
+async fn send(link: &Link, msg: &ClientMsg) -> Result<()> {
+    link.sender()?.send(msg).await
 }
 
 async fn send_size(tx: &ConnSender) -> Result<()> {

@@ -1,7 +1,8 @@
 //! A job's stream that outlives the hub: when the connection drops before the job's end, or
 //! goes silent (no ping from the hub for [`HUB_SILENCE_LIMIT`]), it dials again with backoff
 //! (saying so on stderr) and resumes from the last byte received, so `xn -a`, `xn -f --follow`
-//! and `xn -s --wait` neither lose nor repeat a byte.
+//! and `xn -s --wait` neither lose nor repeat a byte. While the connection is down it offers
+//! nothing to send on: input written into a connection the hub has left would vanish unsaid.
 
 use super::terminal::say;
 use crate::conn::{self, ConnSender, Incoming, CLOSE_POLICY};
@@ -9,6 +10,8 @@ use crate::http::{HubError, HubUrl, NoAnswer};
 use crate::limits::{CLIENT_RECONNECT_LIMIT, HUB_SILENCE_LIMIT};
 use crate::wire::{JobId, StreamMsg};
 use anyhow::Result;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 
@@ -19,13 +22,26 @@ type Event = Result<Option<Incoming<StreamMsg>>>;
 #[error("the hub ended the stream: {0}")]
 struct Refused(String);
 
+/// Nothing was sent: the connection to the hub is down (xn is dialling again).
+#[derive(Debug, thiserror::Error)]
+#[error("the connection to the hub is down")]
+pub struct Down;
+
 pub struct Link {
     hub: HubUrl,
     id: JobId,
     input: bool,
     events: mpsc::Receiver<Event>,
     /// Where to send input and control messages; replaced on reconnect.
-    pub tx: ConnSender,
+    tx: ConnSender,
+    /// Set by the reading task the moment its connection ends, before the caller hears of
+    /// it: the first write after the hub's FIN still succeeds, so a sender that only failed
+    /// on a failed write would take the next key and lose it without a word.
+    gone: Arc<AtomicBool>,
+    /// Since when the connection has been known lost, until a new one is open. Survives a
+    /// caller's `select!` dropping `next` in the middle of a reconnect (a key was typed):
+    /// the next call goes on dialling, under the same time limit, without saying so again.
+    lost: Option<Instant>,
 }
 
 impl Link {
@@ -34,13 +50,13 @@ impl Link {
     /// before it answered (it crashed or stopped just then: `xn -s --wait` right after the
     /// submission, say) is dialled again, as when it goes away mid-stream.
     pub async fn open(hub: &HubUrl, id: JobId, from: [u64; 2], input: bool) -> Result<Link> {
-        let (events, tx) = match connect(hub, id, from, input).await {
+        let (events, tx, gone) = match connect(hub, id, from, input).await {
             Err(e) if e.is::<NoAnswer>() => {
                 say(&format!(
                     "[connection to the hub lost: {}; reconnecting]",
                     super::error_line(&e)
                 ));
-                let link = redial(hub, id, from, input).await?;
+                let link = redial(hub, id, from, input, Instant::now()).await?;
                 say(&format!("[reconnected to {}]", hub.url));
                 link
             }
@@ -52,42 +68,60 @@ impl Link {
             input,
             events,
             tx,
+            gone,
+            lost: None,
         })
     }
 
+    /// The connection to send input and orders on, or [`Down`] while there is none.
+    pub fn sender(&self) -> Result<&ConnSender, Down> {
+        if self.lost.is_some() || self.gone.load(Ordering::SeqCst) {
+            return Err(Down);
+        }
+        Ok(&self.tx)
+    }
+
     /// The next message; after a lost connection, reconnects and resumes at `pos`.
+    /// Cancel-safe: dropped while it reconnects, it goes on reconnecting when called again.
     pub async fn next(&mut self, pos: [u64; 2]) -> Result<Incoming<StreamMsg>> {
         loop {
-            match self.events.recv().await {
-                Some(Ok(Some(msg))) => return Ok(msg),
-                // Closed for a policy (a revoked token): dialling again would be refused.
-                Some(Err(e)) if e.is::<Refused>() => return Err(e),
-                Some(Err(e)) => say(&format!(
-                    "[connection to the hub lost: {}; reconnecting]",
-                    super::error_line(&e)
-                )),
-                Some(Ok(None)) | None => say("[connection to the hub lost; reconnecting]"),
-            }
-            self.reconnect(pos).await?;
+            let since = match self.lost {
+                Some(since) => since,
+                None => {
+                    match self.events.recv().await {
+                        Some(Ok(Some(msg))) => return Ok(msg),
+                        // Closed for a policy (a revoked token): dialling again would be
+                        // refused.
+                        Some(Err(e)) if e.is::<Refused>() => return Err(e),
+                        Some(Err(e)) => say(&format!(
+                            "[connection to the hub lost: {}; reconnecting]",
+                            super::error_line(&e)
+                        )),
+                        Some(Ok(None)) | None => say("[connection to the hub lost; reconnecting]"),
+                    }
+                    *self.lost.insert(Instant::now())
+                }
+            };
+            // Assigned only once the new connection is open, in the same poll.
+            (self.events, self.tx, self.gone) =
+                redial(&self.hub, self.id, pos, self.input, since).await?;
+            self.lost = None;
             say(&format!("[reconnected to {}]", self.hub.url));
         }
     }
-
-    async fn reconnect(&mut self, pos: [u64; 2]) -> Result<()> {
-        (self.events, self.tx) = redial(&self.hub, self.id, pos, self.input).await?;
-        Ok(())
-    }
 }
 
+type Opened = (mpsc::Receiver<Event>, ConnSender, Arc<AtomicBool>);
+
 /// Dials the stream again with backoff until it opens, the hub refuses, or
-/// `CLIENT_RECONNECT_LIMIT` passes.
+/// `CLIENT_RECONNECT_LIMIT` has passed since the connection was lost at `start`.
 async fn redial(
     hub: &HubUrl,
     id: JobId,
     pos: [u64; 2],
     input: bool,
-) -> Result<(mpsc::Receiver<Event>, ConnSender)> {
-    let start = Instant::now();
+    start: Instant,
+) -> Result<Opened> {
     let mut backoff = Duration::from_millis(100);
     loop {
         match connect(hub, id, pos, input).await {
@@ -109,12 +143,7 @@ async fn redial(
 
 /// Opens the WebSocket and starts the task that reads it (a WebSocket read is not
 /// cancel-safe, so it never sits in a `select!`).
-async fn connect(
-    hub: &HubUrl,
-    id: JobId,
-    from: [u64; 2],
-    input: bool,
-) -> Result<(mpsc::Receiver<Event>, ConnSender)> {
+async fn connect(hub: &HubUrl, id: JobId, from: [u64; 2], input: bool) -> Result<Opened> {
     let input = if input { "&input=1" } else { "" };
     let ws = hub
         .websocket(&format!(
@@ -124,6 +153,8 @@ async fn connect(
         .await?;
     let (mut rd, tx) = conn::start(ws);
     let (ev_tx, events) = mpsc::channel::<Event>(64);
+    let gone = Arc::new(AtomicBool::new(false));
+    let gone_flag = gone.clone();
     tokio::spawn(async move {
         loop {
             // The hub pings every few seconds: silence means a connection that a cut network
@@ -133,10 +164,13 @@ async fn connect(
                 next = Err(Refused(why.clone()).into());
             }
             let stop = !matches!(next, Ok(Some(_)));
+            if stop {
+                gone_flag.store(true, Ordering::SeqCst);
+            }
             if ev_tx.send(next).await.is_err() || stop {
                 break;
             }
         }
     });
-    Ok((events, tx))
+    Ok((events, tx, gone))
 }

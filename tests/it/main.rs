@@ -1,6 +1,7 @@
 //! Integration tests: the real binary as hub, slaves and `xn`, on loopback, in temp dirs.
 
 mod attach;
+mod attach_faults;
 mod auth;
 mod bad_input;
 mod basics;
