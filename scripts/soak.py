@@ -1,15 +1,18 @@
 #!/usr/bin/env python3
 """Fault-injection soak for execnode; run it through scripts/soak.sh, which says what it is for.
 
-Three threads do the work while faults are on: a submitter keeps about LIVE_JOBS jobs going,
-a fault injector hurts the hub or a slave every few seconds, and a watcher lists the jobs every
-second or so and remembers the most output it saw for each attempt. Everything runs under one
-temporary directory (the hub's --data, the slaves' --work-dirs, every log); nothing is
-written anywhere else.
+Four threads do the work while faults are on: a submitter keeps about LIVE_JOBS jobs going,
+a fault injector hurts the hub or a slave every few seconds, a watcher lists the jobs every
+second or so and remembers the most output it saw for each attempt, and an attacher types into
+interactive tty jobs through `xn -a` in a real pseudo-terminal, detaching, killing xn and
+coming back (scripts/soak_attach.py, whose docstring says what it does and checks).
+Everything runs under one temporary directory (the hub's --data, the slaves' --work-dirs,
+every log); nothing is written anywhere else.
 
-Every job's command starts by appending `KEY $PWD` to the shared file `markers`: KEY (SOAK-N)
-names the submission, and $PWD, the job's directory `work-SLAVE/jobs/ID`, the slave and the
-job. What the job then prints is fixed by its key, so the expected output is known in advance.
+Every job's command starts by appending `KEY $PWD` to the shared file `markers`: KEY (SOAK-N,
+or ATT-N for the attacher's) names the submission, and $PWD, the job's directory
+`work-SLAVE/jobs/ID`, the slave and the job. What the job then prints is fixed by its key, so
+the expected output is known in advance.
 
 The checks, after the faults stop and every job has ended:
 
@@ -26,7 +29,11 @@ The checks, after the faults stop and every job has ended:
 - a follower (`xn -f ID --follow`, started for some jobs as they are submitted, and reconnecting
   by itself through the hub's crashes) of a job that ran once, to its end, without ever being
   seen `lost`, printed exactly the job's output and exited with its code;
-- no hub or slave log has a panic.
+- an interactive job (key ATT-N) passes the attacher's checks instead of the output checks
+  above (scripts/soak_attach_check.py): its output is what the lines it read make it, every
+  answer an xn showed is stored, nothing typed is repeated, reordered or dropped unsaid, and
+  every xn -a left as it should, in bounded time;
+- no hub or slave log, and no xn's stderr, has a panic.
 """
 
 import argparse
@@ -42,6 +49,9 @@ import sys
 import tempfile
 import threading
 import time
+
+from soak_attach import Attacher
+from soak_attach_check import check_session
 
 SLAVES = ["s1", "s2", "s3"]
 SLOTS = 3
@@ -158,6 +168,7 @@ class Soak:
         self.followers = {}  # id -> Popen of `xn -f ID --follow`
         self.ever_lost = set()  # ids the watcher saw `lost` at some time
         self.bad = []  # violations seen while faults were on
+        self.attacher = Attacher(self)
 
     # --- processes ---------------------------------------------------------------------------
 
@@ -431,7 +442,8 @@ class Soak:
             for name in SLAVES:
                 self.start_slave(name)
             self.wait_slaves()
-            threads = [threading.Thread(target=t) for t in (self.submitter, self.watcher)]
+            threads = [threading.Thread(target=t)
+                       for t in (self.submitter, self.watcher, self.attacher.run)]
             for t in threads:
                 t.start()
             injector = threading.Thread(target=self.injector)
@@ -452,13 +464,17 @@ class Soak:
         if ok and not self.keep:
             shutil.rmtree(self.dir)
         else:
-            log(f"kept {self.dir} (hub.log, slave-*.log, jobs.json, events.json, markers)")
+            log(f"kept {self.dir} (hub.log, slave-*.log, jobs.json, events.json, attach.json, "
+                f"markers)")
         return ok
 
     def wait_all_ended(self):
         deadline = time.time() + FINAL_WAIT
         while True:
             records = self.list_jobs()
+            if records is not None:
+                # Interactive jobs end when they are told to.
+                self.attacher.end_live(records)
             if records is not None and all(r["state"] in TERMINAL for r in records):
                 # A lost job's slave may still come back with it; give it a moment to.
                 time.sleep(2)
@@ -470,6 +486,7 @@ class Soak:
             time.sleep(1)
 
     def shut_down(self):
+        self.attacher.kill()
         for p in self.followers.values():
             if p.poll() is None:
                 p.kill()
@@ -578,8 +595,30 @@ class Soak:
             return None
         return r.stdout, r.stderr
 
+    def check_seen(self, what, job_id, attempts, bad):
+        """Bytes the watcher saw stored must all still be there."""
+        for a in attempts:
+            n = a.get("attempt", 1)
+            seen = self.seen.get((job_id, n), (0, 0))
+            if a["stdout_len"] < seen[0] or a["stderr_len"] < seen[1]:
+                bad.append(f"{what} attempt {n}: {a['stdout_len']}/{a['stderr_len']} bytes "
+                           f"stored, {seen[0]}/{seen[1]} seen during the soak")
+
+    def check_runs(self, what, rec, attempts, ran, bad, note):
+        """Runs (markers written): at most one per attempt."""
+        if len(ran) > len(attempts):
+            why = self.explain_double_run(rec, ran)
+            if why:
+                note(f"ran more often than its attempts: {why}")
+            else:
+                bad.append(f"{what} ran {len(ran)} times (on {', '.join(ran)}) in "
+                           f"{len(attempts)} attempt(s)")
+        exited = sum(1 for a in attempts if a["state"] == "exited")
+        if len(ran) < exited:
+            bad.append(f"{what}: {exited} attempt(s) exited but only {len(ran)} ran")
+
     def check(self, records):
-        bad = list(self.bad)
+        bad = list(self.bad) + self.attacher.bad
         notes = {}
 
         def note(what):
@@ -589,11 +628,12 @@ class Soak:
             json.dump(records, f, indent=1)
         with open(os.path.join(self.dir, "events.json"), "w") as f:
             json.dump(self.events, f, indent=1)
+        self.attacher.dump(os.path.join(self.dir, "attach.json"))
         runs = {}  # job id -> [slave of each run]
         if os.path.exists(self.markers):
             with open(self.markers) as f:
                 for line in f:
-                    m = re.fullmatch(r"(SOAK-\d+) .*/work-(\w+)/jobs/(\d+)\n", line)
+                    m = re.fullmatch(r"((?:SOAK|ATT)-\d+) .*/work-(\w+)/jobs/(\d+)\n", line)
                     if not m:
                         bad.append(f"markers: a line that is no marker: {line!r}")
                         continue
@@ -603,8 +643,9 @@ class Soak:
         groups = {r.get("group") for r in records}
         key_of = {}
         for r in records:
-            m = re.match(r'echo "(SOAK-\d+) ', r["command"])
-            if not m or m.group(1) not in self.jobs:
+            m = re.match(r'echo "((?:SOAK|ATT)-\d+) ', r["command"])
+            if not m or (m.group(1) not in self.jobs
+                         and m.group(1) not in self.attacher.sessions):
                 bad.append(f"job {r['id']}: a command the soak did not submit: {r['command']!r}")
                 continue
             key_of[r["id"]] = m.group(1)
@@ -619,19 +660,20 @@ class Soak:
             job_id, state = r["id"], r["state"]
             if job_id not in key_of:
                 continue
-            job = self.jobs[key_of[job_id]]
-            what = f"job {job_id} ({job.kind}{' tty' if job.tty else ''}, {job.key})"
+            sess = self.attacher.sessions.get(key_of[job_id])
+            job = self.jobs.get(key_of[job_id])
+            what = f"job {job_id} (attach, {sess.key})" if sess else \
+                f"job {job_id} ({job.kind}{' tty' if job.tty else ''}, {job.key})"
             if state not in TERMINAL:
                 bad.append(f"{what} is still {state} {FINAL_WAIT}s after the faults stopped")
                 continue
             attempts = r.get("attempts", []) + [r]
-            # Bytes the watcher saw stored must all still be there.
-            for a in attempts:
-                n = a.get("attempt", 1)
-                seen = self.seen.get((job_id, n), (0, 0))
-                if a["stdout_len"] < seen[0] or a["stderr_len"] < seen[1]:
-                    bad.append(f"{what} attempt {n}: {a['stdout_len']}/{a['stderr_len']} bytes "
-                               f"stored, {seen[0]}/{seen[1]} seen during the soak")
+            if sess:
+                self.check_seen(what, job_id, attempts, bad)
+                bad += check_session(self, sess, r, note)
+                self.check_runs(what, r, attempts, runs.get(job_id, []), bad, note)
+                continue
+            self.check_seen(what, job_id, attempts, bad)
             # Output: exact for a run to its end, a prefix for every other.
             want_out, want_err = job.expected()
             for a in attempts:
@@ -685,24 +727,18 @@ class Soak:
                 bad.extend(wrong)
                 if not wrong:
                     note("followed to its end by xn -f --follow, every byte once")
-            # Runs: at most one per attempt.
-            ran = runs.get(job_id, [])
-            if len(ran) > len(attempts):
-                why = self.explain_double_run(r, ran)
-                if why:
-                    note(f"ran more often than its attempts: {why}")
-                else:
-                    bad.append(f"{what} ran {len(ran)} times (on {', '.join(ran)}) in "
-                               f"{len(attempts)} attempt(s)")
-            exited = sum(1 for a in attempts if a["state"] == "exited")
-            if len(ran) < exited:
-                bad.append(f"{what}: {exited} attempt(s) exited but only {len(ran)} ran")
+            self.check_runs(what, r, attempts, runs.get(job_id, []), bad, note)
 
         for name in ["hub"] + [f"slave-{s}" for s in SLAVES]:
             with open(os.path.join(self.dir, f"{name}.log"), errors="replace") as f:
                 for line in f:
                     if "panicked" in line:
                         bad.append(f"{name}.log: {line.strip()}")
+        for sess in self.attacher.sessions.values():
+            for run in sess.runs:
+                for _, line in run.err:
+                    if "panicked" in line:
+                        bad.append(f"job {sess.id} xn -a run {run.index}: {line.strip()}")
 
         faults = {}
         for e in self.events:
@@ -712,6 +748,10 @@ class Soak:
         print(f"seed {self.seed}, {self.minutes} min of faults, {len(records)} jobs "
               f"({len(self.submitted)} submissions answered, {self.unanswered} not)")
         print("faults: " + ", ".join(f"{k} {v}" for k, v in sorted(faults.items())))
+        sessions = self.attacher.sessions.values()
+        print(f"attach: {len(sessions)} interactive jobs, "
+              f"{sum(len(s.runs) for s in sessions)} xn -a runs, "
+              f"{sum(len(s.typed) for s in sessions)} lines typed")
         for what, n in sorted(notes.items()):
             print(f"  {n:5}  {what}")
         if bad:

@@ -2,12 +2,16 @@
 # Fault-injection soak: a hub and three slaves on loopback in a temporary directory, a steady
 # mix of jobs whose correct output is known in advance, and faults at random times (kill -9 of
 # the hub and a restart on the same port and data, kill -9 or SIGTERM of a slave and a restart
-# under the same name, SIGSTOP/SIGCONT of a slave, cancels with `xn -k`). Then it stops the
-# faults, waits for every job to end and checks what must hold whatever happened: every job
-# ended; a job that exited as its command does has exactly the output it must have; no job ran
-# more often than it had attempts; no id the hub handed out, and no byte it showed, is gone
-# later; every lost, failed or cancelled job is explained by a fault; nothing panicked.
-# The work is done by scripts/soak.py; see its docstring for the details of each check.
+# under the same name, SIGSTOP/SIGCONT of a slave, cancels with `xn -k`), while an attacher
+# types into interactive tty jobs through `xn -a` from a real pseudo-terminal, detaches, kills
+# xn and comes back. Then it stops the faults, waits for every job to end and checks what must
+# hold whatever happened: every job ended; a job that exited as its command does has exactly
+# the output it must have; no job ran more often than it had attempts; no id the hub handed
+# out, and no byte it showed, is gone later; every lost, failed or cancelled job is explained
+# by a fault; every answer an attached xn showed is stored, nothing typed is repeated,
+# reordered or dropped without xn saying so, and every xn -a left as it should, in bounded
+# time; nothing panicked. The work is done by scripts/soak.py and scripts/soak_attach*.py; see
+# their docstrings for the details of each check.
 #
 #   scripts/soak.sh [--minutes N] [--exe PATH] [--seed N] [--keep]
 #
