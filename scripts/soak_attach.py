@@ -5,12 +5,13 @@ each line typed into its terminal) and attaches to them one at a time with `xn -
 a real pseudo-terminal (made raw before xn starts, so the local terminal adds nothing: what xn
 writes to it is the job's bytes exactly; xn's notes go to a pipe). In each attachment it waits
 for the replay of what the job printed before, types lines with unique tokens (one at a time,
-or several in one write, as a paste), waits for their answers, and then leaves in one of the
-ways a user does: detach (Ctrl-] d, sometimes right behind a last line, which xn must send
-first), kill -9, SIGTERM or SIGHUP of xn, `quit` (the job exits 7), Ctrl-D (the job reads EOF
-and exits 0) or Ctrl-] t (terminate). A job left running is
-attached to again later. When the faults stop, every job still running is attached to once
-more and ended with `quit`.
+or several in one write, as a paste), waits for their answers, sometimes lingers (a line a
+second, and one at once whenever xn says its connection to the hub is lost, to type into the
+outage), and then leaves in one of the ways a user does: detach (Ctrl-] d, sometimes right
+behind a last line, which xn must send first), kill -9, SIGTERM or SIGHUP of xn, `quit` (the
+job exits 7), Ctrl-D (the job reads EOF and exits 0) or Ctrl-] t (terminate). A job left
+running is attached to again later. When the faults stop, every job still running is
+attached to once more and ended with `quit`.
 
 The job turns its terminal's echo off (`stty -echo`) before it says it is ready, and only then
 does anything get typed, so its whole output is known from the lines it read:
@@ -85,6 +86,16 @@ def code_of_note(m):
         return int(m.group(3))
     sig = m.group(4) or m.group(5)
     return 128 + int(sig) if sig else 1
+
+
+def link_up(run):
+    """Whether xn's last word on its connection, if any, is that it is back."""
+    for _, line in reversed(run.err):
+        if LINK_LOST in line:
+            return False
+        if "[reconnected to" in line:
+            return True
+    return True
 
 
 class Session:
@@ -311,6 +322,8 @@ class Attacher:
                 if not ok:
                     return
                 self.soak.stop.wait(self.uniform(0, 0.5))
+            if self.pick((True, 1), (False, 2)) and not self.linger(sess, run):
+                return
             leave = self.pick(("detach", 25), ("detach after a line", 15), ("kill", 10),
                               ("kill after a line", 5), ("sigterm", 8), ("sighup", 4),
                               ("quit", 15), ("eof", 10), ("terminate", 10))
@@ -350,6 +363,21 @@ class Attacher:
             want = sess.answer(token)
             run.wait(lambda: want in run.out, ACK_WAIT)
         return run.p.poll() is None
+
+    def linger(self, sess, run):
+        """Stays attached for a while, typing a line a second, and one at once whenever xn
+        says its connection is lost: what is typed then must be reported as not sent (or,
+        written before xn noticed, be explained by the fault). False if xn is gone."""
+        deadline = time.time() + self.uniform(5, 20)
+        while time.time() < deadline:
+            notes = len(run.err)
+            lost = run.wait(lambda: any(LINK_LOST in line for _, line in run.err[notes:]),
+                            self.uniform(0.5, 1.5))
+            if not self.type_line(sess, run, b"", wait=not lost):
+                return False
+            if lost:
+                run.wait(lambda: link_up(run), ATTACH_WAIT)
+        return True
 
     def type_burst(self, sess, run, n):
         """Types `n` lines in one write, as a paste does; waits for the last answer."""
