@@ -116,7 +116,10 @@ pub async fn run(hub: &HubUrl, id: JobId, opts: &AttachOptions) -> Result<i32> {
                     }
                     let started = job.state == JobState::Running && state != Some(JobState::Running);
                     state = Some(job.state);
-                    if !started {
+                    // A new connection (the hub restarted, the network came back) starts
+                    // without this client's size: typing would not bring it back into force.
+                    let resumed = link.take_reconnected() && job.state == JobState::Running;
+                    if !started && !resumed {
                         continue;
                     }
                     let mut now = Vec::new();

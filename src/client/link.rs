@@ -42,6 +42,9 @@ pub struct Link {
     /// caller's `select!` dropping `next` in the middle of a reconnect (a key was typed):
     /// the next call goes on dialling, under the same time limit, without saying so again.
     lost: Option<Instant>,
+    /// A new connection replaced a lost one since [`Link::take_reconnected`] last asked: the
+    /// hub knows nothing of this client's terminal size on it.
+    reconnected: bool,
 }
 
 impl Link {
@@ -70,6 +73,7 @@ impl Link {
             tx,
             gone,
             lost: None,
+            reconnected: false,
         })
     }
 
@@ -79,6 +83,12 @@ impl Link {
             return Err(Down);
         }
         Ok(&self.tx)
+    }
+
+    /// Whether the link dialled again since the last call (and a connection's state on the
+    /// hub, such as the terminal size, must be sent again).
+    pub fn take_reconnected(&mut self) -> bool {
+        std::mem::take(&mut self.reconnected)
     }
 
     /// The next message; after a lost connection, reconnects and resumes at `pos`.
@@ -106,6 +116,7 @@ impl Link {
             (self.events, self.tx, self.gone) =
                 redial(&self.hub, self.id, pos, self.input, since).await?;
             self.lost = None;
+            self.reconnected = true;
             say(&format!("[reconnected to {}]", self.hub.url));
         }
     }
