@@ -10,8 +10,8 @@
 # out, and no byte it showed, is gone later; every lost, failed or cancelled job is explained
 # by a fault; every answer an attached xn showed is stored, nothing typed is repeated,
 # reordered or dropped without xn saying so, and every xn -a left as it should, in bounded
-# time; nothing panicked. The work is done by scripts/soak.py and scripts/soak_attach*.py; see
-# their docstrings for the details of each check.
+# time; nothing panicked. The work is done by scripts/soak.py, its checks in soak_check.py, and
+# scripts/soak_attach*.py; see their docstrings for the details of each check.
 #
 #   scripts/soak.sh [--minutes N] [--exe PATH] [--seed N] [--keep]
 #
