@@ -337,10 +337,14 @@ impl<S: AsyncRead + Unpin> ConnReader<S> {
         match self.ws.read_frame(&mut obligated).await {
             Ok(f) => Ok(Some(f)),
             Err(WebSocketError::ConnectionClosed | WebSocketError::UnexpectedEOF) => Ok(None),
+            // UnexpectedEof: a TLS peer that closed its socket without a close_notify (a slave
+            // that stops, a client that exits) went away as a plain one whose read returns 0.
             Err(WebSocketError::IoError(e))
                 if matches!(
                     e.kind(),
-                    std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::BrokenPipe
+                    std::io::ErrorKind::ConnectionReset
+                        | std::io::ErrorKind::BrokenPipe
+                        | std::io::ErrorKind::UnexpectedEof
                 ) =>
             {
                 Ok(None)

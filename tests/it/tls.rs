@@ -107,3 +107,36 @@ fn a_hub_open_beyond_loopback_without_tls_warns() {
     let _ = child.kill();
     let _ = child.wait();
 }
+
+/// A slave that stops (SIGTERM, as `systemctl stop` sends) leaves a TLS hub as it leaves a
+/// plain one: the hub logs that it disconnected, not a warning about a missing TLS
+/// close_notify at every routine stop.
+#[test]
+fn a_slave_that_stops_leaves_a_tls_hub_without_a_warning() {
+    let dir = tempfile::tempdir().unwrap();
+    make_certs(dir.path());
+    let (cert, key, ca) = (
+        dir.path().join("cert.pem"),
+        dir.path().join("key.pem"),
+        dir.path().join("ca.pem"),
+    );
+    let hub = Hub::start_with(&[
+        "--tls-cert",
+        cert.to_str().unwrap(),
+        "--tls-key",
+        key.to_str().unwrap(),
+    ]);
+    let mut slave = Slave::start(&hub, "s1", 1, &["--ca", ca.to_str().unwrap()]);
+    wait_until("the hub to see the slave", || {
+        hub.log_contains("slave connected")
+    });
+    slave.signal(libc::SIGTERM);
+    assert!(slave.wait_exit().success());
+    wait_until("the hub to see the slave go", || {
+        hub.log_contains("slave disconnected") || hub.log_contains("slave session ended")
+    });
+    assert!(
+        hub.log_contains("slave disconnected") && !hub.log_contains("slave session ended"),
+        "the hub took a slave's clean stop for a failure"
+    );
+}
