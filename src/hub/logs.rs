@@ -174,6 +174,22 @@ impl JobLog {
         Ok(got)
     }
 
+    /// The length of the stream's file as it is on disk (0 without one; blocking): never
+    /// less than the hub recorded, unless the file was removed or cut short outside the hub.
+    pub fn file_len(&self, stream: Stream) -> u64 {
+        std::fs::metadata(self.path(stream))
+            .map(|m| m.len())
+            .unwrap_or(0)
+    }
+
+    /// The stream's file, for messages.
+    pub fn path(&self, stream: Stream) -> &Path {
+        match stream {
+            Stream::Stderr => &self.err_path,
+            _ => &self.out_path,
+        }
+    }
+
     /// Whether a file was opened, i.e. [`JobLog::sync`] has anything to flush.
     pub fn has_files(&self) -> bool {
         self.out.get().is_some() || self.err.get().is_some()

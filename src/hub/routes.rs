@@ -130,7 +130,7 @@ async fn dispatch(
                         Err(e) => respond::job_error(e),
                     }
                 }
-                (&Method::GET, ["output"]) => output(ctx, id, &req),
+                (&Method::GET, ["output"]) => output(ctx, id, &req).await,
                 (&Method::GET, ["stream"]) => stream::upgrade(ctx, id, req, who.clone(), &rec),
                 (_, ["cancel" | "output" | "stream"] | []) => method_not_allowed(&method),
                 _ => not_found(path),
@@ -291,7 +291,7 @@ async fn broadcast(ctx: &Ctx, req: Request<Incoming>, who: &Principal) -> HubRes
 }
 
 /// `GET /api/v1/jobs/ID/output?stream=stdout|stderr&offset=N`: the bytes stored so far.
-fn output(ctx: &Ctx, id: JobId, req: &Request<Incoming>) -> HubResponse {
+async fn output(ctx: &Ctx, id: JobId, req: &Request<Incoming>) -> HubResponse {
     let q = query(req);
     let stream = match q.get("stream").map(String::as_str) {
         None | Some("stdout") => Stream::Stdout,
@@ -315,12 +315,13 @@ fn output(ctx: &Ctx, id: JobId, req: &Request<Incoming>) -> HubResponse {
         Ok(s) => s,
         Err(e) => return respond::job_error(e),
     };
-    let (log, lens) = match attempt {
+    let (log, lens, attempt) = match attempt {
         Some(n) if n != u64::from(sub.rec.attempt) => {
             match sub.rec.attempts.iter().find(|a| u64::from(a.attempt) == n) {
                 Some(a) => (
                     Arc::new(ctx.hub.logs.job(id, a.attempt)),
                     (a.stdout_len, a.stderr_len),
+                    a.attempt,
                 ),
                 None => {
                     return respond::error(
@@ -333,12 +334,47 @@ fn output(ctx: &Ctx, id: JobId, req: &Request<Incoming>) -> HubResponse {
                 }
             }
         }
-        _ => (sub.log, (sub.rec.stdout_len, sub.rec.stderr_len)),
+        _ => (
+            sub.log,
+            (sub.rec.stdout_len, sub.rec.stderr_len),
+            sub.rec.attempt,
+        ),
     };
     let len = match stream {
         Stream::Stderr => lens.1,
         _ => lens.0,
     };
+    // A file removed or cut short outside the hub (a restore that missed it, a full disk's
+    // cleanup) would end the body early, which clients can only report as a broken answer.
+    if offset < len {
+        let on_disk = {
+            let log = log.clone();
+            tokio::task::spawn_blocking(move || log.file_len(stream))
+                .await
+                .unwrap_or(len)
+        };
+        if on_disk < len {
+            let file = log.path(stream).display().to_string();
+            tracing::error!(
+                job = id,
+                attempt,
+                "output log {file} has {on_disk} of the {len} bytes recorded: removed or cut short outside the hub"
+            );
+            return respond::error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!(
+                    "job {id}'s {} (attempt {attempt}) is lost: its log file holds {on_disk} of \
+                     the {len} bytes stored, so it was removed or cut short outside the hub; \
+                     restore DATA/logs from a backup, or delete the job (xn --rm {id})",
+                    if stream == Stream::Stderr {
+                        "stderr"
+                    } else {
+                        "stdout"
+                    }
+                ),
+            );
+        }
+    }
     let body = LogBody::new(log, stream, offset, len);
     Response::builder()
         .status(StatusCode::OK)

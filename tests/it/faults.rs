@@ -413,3 +413,31 @@ fn a_follower_whose_first_connection_the_hub_drops_dials_again() {
     assert_eq!(status.code(), Some(0), "{err}");
     assert_eq!(out, b"before\nafter\n");
 }
+
+/// A job's log file removed (or cut short) outside the hub, as a restore that missed
+/// `DATA/logs` leaves it: `xn -f` says which output is lost and what to do, and the hub logs
+/// it, instead of an answer that breaks off ("end of file before message length reached").
+#[test]
+fn a_log_file_lost_outside_the_hub_is_a_clear_error_on_fetch() {
+    let hub = Hub::start();
+    let _s = hub.slave("s1", 1);
+    let id = hub.submit("seq 1000; echo oops >&2", &["--no-tty"]);
+    assert_eq!(hub.wait_ended(id).exit_code, Some(0));
+    std::fs::remove_file(hub.data.join(format!("logs/{id}.out"))).unwrap();
+    let out = hub.xn(&["-f", &id.to_string()]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(255), "{err}");
+    assert!(
+        err.contains(&format!(
+            "job {id}'s stdout (attempt 1) is lost: its log file holds 0 of the 3893 bytes stored"
+        )) && err.contains(&format!("delete the job (xn --rm {id})")),
+        "{err}"
+    );
+    assert!(out.stdout.is_empty());
+    wait_until("the hub's log line", || {
+        hub.log_contains("has 0 of the 3893 bytes recorded: removed or cut short outside the hub")
+    });
+    // The other stream is whole, and still served.
+    let (code, body) = hub.get(&format!("/api/v1/jobs/{id}/output?stream=stderr"));
+    assert_eq!((code, body.as_str()), (200, "oops\n"));
+}
