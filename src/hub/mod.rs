@@ -180,9 +180,10 @@ pub async fn run(
     if drained.is_err() {
         tracing::warn!("some connections did not close within {SHUTDOWN_WAIT:?}");
     }
-    // Every assignment is stored by the sync below: the next start need wait for no slave.
+    // Every assignment is stored by the close below: the next start need wait for no slave.
+    // The close leaves every record in jobs.db itself, with an empty write-ahead log.
     hub.store.no_slaves_later();
-    hub.store.sync().await?;
+    hub.store.close().await?;
     Ok(())
 }
 

@@ -33,6 +33,9 @@ enum Op {
     Insert(Vec<JobRecord>, oneshot::Sender<Result<Vec<JobId>>>),
     Save(Box<JobRecord>, Option<oneshot::Sender<Result<()>>>),
     Sync(oneshot::Sender<()>),
+    /// The hub stops: like `Sync`, and then the write-ahead log is folded into the database
+    /// file, so that a stopped hub's `jobs.db` holds every record by itself.
+    Close(oneshot::Sender<()>),
     /// A record saved at its assignment, with the slave process (instance id) it went to.
     Assigned(Box<JobRecord>, Option<u64>),
     /// Jobs to delete, and the next broadcast group number to remember.
@@ -218,6 +221,14 @@ impl Store {
         rx.await.map_err(|_| stopped())
     }
 
+    /// Waits for everything queued to be committed, then checkpoints the write-ahead log
+    /// into `jobs.db` and truncates it: for a clean stop (operations queued later still work).
+    pub async fn close(&self) -> Result<()> {
+        let (tx, rx) = oneshot::channel();
+        self.send(Op::Close(tx))?;
+        rx.await.map_err(|_| stopped())
+    }
+
     fn send(&self, op: Op) -> Result<()> {
         let awaited = !matches!(
             op,
@@ -329,7 +340,7 @@ fn commit(conn: &mut Connection, batch: &mut Vec<Op>) {
                         save(&mut update, r, None)?;
                         results.push(Ok(Vec::new()));
                     }
-                    Op::Sync(_) => results.push(Ok(Vec::new())),
+                    Op::Sync(_) | Op::Close(_) => results.push(Ok(Vec::new())),
                     Op::Assigned(r, instance) => {
                         let instance = instance.map(|i| i as i64);
                         save(&mut assign, r, Some(&instance))?;
@@ -380,6 +391,12 @@ fn commit(conn: &mut Connection, batch: &mut Vec<Op>) {
         tracing::error!("store commit failed: {e}");
         results = batch.iter().map(|_| Err(format!("store: {e}"))).collect();
     }
+    if batch.iter().any(|op| matches!(op, Op::Close(_))) {
+        // Not in a transaction; a reader still in the middle of one keeps part of the log.
+        if let Err(e) = conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE);") {
+            tracing::warn!("folding the write-ahead log into jobs.db: {e}");
+        }
+    }
     for (op, res) in batch.drain(..).zip(results) {
         match op {
             Op::Insert(_, reply) => {
@@ -393,7 +410,7 @@ fn commit(conn: &mut Connection, batch: &mut Vec<Op>) {
                     tracing::error!("job update not saved: {e}");
                 }
             }
-            Op::Sync(reply) => {
+            Op::Sync(reply) | Op::Close(reply) => {
                 let _ = reply.send(());
             }
             Op::Assigned(r, _) => {

@@ -91,3 +91,21 @@ fn a_database_from_before_the_stored_lengths_still_opens_and_lists_them() {
     hub.restart(&[]);
     assert_eq!(hub.job(a), before);
 }
+
+/// A hub that stops cleanly leaves every record in `jobs.db` itself, its write-ahead log
+/// empty: copying that one file of a stopped hub (a backup, a move) keeps every job. It used to
+/// leave the last commits in `jobs.db-wal`, without which a copy of `jobs.db` had none of them.
+#[test]
+fn a_cleanly_stopped_hub_leaves_every_record_in_jobs_db() {
+    let mut hub = Hub::start();
+    let _s = hub.slave("s1", 1);
+    let id = job_with_output(&hub);
+    assert!(hub.stop().success());
+    let wal = hub.data.join("jobs.db-wal");
+    let wal_len = std::fs::metadata(&wal).map(|m| m.len()).unwrap_or(0);
+    assert_eq!(wal_len, 0, "{} holds {wal_len} bytes", wal.display());
+    // jobs.db alone, elsewhere, has the job and its end.
+    let copy = tempfile::tempdir().unwrap();
+    std::fs::copy(hub.data.join("jobs.db"), copy.path().join("jobs.db")).unwrap();
+    assert_eq!(stored_lens(copy.path(), id), (Some(3), Some(2)));
+}
