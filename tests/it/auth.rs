@@ -368,28 +368,19 @@ fn a_slave_takes_its_token_from_a_file_and_warns_of_one_on_its_command_line() {
     assert!(!filed.log_contains("--token on the command line"));
     // A file others may read (as a copy made under the usual umask is) works, with a warning.
     let loose = "can be read by group or others, who can then act as this slave: run chmod 600";
-    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).unwrap();
-    let open = Slave::start_at(
-        &hub.url,
-        "",
-        "open",
-        1,
-        &["--token-file", file.to_str().unwrap()],
-    );
-    let id = hub.submit("echo via-open-file", &["--slave", "open"]);
-    assert_eq!(hub.wait_ended(id).exit_code, Some(0));
-    assert!(open.log_contains(loose), "no warning of the file's mode");
-    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).unwrap();
-    let closed = Slave::start_at(
-        &hub.url,
-        "",
-        "closed",
-        1,
-        &["--token-file", file.to_str().unwrap()],
-    );
-    let id = hub.submit("echo via-closed-file", &["--slave", "closed"]);
-    assert_eq!(hub.wait_ended(id).exit_code, Some(0));
-    assert!(!closed.log_contains(loose));
+    for (mode, name, warns) in [(0o644, "open", true), (0o600, "closed", false)] {
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(mode)).unwrap();
+        let s = Slave::start_at(
+            &hub.url,
+            "",
+            name,
+            1,
+            &["--token-file", file.to_str().unwrap()],
+        );
+        let id = hub.submit("echo via-file", &["--slave", name]);
+        assert_eq!(hub.wait_ended(id).exit_code, Some(0));
+        assert_eq!(s.log_contains(loose), warns, "mode {mode:o}");
+    }
 
     // On the command line it works, with a warning: anyone on the machine can read it there.
     let argv = Slave::start_at(&hub.url, "", "argv", 1, &["--token", &hub.slave_token]);

@@ -21,21 +21,23 @@ fn make_certs(dir: &Path) {
     std::fs::write(dir.join("key.pem"), key.serialize_pem()).unwrap();
 }
 
+/// A hub serving HTTPS with a certificate made in `dir` (`make_certs`; `dir/ca.pem` trusts it).
+fn tls_hub(dir: &Path) -> Hub {
+    make_certs(dir);
+    let file = |name: &str| dir.join(name).to_str().unwrap().to_string();
+    Hub::start_with(&[
+        "--tls-cert",
+        &file("cert.pem"),
+        "--tls-key",
+        &file("key.pem"),
+    ])
+}
+
 #[test]
 fn jobs_run_over_tls_with_a_private_ca() {
     let dir = tempfile::tempdir().unwrap();
-    make_certs(dir.path());
-    let (cert, key, ca) = (
-        dir.path().join("cert.pem"),
-        dir.path().join("key.pem"),
-        dir.path().join("ca.pem"),
-    );
-    let hub = Hub::start_with(&[
-        "--tls-cert",
-        cert.to_str().unwrap(),
-        "--tls-key",
-        key.to_str().unwrap(),
-    ]);
+    let hub = tls_hub(dir.path());
+    let (cert, ca) = (dir.path().join("cert.pem"), dir.path().join("ca.pem"));
     assert!(hub.url.starts_with("https://127.0.0.1:"), "{}", hub.url);
     let _s = Slave::start(&hub, "s1", 1, &["--ca", ca.to_str().unwrap()]);
     let xn = |extra_env: &[(&str, &Path)], args: &[&str]| {
@@ -114,18 +116,8 @@ fn a_hub_open_beyond_loopback_without_tls_warns() {
 #[test]
 fn a_slave_that_stops_leaves_a_tls_hub_without_a_warning() {
     let dir = tempfile::tempdir().unwrap();
-    make_certs(dir.path());
-    let (cert, key, ca) = (
-        dir.path().join("cert.pem"),
-        dir.path().join("key.pem"),
-        dir.path().join("ca.pem"),
-    );
-    let hub = Hub::start_with(&[
-        "--tls-cert",
-        cert.to_str().unwrap(),
-        "--tls-key",
-        key.to_str().unwrap(),
-    ]);
+    let hub = tls_hub(dir.path());
+    let ca = dir.path().join("ca.pem");
     let mut slave = Slave::start(&hub, "s1", 1, &["--ca", ca.to_str().unwrap()]);
     wait_until("the hub to see the slave", || {
         hub.log_contains("slave connected")
