@@ -4,11 +4,9 @@
 //! two heartbeats, and its running jobs ended `lost`: retried elsewhere, or reported failed to
 //! whoever waited for them.)
 
-use crate::redial::runtime;
+use crate::redial::{dial_welcome, runtime};
 use crate::util::*;
-use execnode::conn::{self, Incoming};
-use execnode::http::HubUrl;
-use execnode::wire::{HubToSlave, JobState, SlaveMsg, PROTOCOL_VERSION};
+use execnode::wire::{HubToSlave, JobState, SlaveMsg};
 use std::time::Duration;
 
 /// Played over the protocol: the welcome says how often to beat, and a slave that beats that
@@ -17,24 +15,13 @@ use std::time::Duration;
 fn a_hub_with_a_short_slave_timeout_asks_for_heartbeats_often_enough() {
     let hub = Hub::start_with(&["--slave-timeout", "3"]);
     runtime().block_on(async {
-        let url = HubUrl::parse(&hub.url)
-            .unwrap()
-            .with_token(Some(hub.slave_token.clone()));
-        let ws = url.websocket("/api/v1/slave").await.unwrap();
-        let (mut rd, tx) = conn::start(ws);
-        tx.send(&SlaveMsg::Hello {
-            protocol: PROTOCOL_VERSION,
-            name: "played".into(),
-            slots: 1,
-            running: vec![],
-            labels: vec![],
-            instance: Some(7),
-        })
-        .await
-        .unwrap();
-        let beat_ms = match rd.recv::<HubToSlave>().await.unwrap() {
-            Some(Incoming::Msg(HubToSlave::Welcome { heartbeat_ms, .. })) => heartbeat_ms,
-            other => panic!("expected a welcome, got {other:?}"),
+        let (_rd, tx, welcome) = dial_welcome(&hub, "played", Some(7), 1, vec![]).await;
+        let HubToSlave::Welcome {
+            heartbeat_ms: beat_ms,
+            ..
+        } = welcome
+        else {
+            unreachable!("dial_welcome returns the welcome")
         };
         assert_eq!(beat_ms, Some(1000), "a third of the 3 s timeout");
         // Twelve beats: well past the default 5 s interval, and four timeouts.

@@ -59,6 +59,19 @@ pub async fn dial_holding(
     slots: u32,
     running: Vec<RunningJob>,
 ) -> (Reader, ConnSender) {
+    let (rd, tx, _) = dial_welcome(hub, name, instance, slots, running).await;
+    (rd, tx)
+}
+
+/// As [`dial_holding`], with the hub's welcome (what it asks of the slave, such as how often
+/// to send word).
+pub async fn dial_welcome(
+    hub: &Hub,
+    name: &str,
+    instance: Option<u64>,
+    slots: u32,
+    running: Vec<RunningJob>,
+) -> (Reader, ConnSender, HubToSlave) {
     let url = HubUrl::parse(&hub.url)
         .unwrap()
         .with_token(Some(hub.slave_token.clone()));
@@ -75,7 +88,7 @@ pub async fn dial_holding(
     .await
     .unwrap();
     match next(&mut rd).await {
-        Some(HubToSlave::Welcome { .. }) => (rd, tx),
+        Some(welcome @ HubToSlave::Welcome { .. }) => (rd, tx, welcome),
         other => panic!("expected a welcome, got {other:?}"),
     }
 }
