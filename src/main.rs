@@ -77,7 +77,7 @@ struct HubArgs {
     max_queued_per_user: usize,
     /// Delete jobs that ended longer ago than AGE (like 30d, 12h, 90m, 45s), with their output;
     /// checked at start and every tenth of AGE (at most hourly). Without it every job is kept
-    #[arg(long, value_name = "AGE", value_parser = execnode::hub::retention::parse_age)]
+    #[arg(long, value_name = "AGE", value_parser = execnode::hub::age::parse_age)]
     retain: Option<Duration>,
     /// Seconds a job stream's client (xn -f --follow, -s --wait, -a) may leave what the hub
     /// sent unacknowledged before the hub drops it: its machine or network went away. A

@@ -87,6 +87,9 @@ pub struct TokenInfo {
     /// token may serve as it. Absent: unbound (any slave name not bound to another token).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub slave_name: Option<String>,
+    /// When the token stops being accepted (ms since the epoch). Absent: never.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_ms: Option<u64>,
 }
 
 /// `GET /api/v1/whoami`: the token a request was made with.
@@ -96,14 +99,19 @@ pub struct WhoAmI {
     pub role: Role,
 }
 
-/// Body of `POST /api/v1/tokens`.
+/// Body of `POST /api/v1/tokens`. Unknown fields are refused: a hub that ignored one it did
+/// not know (a lifetime, say) would make a token other than the one asked for.
 #[derive(Serialize, Deserialize, Clone, Debug)]
+#[serde(deny_unknown_fields)]
 pub struct CreateToken {
     pub name: String,
     pub role: Role,
     /// Binds a `slave` token to this slave name (see [`TokenInfo::slave_name`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub slave_name: Option<String>,
+    /// How long the token lives, as `30d`, `12h`, `90m` or `45s`. Absent: until revoked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_in: Option<String>,
 }
 
 /// Answer to `POST /api/v1/tokens`: the only time the secret is shown.
@@ -113,6 +121,9 @@ pub struct NewToken {
     pub role: Role,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub slave_name: Option<String>,
+    /// See [`TokenInfo::expires_ms`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_ms: Option<u64>,
     pub token: String,
 }
 
@@ -122,6 +133,7 @@ impl std::fmt::Debug for NewToken {
             .field("name", &self.name)
             .field("role", &self.role)
             .field("slave_name", &self.slave_name)
+            .field("expires_ms", &self.expires_ms)
             .field("token", &"<redacted>")
             .finish()
     }

@@ -9,14 +9,19 @@
 //! A slave token may be bound to a slave name (column `slave_name`, added to older databases
 //! when they are opened): it may then serve only as that slave, and the name is reserved to
 //! the tokens bound to it ([`Auth::admit_slave`]). Unbound tokens serve as any other name.
+//!
+//! A token may have a lifetime (column `expires_ms`, added likewise): past it the token is
+//! refused as expired, its open connections end as a revoked token's do ([`Auth::expire_due`],
+//! every second), and it stays listed, and its slave name reserved, until it is revoked.
 
-use crate::wire::{JobRecord, Role, TokenInfo};
+use crate::wire::{JobRecord, NewToken, Role, TokenInfo};
 use anyhow::{anyhow, bail, Context, Result};
 use rusqlite::{params, Connection};
 use sha2::{Digest, Sha256};
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
 use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
 use subtle::ConstantTimeEq;
 use tokio_util::sync::CancellationToken;
 
@@ -28,11 +33,27 @@ pub struct Principal {
     pub role: Role,
     /// The only slave name this token may serve as, if it is bound to one.
     pub slave_name: Option<String>,
-    /// Cancelled when the token is revoked: every connection opened with it ends.
+    /// When the token stops being accepted (ms since the epoch); `None`: never.
+    pub expires_ms: Option<u64>,
+    /// Cancelled when the token is revoked or expires: every connection opened with it ends.
     pub revoked: CancellationToken,
 }
 
 impl Principal {
+    /// Whether the token's lifetime is over at `now_ms`.
+    pub fn expired(&self, now_ms: u64) -> bool {
+        self.expires_ms.is_some_and(|at| now_ms >= at)
+    }
+
+    /// Why the connections opened with this token are being closed, once `revoked` fired.
+    pub fn ending(&self) -> Ending {
+        if self.expired(crate::hub::now_ms()) {
+            Ending::Expired
+        } else {
+            Ending::Revoked
+        }
+    }
+
     /// Sees every job (admin, viewer) or only its own (user).
     pub fn can_see(&self, job: &JobRecord) -> bool {
         match self.role {
@@ -56,6 +77,23 @@ impl Principal {
     }
 }
 
+/// Why a token's connections are closed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Ending {
+    Revoked,
+    Expired,
+}
+
+impl Ending {
+    /// For the peer's error message and close reason.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Ending::Revoked => "token revoked",
+            Ending::Expired => "token expired",
+        }
+    }
+}
+
 /// Why a request was not let in.
 #[derive(Debug, thiserror::Error)]
 pub enum Denied {
@@ -63,6 +101,8 @@ pub enum Denied {
     Missing,
     #[error("the token is not valid (wrong, or revoked)")]
     Invalid,
+    #[error("token {name} expired {ago} ago: ask an admin for a new one")]
+    Expired { name: String, ago: String },
 }
 
 /// Why a slave's hello was refused for its name.
@@ -117,24 +157,26 @@ fn open_db(data: &Path) -> Result<Connection> {
             created_ms INTEGER NOT NULL
         );",
     )?;
-    add_slave_name_column(&conn)?;
+    add_column(&conn, "slave_name", "TEXT")?;
+    add_column(&conn, "expires_ms", "INTEGER")?;
     Ok(conn)
 }
 
-/// Adds `slave_name` (NULL: unbound) to a table made before tokens could be bound. Two
-/// processes may open an old database at once: the one that loses the race finds the column.
-fn add_slave_name_column(conn: &Connection) -> Result<()> {
+/// Adds a column (NULL in the rows there are: `slave_name` unbound, `expires_ms` never) to a
+/// table made before it existed. Two processes may open an old database at once: the one
+/// that loses the race finds the column.
+fn add_column(conn: &Connection, column: &str, decl: &str) -> Result<()> {
     let has = |conn: &Connection| -> Result<bool> {
-        let mut stmt =
-            conn.prepare("SELECT 1 FROM pragma_table_info('tokens') WHERE name = 'slave_name'")?;
-        Ok(stmt.exists([])?)
+        let mut stmt = conn.prepare("SELECT 1 FROM pragma_table_info('tokens') WHERE name = ?1")?;
+        Ok(stmt.exists([column])?)
     };
     if has(conn)? {
         return Ok(());
     }
-    if let Err(e) = conn.execute_batch("ALTER TABLE tokens ADD COLUMN slave_name TEXT") {
+    if let Err(e) = conn.execute_batch(&format!("ALTER TABLE tokens ADD COLUMN {column} {decl}")) {
         if !has(conn)? {
-            return Err(e).context("adding the slave_name column to the tokens table");
+            return Err(e)
+                .with_context(|| format!("adding the {column} column to the tokens table"));
         }
     }
     Ok(())
@@ -162,9 +204,9 @@ impl Auth {
         let auth = Auth::open_table(data, no_auth)?;
         if !no_auth && auth.list()?.is_empty() {
             for (name, role) in [("admin", Role::Admin), ("slave", Role::Slave)] {
-                let token = auth.create(name, role, None)?;
+                let made = auth.create(name, role, None, None)?;
                 let path = data.join(format!("{name}.token"));
-                write_secret(&path, &token)?;
+                write_secret(&path, &made.token)?;
                 tracing::info!("created the {name} token: {}", path.display());
             }
         }
@@ -188,6 +230,7 @@ impl Auth {
                     name: "anonymous".into(),
                     role: Role::Admin,
                     slave_name: None,
+                    expires_ms: None,
                     revoked: CancellationToken::new(),
                 })
             }),
@@ -217,14 +260,23 @@ impl Auth {
             .map(str::trim)
             .ok_or(Denied::Missing)?;
         let h = hash(token);
-        if let Some(p) = self.find(&h) {
-            return Ok(p);
+        let found = self.find(&h).or_else(|| {
+            // A token made by `xnhub token create` a moment ago: look again if the table
+            // changed.
+            if let Err(e) = self.reload_if_changed() {
+                tracing::error!("reloading tokens: {e:#}");
+            }
+            self.find(&h)
+        });
+        let p = found.ok_or(Denied::Invalid)?;
+        let now = crate::hub::now_ms();
+        match p.expires_ms {
+            Some(at) if now >= at => Err(Denied::Expired {
+                name: p.name.clone(),
+                ago: super::age::show_age(Duration::from_millis(now - at)),
+            }),
+            _ => Ok(p),
         }
-        // A token made by `xnhub token create` a moment ago: look again if the table changed.
-        if let Err(e) = self.reload_if_changed() {
-            tracing::error!("reloading tokens: {e:#}");
-        }
-        self.find(&h).ok_or(Denied::Invalid)
     }
 
     fn find(&self, h: &[u8; 32]) -> Option<Arc<Principal>> {
@@ -237,8 +289,14 @@ impl Auth {
     }
 
     /// Creates a token and returns it; it is not stored anywhere in clear. A `slave` token
-    /// may be bound to `slave_name`.
-    pub fn create(&self, name: &str, role: Role, slave_name: Option<&str>) -> Result<String> {
+    /// may be bound to `slave_name`; with a `lifetime` it expires that long from now.
+    pub fn create(
+        &self,
+        name: &str,
+        role: Role,
+        slave_name: Option<&str>,
+        lifetime: Option<Duration>,
+    ) -> Result<NewToken> {
         if name.is_empty()
             || name.len() > 64
             || !name
@@ -253,18 +311,30 @@ impl Auth {
             }
             super::slaves::check_name(slave)?;
         }
+        let now = crate::hub::now_ms();
+        let expires_ms = match lifetime {
+            None => None,
+            Some(d) => Some(
+                u64::try_from(d.as_millis())
+                    .ok()
+                    .and_then(|ms| now.checked_add(ms))
+                    .filter(|&at| i64::try_from(at).is_ok())
+                    .ok_or_else(|| anyhow!("the lifetime {d:?} is too long"))?,
+            ),
+        };
         let token = new_token()?;
         let n = self
             .db()
             .execute(
-                "INSERT OR IGNORE INTO tokens (name, role, hash, created_ms, slave_name)
-                 VALUES (?1, ?2, ?3, ?4, ?5)",
+                "INSERT OR IGNORE INTO tokens (name, role, hash, created_ms, slave_name, expires_ms)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
                 params![
                     name,
                     role.as_str(),
                     &hash(&token)[..],
-                    crate::hub::now_ms() as i64,
-                    slave_name
+                    now as i64,
+                    slave_name,
+                    expires_ms.map(|at| at as i64)
                 ],
             )
             .context("storing the token")?;
@@ -272,24 +342,32 @@ impl Auth {
             bail!("a token named {name:?} exists already");
         }
         self.reload()?;
-        Ok(token)
+        Ok(NewToken {
+            name: name.to_string(),
+            role,
+            slave_name: slave_name.map(str::to_string),
+            expires_ms,
+            token,
+        })
     }
 
     pub fn list(&self) -> Result<Vec<TokenInfo>> {
         let db = self.db();
-        let mut stmt =
-            db.prepare("SELECT name, role, created_ms, slave_name FROM tokens ORDER BY name")?;
+        let mut stmt = db.prepare(
+            "SELECT name, role, created_ms, slave_name, expires_ms FROM tokens ORDER BY name",
+        )?;
         let rows = stmt.query_map([], |r| {
             Ok((
                 r.get::<_, String>(0)?,
                 r.get::<_, String>(1)?,
                 r.get::<_, i64>(2)?,
                 r.get::<_, Option<String>>(3)?,
+                r.get::<_, Option<i64>>(4)?,
             ))
         })?;
         let mut v = Vec::new();
         for row in rows {
-            let (name, role, created, slave_name) = row?;
+            let (name, role, created, slave_name, expires) = row?;
             let role = Role::parse(&role)
                 .ok_or_else(|| anyhow!("token {name} has unknown role {role}"))?;
             v.push(TokenInfo {
@@ -297,6 +375,7 @@ impl Auth {
                 role,
                 created_ms: created as u64,
                 slave_name,
+                expires_ms: expires.map(|at| at.max(0) as u64),
             });
         }
         Ok(v)
@@ -363,6 +442,19 @@ impl Auth {
         Ok(n > 0)
     }
 
+    /// Ends the connections of tokens whose lifetime is over (once each: a fired `revoked`
+    /// stays fired). Every second, from the hub's token loop.
+    pub fn expire_due(&self) {
+        let now = crate::hub::now_ms();
+        let tokens = self.tokens.read().unwrap_or_else(|p| p.into_inner());
+        for p in tokens.values() {
+            if p.expired(now) && !p.revoked.is_cancelled() {
+                tracing::info!(token = %p.name, "token expired: closing its connections");
+                p.revoked.cancel();
+            }
+        }
+    }
+
     /// Re-reads the table if another process changed it.
     pub fn reload_if_changed(&self) -> Result<()> {
         let version: i64 = self
@@ -375,13 +467,16 @@ impl Auth {
     }
 
     fn reload(&self) -> Result<()> {
-        type Row = (String, String, Vec<u8>, Option<String>);
+        type Row = (String, String, Vec<u8>, Option<String>, Option<i64>);
         let rows: Vec<Row> = {
             let db = self.db();
             let version: i64 = db.query_row("PRAGMA data_version", [], |r| r.get(0))?;
             *self.data_version.lock().unwrap_or_else(|p| p.into_inner()) = version;
-            let mut stmt = db.prepare("SELECT name, role, hash, slave_name FROM tokens")?;
-            let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?;
+            let mut stmt =
+                db.prepare("SELECT name, role, hash, slave_name, expires_ms FROM tokens")?;
+            let rows = stmt.query_map([], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+            })?;
             rows.collect::<rusqlite::Result<_>>()?
         };
         let mut tokens = self.tokens.write().unwrap_or_else(|p| p.into_inner());
@@ -390,7 +485,8 @@ impl Auth {
         };
         let bound_before = bound(&tokens);
         let mut next = HashMap::new();
-        for (name, role, h, slave_name) in rows {
+        for (name, role, h, slave_name, expires) in rows {
+            let expires_ms = expires.map(|at: i64| at.max(0) as u64);
             let (Some(role), Ok(h)) = (Role::parse(&role), <[u8; 32]>::try_from(h.as_slice()))
             else {
                 tracing::error!("token {name} is damaged in the database; ignored");
@@ -399,13 +495,19 @@ impl Auth {
             // Keep the same principal (and its open connections) for tokens that stay.
             let p = tokens
                 .get(&h)
-                .filter(|p| p.name == name && p.role == role && p.slave_name == slave_name)
+                .filter(|p| {
+                    p.name == name
+                        && p.role == role
+                        && p.slave_name == slave_name
+                        && p.expires_ms == expires_ms
+                })
                 .cloned()
                 .unwrap_or_else(|| {
                     Arc::new(Principal {
                         name,
                         role,
                         slave_name,
+                        expires_ms,
                         revoked: CancellationToken::new(),
                     })
                 });

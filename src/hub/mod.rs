@@ -4,6 +4,7 @@
 //! `run` takes an already bound listener, an opened [`Hub`] and a cancellation token, so tests
 //! and `main` start it the same way.
 
+pub mod age;
 pub mod auth;
 mod claim;
 pub mod datadir;
@@ -106,7 +107,8 @@ pub async fn run(
             }
         });
     }
-    // Tokens created or revoked with `xnhub token ...` while we run take effect within a second.
+    // Tokens created or revoked with `xnhub token ...` while we run take effect within a second,
+    // and so does the end of a token's lifetime.
     {
         let (auth, shutdown) = (auth.clone(), shutdown.clone());
         tokio::spawn(async move {
@@ -117,9 +119,12 @@ pub async fn run(
                     _ = shutdown.cancelled() => return,
                 }
                 let auth = auth.clone();
-                if let Ok(Err(e)) =
-                    tokio::task::spawn_blocking(move || auth.reload_if_changed()).await
-                {
+                let reloaded = tokio::task::spawn_blocking(move || {
+                    let reloaded = auth.reload_if_changed();
+                    auth.expire_due();
+                    reloaded
+                });
+                if let Ok(Err(e)) = reloaded.await {
                     tracing::error!("reloading tokens: {e:#}");
                 }
             }

@@ -2,7 +2,7 @@
 //! (`Auth::admit_slave`), job events (output and ends go to the session's [`Intake`]),
 //! heartbeats both ways, and what happens to its jobs when it goes away.
 
-use super::auth::Principal;
+use super::auth::{Ending, Principal};
 use super::intake::{Entry, Intake};
 use super::respond::{self, HubResponse, ServerWs};
 use super::state::{Joined, Joining, Orphan, SessionId};
@@ -185,12 +185,17 @@ async fn session(ctx: Arc<Ctx>, ws: ServerWs, who: Arc<Principal>, peer: String)
                 }
             }
             _ = who.revoked.cancelled() => {
-                tracing::warn!(slave = %name, token = %who.name, "token revoked: disconnecting slave");
-                let _ = tx.send(&HubToSlave::Error { message: "token revoked".into() }).await;
-                let _ = tx.close(CLOSE_POLICY, "token revoked").await;
+                let ending = who.ending();
+                let why = ending.as_str();
+                tracing::warn!(slave = %name, token = %who.name, "{why}: disconnecting slave");
+                let _ = tx.send(&HubToSlave::Error { message: why.into() }).await;
+                let _ = tx.close(CLOSE_POLICY, why).await;
                 reader.abort();
                 // Refused from now on, it stops its jobs (see the slave's `Refused`).
-                break Some("its slave's token was revoked");
+                break Some(match ending {
+                    Ending::Expired => "its slave's token expired",
+                    Ending::Revoked => "its slave's token was revoked",
+                });
             }
         }
     };

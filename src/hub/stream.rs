@@ -92,8 +92,9 @@ async fn session(
                 break;
             }
             _ = who.revoked.cancelled() => {
-                let _ = tx.send(&StreamMsg::Error { message: "token revoked".into() }).await;
-                let _ = tx.close(crate::conn::CLOSE_POLICY, "token revoked").await;
+                let why = who.ending().as_str();
+                let _ = tx.send(&StreamMsg::Error { message: why.into() }).await;
+                let _ = tx.close(crate::conn::CLOSE_POLICY, why).await;
                 break;
             }
         }

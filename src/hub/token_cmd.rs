@@ -13,6 +13,7 @@
 //! `slave` tokens and their files, and says so. Otherwise no action adds a token it was not
 //! told to, even where none is left.
 
+use super::age::{parse_age, show_age};
 use super::auth::Auth;
 use super::store::DB_FILE;
 use crate::wire::Role;
@@ -21,6 +22,7 @@ use clap::error::ErrorKind;
 use clap::parser::ValueSource;
 use clap::{ArgMatches, Command, Subcommand};
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 /// The hub's subcommands.
 #[derive(Subcommand)]
@@ -51,9 +53,14 @@ pub enum TokenAction {
         /// NAME` reach only its holder). Without it a slave token serves as any unbound name
         #[arg(long, value_name = "NAME")]
         slave_name: Option<String>,
+        /// Let the token expire this long from now (30d, 12h, 90m, 45s): from then on it is
+        /// refused, and the connections opened with it close. Without it, it lives until
+        /// revoked
+        #[arg(long, value_name = "AGE", value_parser = parse_age)]
+        expires: Option<Duration>,
     },
-    /// List tokens (names, roles, and the slave name a slave token is bound to; secrets are
-    /// never stored)
+    /// List tokens (names, roles, the slave name a slave token is bound to, and when a
+    /// token expires; secrets are never stored)
     List {
         /// The hub's data directory (may also come before `token`) [default: XN_DATA, else
         /// $XDG_DATA_HOME/execnode, else ~/.local/share/execnode]
@@ -129,14 +136,16 @@ pub fn run(action: TokenAction, data: &Path) -> Result<()> {
             name,
             role,
             slave_name,
+            expires,
             ..
         } => {
             let role = Role::parse(&role).context("unknown role")?;
-            let token = if has_db {
-                Auth::open_as_is(data)?.create(&name, role, slave_name.as_deref())?
+            let slave_name = slave_name.as_deref();
+            let made = if has_db {
+                Auth::open_as_is(data)?.create(&name, role, slave_name, expires)?
             } else {
                 super::datadir::create(data)?;
-                let token = Auth::open(data, false)?.create(&name, role, slave_name.as_deref())?;
+                let made = Auth::open(data, false)?.create(&name, role, slave_name, expires)?;
                 eprintln!(
                     "{} had no hub data: made it ready for a hub, with the admin and slave \
                      tokens a hub makes on its first start, in {} and {}",
@@ -144,9 +153,9 @@ pub fn run(action: TokenAction, data: &Path) -> Result<()> {
                     data.join("admin.token").display(),
                     data.join("slave.token").display()
                 );
-                token
+                made
             };
-            println!("{token}");
+            println!("{}", made.token);
         }
         TokenAction::List { .. } => {
             if !has_db {
@@ -158,11 +167,19 @@ pub fn run(action: TokenAction, data: &Path) -> Result<()> {
             if tokens.is_empty() {
                 eprintln!("no tokens in {}", data.display());
             }
+            let now = crate::hub::now_ms();
             for t in tokens {
-                match &t.slave_name {
-                    Some(s) => println!("{:<24} {:<6} bound to slave {s}", t.name, t.role.as_str()),
-                    None => println!("{:<24} {}", t.name, t.role.as_str()),
+                let mut line = format!("{:<24} {:<6}", t.name, t.role.as_str());
+                let span = |ms| show_age(Duration::from_millis(ms));
+                match t.expires_ms {
+                    Some(at) if at > now => line += &format!(" expires in {}", span(at - now)),
+                    Some(at) => line += &format!(" EXPIRED {} ago", span(now - at)),
+                    None => {}
                 }
+                if let Some(s) = &t.slave_name {
+                    line += &format!(" bound to slave {s}");
+                }
+                println!("{}", line.trim_end());
             }
         }
         TokenAction::Revoke { name, .. } => {

@@ -1,6 +1,7 @@
 //! `/api/v1/tokens`: admins create, list and revoke tokens over REST (the same as
 //! `xnhub token ...` on the hub's machine).
 
+use super::age::parse_age;
 use super::auth::Principal;
 use super::respond::{self, HubResponse};
 use super::routes::forbidden;
@@ -37,18 +38,15 @@ pub async fn route(
                 Ok(w) => w,
                 Err(r) => return r.into(),
             };
-            let (name, role, slave_name) = (want.name.clone(), want.role, want.slave_name.clone());
+            let lifetime = match want.expires_in.as_deref().map(parse_age).transpose() {
+                Ok(l) => l,
+                Err(e) => {
+                    return respond::error(StatusCode::BAD_REQUEST, format!("expires_in: {e}"))
+                }
+            };
             blocking(
-                move || auth.create(&want.name, want.role, want.slave_name.as_deref()),
-                move |token| {
-                    let made = NewToken {
-                        name,
-                        role,
-                        slave_name,
-                        token,
-                    };
-                    respond::json(StatusCode::CREATED, &made)
-                },
+                move || auth.create(&want.name, want.role, want.slave_name.as_deref(), lifetime),
+                |made: NewToken| respond::json(StatusCode::CREATED, &made),
             )
             .await
         }

@@ -235,6 +235,7 @@ fn messages() -> Vec<(&'static str, serde_json::Value)> {
                 role: Role::User,
                 created_ms: 1,
                 slave_name: None,
+                expires_ms: None,
             }),
         ),
         (
@@ -244,6 +245,26 @@ fn messages() -> Vec<(&'static str, serde_json::Value)> {
                 role: Role::Slave,
                 created_ms: 1,
                 slave_name: Some("box-7".into()),
+                expires_ms: None,
+            }),
+        ),
+        (
+            "token_info_expiring",
+            v(&TokenInfo {
+                name: "contractor".into(),
+                role: Role::User,
+                created_ms: 1,
+                slave_name: None,
+                expires_ms: Some(2_592_000_001),
+            }),
+        ),
+        (
+            "create_token",
+            v(&CreateToken {
+                name: "contractor".into(),
+                role: Role::User,
+                slave_name: None,
+                expires_in: Some("30d".into()),
             }),
         ),
     ]
@@ -290,6 +311,7 @@ fn wire_messages_match_the_golden_file() {
             }
             "submit" => serde_json::from_str::<SubmitManyReply>(&text).is_ok(),
             "broadcast" => serde_json::from_str::<BroadcastReply>(&text).is_ok(),
+            "create" => serde_json::from_str::<CreateToken>(&text).is_ok(),
             _ => serde_json::from_str::<TokenInfo>(&text).is_ok(),
         };
         assert!(ok, "{name} does not parse back");

@@ -12,6 +12,7 @@ mod cancel;
 mod crashhold;
 mod datadir;
 mod deadpeer;
+mod expiry;
 mod faults;
 mod fuzz;
 mod golden;

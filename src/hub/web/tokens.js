@@ -25,7 +25,8 @@ function render(tokens) {
     row.dataset.name = t.name;
     // A bound slave token serves only as its slave name; an unbound one as any free name.
     const bound = t.slave_name ?? (t.role === "slave" ? "any (unbound)" : "");
-    for (const text of [t.name, t.role, bound, new Date(t.created_ms).toLocaleString()]) {
+    const created = new Date(t.created_ms).toLocaleString();
+    for (const text of [t.name, t.role, bound, created, expiry(t.expires_ms)]) {
       row.insertCell().textContent = text;
     }
     const revoke = document.createElement("button");
@@ -34,6 +35,13 @@ function render(tokens) {
     revoke.addEventListener("click", () => confirmThen(revoke, `Revoke ${t.name}?`, () => remove(t.name)));
     row.insertCell().append(revoke);
   }
+}
+
+/** When a token expires (or did), for its row; `undefined`: it lives until revoked. */
+function expiry(ms) {
+  if (ms === undefined) return "never";
+  const at = new Date(ms).toLocaleString();
+  return ms <= Date.now() ? `expired ${at}` : at;
 }
 
 /** A button that asks again in its own label before it acts (no dialog boxes). */
@@ -69,6 +77,9 @@ $("token-form").addEventListener("submit", async (ev) => {
     const want = { name: $("token-name").value.trim(), role: $("token-role").value };
     const slave = $("token-slave-name").value.trim();
     if (want.role === "slave" && slave) want.slave_name = slave;
+    // The hub reads the age (30d, 12h, 90m, 45s) and says what is wrong with it.
+    const expires = $("token-expires").value.trim();
+    if (expires) want.expires_in = expires;
     made = await api("POST", "/api/v1/tokens", want);
   } catch (e) {
     // Refused: nothing changed, so the table stays as it is (and its buttons with it).
@@ -79,8 +90,10 @@ $("token-form").addEventListener("submit", async (ev) => {
   await refresh();
   $("token-name").value = "";
   $("token-slave-name").value = "";
+  $("token-expires").value = "";
   const bound = made.slave_name ? `, only as slave ${made.slave_name}` : "";
-  $("new-token-name").textContent = `${made.name} (${made.role}${bound})`;
+  const until = made.expires_ms ? `, until ${new Date(made.expires_ms).toLocaleString()}` : "";
+  $("new-token-name").textContent = `${made.name} (${made.role}${bound}${until})`;
   $("new-token-value").value = made.token;
   $("new-token").hidden = false;
   $("new-token-value").select();

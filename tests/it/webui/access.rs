@@ -168,6 +168,54 @@ fn an_admin_binds_a_slave_token_to_a_slave_name_in_the_page() {
 }
 
 #[test]
+fn an_admin_makes_a_token_with_a_lifetime_in_the_page() {
+    let hub = Hub::start();
+    let b = Browser::launch();
+    sign_in(&b, &hub, &hub.token);
+    b.eval("document.getElementById('tokens-link').click()");
+    let row =
+        |name: &str| format!("document.querySelector('#token-table tr[data-name=\"{name}\"]')");
+    b.wait_for("the token list", &row("admin"));
+    // The Expires column: the first tokens live until revoked.
+    let expires = |name: &str| b.eval(&format!("{}.cells[4].textContent", row(name)));
+    assert_eq!(expires("admin"), "never");
+    // An age the hub does not read: its words, and no token.
+    type_into(&b, "token-name", "temp");
+    type_into(&b, "token-expires", "2w");
+    b.key("Enter", 0);
+    b.wait_for(
+        "the refusal",
+        "document.getElementById('token-error').textContent.includes('the unit is d, h, m or s')",
+    );
+    assert!(!hub.token_command(&["list"]).contains("temp"));
+    // The form keeps what was typed: mend the age.
+    b.eval("document.getElementById('token-expires').value = ''");
+    type_into(&b, "token-expires", "2h");
+    b.key("Enter", 0);
+    b.wait_for(
+        "the new token, with its expiry",
+        "!document.getElementById('new-token').hidden && \
+         document.getElementById('new-token-name').textContent.includes(', until ')",
+    );
+    b.wait_for("the token listed", &row("temp"));
+    let shown = expires("temp");
+    assert!(
+        !["never", ""].contains(&shown.as_str().unwrap())
+            && !shown.as_str().unwrap().starts_with("expired"),
+        "{shown}"
+    );
+    let listed = hub.token_command(&["list"]);
+    assert!(
+        listed
+            .lines()
+            .any(|l| l.starts_with("temp ") && l.contains(" expires in ")),
+        "{listed}"
+    );
+    assert_eq!(b.eval("document.getElementById('token-expires').value"), "");
+    assert_no_errors_but(&b, &["400 (Bad Request) [http://"]);
+}
+
+#[test]
 fn a_revoked_token_sends_the_page_back_to_sign_in() {
     let hub = Hub::start();
     let _s = hub.slave("s1", 1);

@@ -1,0 +1,179 @@
+//! Tokens with a lifetime (`xnhub token create --expires`, `expires_in` over REST): accepted
+//! until they expire, then refused with a message that says so; the connections opened with
+//! them close as a revoked token's do, and the jobs they started go on.
+
+use crate::util::*;
+use execnode::wire::{JobState, TokenInfo};
+use std::process::Stdio;
+
+/// A token made with `--expires`, and the `xn -f --follow` its owner keeps open, end at its
+/// expiry; the job it submitted runs on, and `token list` says when it expired.
+#[test]
+fn a_token_with_a_lifetime_is_refused_once_it_expires_and_its_streams_end() {
+    let hub = Hub::start();
+    let _s = hub.slave("s1", 1);
+    let temp = hub.token_command(&[
+        "create",
+        "--name",
+        "temp",
+        "--role",
+        "user",
+        "--expires",
+        "5s",
+    ]);
+    let listed = hub.token_command(&["list"]);
+    let line = listed.lines().find(|l| l.starts_with("temp ")).unwrap();
+    assert!(line.contains(" expires in "), "{listed}");
+
+    let out = xn_as(
+        &hub.url,
+        &temp,
+        &["-s", "echo ready; exec sleep 100", "--no-tty"],
+    );
+    assert!(out.status.success(), "{out:?}");
+    let id = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    let mut follow = xn_command(&hub.url, &temp, &["-f", &id, "--follow"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (stdout, out_done) = collect(follow.stdout.take().unwrap());
+    let (stderr, err_done) = collect(follow.stderr.take().unwrap());
+    wait_until("the follower to show the job's output", || {
+        stdout.lock().unwrap().starts_with(b"ready\n")
+    });
+    // It was let in before its expiry; at the expiry the hub ends its stream.
+    wait_until("the follower to end", || {
+        follow.try_wait().unwrap().is_some()
+    });
+    assert_eq!(follow.wait().unwrap().code(), Some(255));
+    out_done.join().unwrap();
+    err_done.join().unwrap();
+    let said = String::from_utf8_lossy(&stderr.lock().unwrap()).to_string();
+    assert!(said.contains("token expired"), "{said}");
+    assert!(!said.contains("reconnecting"), "{said}");
+    assert!(hub.log_contains("token expired: closing its connections"));
+
+    // Refused from now on, saying why; the job runs on, for an admin to see.
+    let out = xn_as(&hub.url, &temp, &["-l"]);
+    assert_eq!(out.status.code(), Some(255));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("token temp expired") && err.contains("ask an admin"),
+        "{err}"
+    );
+    assert_eq!(hub.job(id.parse().unwrap()).state, JobState::Running);
+    let listed = hub.token_command(&["list"]);
+    let line = listed.lines().find(|l| l.starts_with("temp ")).unwrap();
+    assert!(
+        line.contains(" EXPIRED ") && line.ends_with(" ago"),
+        "{listed}"
+    );
+}
+
+/// A slave whose token expires is let go as a revoked one is: its jobs are lost, and the
+/// reason says the token expired.
+#[test]
+fn a_slave_whose_token_expires_is_disconnected_and_says_why() {
+    let hub = Hub::start_with(&["--slave-timeout", "600"]);
+    let t = hub.token_command(&[
+        "create",
+        "--name",
+        "w",
+        "--role",
+        "slave",
+        "--expires",
+        "4s",
+    ]);
+    let s = Slave::start_with_token(&hub, &t, "w1", 1, &[]);
+    let id = hub.submit("echo started; exec sleep 100", &["--no-tty"]);
+    wait_until("the job to start", || hub.fetch(id).starts_with(b"started"));
+    let rec = hub.wait_ended(id);
+    assert_eq!(rec.state, JobState::Lost);
+    assert_eq!(rec.reason.as_deref(), Some("its slave's token expired"));
+    assert!(hub.log_contains("token expired: disconnecting slave"));
+    wait_until("the slave to stop", || {
+        s.log_contains("stopping 1 job(s): the hub refused this slave")
+    });
+}
+
+/// Over REST, `expires_in` takes the same ages as `--expires`; the answer and the list give
+/// the expiry in ms since the epoch. A bad age, or a field the hub does not know, is a 400
+/// and makes no token.
+#[test]
+fn rest_makes_tokens_with_a_lifetime_and_refuses_a_bad_one() {
+    let hub = Hub::start();
+    let now_ms = || {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as u64
+    };
+    let post = |body: &str| request(&hub.addr, "POST", "/api/v1/tokens", &hub.token, body);
+    let before = now_ms();
+    let (status, body) = post(r#"{"name":"c1","role":"user","expires_in":"1h"}"#);
+    let after = now_ms();
+    assert_eq!(status, 201, "{body}");
+    let made: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let at = made["expires_ms"].as_u64().unwrap();
+    assert!(
+        (before + 3_600_000..=after + 3_600_000).contains(&at),
+        "{body}"
+    );
+
+    let (status, body) = post(r#"{"name":"c2","role":"user","expires_in":"1w"}"#);
+    assert_eq!(status, 400);
+    assert!(
+        body.contains("expires_in") && body.contains("the unit is"),
+        "{body}"
+    );
+    let (status, body) = post(r#"{"name":"c3","role":"user","expires":"1h"}"#);
+    assert_eq!(status, 400);
+    assert!(body.contains("unknown field `expires`"), "{body}");
+
+    let (status, body) = hub.get("/api/v1/tokens");
+    assert_eq!(status, 200);
+    let tokens: Vec<TokenInfo> = serde_json::from_str(&body).unwrap();
+    let names: Vec<_> = tokens.iter().map(|t| t.name.as_str()).collect();
+    assert_eq!(names, ["admin", "c1", "slave"]);
+    assert_eq!(tokens[1].expires_ms, Some(at));
+    assert_eq!(tokens[0].expires_ms, None);
+}
+
+/// `--expires` takes an age with a unit, more than nothing.
+#[test]
+fn token_create_refuses_a_bad_lifetime() {
+    let hub = Hub::start();
+    for (age, says) in [
+        ("0s", "more than 0"),
+        ("5", "needs a unit"),
+        ("2w", "the unit is"),
+    ] {
+        let out = std::process::Command::new(bin_dir().join("xnhub"))
+            .args([
+                "token",
+                "create",
+                "--name",
+                "x",
+                "--role",
+                "user",
+                "--expires",
+                age,
+            ])
+            .arg("--data")
+            .arg(&hub.data)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{age}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains("--expires") && err.contains(says),
+            "{age}: {err}"
+        );
+    }
+    assert!(!hub
+        .token_command(&["list"])
+        .lines()
+        .any(|l| l.starts_with("x ")));
+}
