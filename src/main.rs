@@ -182,6 +182,12 @@ struct SlaveArgs {
     /// Keep each job's directories after it ends, instead of removing them
     #[arg(long, help_heading = "Confining jobs")]
     keep_work_dirs: bool,
+    /// Run each job in a cgroup of its own made in DIR, a cgroup v2 directory this slave may
+    /// write (as root, or delegated: systemd's Delegate=yes). When the job ends, or is
+    /// cancelled, everything it started is killed, even processes that left its session
+    /// (setsid, daemons). Linux 5.14+; the slave refuses to start if DIR cannot serve
+    #[arg(long, value_name = "DIR", help_heading = "Confining jobs")]
+    cgroup: Option<PathBuf>,
 }
 
 fn main() -> ExitCode {
@@ -443,6 +449,7 @@ async fn run_slave(args: SlaveArgs) -> Result<()> {
             sandbox: args.sandbox,
             work_dir: args.work_dir,
             keep_work_dirs: args.keep_work_dirs,
+            cgroup: args.cgroup,
         },
     };
     slave::run(opts, shutdown_on_signals()?).await

@@ -1,10 +1,11 @@
 //! How a slave confines its jobs: the user they run as, resource limits, the Landlock sandbox,
-//! and a work directory of their own. [`Confinement::new`] checks the operator's choices once,
+//! a cgroup of their own (`cgroup.rs`) and a work directory of their own. [`Confinement::new`] checks the operator's choices once,
 //! when the slave starts, and refuses to start rather than run jobs less confined than asked
 //! (as root by accident, or without a sandbox the kernel cannot give). For each job,
 //! [`Confinement::prepare`] creates its directories and builds everything the child will need
 //! before the spawn; the system calls themselves are in `sys.rs`. Never runs a job.
 
+use super::cgroup::{Cgroups, JobCgroup};
 use super::sys::{self, ChildSetup, Ids, UserInfo};
 use anyhow::{bail, Context, Result};
 use std::collections::BTreeMap;
@@ -33,6 +34,8 @@ pub struct ConfineOptions {
     pub work_dir: Option<PathBuf>,
     /// Leave job directories behind for inspection (`--keep-work-dirs`).
     pub keep_work_dirs: bool,
+    /// Make each job's cgroup in this cgroup v2 directory (`--cgroup`).
+    pub cgroup: Option<PathBuf>,
 }
 
 /// The checked form of [`ConfineOptions`], shared by every job.
@@ -48,13 +51,16 @@ pub struct Confinement {
     /// The root is ours alone (the default one): removed when the slave stops.
     own_root: bool,
     keep: bool,
+    cgroups: Option<Cgroups>,
 }
 
-/// A job's directories: its work directory, and its private temp dir when sandboxed.
+/// A job's directories: its work directory, and its private temp dir when sandboxed; and its
+/// cgroup with `--cgroup`.
 #[derive(Debug)]
 pub struct Place {
     pub work: PathBuf,
     pub tmp: Option<PathBuf>,
+    pub cgroup: Option<JobCgroup>,
 }
 
 /// A size in bytes, as `4096`, `512K`, `512M`, `2G` or `1T` (powers of 1024; `KiB`, `MB`, ...
@@ -112,6 +118,7 @@ impl Confinement {
             _ => {}
         }
         let switch_to = user.clone().filter(|u| u.uid != euid);
+        let cgroups = opts.cgroup.as_deref().map(Cgroups::open).transpose()?;
         let (root, own_root) = match &opts.work_dir {
             // Absolute: it becomes jobs' cwd and TMPDIR, which must not depend on theirs.
             Some(d) => (
@@ -131,6 +138,7 @@ impl Confinement {
             root,
             own_root,
             keep: opts.keep_work_dirs,
+            cgroups,
         };
         c.make_root()?;
         if c.sandbox {
@@ -194,15 +202,43 @@ impl Confinement {
         }
     }
 
-    /// Creates the directories of job `name`, owned by the job's user, mode 0700.
+    /// Creates the directories of job `name`, owned by the job's user, mode 0700, and its
+    /// cgroup. An error names what could not be made.
     pub fn place(&self, name: &str) -> io::Result<Place> {
-        let work = self.fresh_dir(&self.root.join("jobs").join(name))?;
+        let dir = |sub: &str| {
+            let dir = self.root.join(sub).join(name);
+            self.fresh_dir(&dir).map_err(|e| {
+                io::Error::new(e.kind(), format!("work directory {}: {e}", dir.display()))
+            })
+        };
+        let work = dir("jobs")?;
         let tmp = if self.sandbox {
-            Some(self.fresh_dir(&self.root.join("tmp").join(name))?)
+            match dir("tmp") {
+                Ok(tmp) => Some(tmp),
+                Err(e) => {
+                    let _ = std::fs::remove_dir_all(&work);
+                    return Err(e);
+                }
+            }
         } else {
             None
         };
-        Ok(Place { work, tmp })
+        let mut place = Place {
+            work,
+            tmp,
+            cgroup: None,
+        };
+        if let Some(c) = &self.cgroups {
+            match c.create(name) {
+                Ok(cg) => place.cgroup = Some(cg),
+                Err(e) => {
+                    self.clean(&place);
+                    let dir = c.dir().display();
+                    return Err(io::Error::new(e.kind(), format!("cgroup in {dir}: {e}")));
+                }
+            }
+        }
+        Ok(place)
     }
 
     fn fresh_dir(&self, dir: &Path) -> io::Result<PathBuf> {
@@ -222,9 +258,15 @@ impl Confinement {
         Ok(dir.to_path_buf())
     }
 
-    /// Removes a job's directories, unless they are to be kept. Blocking: call it off the
-    /// runtime. Everything the job started is gone by then (its process group was killed).
+    /// Removes a job's cgroup (killing what is left in it), and its directories unless they
+    /// are to be kept. Blocking: call it off the runtime. Everything the job started is gone
+    /// by then (its process group, or its cgroup, was killed).
     pub fn clean(&self, place: &Place) {
+        if let Some(cg) = &place.cgroup {
+            if let Err(e) = cg.kill().and_then(|()| cg.remove()) {
+                tracing::warn!("{e}");
+            }
+        }
         if self.keep {
             return;
         }
@@ -240,8 +282,12 @@ impl Confinement {
     }
 
     /// Removes a job's directories if they are empty (or to be kept), without blocking for
-    /// long; false if something is left in them, for [`Confinement::clean`] to remove.
+    /// long; false if something is left in them, or a cgroup, for [`Confinement::clean`] to
+    /// remove.
     pub fn clean_if_empty(&self, place: &Place) -> bool {
+        if place.cgroup.is_some() {
+            return false;
+        }
         if self.keep {
             return true;
         }
@@ -293,16 +339,25 @@ impl Confinement {
                 }),
                 cwd: Some(CString::new(cwd.as_os_str().as_bytes())?),
                 landlock,
+                cgroup_procs: place.cgroup.as_ref().map(JobCgroup::procs).transpose()?,
             },
         );
         Ok(())
     }
 
     /// Whether a job's child must do more before exec than posix_spawn can (switch user, set
-    /// limits, enter the sandbox); if not, [`Confinement::environment`] and
+    /// limits, enter the sandbox or its cgroup); if not, [`Confinement::environment`] and
     /// [`Confinement::cwd`] are all it needs.
     pub fn needs_child_setup(&self) -> bool {
-        self.switch_to.is_some() || self.limits != Limits::default() || self.sandbox
+        self.switch_to.is_some()
+            || self.limits != Limits::default()
+            || self.sandbox
+            || self.cgroups.is_some()
+    }
+
+    /// Where jobs' cgroups are made, with `--cgroup`.
+    pub fn cgroup_dir(&self) -> Option<&Path> {
+        self.cgroups.as_ref().map(Cgroups::dir)
     }
 
     /// The user jobs run as, when not the slave's own.
@@ -355,6 +410,7 @@ impl Confinement {
         // The real code path, without the limits (a tight memory limit must not fail the probe).
         let probe = Confinement {
             limits: Limits::default(),
+            cgroups: None,
             ..self.clone()
         };
         // Named by our pid: slaves may share a --work-dir.

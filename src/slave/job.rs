@@ -68,7 +68,7 @@ pub async fn run(
     }
     let outcome = match confinement.place(&id.to_string()) {
         Err(e) => Outcome::Failed {
-            reason: format!("cannot create its work directory: {e}"),
+            reason: format!("cannot prepare the job: {e}"),
         },
         Ok(place) => {
             let outcome = match start(&spec, &confinement, &place) {
@@ -145,7 +145,7 @@ async fn supervise(
     let status: ExitStatus = loop {
         tokio::select! {
             _ = sleep_until(kill_at), if kill_at.is_some() => {
-                kill_all(job.pgid, Signal::SIGKILL);
+                kill_all(&job, Signal::SIGKILL);
                 kill_at = None;
             }
             n = read_out(&mut job.out, buf.space()), if out_open => match n {
@@ -162,15 +162,15 @@ async fn supervise(
                 Some(JobCtl::Resize(rows, cols)) => resize(&job.out, rows, cols, run),
                 Some(JobCtl::Cancel(grace)) => {
                     cancelled = true;
-                    kill_all(job.pgid, Signal::SIGTERM);
+                    kill_all(&job, Signal::SIGTERM);
                     // Stopped processes must run to act on SIGTERM.
-                    kill_all(job.pgid, Signal::SIGCONT);
+                    kill_all(&job, Signal::SIGCONT);
                     let at = tokio::time::Instant::now() + grace;
                     kill_at = Some(kill_at.map_or(at, |k| k.min(at)));
                 }
                 // The outbox forgot the job (the hub gave it up): stop it now.
                 None => {
-                    kill_all(job.pgid, Signal::SIGKILL);
+                    kill_all(&job, Signal::SIGKILL);
                     cancelled = true;
                     ctl_open = false;
                 }
@@ -179,8 +179,8 @@ async fn supervise(
                 tracing::info!(job = run.job, "timeout of {limit:?} passed; terminating");
                 timed_out = true;
                 cancelled = true;
-                kill_all(job.pgid, Signal::SIGTERM);
-                kill_all(job.pgid, Signal::SIGCONT);
+                kill_all(&job, Signal::SIGTERM);
+                kill_all(&job, Signal::SIGCONT);
                 let at = tokio::time::Instant::now() + grace;
                 kill_at = Some(kill_at.map_or(at, |k| k.min(at)));
             }
@@ -188,7 +188,7 @@ async fn supervise(
                 Ok(st) => break st,
                 Err(e) => {
                     tracing::error!(job = run.job, "waiting for job: {e}");
-                    pty::signal_group(job.pgid, Some(Signal::SIGKILL));
+                    kill_all(&job, Signal::SIGKILL);
                     return Outcome::Failed { reason: format!("lost track of the process: {e}") };
                 }
             },
@@ -196,11 +196,13 @@ async fn supervise(
     };
     // The main process is gone: end what it left in its group, then collect the last output.
     // A cancelled job's whole session goes; otherwise the group (a scan of every process in
-    // the system is not worth it for each job that ends normally).
+    // the system is not worth it for each job that ends normally). With `--cgroup`, all that
+    // it started, wherever it went.
     if cancelled {
-        kill_all(job.pgid, Signal::SIGKILL);
+        kill_all(&job, Signal::SIGKILL);
     } else {
         pty::signal_group(job.pgid, Some(Signal::SIGKILL));
+        kill_cgroup(&job);
     }
     // Forgotten (the hub gave the run up): nobody will read its last output, so it is not
     // waited for. A process that left the job's session may hold the output open for as long
@@ -230,10 +232,25 @@ async fn sleep_until(at: Option<tokio::time::Instant>) {
 }
 
 /// Signals the job's process group and every other process of its session (an interactive
-/// shell's pipelines live in groups of their own). `None` only checks for survivors.
-fn kill_all(pgid: u32, sig: Signal) {
-    pty::signal_group(pgid, Some(sig));
-    pty::signal_session(pgid, Some(sig));
+/// shell's pipelines live in groups of their own), and with `--cgroup` every process in its
+/// cgroup (those that left the session too).
+fn kill_all(job: &Started, sig: Signal) {
+    pty::signal_group(job.pgid, Some(sig));
+    pty::signal_session(job.pgid, Some(sig));
+    match &job.cgroup {
+        Some(_) if sig == Signal::SIGKILL => kill_cgroup(job),
+        Some(cg) => cg.signal(sig),
+        None => {}
+    }
+}
+
+/// With `--cgroup`, kills every process the job started, wherever it went.
+fn kill_cgroup(job: &Started) {
+    if let Some(cg) = &job.cgroup {
+        if let Err(e) = cg.kill() {
+            tracing::warn!("killing the job's cgroup: {e}");
+        }
+    }
 }
 
 #[cfg(test)]

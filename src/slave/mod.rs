@@ -2,6 +2,7 @@
 //! it is given, and streams output back. Jobs and their unacknowledged output live in the
 //! [`Outbox`] and outlive any one connection; the connection loop dials again with backoff.
 
+mod cgroup;
 mod confine;
 mod job;
 mod outbox;
@@ -67,6 +68,7 @@ pub async fn run(opts: SlaveOptions, shutdown: CancellationToken) -> Result<()> 
         work_dirs = %confinement.root().display(),
         run_as = opts.confine.run_as.as_deref().unwrap_or("(the slave's user)"),
         sandbox = opts.confine.sandbox,
+        cgroups = confinement.cgroup_dir().map_or("(none)".into(), |d| d.display().to_string()),
         "jobs confined"
     );
     let res = serve_jobs(&opts, &confinement, shutdown).await;

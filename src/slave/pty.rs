@@ -116,6 +116,11 @@ pub fn signal_group(pgid: u32, sig: Option<Signal>) -> bool {
     }
 }
 
+/// Sends `sig` to one process; it may be gone already.
+pub fn signal_pid(pid: u32, sig: Signal) {
+    let _ = nix::sys::signal::kill(Pid::from_raw(pid as i32), sig);
+}
+
 /// Registers the pty master with tokio's reactor.
 pub fn async_master(master: OwnedFd) -> io::Result<tokio::io::unix::AsyncFd<OwnedFd>> {
     // SAFETY: an `OwnedFd` is a valid, open descriptor that it alone owns, and `as_raw_fd`

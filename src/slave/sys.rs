@@ -103,6 +103,9 @@ pub struct ChildSetup {
     pub cwd: Option<CString>,
     /// A Landlock ruleset to enforce (with no-new-privileges first), from [`write_ruleset`].
     pub landlock: Option<OwnedFd>,
+    /// The job's cgroup's `cgroup.procs`, open for writing (close-on-exec): the child moves
+    /// itself in first, so that everything it starts is born there.
+    pub cgroup_procs: Option<OwnedFd>,
 }
 
 /// Arranges for `cmd`'s child to apply `setup` just before exec, after any `pre_exec` added
@@ -116,12 +119,19 @@ pub fn confine(cmd: &mut Command, setup: ChildSetup) {
     });
     let cwd = setup.cwd;
     let landlock = setup.landlock;
+    let cgroup_procs = setup.cgroup_procs;
     // SAFETY: the closure runs in the forked child before exec. It only reads data prepared
-    // before the fork and makes system calls that are async-signal-safe (setrlimit, setgroups,
-    // setgid, setuid, chdir, prctl, landlock_restrict_self); it allocates nothing and takes no
-    // lock. `io::Error::last_os_error` only stores the errno.
+    // before the fork and makes system calls that are async-signal-safe (write, setrlimit,
+    // setgroups, setgid, setuid, chdir, prctl, landlock_restrict_self); it allocates nothing
+    // and takes no lock. `io::Error::last_os_error` only stores the errno.
     unsafe {
         cmd.pre_exec(move || {
+            // Into the job's cgroup first, while still privileged ("0": this process).
+            if let Some(procs) = &cgroup_procs {
+                if libc::write(procs.as_raw_fd(), b"0".as_ptr().cast(), 1) != 1 {
+                    return Err(io::Error::last_os_error());
+                }
+            }
             // Limits first, while still privileged: lowering is always allowed, and the hard
             // limits then bind the job's user too.
             for (resource, soft, hard) in rlimits.iter().flatten() {
@@ -161,6 +171,12 @@ pub fn confine(cmd: &mut Command, setup: ChildSetup) {
             Ok(())
         });
     }
+}
+
+/// Whether `dir` is on a cgroup v2 file system.
+pub fn is_cgroup2(dir: &Path) -> io::Result<bool> {
+    let fs = nix::sys::statfs::statfs(dir)?;
+    Ok(fs.filesystem_type() == nix::sys::statfs::CGROUP2_SUPER_MAGIC)
 }
 
 /// What Landlock could not give us, in words for the operator.

@@ -9,6 +9,7 @@ mod bound;
 mod broadcast;
 mod browser;
 mod cancel;
+mod cgroup;
 mod crashhold;
 mod datadir;
 mod deadpeer;

@@ -2,6 +2,7 @@
 //! pty or pipes, spawned with `posix_spawn` (or forked, when confinement needs steps in the
 //! child), and what to tell the user when that fails.
 
+use crate::slave::cgroup::JobCgroup;
 use crate::slave::confine::{Confinement, Place};
 use crate::slave::{pty, spawn};
 use crate::wire::JobSpec;
@@ -56,6 +57,8 @@ pub(super) enum Out {
 pub(super) struct Started {
     pub(super) child: spawn::Proc,
     pub(super) pgid: u32,
+    /// The job's cgroup, with `--cgroup`.
+    pub(super) cgroup: Option<JobCgroup>,
     pub(super) out: Out,
     /// Stderr, for `tty: false` jobs.
     pub(super) err: Option<pipe::Receiver>,
@@ -116,6 +119,7 @@ pub(super) fn start(
             Ok(Started {
                 child: proc,
                 pgid,
+                cgroup: place.cgroup.clone(),
                 out: Out::Pty(Arc::new(pty::async_master(p.master)?)),
                 err: None,
                 stdin: None,
@@ -124,6 +128,7 @@ pub(super) fn start(
         (None, Some(pipes)) => Ok(Started {
             child: proc,
             pgid,
+            cgroup: place.cgroup.clone(),
             out: Out::Pipe(pipe::Receiver::from_owned_fd(pipes.stdout)?),
             err: Some(pipe::Receiver::from_owned_fd(pipes.stderr)?),
             stdin: Some(pipe::Sender::from_owned_fd(pipes.stdin)?),

@@ -1,0 +1,183 @@
+//! Each job in a cgroup of its own (`xnslave --cgroup DIR`, cgroup v2), so that nothing it
+//! started outlives it: a process that left the job's session (`setsid`, a daemon's double
+//! fork) is out of reach of the group and session kills, but not of `cgroup.kill`.
+//!
+//! A job's cgroup is `DIR/xn-PID-ID` (PID: the slave's; slaves may share DIR). The child moves
+//! itself into it between fork and exec (through a `cgroup.procs` descriptor opened here), so
+//! every process it ever starts is born inside. When the job's main process ends, or its
+//! cancel or timeout comes to SIGKILL, the whole cgroup is killed, then removed. At start the
+//! slave kills and removes what slaves that died left in DIR. No controller is enabled: this is
+//! about finding processes, not about limits.
+
+use anyhow::{bail, Context, Result};
+use nix::sys::signal::Signal;
+use std::io::{self, Write};
+use std::os::fd::OwnedFd;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+/// How long a killed cgroup may take to empty before it is left behind with a warning (a
+/// process in uninterruptible sleep dies only when its system call ends).
+const EMPTY_WAIT: Duration = Duration::from_secs(10);
+
+/// Where jobs' cgroups are made.
+#[derive(Clone, Debug)]
+pub struct Cgroups {
+    dir: PathBuf,
+}
+
+/// One job's cgroup.
+#[derive(Clone, Debug)]
+pub struct JobCgroup {
+    dir: PathBuf,
+}
+
+impl Cgroups {
+    /// Checks that `dir` is a cgroup v2 directory in which this slave may make cgroups that
+    /// can be killed whole (Linux 5.14+), and clears what dead slaves left there.
+    pub fn open(dir: &Path) -> Result<Cgroups> {
+        let shown = dir.display();
+        let dir = std::path::absolute(dir).with_context(|| format!("--cgroup {shown}"))?;
+        match super::sys::is_cgroup2(&dir) {
+            Err(e) => bail!("--cgroup {shown}: {e}"),
+            Ok(false) => bail!(
+                "--cgroup {shown} is not in a cgroup v2 hierarchy (give a directory under the \
+                 cgroup2 mount, often /sys/fs/cgroup, that this slave may write)"
+            ),
+            Ok(true) => {}
+        }
+        let cgroups = Cgroups { dir };
+        cgroups.clear_dead();
+        let probe = cgroups
+            .create(&format!("probe-{}", std::process::id()))
+            .with_context(|| {
+                format!(
+                    "--cgroup {shown}: cannot make a cgroup there (as root, or delegated to \
+                     this slave's user: systemd's Delegate=yes)"
+                )
+            })?;
+        let killable = probe.dir.join("cgroup.kill").exists();
+        probe.remove()?;
+        if !killable {
+            bail!("--cgroup {shown}: this kernel has no cgroup.kill (Linux 5.14 or later)");
+        }
+        Ok(cgroups)
+    }
+
+    /// The directory jobs' cgroups are made in.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Makes the cgroup of job `name` (one left by an earlier slave of our pid is killed and
+    /// made again).
+    pub fn create(&self, name: &str) -> io::Result<JobCgroup> {
+        let cg = JobCgroup {
+            dir: self.dir.join(format!("xn-{}-{name}", std::process::id())),
+        };
+        match std::fs::create_dir(&cg.dir) {
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                tracing::warn!("killing and removing the stale cgroup {}", cg.dir.display());
+                cg.kill()?;
+                cg.remove()?;
+                std::fs::create_dir(&cg.dir)?;
+            }
+            other => other?,
+        }
+        Ok(cg)
+    }
+
+    /// Kills and removes the jobs' cgroups of slaves that are gone: `xn-PID-*` whose PID is
+    /// not running (or is ours: a slave of our pid before us). A job whose slave was killed
+    /// cannot be taken back by a new one, so its processes would otherwise run on unseen.
+    fn clear_dead(&self) {
+        let Ok(entries) = std::fs::read_dir(&self.dir) else {
+            return;
+        };
+        let me = std::process::id();
+        for entry in entries.flatten() {
+            let name = entry.file_name();
+            let Some(pid) = name
+                .to_str()
+                .and_then(|n| n.strip_prefix("xn-"))
+                .and_then(|n| n.split_once('-'))
+                .and_then(|(pid, _)| pid.parse::<u32>().ok())
+            else {
+                continue;
+            };
+            if pid != me && Path::new(&format!("/proc/{pid}")).exists() {
+                continue;
+            }
+            let cg = JobCgroup { dir: entry.path() };
+            tracing::warn!(
+                "killing what is left in {}: its slave (pid {pid}) is gone",
+                cg.dir.display()
+            );
+            if let Err(e) = cg.kill().and_then(|()| cg.remove()) {
+                tracing::warn!("clearing {}: {e}", cg.dir.display());
+            }
+        }
+    }
+}
+
+impl JobCgroup {
+    /// `cgroup.procs`, open for writing (close-on-exec): the child writes `0` to it between
+    /// fork and exec to move itself in.
+    pub fn procs(&self) -> io::Result<OwnedFd> {
+        let f = std::fs::OpenOptions::new()
+            .write(true)
+            .open(self.dir.join("cgroup.procs"))?;
+        Ok(f.into())
+    }
+
+    /// SIGKILLs every process in the cgroup at once.
+    pub fn kill(&self) -> io::Result<()> {
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(self.dir.join("cgroup.kill"))?
+            .write_all(b"1")
+    }
+
+    /// Sends `sig` to every process in the cgroup (SIGTERM before a cancel's SIGKILL).
+    pub fn signal(&self, sig: Signal) {
+        let Ok(procs) = std::fs::read_to_string(self.dir.join("cgroup.procs")) else {
+            return;
+        };
+        for pid in procs.lines().filter_map(|l| l.parse::<u32>().ok()) {
+            super::pty::signal_pid(pid, sig);
+        }
+    }
+
+    /// Whether any process is left in it.
+    pub fn populated(&self) -> bool {
+        std::fs::read_to_string(self.dir.join("cgroup.events"))
+            .map(|e| e.lines().any(|l| l == "populated 1"))
+            .unwrap_or(false)
+    }
+
+    /// Removes the cgroup once its killed processes are gone, waiting for them up to
+    /// [`EMPTY_WAIT`]. Blocking: call it off the runtime.
+    pub fn remove(&self) -> io::Result<()> {
+        let start = Instant::now();
+        let mut pause = Duration::from_micros(100);
+        loop {
+            match std::fs::remove_dir(&self.dir) {
+                Err(e) if e.raw_os_error() == Some(libc::EBUSY) && start.elapsed() < EMPTY_WAIT => {
+                    // SIGKILL is delivered, not yet acted on: the processes are exiting.
+                    std::thread::sleep(pause);
+                    pause = (pause * 2).min(Duration::from_millis(50));
+                }
+                Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+                other => {
+                    return other.map_err(|e| {
+                        io::Error::other(format!(
+                            "removing cgroup {}: {e} (processes left: {})",
+                            self.dir.display(),
+                            self.populated()
+                        ))
+                    })
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,240 @@
+//! `xnslave --cgroup DIR`: each job in a cgroup of its own, so that what it started ends with
+//! it, even a process that left its session; a DIR that cannot serve refuses the start; what a
+//! dead slave left is cleared by the next. Needs root and a cgroup v2 mount (skipped with a
+//! note elsewhere).
+
+use crate::util::*;
+use execnode::wire::JobState;
+use std::path::{Path, PathBuf};
+
+/// A cgroup made for one test under the cgroup2 mount, removed (with anything left in it)
+/// when dropped.
+struct TestCgroup {
+    dir: PathBuf,
+}
+
+impl TestCgroup {
+    fn make(name: &str) -> Option<TestCgroup> {
+        if !is_root() {
+            eprintln!("skipped: needs root to make cgroups");
+            return None;
+        }
+        let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+        // Fields: id parent dev root mountpoint options ... - fstype source options.
+        let Some(mount) = mounts.lines().find_map(|l| {
+            let (left, right) = l.split_once(" - ")?;
+            (right.split(' ').next() == Some("cgroup2")).then(|| left.split(' ').nth(4))?
+        }) else {
+            eprintln!("skipped: no cgroup2 mount");
+            return None;
+        };
+        let dir = Path::new(mount).join(format!("execnode-it-{}-{name}", std::process::id()));
+        if let Err(e) = std::fs::create_dir(&dir) {
+            eprintln!("skipped: cannot make {}: {e}", dir.display());
+            return None;
+        }
+        Some(TestCgroup { dir })
+    }
+
+    /// The job cgroups in it.
+    fn children(&self) -> Vec<String> {
+        std::fs::read_dir(&self.dir)
+            .unwrap()
+            .flatten()
+            .filter(|e| e.path().is_dir())
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect()
+    }
+}
+
+impl Drop for TestCgroup {
+    fn drop(&mut self) {
+        for name in self.children() {
+            let child = self.dir.join(name);
+            let _ = std::fs::write(child.join("cgroup.kill"), "1");
+            let start = std::time::Instant::now();
+            while std::fs::remove_dir(&child).is_err() && start.elapsed() < TIMEOUT {
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+        }
+        let _ = std::fs::remove_dir(&self.dir);
+    }
+}
+
+/// The shell line of a job that starts a process in a session of its own (out of reach of the
+/// job's group and session), waits until it wrote its pid to `pidfile`, and goes on with
+/// `then`.
+fn escaping_job(pidfile: &Path, then: &str) -> String {
+    let f = pidfile.display();
+    format!(
+        "setsid sh -c 'echo $$ > {f}.new && mv {f}.new {f}; exec sleep 1000' \
+         </dev/null >/dev/null 2>&1 & while [ ! -s {f} ]; do sleep 0.01; done; {then}"
+    )
+}
+
+fn pid_in(pidfile: &Path) -> i32 {
+    std::fs::read_to_string(pidfile)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+/// Kills a process the test left running if the slave did not.
+struct KillOnDrop(i32);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        if alive(self.0) {
+            let _ = std::process::Command::new("kill")
+                .args(["-9", &self.0.to_string()])
+                .status();
+        }
+    }
+}
+
+#[test]
+fn what_a_job_started_outside_its_session_ends_with_it() {
+    let Some(cg) = TestCgroup::make("ends") else {
+        return;
+    };
+    let hub = Hub::start();
+    let dir = tempfile::tempdir().unwrap();
+    let _s = Slave::start(&hub, "s1", 1, &["--cgroup", cg.dir.to_str().unwrap()]);
+    let pidfile = dir.path().join("escaped");
+    let id = hub.submit(
+        &escaping_job(&pidfile, "cat /proc/self/cgroup"),
+        &["--no-tty"],
+    );
+    let rec = hub.wait_ended(id);
+    assert_eq!(
+        (rec.state, rec.exit_code),
+        (JobState::Exited, Some(0)),
+        "{rec:?}"
+    );
+    let escaped = pid_in(&pidfile);
+    let _guard = KillOnDrop(escaped);
+    // The job ran in its own cgroup, under DIR.
+    let out = String::from_utf8_lossy(&hub.fetch(id)).into_owned();
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with("0::/") && l.contains("/xn-")),
+        "{out}"
+    );
+    // Its escaped process ended with it, and its cgroup is gone.
+    wait_until("the escaped process to be killed", || !alive(escaped));
+    wait_until("the job's cgroup to be removed", || {
+        cg.children().is_empty()
+    });
+}
+
+#[test]
+fn a_cancel_reaches_what_left_the_session() {
+    let Some(cg) = TestCgroup::make("cancel") else {
+        return;
+    };
+    let hub = Hub::start();
+    let dir = tempfile::tempdir().unwrap();
+    let _s = Slave::start(&hub, "s1", 1, &["--cgroup", cg.dir.to_str().unwrap()]);
+    let pidfile = dir.path().join("escaped");
+    let id = hub.submit(
+        &escaping_job(&pidfile, "echo started; exec sleep 1000"),
+        &[],
+    );
+    wait_until("the job to start", || {
+        String::from_utf8_lossy(&hub.fetch(id)).contains("started")
+    });
+    let escaped = pid_in(&pidfile);
+    let _guard = KillOnDrop(escaped);
+    assert!(alive(escaped));
+    hub.xn_ok(&["-k", &id.to_string()]);
+    assert_eq!(hub.wait_ended(id).state, JobState::Cancelled);
+    wait_until("the escaped process to be killed", || !alive(escaped));
+    wait_until("the job's cgroup to be removed", || {
+        cg.children().is_empty()
+    });
+}
+
+#[test]
+fn a_slave_clears_what_a_dead_slave_left_in_its_cgroup_dir() {
+    let Some(cg) = TestCgroup::make("dead") else {
+        return;
+    };
+    // A job cgroup of a slave whose pid no process has (above any pid_max), still holding a
+    // process: as if that slave had been killed.
+    let stale = cg.dir.join("xn-4294967294-7");
+    std::fs::create_dir(&stale).unwrap();
+    let mut orphan = std::process::Command::new("sleep")
+        .arg("1000")
+        .spawn()
+        .unwrap();
+    std::fs::write(stale.join("cgroup.procs"), orphan.id().to_string()).unwrap();
+    let hub = Hub::start();
+    let s = Slave::start(&hub, "s1", 1, &["--cgroup", cg.dir.to_str().unwrap()]);
+    // Killed (and so reaped here), its cgroup removed, and the slave says why.
+    let status = orphan.wait().unwrap();
+    assert_eq!(
+        std::os::unix::process::ExitStatusExt::signal(&status),
+        Some(9)
+    );
+    assert!(!stale.exists());
+    assert!(s.log_contains("its slave (pid 4294967294) is gone"));
+    // Jobs run as ever.
+    let id = hub.submit("true", &["--no-tty"]);
+    assert_eq!(hub.wait_ended(id).exit_code, Some(0));
+}
+
+#[test]
+fn a_job_whose_cgroup_cannot_be_made_fails_saying_so_and_leaves_nothing() {
+    let Some(cg) = TestCgroup::make("full") else {
+        return;
+    };
+    let hub = Hub::start();
+    let work = tempfile::tempdir().unwrap();
+    let dir = cg.dir.to_str().unwrap();
+    let _s = Slave::start(
+        &hub,
+        "s1",
+        1,
+        &["--cgroup", dir, "--work-dir", work.path().to_str().unwrap()],
+    );
+    // No more cgroups below DIR from now on: the next job's cannot be made.
+    std::fs::write(cg.dir.join("cgroup.max.descendants"), "0").unwrap();
+    let id = hub.submit("echo ran", &["--no-tty"]);
+    let rec = hub.wait_ended(id);
+    assert_eq!(rec.state, JobState::Failed, "{rec:?}");
+    let reason = rec.reason.unwrap_or_default();
+    assert!(
+        reason.starts_with("cannot prepare the job: cgroup in ") && reason.contains(dir),
+        "{reason}"
+    );
+    assert!(hub.fetch(id).is_empty());
+    // Its work directory was made, then removed again.
+    let jobs = work.path().join("jobs");
+    assert_eq!(std::fs::read_dir(&jobs).unwrap().count(), 0);
+}
+
+#[test]
+fn a_cgroup_dir_that_cannot_serve_refuses_the_start() {
+    let hub = Hub::start();
+    let plain = tempfile::tempdir().unwrap();
+    let missing = plain.path().join("nowhere");
+    let root = if is_root() {
+        vec!["--allow-root-jobs"]
+    } else {
+        vec![]
+    };
+    for (dir, says) in [
+        (plain.path(), "is not in a cgroup v2 hierarchy"),
+        (missing.as_path(), "No such file or directory"),
+    ] {
+        let mut args = vec!["--cgroup", dir.to_str().unwrap()];
+        args.extend(&root);
+        let (status, err) = Slave::run_to_exit(&hub.url, &args, None).unwrap();
+        assert!(!status.success(), "{err}");
+        assert!(
+            err.contains(&format!("--cgroup {}", dir.display())) && err.contains(says),
+            "{err}"
+        );
+    }
+}
