@@ -44,7 +44,8 @@ enum Role {
 /// The execnode hub: accepts jobs, keeps them and their output, hands them to slaves.
 ///
 /// On its first start on a data directory it creates an admin and a slave token and writes
-/// them to DATA/admin.token and DATA/slave.token (mode 0600).
+/// them to DATA/admin.token and DATA/slave.token (mode 0600). It raises its soft open-file
+/// limit to the hard one (each slave and client holds a descriptor), and warns if that is low.
 #[derive(Args)]
 struct HubArgs {
     #[command(subcommand)]
@@ -348,6 +349,8 @@ async fn run_hub(args: HubArgs) -> Result<()> {
         Some(d) => d,
         None => default_data_dir()?,
     };
+    // Each slave and client holds a descriptor; the usual soft limit (1024) is far too few.
+    hub::nofile::raise();
     let opts = HubOptions {
         slave_timeout: Duration::from_secs(args.slave_timeout),
         cancel_grace: Duration::from_secs(args.cancel_grace),

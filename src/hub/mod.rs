@@ -12,6 +12,7 @@ mod intake;
 mod list;
 mod list_json;
 mod logs;
+pub mod nofile;
 mod peer;
 mod recent;
 mod respond;

@@ -15,6 +15,7 @@ mod datadir;
 mod deadpeer;
 mod expiry;
 mod faults;
+mod fdlimit;
 mod fuzz;
 mod golden;
 mod heartbeat;

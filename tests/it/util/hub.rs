@@ -52,6 +52,27 @@ impl Hub {
         Self::start_cmd(cmd, data, "127.0.0.1:0", &[])
     }
 
+    /// Starts a hub on `data` whose open-file limits are `soft` and `hard` when it starts, as
+    /// on a machine whose default `ulimit -n` is that (set in the child only).
+    pub fn start_with_open_files(data: &Path, soft: u64, hard: u64) -> Hub {
+        use std::os::unix::process::CommandExt;
+        let mut cmd = Command::new(exe());
+        // SAFETY: setrlimit(2) is async-signal-safe and reads one struct from the stack.
+        unsafe {
+            cmd.pre_exec(move || {
+                let lim = libc::rlimit {
+                    rlim_cur: soft as libc::rlim_t,
+                    rlim_max: hard as libc::rlim_t,
+                };
+                if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) == -1 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        Self::start_cmd(cmd, data, "127.0.0.1:0", &[])
+    }
+
     fn start_cmd(cmd: Command, data: &Path, listen: &str, args: &[&str]) -> Hub {
         Self::try_start(cmd, data, listen, args)
             .unwrap_or_else(|e| panic!("the hub did not start: {e}"))
