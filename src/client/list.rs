@@ -4,7 +4,7 @@
 //! shown and says how many matched; the jobs left out are counted on stderr, after the list, so
 //! that stdout stays the table or the JSON array alone; so is a note that nothing matched.
 
-use super::visible::visible;
+use super::visible::{cell, visible};
 use crate::http::{query_escape, HubUrl};
 use crate::wire::{JobId, JobRecord, JobSpec, JobState, TOTAL_COUNT_HEADER};
 use anyhow::Result;
@@ -258,12 +258,9 @@ fn write_row(out: &mut Vec<u8>, j: &Row, now: u64) {
         _ => pad_left(out, "-", 4),
     }
     out.extend_from_slice(b"  ");
-    // Text from the hub is shown with its control characters escaped (see `visible`).
-    pad_right(
-        out,
-        &truncate(&visible(j.slave.as_ref().map_or("-", |t| &t.0)), 12),
-        12,
-    );
+    // Text from the hub is shown with its control characters escaped (see `visible`), and a
+    // name with a space in quotes, so that it stays one column.
+    pad_right(out, &column(j.slave.as_ref(), 12), 12);
     out.extend_from_slice(b"  ");
     let (n, unit) = age(now.saturating_sub(j.created_ms));
     let n = num.of(n);
@@ -271,8 +268,7 @@ fn write_row(out: &mut Vec<u8>, j: &Row, now: u64) {
     out.extend_from_slice(n.as_bytes());
     out.push(unit);
     out.extend_from_slice(b"  ");
-    let name = j.name.as_ref().or(j.group.as_ref()).map_or("-", |t| &t.0);
-    pad_right(out, &truncate(&visible(name), 12), 12);
+    pad_right(out, &column(j.name.as_ref().or(j.group.as_ref()), 12), 12);
     out.extend_from_slice(b"  ");
     let command = j.command();
     let command = match command.contains('\n') {
@@ -334,6 +330,23 @@ impl Num {
         let at = self.0.len() - len - 1;
         self.0[at] = b'-';
         std::str::from_utf8(&self.0[at..]).expect("digits are UTF-8")
+    }
+}
+
+/// A column of at most `max` characters: `-` for none, else the text as a [`cell`], cut short
+/// (inside its quotes, when it has them) with an ellipsis.
+fn column<'a>(text: Option<&'a Text<'a>>, max: usize) -> Cow<'a, str> {
+    let Some(text) = text else {
+        return Cow::Borrowed("-");
+    };
+    match cell(&text.0) {
+        // Only a quoted cell starts with a quote (a text that does is quoted).
+        Cow::Owned(c) if c.starts_with('"') && c.chars().count() > max => {
+            let cut: String = c.chars().take(max.saturating_sub(2)).collect();
+            Cow::Owned(format!("{cut}…\""))
+        }
+        Cow::Owned(c) => Cow::Owned(truncate(&c, max).into_owned()),
+        Cow::Borrowed(c) => truncate(c, max),
     }
 }
 
@@ -403,15 +416,14 @@ mod tests {
             _ => String::new(),
         };
         let (n, unit) = super::age(now.saturating_sub(j.created_ms));
-        let name = j.name.as_ref().or(j.group.as_ref()).map_or("-", |t| &t.0);
         format!(
             "{:>6}  {:<9}  {:>4}  {:<12}  {:>6}  {:<12}  {}{why}\n",
             j.id,
             j.state.as_str(),
             exit,
-            super::truncate(&visible(j.slave.as_ref().map_or("-", |t| &t.0)), 12),
+            super::column(j.slave.as_ref(), 12),
             format!("{n}{}", unit as char),
-            super::truncate(&visible(name), 12),
+            super::column(j.name.as_ref().or(j.group.as_ref()), 12),
             super::truncate(&visible(&j.command().replace('\n', " ")), 60),
         )
     }
@@ -464,6 +476,23 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn a_name_with_a_space_is_one_quoted_column_cut_inside_its_quotes() {
+        let t = |s: &'static str| super::Text(s.into());
+        assert_eq!(super::column(None, 12), "-");
+        assert_eq!(super::column(Some(&t("box-1")), 12), "box-1");
+        assert_eq!(super::column(Some(&t("two words")), 12), "\"two words\"");
+        assert_eq!(
+            super::column(Some(&t("a very long name")), 12),
+            "\"a very lo…\""
+        );
+        assert_eq!(super::column(Some(&t("-")), 12), "\"-\"");
+        assert_eq!(
+            super::column(Some(&t("\x1b[2J\x1b[2J\x1b[2J")), 12),
+            "\\e[2J\\e[2J\\…"
+        );
     }
 
     #[test]

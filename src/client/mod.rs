@@ -47,13 +47,13 @@ pub struct XnArgs {
     pub words: Vec<String>,
 
     /// List jobs, oldest first: id, state, exit code, slave, age, name, command. Only the
-    /// newest 50 that match (see --limit and --all)
+    /// newest 50 that match (see --limit and --all). A name with a space is shown "quoted"
     #[arg(short = 'l', long)]
     pub list: bool,
 
     /// List the connected slaves: name, state (ready or draining), slots, the jobs they hold,
     /// whether their token is bound to their name (for admins: which token), labels (what
-    /// --slave and --on can name)
+    /// --slave and --on can name). A name with a space is shown "quoted"
     #[arg(long)]
     pub slaves: bool,
 

@@ -1,7 +1,7 @@
 //! `xn --slaves [--json]`: the slaves connected to the hub now, whether they take jobs, their
 //! slots, the jobs they hold and their labels: what `--slave NAME` and `--on LABEL` can name.
 
-use super::visible::visible;
+use super::visible::{cell, visible};
 use crate::http::HubUrl;
 use crate::hub::SlaveInfo;
 use anyhow::Result;
@@ -29,8 +29,9 @@ pub async fn run(hub: &HubUrl, json: bool) -> Result<i32> {
 /// One line per slave, under a header. BOUND says whether the slave serves with a token bound
 /// to its name; TOKEN, which token, is there when the hub names them (to admins).
 fn table(slaves: &[SlaveInfo]) -> Vec<u8> {
-    // Names and labels are the slaves' own: shown with control characters escaped.
-    let names: Vec<_> = slaves.iter().map(|s| visible(&s.name)).collect();
+    // Names and labels are the slaves' own: shown with control characters escaped, and a name
+    // with a space in quotes, so that it stays one column (labels have no spaces).
+    let names: Vec<_> = slaves.iter().map(|s| cell(&s.name)).collect();
     let name_width = names
         .iter()
         .map(|n| n.chars().count())
@@ -122,6 +123,20 @@ mod tests {
         assert_eq!(
             String::from_utf8(table(&[])).unwrap(),
             "NAME  STATE     SLOTS  JOBS              BOUND  LABELS\n"
+        );
+    }
+
+    #[test]
+    fn a_name_with_a_space_is_quoted_and_stays_one_column() {
+        let slaves = [
+            slave("build box", 2, vec![4], &["gpu"]),
+            slave("b", 1, vec![], &[]),
+        ];
+        assert_eq!(
+            String::from_utf8(table(&slaves)).unwrap(),
+            "NAME         STATE     SLOTS  JOBS              BOUND  LABELS\n\
+             \"build box\"  ready         2  4                 no     gpu\n\
+             b            ready         1  -                 no     -\n"
         );
     }
 

@@ -4,7 +4,8 @@
 //! characters raw: not in the tables, its notes (`[hub: ...]`, how a job ended, why it
 //! waits), nor its error line (`xn: ...`). An escape sequence in them would drive the reader's
 //! terminal. JSON output (`--json`) and job output (`-f`, `--wait`, `-a`) are never changed
-//! here: they are the bytes as they are.
+//! here: they are the bytes as they are. A table's cell is also quoted when it holds a space
+//! ([`cell`]), so that a name stays one column.
 
 use crate::text::{is_bidi_control, is_hidden_control};
 use std::borrow::Cow;
@@ -40,10 +41,60 @@ pub fn visible(s: &str) -> Cow<'_, str> {
     Cow::Owned(out)
 }
 
+/// `s` as one cell of a table whose columns are set apart by spaces: as [`visible`] writes it,
+/// and in double quotes when it would not read as one cell otherwise: when it holds whitespace
+/// (a slave or job name may: `"build box"`), is empty, is `-` (what a table shows for none),
+/// or starts with a quote. Inside the quotes `"` and `\` are escaped as `\"` and `\\`, so a
+/// quoted cell reads back as one word. Borrowed when no quotes are needed.
+pub fn cell(s: &str) -> Cow<'_, str> {
+    if !needs_quotes(s) {
+        return visible(s);
+    }
+    let mut out = String::with_capacity(s.len() + 4);
+    out.push('"');
+    for c in s.chars() {
+        if matches!(c, '"' | '\\') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out.push('"');
+    Cow::Owned(visible(&out).into_owned())
+}
+
+/// Whether [`cell`] must quote `s`. Controls do not count: [`visible`] writes them out.
+fn needs_quotes(s: &str) -> bool {
+    // A look at the bytes first: plain ASCII without a space or a quote is the usual case.
+    if !s.is_empty() && s != "-" && s.bytes().all(|b| b > b' ' && b < 0x7f && b != b'"') {
+        return false;
+    }
+    s.is_empty()
+        || s == "-"
+        || s.starts_with('"')
+        || s.chars().any(|c| c.is_whitespace() && !c.is_control())
+}
+
 #[cfg(test)]
 mod tests {
-    use super::visible;
+    use super::{cell, visible};
     use std::borrow::Cow;
+
+    #[test]
+    fn a_cell_with_whitespace_is_quoted_and_reads_as_one() {
+        for s in ["box-1", "s\u{e9}rveur", "a\"b", "a\\b", "-x"] {
+            assert!(matches!(cell(s), Cow::Borrowed(_)), "{s:?}");
+        }
+        assert_eq!(cell("build box"), "\"build box\"");
+        assert_eq!(cell("no\u{a0}break"), "\"no\u{a0}break\"");
+        assert_eq!(cell("ideo\u{3000}space"), "\"ideo\u{3000}space\"");
+        assert_eq!(cell(""), "\"\"");
+        assert_eq!(cell("-"), "\"-\"");
+        assert_eq!(cell("\"quoted\""), "\"\\\"quoted\\\"\"");
+        assert_eq!(cell("say \"hi\" \\o/"), "\"say \\\"hi\\\" \\\\o/\"");
+        // Controls are written out as `visible` does, quoted or not: a tab is no space.
+        assert_eq!(cell("a\tb"), "a\\tb");
+        assert_eq!(cell("a b\x1b[2J"), "\"a b\\e[2J\"");
+    }
 
     #[test]
     fn control_characters_are_shown_not_sent() {

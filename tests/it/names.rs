@@ -111,3 +111,73 @@ fn a_job_name_pinned_slave_or_label_with_a_bidi_or_control_character_is_refused(
     // Right-to-left letters are fine.
     hub.submit("true", &["--name", "\u{5d1}\u{5e0}\u{5d9}\u{5d4}"]);
 }
+
+/// A table's line split into its cells: at spaces, but not inside double quotes (where `\"`
+/// is a quote), as a reader takes in the columns.
+fn cells(line: &str) -> Vec<String> {
+    let (mut cells, mut cur, mut quoted, mut escaped) = (Vec::new(), String::new(), false, false);
+    for c in line.chars() {
+        match c {
+            _ if escaped => {
+                cur.push(c);
+                escaped = false;
+            }
+            '\\' if quoted => {
+                cur.push(c);
+                escaped = true;
+            }
+            '"' => {
+                cur.push(c);
+                quoted = !quoted;
+            }
+            ' ' if !quoted => {
+                if !cur.is_empty() {
+                    cells.push(std::mem::take(&mut cur));
+                }
+            }
+            _ => cur.push(c),
+        }
+    }
+    if !cur.is_empty() {
+        cells.push(cur);
+    }
+    cells
+}
+
+#[test]
+fn a_name_with_a_space_is_one_quoted_column_in_the_tables() {
+    let hub = Hub::start();
+    // Accepted, as before: deployments may use such names.
+    let _s = hub.slave("build box", 1);
+    let id = hub.submit(
+        "echo hi",
+        &["--no-tty", "--slave", "build box", "--name", "two words"],
+    );
+    hub.wait_ended(id);
+
+    let list = hub.xn_ok(&["-l"]);
+    let row = list
+        .lines()
+        .find(|l| l.trim_start().starts_with(&id.to_string()))
+        .expect("the job's row");
+    let c = cells(row);
+    // ID, STATE, EXIT, SLAVE; AGE; NAME and the command.
+    assert_eq!(
+        c[..4],
+        [&id.to_string(), "exited", "0", "\"build box\""],
+        "{list}"
+    );
+    assert_eq!(c[5..], ["\"two words\"", "echo", "hi"], "{list}");
+
+    let slaves = hub.xn_ok(&["--slaves"]);
+    let row = slaves.lines().nth(1).expect("the slave's row");
+    let c = cells(row);
+    assert_eq!(
+        (c[0].as_str(), c[1].as_str()),
+        ("\"build box\"", "ready"),
+        "{slaves}"
+    );
+    // JSON keeps the name as it is.
+    let json = hub.xn_ok(&["--slaves", "--json"]);
+    assert!(json.contains("\"name\": \"build box\""), "{json}");
+}
