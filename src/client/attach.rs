@@ -4,11 +4,12 @@
 //! terminates; otherwise (a pipe, or a `--no-tty` job) input goes line by line and `/term` or
 //! `/detach` do the same. Whatever was read before a detach or a terminate is sent first.
 
-use super::link::Link;
+use super::link::{said_on_closing, Link};
 use super::output::{before_note, end_lines, Fd, Sink};
 use super::tail::TailStart;
 use super::terminal::{describe_escape, say, Escaper, Key, RawMode};
 use super::visible::visible;
+use super::EXIT_XN_ERROR;
 use crate::conn::{ConnSender, Incoming};
 use crate::http::HubUrl;
 use crate::wire::{
@@ -42,6 +43,15 @@ enum Input {
 }
 
 pub async fn run(hub: &HubUrl, id: JobId, opts: &AttachOptions) -> Result<i32> {
+    match attach(hub, id, opts).await {
+        // The hub's message said why it ended the stream (`[hub: token revoked]` is out): the
+        // terminal is restored, and nothing repeats it.
+        Err(e) if said_on_closing(&e) => Ok(EXIT_XN_ERROR),
+        res => res,
+    }
+}
+
+async fn attach(hub: &HubUrl, id: JobId, opts: &AttachOptions) -> Result<i32> {
     let rec: JobRecord = hub
         .call::<(), _>(Method::GET, &format!("/api/v1/jobs/{id}"), None)
         .await?;

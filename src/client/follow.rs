@@ -6,9 +6,10 @@
 //! so does an output closed under xn (`| head`), which ends it with 141, not the job's code.
 
 use super::interrupt::{say_left, Interrupts};
-use super::link::Link;
+use super::link::{said_on_closing, Link};
 use super::output::{before_note, Fd, Sink};
 use super::visible::visible;
+use super::EXIT_XN_ERROR;
 use crate::conn::Incoming;
 use crate::http::HubUrl;
 use crate::wire::{DataFrame, JobId, JobState, StreamMsg, DATA_HEADER_LEN};
@@ -19,9 +20,10 @@ use std::io::Write;
 pub struct Followed {
     /// The code xn exits with: the job's, or 128 + the signal that stopped xn.
     pub code: i32,
-    /// Whether a signal stopped xn (and the note of what keeps running is said): nothing
+    /// Whether xn stops here, having said why: a signal (and the note of what keeps running
+    /// is said), its output closed, or the hub ended the stream (a revoked token). Nothing
     /// more is to be followed.
-    pub interrupted: bool,
+    pub stopped: bool,
     /// Whether the job's stdout and stderr, as written, end inside a line (which a header
     /// after them must end first).
     pub open_lines: [bool; 2],
@@ -48,7 +50,7 @@ pub async fn follow(
         link = Link::open(hub, id, pos, false) => link?,
         code = interrupts.recv() => {
             say_left(code, &keep_running(id, later));
-            return Ok(Followed { code, interrupted: true, open_lines: [false; 2] });
+            return Ok(Followed { code, stopped: true, open_lines: [false; 2] });
         }
     };
     let mut out = Sink::new(Fd::Stdout);
@@ -60,13 +62,22 @@ pub async fn follow(
         // `Link::next` only awaits a channel (and a reconnect, which may be dropped): it may
         // lose the race without losing a message.
         let next = tokio::select! {
-            next = link.next(pos) => next?,
+            next = link.next(pos) => match next {
+                // The hub's message said why (its line is out): not again, and no other job
+                // can be followed with the token either.
+                Err(e) if said_on_closing(&e) => return Ok(Followed {
+                    code: EXIT_XN_ERROR,
+                    stopped: true,
+                    open_lines: open_lines(&out, &err),
+                }),
+                next => next?,
+            },
             code = interrupts.recv() => {
                 before_note(&mut out, &mut err);
                 say_left(code, &keep_running(id, later));
                 return Ok(Followed {
                     code,
-                    interrupted: true,
+                    stopped: true,
                     open_lines: open_lines(&out, &err),
                 });
             }
@@ -108,7 +119,7 @@ pub async fn follow(
                 }
                 return Ok(Followed {
                     code: job.client_exit_code().unwrap_or(1),
-                    interrupted: false,
+                    stopped: false,
                     open_lines: open_lines(&out, &err),
                 });
             }
@@ -155,7 +166,7 @@ fn output_closed(e: std::io::Error, id: JobId, later: &[JobId]) -> Result<Follow
     );
     Ok(Followed {
         code: 128 + libc::SIGPIPE,
-        interrupted: true,
+        stopped: true,
         open_lines: [false; 2],
     })
 }

@@ -19,8 +19,19 @@ type Event = Result<Option<Incoming<StreamMsg>>>;
 
 /// The hub closed the stream for a policy (1008: the token was revoked).
 #[derive(Debug, thiserror::Error)]
-#[error("the hub ended the stream: {0}")]
-struct Refused(String);
+#[error("the hub ended the stream: {reason}")]
+struct Refused {
+    reason: String,
+    /// The hub's `error` message just before the close said the same, and went to the caller
+    /// (who shows every one): the user has read it.
+    said: bool,
+}
+
+/// Whether `e` is the hub closing the stream for the reason its last message said (`token
+/// revoked`): the caller showed that line, and ends without another that repeats it.
+pub fn said_on_closing(e: &anyhow::Error) -> bool {
+    e.downcast_ref::<Refused>().is_some_and(|r| r.said)
+}
 
 /// Nothing was sent: the connection to the hub is down (xn is dialling again).
 #[derive(Debug, thiserror::Error)]
@@ -167,13 +178,25 @@ async fn connect(hub: &HubUrl, id: JobId, from: [u64; 2], input: bool) -> Result
     let gone = Arc::new(AtomicBool::new(false));
     let gone_flag = gone.clone();
     tokio::spawn(async move {
+        // The text of the hub's last message, if it was an `error`: a revoked token's stream
+        // gets `token revoked` and then a close that gives the same reason.
+        let mut last_error: Option<String> = None;
         loop {
             // The hub pings every few seconds: silence means a connection that a cut network
             // left open, which no error would ever end.
             let mut next = rd.recv_watched::<StreamMsg>(HUB_SILENCE_LIMIT).await;
             if let (Ok(None), Some((CLOSE_POLICY, why))) = (&next, rd.closed_with()) {
-                next = Err(Refused(why.clone()).into());
+                let said = last_error.as_ref() == Some(why);
+                next = Err(Refused {
+                    reason: why.clone(),
+                    said,
+                }
+                .into());
             }
+            last_error = match &next {
+                Ok(Some(Incoming::Msg(StreamMsg::Error { message }))) => Some(message.clone()),
+                _ => None,
+            };
             let stop = !matches!(next, Ok(Some(_)));
             if stop {
                 gone_flag.store(true, Ordering::SeqCst);

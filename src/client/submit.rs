@@ -201,7 +201,7 @@ pub async fn run(
                     println!("{}", group::header(&who, id, None));
                 }
                 let followed = follow::follow(hub, id, &ids[i + 1..], &mut interrupts).await?;
-                if followed.interrupted {
+                if followed.stopped {
                     return Ok(followed.code);
                 }
                 open_lines = followed.open_lines;

@@ -5,6 +5,7 @@ use crate::term::Term;
 use crate::util::*;
 use execnode::wire::JobState;
 use std::os::unix::fs::PermissionsExt;
+use std::process::Stdio;
 
 #[test]
 fn first_start_writes_private_admin_and_slave_tokens() {
@@ -181,13 +182,41 @@ fn revoking_a_token_ends_its_open_connections() {
     let (status, _) = request(&hub.addr, "DELETE", "/api/v1/tokens/carol", &hub.token, "");
     assert_eq!(status, 200);
     assert_eq!(t.wait_exit().code(), Some(255));
-    t.wait_for("token revoked");
-    // Closed for that reason (1008), not lost: xn does not dial again to be refused.
-    t.wait_for("the hub ended the stream: token revoked");
+    t.wait_for("[hub: token revoked]");
+    // Said once. Closed for that reason (1008), not lost: xn does not dial again to be refused.
+    assert_eq!(t.count("token revoked"), 1, "{}", t.text());
     assert!(!t.text().contains("reconnecting"), "{}", t.text());
     assert!(t.is_cooked());
     let out = xn_as(&hub.url, &carol, &["-l"]);
     assert_eq!(out.status.code(), Some(255));
+}
+
+#[test]
+fn a_revoked_token_ends_a_follow_or_a_wait_with_one_line() {
+    let hub = Hub::start();
+    let _s = hub.slave("s1", 2);
+    for (name, args) in [
+        ("dave", &["-s", "echo ready; cat", "--no-tty", "--wait"][..]),
+        ("erin", &["-f", "", "--follow"][..]),
+    ] {
+        let token = hub.new_token(name, "user");
+        let mut args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+        if args[0] == "-f" {
+            let out = xn_as(&hub.url, &token, &["-s", "echo ready; cat", "--no-tty"]);
+            args[1] = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        }
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let xn = Collected::spawn(xn_command(&hub.url, &token, &args).stdin(Stdio::null()));
+        wait_until("the job's output", || {
+            xn.out.lock().unwrap().starts_with(b"ready\n")
+        });
+        hub.token_command(&["revoke", name]);
+        let (status, _, err) = xn.finish_within();
+        assert_eq!(status.code(), Some(255), "{args:?}: {err}");
+        // Said once, on one line, and not dialled again to be refused.
+        assert_eq!(err.lines().count(), 1, "{args:?}: {err}");
+        assert!(err.contains("token revoked"), "{args:?}: {err}");
+    }
 }
 
 #[test]
