@@ -4,6 +4,7 @@
 //! terminates; otherwise (a pipe, or a `--no-tty` job) input goes line by line and `/term` or
 //! `/detach` do the same. Whatever was read before a detach or a terminate is sent first.
 
+use super::interrupt::{say_left, Interrupts};
 use super::link::{said_on_closing, Link};
 use super::output::{before_note, end_lines, Fd, Sink};
 use super::tail::TailStart;
@@ -42,8 +43,15 @@ enum Input {
     Eof,
 }
 
-pub async fn run(hub: &HubUrl, id: JobId, opts: &AttachOptions) -> Result<i32> {
-    match attach(hub, id, opts).await {
+/// Attaches to job `id` until it ends, the user detaches, or one of `interrupts` comes (caught
+/// by the caller, from before it submitted the job with `xn -s LINE -a`).
+pub async fn run(
+    hub: &HubUrl,
+    id: JobId,
+    opts: &AttachOptions,
+    interrupts: &mut Interrupts,
+) -> Result<i32> {
+    match attach(hub, id, opts, interrupts).await {
         // The hub's message said why it ended the stream (`[hub: token revoked]` is out): the
         // terminal is restored, and nothing repeats it.
         Err(e) if said_on_closing(&e) => Ok(EXIT_XN_ERROR),
@@ -51,17 +59,21 @@ pub async fn run(hub: &HubUrl, id: JobId, opts: &AttachOptions) -> Result<i32> {
     }
 }
 
-async fn attach(hub: &HubUrl, id: JobId, opts: &AttachOptions) -> Result<i32> {
-    let rec: JobRecord = hub
-        .call::<(), _>(Method::GET, &format!("/api/v1/jobs/{id}"), None)
-        .await?;
-    // With --tail, each stream starts at a character boundary near its cut.
-    let mut starts = [
-        TailStart::new(rec.stdout_len, opts.tail),
-        TailStart::new(rec.stderr_len, opts.tail),
-    ];
+async fn attach(
+    hub: &HubUrl,
+    id: JobId,
+    opts: &AttachOptions,
+    interrupts: &mut Interrupts,
+) -> Result<i32> {
+    // Dialling may take a while (an unreachable hub): a signal ends that too.
+    let (rec, mut starts, mut link) = tokio::select! {
+        opened = open(hub, id, opts) => opened?,
+        code = interrupts.recv() => {
+            say_left(code, &format!("job {id} keeps running: xn -a {id} attaches to it"));
+            return Ok(code);
+        }
+    };
     let from = [starts[0].from(), starts[1].from()];
-    let mut link = Link::open(hub, id, from, !opts.read_only).await?;
     let terminal_in = std::io::stdin().is_terminal();
     // A viewer's terminal is raw too, so the job's bytes show exactly and keys do not echo. A
     // job with pipes has no terminal to take keys: ours stays as it is, so the user types and
@@ -80,10 +92,6 @@ async fn attach(hub: &HubUrl, id: JobId, opts: &AttachOptions) -> Result<i32> {
     }
     let mut escaper = Escaper::new(opts.escape);
     let mut winch = signal(SignalKind::window_change())?;
-    let mut term = signal(SignalKind::terminate())?;
-    let mut hup = signal(SignalKind::hangup())?;
-    // Ctrl-C, when the terminal is not raw (or someone's `kill -INT`).
-    let mut int = signal(SignalKind::interrupt())?;
     let mut out = Sink::new(Fd::Stdout);
     let mut err = Sink::new(Fd::Stderr);
     let mut pos = from;
@@ -211,20 +219,22 @@ async fn attach(hub: &HubUrl, id: JobId, opts: &AttachOptions) -> Result<i32> {
                 }
             }
             _ = winch.recv(), if sends_size => vec![Order::Size],
-            _ = term.recv() => {
+            // SIGTERM, SIGHUP (the terminal is gone: nothing to say), or SIGINT: Ctrl-C when
+            // the terminal is not raw (or someone's `kill -INT`).
+            code = interrupts.recv() => {
+                if code == 128 + libc::SIGHUP {
+                    drop(raw);
+                    return Ok(code);
+                }
                 finish(&mut out, &mut err, raw);
-                eprintln!("[xn terminated; job {id} keeps running]");
-                return Ok(128 + 15);
-            }
-            _ = hup.recv() => { drop(raw); return Ok(128 + 1); }
-            _ = int.recv() => {
-                finish(&mut out, &mut err, raw);
-                if opts.read_only {
+                if code == 128 + libc::SIGTERM {
+                    eprintln!("[xn terminated; job {id} keeps running]");
+                } else if opts.read_only {
                     eprintln!("[stopped watching job {id}]");
                 } else {
                     eprintln!("[xn interrupted; job {id} keeps running: xn -a {id} to come back]");
                 }
-                return Ok(128 + 2);
+                return Ok(code);
             }
         };
         for order in orders {
@@ -269,6 +279,26 @@ async fn attach(hub: &HubUrl, id: JobId, opts: &AttachOptions) -> Result<i32> {
 
 /// Before a note on leaving: writes what is queued (a write error no longer matters: xn is
 /// leaving), restores the terminal, and ends the line the job's output left open.
+/// The job's record, where each stream's replay starts (all of it, or `--tail`), and its
+/// stream opened from there.
+async fn open(
+    hub: &HubUrl,
+    id: JobId,
+    opts: &AttachOptions,
+) -> Result<(JobRecord, [TailStart; 2], Link)> {
+    let rec: JobRecord = hub
+        .call::<(), _>(Method::GET, &format!("/api/v1/jobs/{id}"), None)
+        .await?;
+    // With --tail, each stream starts at a character boundary near its cut.
+    let starts = [
+        TailStart::new(rec.stdout_len, opts.tail),
+        TailStart::new(rec.stderr_len, opts.tail),
+    ];
+    let from = [starts[0].from(), starts[1].from()];
+    let link = Link::open(hub, id, from, !opts.read_only).await?;
+    Ok((rec, starts, link))
+}
+
 fn finish(out: &mut Sink, err: &mut Sink, raw: Option<RawMode>) {
     let _ = out.close();
     let _ = err.close();

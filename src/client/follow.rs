@@ -176,7 +176,7 @@ fn open_lines(out: &Sink, err: &Sink) -> [bool; 2] {
 }
 
 /// What an interrupt leaves running: job `id`, and the `later` jobs not yet followed.
-fn keep_running(id: JobId, later: &[JobId]) -> String {
+pub(super) fn keep_running(id: JobId, later: &[JobId]) -> String {
     if later.is_empty() {
         return format!(
             "job {id} keeps running: xn -k {id} cancels it, xn -f {id} --follow follows it"

@@ -24,9 +24,14 @@ pub fn is_group(s: &str) -> bool {
 /// Waits for every job of `group` and prints their outputs as [`run`] does, with the first
 /// non-zero exit code (`xn -s LINE --all --wait`, `xn -f GROUP --follow`). SIGINT, SIGTERM and
 /// SIGHUP, or the reader of xn's output going away (`| head`), stop xn, not the group, and
-/// xn says how to reach it again.
-pub async fn follow(hub: &HubUrl, group: &str, prefix: bool) -> Result<i32> {
-    let mut interrupts = Interrupts::catch()?;
+/// xn says how to reach it again. `interrupts` are caught by the caller (from before the
+/// submission, for `--all --wait`).
+pub async fn follow(
+    hub: &HubUrl,
+    group: &str,
+    prefix: bool,
+    interrupts: &mut Interrupts,
+) -> Result<i32> {
     let g = visible(group);
     let again = format!("xn -f {g} --follow follows it again, xn -k {g} cancels it");
     tokio::select! {

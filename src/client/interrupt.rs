@@ -1,7 +1,9 @@
 //! The signals that end `xn` while it follows jobs that go on without it (`-s --wait`,
 //! `-f --follow`, `--all --wait`): SIGINT, SIGTERM and SIGHUP. xn then says what keeps running
-//! and how to reach it, and exits 128 + the signal, as a shell reports a killed command.
-//! (`xn -a` handles its own: its terminal may be raw, and Ctrl-C may belong to the job.)
+//! and how to reach it, and exits 128 + the signal, as a shell reports a killed command. They
+//! are caught before a submission is sent, and kept until xn ends: once caught, a signal no
+//! longer ends xn by itself, so every later wait must listen for them. (`xn -a` says its own
+//! notes: its terminal may be raw, and Ctrl-C may belong to the job.)
 
 use anyhow::{Context, Result};
 use std::io::Write;

@@ -20,6 +20,7 @@ mod visible;
 use crate::wire::JobId;
 use anyhow::{bail, Result};
 use clap::{ArgGroup, Args};
+use interrupt::Interrupts;
 use std::path::PathBuf;
 
 /// Exit code for `xn`'s own failures (hub unreachable, unknown job, ...), as ssh does, so a
@@ -101,8 +102,8 @@ pub struct XnArgs {
 
     /// With -s: stream the job's output as it runs and exit with its exit code
     /// (128 + N when killed by signal N); with several jobs or --all, each output under a
-    /// header, and the first non-zero code. Ctrl-C stops xn (the whole wait), not the jobs.
-    /// Sends no input: a job that reads stdin waits for it (use --stdin-file, or -a to pipe it)
+    /// header, and the first non-zero code. Ctrl-C stops xn (the whole wait), not the jobs,
+    /// and says their ids (once the hub has answered the submission). Sends no input: a job that reads stdin waits for it (use --stdin-file, or -a to pipe it)
     #[arg(long)]
     pub wait: bool,
 
@@ -357,7 +358,9 @@ async fn act(args: XnArgs, hub: crate::http::HubUrl) -> Result<i32> {
                     );
                 }
                 if args.follow {
-                    group::follow(&hub, &g, args.prefix).await
+                    // Caught before anything else: a signal from now on leaves the group
+                    // running, and says so.
+                    group::follow(&hub, &g, args.prefix, &mut Interrupts::catch()?).await
                 } else {
                     group::run(&hub, &g, args.prefix, false).await
                 }
@@ -377,7 +380,7 @@ async fn act(args: XnArgs, hub: crate::http::HubUrl) -> Result<i32> {
         }
     } else if let Some((id, opts)) = attach {
         let id = id.expect("checked above: -a without -s has an id");
-        attach::run(&hub, id, &opts).await
+        attach::run(&hub, id, &opts, &mut Interrupts::catch()?).await
     } else {
         unreachable!("clap requires one action")
     }

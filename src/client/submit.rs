@@ -4,14 +4,14 @@
 //! `--env` and `--on` apply to every job submitted, on top of what a file says.
 
 use super::attach::{self, AttachOptions};
-use super::interrupt::Interrupts;
+use super::interrupt::{say_left, Interrupts};
 use super::visible::visible;
 use super::{follow, group, jobfile};
 use crate::http::HubUrl;
 use crate::wire::{BroadcastReply, JobId, JobSpec, SubmitManyReply, SubmitReply};
 use anyhow::{bail, Context, Result};
 use hyper::Method;
-use std::io::IsTerminal;
+use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 
 /// What to do once the jobs are accepted.
@@ -149,73 +149,170 @@ pub async fn run(
     for spec in &mut specs {
         ov.apply(spec)?;
     }
-    if all {
-        let [spec] = <[JobSpec; 1]>::try_from(specs).map_err(|v| {
-            anyhow::anyhow!("--all runs one job on every slave; got {} jobs", v.len())
-        })?;
-        let reply: BroadcastReply = hub
-            .call(Method::POST, "/api/v1/broadcast", Some(&spec))
-            .await?;
-        return match then {
-            Then::Wait => group::follow(hub, &reply.group, prefix).await,
-            Then::Attach(_) => unreachable!("refused above, before the broadcast"),
-            Then::PrintId => {
-                println!("{}", visible(&reply.group));
-                Ok(0)
-            }
-        };
+    if all && specs.len() != 1 {
+        bail!(
+            "--all runs one job on every slave; got {} jobs",
+            specs.len()
+        );
     }
-    let ids: Vec<JobId> = if one_line {
-        let reply: SubmitReply = hub
-            .call(Method::POST, "/api/v1/jobs", Some(&specs[0]))
-            .await?;
-        vec![reply.id]
-    } else {
-        let reply: SubmitManyReply = hub
-            .call(Method::POST, "/api/v1/jobs", Some(&specs))
-            .await
-            .context("submitting the jobs")?;
-        reply.ids
+    // Caught before the request goes: the hub may create the jobs whatever becomes of xn, and
+    // a signal must not leave the user without their ids. Kept for `--wait` and `-a`, so that
+    // none is lost on the way.
+    let mut interrupts = Interrupts::catch()?;
+    let (submitted, signal) =
+        match answer(&mut interrupts, send(hub, &specs, all, one_line)).await? {
+            Answer::Reply(submitted, signal) => (submitted, signal),
+            Answer::GaveUp(code) => return Ok(code),
+        };
+    if let Some(code) = signal {
+        // As for a signal just after the answer: what was made, and how to reach it.
+        if matches!(then, Then::PrintId) {
+            print_ids(&submitted);
+        }
+        say_left(code, &submitted.keeps_running());
+        return Ok(code);
+    }
+    let ids = match (submitted, then) {
+        (Submitted::Group(g), Then::Wait) => {
+            return group::follow(hub, &g, prefix, &mut interrupts).await
+        }
+        (s, Then::PrintId) => {
+            print_ids(&s);
+            return Ok(0);
+        }
+        (Submitted::Group(_), Then::Attach(_)) => {
+            unreachable!("refused above, before the broadcast")
+        }
+        (Submitted::Jobs(ids), Then::Attach(opts)) => {
+            return match ids.as_slice() {
+                [id] => attach::run(hub, *id, &opts, &mut interrupts).await,
+                // One spec was sent (checked above), so only a hub that breaks the protocol gets
+                // here.
+                _ => bail!("the hub answered {} job ids for one job", ids.len()),
+            };
+        }
+        (Submitted::Jobs(ids), Then::Wait) => ids,
     };
-    match then {
-        Then::PrintId => {
+    // Followed one after the other; the exit code is the first non-zero one. Several jobs'
+    // outputs each come under a header, as a group's do. A signal ends the whole wait (caught
+    // once, so that none is lost between two jobs), and the note names the job followed and
+    // every one after it.
+    let mut code = 0;
+    let mut open_lines = [false; 2];
+    for (i, &id) in ids.iter().enumerate() {
+        if ids.len() > 1 {
+            group::end_open_lines(open_lines);
+            let who = specs.get(i).map_or_else(|| format!("job {id}"), label);
+            println!("{}", group::header(&who, id, None));
+        }
+        let followed = follow::follow(hub, id, &ids[i + 1..], &mut interrupts).await?;
+        if followed.stopped {
+            return Ok(followed.code);
+        }
+        open_lines = followed.open_lines;
+        if code == 0 {
+            code = followed.code;
+        }
+    }
+    Ok(code)
+}
+
+/// What the hub made of a submission.
+enum Submitted {
+    /// A broadcast's group (`--all`).
+    Group(String),
+    /// The new jobs' ids, in the order of their specs.
+    Jobs(Vec<JobId>),
+}
+
+impl Submitted {
+    /// What keeps running when xn stops now, and how to reach it.
+    fn keeps_running(&self) -> String {
+        match self {
+            Submitted::Group(g) => {
+                let g = visible(g);
+                format!(
+                    "group {g} keeps running: xn -k {g} cancels it, xn -f {g} --follow follows it"
+                )
+            }
+            Submitted::Jobs(ids) => match ids.split_first() {
+                Some((&first, later)) => follow::keep_running(first, later),
+                None => "the hub made no job".into(),
+            },
+        }
+    }
+}
+
+/// Prints the group, or the ids one per line.
+fn print_ids(submitted: &Submitted) {
+    match submitted {
+        Submitted::Group(g) => println!("{}", visible(g)),
+        Submitted::Jobs(ids) => {
             let mut text = String::with_capacity(ids.len() * 8);
-            for id in &ids {
+            for id in ids {
                 text.push_str(&format!("{id}\n"));
             }
             print!("{text}");
-            Ok(0)
         }
-        // Followed one after the other; the exit code is the first non-zero one. Several jobs'
-        // outputs each come under a header, as a group's do. A signal ends the whole wait
-        // (caught once, so that none is lost between two jobs), and the note names the job
-        // followed and every one after it.
-        Then::Wait => {
-            let mut interrupts = Interrupts::catch()?;
-            let mut code = 0;
-            let mut open_lines = [false; 2];
-            for (i, &id) in ids.iter().enumerate() {
-                if ids.len() > 1 {
-                    group::end_open_lines(open_lines);
-                    let who = specs.get(i).map_or_else(|| format!("job {id}"), label);
-                    println!("{}", group::header(&who, id, None));
+    }
+}
+
+/// Sends the specs: one to every matching slave (`all`), one alone (`one_line`, answered with
+/// one id), or a list of them.
+async fn send(hub: &HubUrl, specs: &[JobSpec], all: bool, one_line: bool) -> Result<Submitted> {
+    if all {
+        let reply: BroadcastReply = hub
+            .call(Method::POST, "/api/v1/broadcast", Some(&specs[0]))
+            .await?;
+        return Ok(Submitted::Group(reply.group));
+    }
+    if one_line {
+        let reply: SubmitReply = hub
+            .call(Method::POST, "/api/v1/jobs", Some(&specs[0]))
+            .await?;
+        return Ok(Submitted::Jobs(vec![reply.id]));
+    }
+    let reply: SubmitManyReply = hub
+        .call(Method::POST, "/api/v1/jobs", Some(&specs))
+        .await
+        .context("submitting the jobs")?;
+    Ok(Submitted::Jobs(reply.ids))
+}
+
+/// How waiting for the hub's answer to a submission ended.
+enum Answer<T> {
+    /// The answer, and the signal that came while xn waited for it (if one did).
+    Reply(T, Option<i32>),
+    /// A second signal came before the answer: xn said so, and exits with this code.
+    GaveUp(i32),
+}
+
+/// Waits for the hub's answer to a submission (`call`). A signal meanwhile does not end xn at
+/// once: the hub may have made the jobs already, and the user would never learn their ids. xn
+/// says that it waits for the answer (bounded by the request's own time limit); a second
+/// signal gives up, saying that the jobs may exist all the same.
+async fn answer<T>(
+    interrupts: &mut Interrupts,
+    call: impl std::future::Future<Output = Result<T>>,
+) -> Result<Answer<T>> {
+    tokio::pin!(call);
+    let mut signal = None;
+    loop {
+        tokio::select! {
+            reply = &mut call => return Ok(Answer::Reply(reply?, signal)),
+            code = interrupts.recv() => {
+                if signal.is_some() {
+                    say_left(code, "the hub had not answered: what was submitted may run all the same (xn -l lists it)");
+                    return Ok(Answer::GaveUp(code));
                 }
-                let followed = follow::follow(hub, id, &ids[i + 1..], &mut interrupts).await?;
-                if followed.stopped {
-                    return Ok(followed.code);
-                }
-                open_lines = followed.open_lines;
-                if code == 0 {
-                    code = followed.code;
-                }
+                signal = Some(code);
+                let again = if code == 128 + libc::SIGINT { "Ctrl-C" } else { "a signal" };
+                let _ = writeln!(
+                    std::io::stderr(),
+                    "[xn: stopping as soon as the hub answers, to tell the id of what was submitted; {again} again stops xn now]"
+                );
             }
-            Ok(code)
         }
-        Then::Attach(opts) => match ids.as_slice() {
-            [id] => attach::run(hub, *id, &opts).await,
-            // One spec was sent (checked above), so only a hub that breaks the protocol gets here.
-            _ => bail!("the hub answered {} job ids for one job", ids.len()),
-        },
     }
 }
 

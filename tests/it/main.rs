@@ -19,6 +19,7 @@ mod fdlimit;
 mod fuzz;
 mod golden;
 mod heartbeat;
+mod interrupt;
 mod jobfiles;
 mod labels;
 mod listing;

@@ -30,6 +30,11 @@ impl Term {
 
     /// `xn ARGS` presenting `token`.
     pub fn xn_as(hub: &Hub, token: &str, args: &[&str], rows: u16, cols: u16) -> Term {
+        Self::xn_at(&hub.url, token, args, rows, cols)
+    }
+
+    /// `xn ARGS` dialling `url` (a hub, or a stand-in for one) with `token`.
+    pub fn xn_at(url: &str, token: &str, args: &[&str], rows: u16, cols: u16) -> Term {
         let ws = Winsize {
             ws_row: rows,
             ws_col: cols,
@@ -44,7 +49,7 @@ impl Term {
         )
         .unwrap();
         let slave: OwnedFd = pty.slave;
-        let mut cmd = xn_command(&hub.url, token, args);
+        let mut cmd = xn_command(url, token, args);
         cmd.env("TERM", "xterm")
             .stdin(slave.try_clone().unwrap())
             .stdout(slave.try_clone().unwrap())
@@ -114,6 +119,11 @@ impl Term {
 
     pub fn pid(&self) -> u32 {
         self.child.id()
+    }
+
+    /// Its exit status, if it has exited.
+    pub fn try_exit(&mut self) -> Option<ExitStatus> {
+        self.child.try_wait().unwrap()
     }
 
     pub fn wait_exit(&mut self) -> ExitStatus {
