@@ -59,6 +59,9 @@ impl TryFrom<RawJob> for JobFile {
         if raw.stdin.is_some() && raw.stdin_file.is_some() {
             return Err("give either `stdin` or `stdin_file`, not both".into());
         }
+        if let Some(cwd) = &raw.cwd {
+            crate::hub::check_cwd(cwd)?;
+        }
         Ok(JobFile { raw })
     }
 }

@@ -121,8 +121,9 @@ pub struct XnArgs {
     #[arg(long, value_name = "NAME=VALUE")]
     pub env: Vec<String>,
 
-    /// With -s: the job's working directory on the slave
-    #[arg(long, value_name = "DIR")]
+    /// With -s: the job's working directory on the slave, an absolute path [default: a fresh
+    /// work directory for the job]
+    #[arg(long, value_name = "DIR", value_parser = parse_cwd)]
     pub cwd: Option<String>,
 
     /// With -s: run only on a slave with this label, `key` or `key=value` (repeatable);
@@ -442,6 +443,12 @@ fn submit_source(args: &XnArgs) -> Result<Option<submit::Source>> {
         (_, false) => Some(submit::Source::Files(files)),
         (None, true) => None,
     })
+}
+
+/// `--cwd DIR`: an absolute directory (the hub refuses anything else; refused here, nothing is
+/// sent).
+fn parse_cwd(s: &str) -> Result<String, String> {
+    crate::hub::check_cwd(s).map(|()| s.to_string())
 }
 
 /// Whether a job setting for -s was given (`--slave` and `--name` are filters for -l too).

@@ -30,7 +30,7 @@ mod tokens;
 mod web;
 
 pub use state::{now_ms, Hub, HubOptions, SlaveInfo};
-pub use submit::validate;
+pub use submit::{check_cwd, validate};
 
 use crate::limits::HANDSHAKE_TIMEOUT;
 use anyhow::{Context, Result};

@@ -35,6 +35,25 @@ pub(super) fn check_labels(labels: &[String]) -> Result<(), String> {
     Ok(())
 }
 
+/// Checks a job's `cwd`: an absolute directory on the slave. An empty one names none (the
+/// start failed with a blank path), and a relative one was taken from wherever the slave
+/// process happened to start, which no submitter can know. Without a `cwd`, a job runs in a
+/// fresh work directory of its own.
+pub fn check_cwd(cwd: &str) -> Result<(), String> {
+    let hint = "give an absolute directory on the slave (like /srv/checkout), or no cwd for a \
+                fresh work directory";
+    if cwd.is_empty() {
+        return Err(format!("the cwd is empty: {hint}"));
+    }
+    if !cwd.starts_with('/') {
+        return Err(format!("the cwd {cwd:?} is relative: {hint}"));
+    }
+    if cwd.contains('\0') {
+        return Err("the cwd contains a NUL byte".into());
+    }
+    Ok(())
+}
+
 /// Refuses a submission (one spec, or a list of them when `list`) that gives a field no job
 /// spec has. Ignored, a misspelt `labels` or `timeout`, or a job file's `slave` or
 /// `stdin_file` pasted into a request, would run a job other than the one asked for. (The
@@ -106,6 +125,9 @@ pub fn validate(spec: &JobSpec) -> Result<(), String> {
         return Err("terminal rows and cols must be positive".into());
     }
     check_labels(&spec.labels)?;
+    if let Some(cwd) = &spec.cwd {
+        check_cwd(cwd)?;
+    }
     if spec.slots == 0 {
         return Err("a job needs at least one slot".into());
     }
@@ -278,6 +300,17 @@ mod tests {
             ..JobSpec::default()
         };
         assert!(validate(&argv(&["ls", "-l"])).is_ok());
+        let in_dir = |cwd: &str| JobSpec {
+            cwd: Some(cwd.into()),
+            ..JobSpec::shell("pwd")
+        };
+        assert!(validate(&in_dir("/srv/x")).is_ok());
+        for cwd in ["", "x", "./x", "~/x", "/a\0b"] {
+            assert!(
+                validate(&in_dir(cwd)).unwrap_err().contains("cwd"),
+                "{cwd:?}"
+            );
+        }
         assert!(validate(&argv(&[])).is_err());
         let both = JobSpec {
             command: "ls".into(),

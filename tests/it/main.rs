@@ -11,6 +11,7 @@ mod browser;
 mod cancel;
 mod cgroup;
 mod crashhold;
+mod cwd;
 mod datadir;
 mod deadpeer;
 mod expiry;
