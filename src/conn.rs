@@ -4,7 +4,9 @@
 //! [`ConnSender`] (cheap to clone) that queues frames for a writer task. The reader is never put
 //! inside `select!` with the socket: fastwebsockets' `read_frame` is not cancel-safe, so the
 //! owner runs `recv()` in its own task and the writer runs in another. Pongs and close replies the
-//! reader owes the peer go through the same writer queue.
+//! reader owes the peer go through the same writer queue. A close frame, ours or our answer
+//! to the peer's, is the last thing written, and the stream is shut down after it (a TLS
+//! close_notify, then the TCP FIN).
 //!
 //! Text frames are JSON control messages (see `wire`), binary frames are [`crate::wire::DataFrame`]s.
 //! Fragmented messages are refused: every message must fit in one frame of at most
@@ -17,7 +19,10 @@ use bytes::{Bytes, BytesMut};
 use fastwebsockets::{Frame, OpCode, Payload, WebSocket, WebSocketError, WebSocketRead};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, BufWriter, ReadHalf};
 use tokio::sync::mpsc;
@@ -109,9 +114,15 @@ where
     // Pings are answered in `recv`, which also notes that the peer is alive.
     ws.set_auto_pong(false);
     ws.set_auto_close(true);
-    let (rd, wr) = ws.split(|s| {
+    let ending = Arc::new(AtomicBool::new(false));
+    let end_at_flush = ending.clone();
+    let (rd, wr) = ws.split(move |s| {
         let (r, w) = tokio::io::split(s);
-        (r, BufWriter::with_capacity(WS_WRITE_BUFFER, w))
+        let w = Ending {
+            inner: BufWriter::with_capacity(WS_WRITE_BUFFER, w),
+            end_at_flush: end_at_flush.clone(),
+        };
+        (r, w)
     });
     let (tx, mut rx) = mpsc::channel::<Out>(WS_SEND_QUEUE);
     let pool = BufPool::default();
@@ -122,6 +133,7 @@ where
         let mut sink = WsSink {
             ws: wr,
             closed: false,
+            ending,
             pool: sink_pool,
         };
         while let Some(out) = rx.recv().await {
@@ -152,7 +164,54 @@ where
 struct WsSink<W> {
     ws: fastwebsockets::WebSocketWrite<W>,
     closed: bool,
+    /// Shared with the [`Ending`] inside `ws`: set with `closed`.
+    ending: Arc<AtomicBool>,
     pool: BufPool,
+}
+
+/// The write side of a connection: once a close frame is written, the flush after it also
+/// ends the stream (`poll_shutdown`: a TLS close_notify, then the TCP FIN), so the peer sees
+/// the session end cleanly rather than a socket that merely vanishes with our process. Our
+/// read side stays open for the peer's close in answer. `WebSocketWrite` lends no access to
+/// its stream, hence the flag.
+struct Ending<W> {
+    inner: W,
+    end_at_flush: Arc<AtomicBool>,
+}
+
+impl<W: AsyncWrite + Unpin> AsyncWrite for Ending<W> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        if self.end_at_flush.load(Ordering::Relaxed) {
+            // A buffered writer's shutdown flushes its buffer first.
+            Pin::new(&mut self.inner).poll_shutdown(cx)
+        } else {
+            Pin::new(&mut self.inner).poll_flush(cx)
+        }
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
 }
 
 impl<W: AsyncWrite + Unpin> WsSink<W> {
@@ -163,6 +222,7 @@ impl<W: AsyncWrite + Unpin> WsSink<W> {
         let frame = match out {
             Out::Frame(OpCode::Close, payload) => {
                 self.closed = true;
+                self.ending.store(true, Ordering::Relaxed);
                 Frame::close_raw(Payload::Owned(payload))
             }
             Out::Frame(op, mut payload) => {
@@ -174,6 +234,7 @@ impl<W: AsyncWrite + Unpin> WsSink<W> {
             }
             Out::Close(code, reason) => {
                 self.closed = true;
+                self.ending.store(true, Ordering::Relaxed);
                 Frame::close(code, reason.as_bytes())
             }
         };

@@ -56,6 +56,10 @@ const BACKOFF_MAX: Duration = Duration::from_secs(5);
 /// How long a stopping slave tries to tell the hub how its last jobs ended.
 const FINAL_REPORT_WAIT: Duration = Duration::from_secs(5);
 
+/// How long a stopping slave gives its connection to close: its close frame, the TLS
+/// close_notify and the TCP FIN out, and the hub's close back.
+const CLOSE_WAIT: Duration = Duration::from_secs(2);
+
 /// Runs until `shutdown`. Then it takes no more jobs, lets running ones finish for up to
 /// `drain_timeout`, cancels the rest, reports their end if the hub is there, and returns.
 /// Nothing a job started is left running when this returns.
@@ -83,10 +87,16 @@ async fn serve_jobs(
     shutdown: CancellationToken,
 ) -> Result<()> {
     let outbox = Arc::new(Outbox::new(opts.output_buffer));
+    // Fired once the jobs are reported: the session closes its connection and returns.
+    let hang_up = CancellationToken::new();
     let mut conn = {
-        let (opts, outbox, shutdown) = (opts.clone(), outbox.clone(), shutdown.clone());
+        let (opts, outbox) = (opts.clone(), outbox.clone());
+        let ends = Ends {
+            shutdown: shutdown.clone(),
+            hang_up: hang_up.clone(),
+        };
         let confinement = confinement.clone();
-        tokio::spawn(async move { connect_loop(&opts, &confinement, &outbox, &shutdown).await })
+        tokio::spawn(async move { connect_loop(&opts, &confinement, &outbox, &ends).await })
     };
     tokio::select! {
         res = &mut conn => {
@@ -127,32 +137,49 @@ async fn serve_jobs(
     {
         tracing::warn!("stopping without telling the hub how every job ended (hub unreachable)");
     }
-    conn.abort();
+    // A connected session closes its connection (see `serve`); one still dialling, or a
+    // close that the hub does not answer, is cut short.
+    hang_up.cancel();
+    if tokio::time::timeout(CLOSE_WAIT, &mut conn).await.is_err() {
+        conn.abort();
+    }
     Ok(())
 }
 
-/// Dials the hub again and again, with backoff, until refused for good.
+/// The two moments a stopping slave goes through: `shutdown` (drain: no new jobs), then
+/// `hang_up` (every job reported, or given up on: close the connection).
+struct Ends {
+    shutdown: CancellationToken,
+    hang_up: CancellationToken,
+}
+
+/// Dials the hub again and again, with backoff, until refused for good or told to hang up.
 async fn connect_loop(
     opts: &SlaveOptions,
     confinement: &Arc<Confinement>,
     outbox: &Arc<Outbox>,
-    shutdown: &CancellationToken,
+    ends: &Ends,
 ) -> Result<()> {
     let mut backoff = BACKOFF_MIN;
     loop {
         let began = Instant::now();
-        let err = session(opts, confinement, outbox, shutdown).await;
+        let res = serve(opts, confinement, outbox, ends).await;
         outbox.set_connected(false);
-        if err.is::<Refused>() {
-            return Err(err);
-        }
+        let err = match res {
+            Ok(()) => return Ok(()),
+            Err(e) if e.is::<Refused>() => return Err(e),
+            Err(e) => e,
+        };
         if began.elapsed() > BACKOFF_MAX {
             backoff = BACKOFF_MIN;
         }
         let wait = jitter(backoff);
         tracing::warn!("{err:#}; dialling again in {wait:.1?}");
         backoff = (backoff * 2).min(BACKOFF_MAX);
-        tokio::time::sleep(wait).await;
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = ends.hang_up.cancelled() => return Ok(()),
+        }
     }
 }
 
@@ -163,25 +190,14 @@ fn jitter(d: Duration) -> Duration {
     d - d * u32::from(r) / 1024
 }
 
-/// One connection: hello, then orders in and job events out until it drops; returns why.
-async fn session(
-    opts: &SlaveOptions,
-    confinement: &Arc<Confinement>,
-    outbox: &Arc<Outbox>,
-    shutdown: &CancellationToken,
-) -> anyhow::Error {
-    match serve(opts, confinement, outbox, shutdown).await {
-        Ok(never) => match never {},
-        Err(e) => e,
-    }
-}
-
+/// One connection: hello, then orders in and job events out until it drops (an error says
+/// why) or `ends.hang_up` fires (then it closes the connection and returns `Ok`).
 async fn serve(
     opts: &SlaveOptions,
     confinement: &Arc<Confinement>,
     outbox: &Arc<Outbox>,
-    shutdown: &CancellationToken,
-) -> Result<std::convert::Infallible> {
+    ends: &Ends,
+) -> Result<()> {
     let ws = match opts.hub.websocket("/api/v1/slave").await {
         Ok(ws) => ws,
         // A refused token will not become valid by dialling again.
@@ -278,9 +294,18 @@ async fn serve(
                 }
                 let _ = tx.send(&SlaveMsg::Heartbeat).await;
             }
-            _ = shutdown.cancelled(), if !drain_sent => {
+            _ = ends.shutdown.cancelled(), if !drain_sent => {
                 drain_sent = true;
                 let _ = tx.send(&SlaveMsg::Drain).await;
+            }
+            _ = ends.hang_up.cancelled() => {
+                // After what is queued: a close frame, then (conn.rs) the stream's end. The
+                // hub answers with its own close, and the reader ends on it.
+                tx.close_and_flush("slave stopping", CLOSE_WAIT).await;
+                let _ = tokio::time::timeout(CLOSE_WAIT, &mut reader).await;
+                reader.abort();
+                writer.abort();
+                return Ok(());
             }
         }
     };

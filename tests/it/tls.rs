@@ -132,3 +132,42 @@ fn a_slave_that_stops_leaves_a_tls_hub_without_a_warning() {
         "the hub took a slave's clean stop for a failure"
     );
 }
+
+/// The same seen from the hub's side, played by the test (the real hub takes a missing
+/// close_notify for a plain close, so its log cannot tell): a stopping slave says `drain`,
+/// then ends the session cleanly, with a WebSocket close and then a TLS close_notify, where it
+/// once merely exited and let the kernel close its socket.
+#[test]
+fn a_stopping_slave_closes_its_websocket_and_then_its_tls_session() {
+    use crate::util::played_hub::CLOSE;
+    use execnode::wire::SlaveMsg;
+    let dir = tempfile::tempdir().unwrap();
+    make_certs(dir.path());
+    let config =
+        execnode::tls::server_config(&dir.path().join("cert.pem"), &dir.path().join("key.pem"))
+            .unwrap();
+    let hub = PlayedHub::start_tls(config);
+    let ca = dir.path().join("ca.pem");
+    std::thread::scope(|s| {
+        let accepted = s.spawn(|| hub.accept());
+        let mut slave =
+            Slave::start_at(&hub.url, "played", "s1", 1, &["--ca", ca.to_str().unwrap()]);
+        let mut side = accepted.join().unwrap();
+        slave.signal(libc::SIGTERM);
+        assert_eq!(side.next_msg(), Some(SlaveMsg::Drain));
+        let close = side.recv();
+        assert_eq!(
+            (close.opcode, &close.payload[..2]),
+            (CLOSE, &1000u16.to_be_bytes()[..]),
+            "a normal close: {close:?}"
+        );
+        let (after, end) = side.read_to_end();
+        assert!(after.is_empty(), "nothing after the close frame: {after:?}");
+        assert!(
+            end.is_ok(),
+            "the TLS session ended without a close_notify: {end:?}"
+        );
+        side.close(1000);
+        assert!(slave.wait_exit().success());
+    });
+}

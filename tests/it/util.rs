@@ -2,18 +2,20 @@
 //! run as a user types it. Every wait is for an event, bounded by a timeout.
 //!
 //! This file has the shared pieces (timeouts, waits, collected output, signals, `xn`); the hub,
-//! the slave, raw HTTP requests and a scripted stand-in for a hub each have their own file
-//! under `util/`.
+//! the slave, raw HTTP requests, a scripted stand-in for a hub's REST API and a hub a slave
+//! dials played frame by frame each have their own file under `util/`.
 
 #![allow(dead_code)]
 
 mod http;
 mod hub;
+pub mod played_hub;
 mod scripted;
 mod slave;
 
 pub use http::{http, http_with_head, request};
 pub use hub::Hub;
+pub use played_hub::PlayedHub;
 pub use scripted::ScriptedHub;
 pub use slave::{is_root, Slave};
 
