@@ -278,6 +278,9 @@ async fn serve(
     let mut drain_sent = false;
     let result = loop {
         tokio::select! {
+            // In this order: a stop that finds nothing to wait for fires `shutdown` and
+            // `hang_up` at once, and the `drain` goes before the close.
+            biased;
             res = &mut reader => break match res {
                 Ok(Ok(())) => anyhow!("hub at {} closed the connection", opts.hub.url),
                 Ok(Err(e)) => e,
