@@ -3,7 +3,8 @@
 //! nothing until its own timeouts. A cut can wait for a pattern in what the hub sends, which is
 //! then never delivered. A frozen connection stays open on both sides and carries nothing more
 //! either way (what is sent is taken and dropped), as when a route goes away. New connections
-//! can be refused for a while, as by a hub that is down.
+//! can be refused for a while, as by a hub that is down. What the hub sends can be counted:
+//! its messages are plain text on the wire (only a dialler's frames are masked).
 
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
@@ -19,6 +20,9 @@ pub struct Relay {
 struct Shared {
     /// Cut the next connection whose hub side sends this.
     cut_on: Mutex<Option<Vec<u8>>>,
+    /// What the hub sends that is counted, and how often it was sent, over every connection.
+    counted: Mutex<Option<Vec<u8>>>,
+    count: AtomicUsize,
     /// Live connections: (dialler side, hub side, cut).
     live: Mutex<Vec<Link>>,
     /// Hub sides of cut connections, kept open and unread.
@@ -106,6 +110,16 @@ impl Relay {
         *self.shared.cut_on.lock().unwrap() = Some(pattern.to_vec());
     }
 
+    /// Counts from now on how often the hub sends `pattern` (read with [`Relay::count`]).
+    pub fn count_from_hub(&self, pattern: &[u8]) {
+        *self.shared.counted.lock().unwrap() = Some(pattern.to_vec());
+    }
+
+    /// How often the hub has sent the pattern given to [`Relay::count_from_hub`] so far.
+    pub fn count(&self) -> usize {
+        self.shared.count.load(Ordering::SeqCst)
+    }
+
     /// While `on`, new connections are closed at once and never reach the hub.
     pub fn refuse_new(&self, on: bool) {
         self.shared.refuse.store(on, Ordering::SeqCst);
@@ -146,6 +160,7 @@ fn pump_down(shared: &Shared, link: &Link) {
     let mut buf = [0u8; 16 << 10];
     // The end of what came before, so that a pattern split across reads is seen too.
     let mut seen: Vec<u8> = Vec::new();
+    let mut counting: Vec<u8> = Vec::new();
     loop {
         let n = match (&*link.far).read(&mut buf) {
             Ok(n) if n > 0 && !link.cut.load(Ordering::SeqCst) => n,
@@ -153,6 +168,20 @@ fn pump_down(shared: &Shared, link: &Link) {
         };
         if link.frozen.load(Ordering::SeqCst) {
             continue;
+        }
+        if let Some(p) = shared.counted.lock().unwrap().as_ref() {
+            counting.extend_from_slice(&buf[..n]);
+            let mut at = 0;
+            while let Some(i) = counting[at..]
+                .windows(p.len())
+                .position(|w| w == p.as_slice())
+            {
+                shared.count.fetch_add(1, Ordering::SeqCst);
+                at += i + p.len();
+            }
+            // Keep what could still be the start of the next one.
+            let keep = at.max(counting.len().saturating_sub(p.len() - 1));
+            counting.drain(..keep);
         }
         seen.extend_from_slice(&buf[..n]);
         let mut armed = shared.cut_on.lock().unwrap();
