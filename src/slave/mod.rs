@@ -5,6 +5,7 @@
 mod cgroup;
 mod confine;
 mod job;
+mod orders;
 mod outbox;
 mod pty;
 mod spawn;
@@ -17,14 +18,14 @@ use crate::http::HubUrl;
 use crate::limits::{
     HANDSHAKE_TIMEOUT, HEARTBEAT_INTERVAL, HUB_SILENCE_LIMIT, MIN_HEARTBEAT_INTERVAL,
 };
-use crate::wire::{DataFrame, HubToSlave, SlaveMsg, Stream, PROTOCOL_VERSION};
-use anyhow::{anyhow, bail, Context, Result};
+use crate::wire::{HubToSlave, SlaveMsg, PROTOCOL_VERSION};
+use anyhow::{anyhow, bail, Result};
 use confine::Confinement;
-use outbox::{Item, JobCtl, Outbox};
+use orders::{Order, Orders};
+use outbox::{Item, Outbox};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 /// What the operator chose for this slave.
@@ -227,6 +228,7 @@ async fn serve(
     })
     .await?;
     let mut beat_every = HEARTBEAT_INTERVAL;
+    let mut forgotten = std::collections::HashSet::new();
     match tokio::time::timeout(HANDSHAKE_TIMEOUT, rd.recv::<HubToSlave>()).await {
         Err(_) => bail!("hub at {} did not answer the hello", opts.hub.url),
         Ok(Ok(Some(Incoming::Msg(HubToSlave::Welcome {
@@ -245,6 +247,7 @@ async fn serve(
             for job in forget {
                 tracing::info!(job, "the hub does not want this job back: stopping it");
                 outbox.forget(job);
+                forgotten.insert(job);
             }
         }
         Ok(Ok(Some(Incoming::Msg(HubToSlave::Error { message })))) => {
@@ -260,12 +263,17 @@ async fn serve(
     let started = Instant::now();
     let last_heard = Arc::new(AtomicU64::new(0));
     let mut reader = {
-        let (outbox, last_heard, opts) = (outbox.clone(), last_heard.clone(), opts.clone());
-        let confinement = confinement.clone();
+        let last_heard = last_heard.clone();
+        let orders = Orders {
+            opts: opts.clone(),
+            confinement: confinement.clone(),
+            outbox: outbox.clone(),
+            forgotten,
+        };
         tokio::spawn(async move {
-            while let Some(msg) = rd.recv::<HubToSlave>().await? {
+            while let Some(msg) = rd.recv::<Order>().await? {
                 last_heard.store(started.elapsed().as_millis() as u64, Ordering::Relaxed);
-                obey(&opts, &confinement, &outbox, msg)?;
+                orders.obey(msg);
             }
             Ok::<_, anyhow::Error>(())
         })
@@ -283,7 +291,8 @@ async fn serve(
             biased;
             res = &mut reader => break match res {
                 Ok(Ok(())) => anyhow!("hub at {} closed the connection", opts.hub.url),
-                Ok(Err(e)) => e,
+                // The connection's own errors (a frame too big, fragmented) name no hub.
+                Ok(Err(e)) => e.context(format!("hub at {}", opts.hub.url)),
                 Err(e) => anyhow!("reader failed: {e}"),
             },
             res = &mut writer => break match res {
@@ -330,69 +339,4 @@ async fn forward(outbox: &Outbox, tx: &ConnSender, epoch: u64) -> Result<()> {
             }
         }
     }
-}
-
-/// Carries out one order from the hub.
-fn obey(
-    opts: &SlaveOptions,
-    confinement: &Arc<Confinement>,
-    outbox: &Arc<Outbox>,
-    msg: Incoming<HubToSlave>,
-) -> Result<()> {
-    let send = |job, order| {
-        if let Some(ctl) = outbox.ctl(job) {
-            let _ = ctl.send(order);
-        }
-    };
-    match msg {
-        Incoming::Msg(HubToSlave::Assign {
-            job,
-            spec,
-            grace_ms,
-            claim,
-        }) => {
-            let (ctl_tx, ctl_rx) = mpsc::unbounded_channel();
-            if let Some(run) = outbox.add(job, claim, ctl_tx) {
-                // Quoted (`?`), escapes and all: any user chooses a command, and a newline or an
-                // escape sequence in it would forge log lines or drive the operator's terminal.
-                tracing::info!(job, command = ?spec.display_command(), "starting job");
-                let grace = grace_ms.map_or(opts.stop_grace, Duration::from_millis);
-                let confinement = confinement.clone();
-                outbox.tasks.spawn(job::run(
-                    run,
-                    *spec,
-                    grace,
-                    confinement,
-                    outbox.clone(),
-                    ctl_rx,
-                ));
-            }
-        }
-        Incoming::Msg(HubToSlave::Cancel { job, grace_ms }) => {
-            send(job, JobCtl::Cancel(Duration::from_millis(grace_ms)))
-        }
-        Incoming::Msg(HubToSlave::Resize { job, rows, cols }) => {
-            send(job, JobCtl::Resize(rows, cols))
-        }
-        Incoming::Msg(HubToSlave::CloseStdin { job }) => send(job, JobCtl::CloseStdin),
-        Incoming::Msg(HubToSlave::Ack {
-            job,
-            stream,
-            offset,
-        }) => outbox.ack(job, stream, offset),
-        Incoming::Msg(HubToSlave::Done { job }) => outbox.forget(job),
-        Incoming::Msg(HubToSlave::Heartbeat | HubToSlave::Welcome { .. }) => {}
-        Incoming::Msg(HubToSlave::Error { message }) => {
-            tracing::warn!(hub = %opts.hub.url, "hub says: {message}");
-            outbox.refused();
-        }
-        Incoming::Data(frame) => {
-            let f = DataFrame::decode(&frame).context("bad data frame from hub")?;
-            if f.stream == Stream::Stdin {
-                send(f.job, JobCtl::Input(f.data.to_vec()));
-            }
-        }
-        Incoming::Bad(e) => tracing::warn!("unreadable message from hub: {e}"),
-    }
-    Ok(())
 }

@@ -316,12 +316,22 @@ impl Outbox {
         self.lock().values().filter(|j| j.ended.is_none()).count()
     }
 
-    /// The hub stored a stream up to `offset`.
-    pub fn ack(&self, id: JobId, stream: Stream, offset: u64) {
+    /// The hub stored a stream up to `offset`. An ack of bytes already acknowledged changes
+    /// nothing; one of bytes never sent (a hub in error) is refused, and they are kept.
+    pub fn ack(&self, id: JobId, stream: Stream, offset: u64) -> Result<(), String> {
         let mut jobs = self.lock();
-        let Some(j) = jobs.get_mut(&id) else { return };
+        let Some(j) = jobs.get_mut(&id) else {
+            return Err("this slave does not hold the job".into());
+        };
         let s = &mut j.out[stream.output_index()];
-        if offset > s.acked && offset <= s.produced() {
+        // Bytes sent in an earlier session count: the hub may have stored them.
+        if offset > s.sent_hw.max(s.acked) {
+            return Err(format!(
+                "{stream:?} offset {offset} is beyond the {} bytes sent",
+                s.sent_hw.max(s.acked)
+            ));
+        }
+        if offset > s.acked {
             s.buf.drain(..(offset - s.acked) as usize);
             s.acked = offset;
             s.sent = s.sent.max(offset);
@@ -330,6 +340,7 @@ impl Outbox {
             // The window may have room again.
             self.wake.notify_one();
         }
+        Ok(())
     }
 
     /// The hub refused something (an `error`): typically a frame it could not store, which
@@ -344,14 +355,16 @@ impl Outbox {
         self.wake.notify_one();
     }
 
-    /// The hub stored the job's end: forget it.
-    pub fn forget(&self, id: JobId) {
-        if let Some(j) = self.lock().remove(&id) {
+    /// The hub stored the job's end: forget it. Whether it was held.
+    pub fn forget(&self, id: JobId) -> bool {
+        let held = self.lock().remove(&id);
+        if let Some(j) = &held {
             // Its run may be waiting in `push` for room that no ack will make now: it must
             // get on to see its control channel closed, and stop.
             j.space.notify_one();
         }
         self.changed.notify_waiters();
+        held.is_some()
     }
 
     /// A new session: everything not acknowledged is to be sent again, by it alone. Returns

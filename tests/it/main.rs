@@ -20,6 +20,7 @@ mod fdlimit;
 mod fuzz;
 mod golden;
 mod heartbeat;
+mod hub_input;
 mod interrupt;
 mod jobfiles;
 mod labels;

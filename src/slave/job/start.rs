@@ -93,11 +93,30 @@ fn command(spec: &JobSpec) -> Command {
     cmd
 }
 
+/// The part of the spec that holds a NUL byte, which no C string can carry. std would run
+/// `<string-with-nul>` in its place through `get_args` (our posix_spawn's path).
+fn nul_in(spec: &JobSpec) -> Option<&'static str> {
+    let nul = |s: &str| s.contains('\0');
+    if nul(&spec.command) || spec.argv.iter().flatten().any(|a| nul(a)) {
+        Some("command")
+    } else if spec.env.iter().any(|(k, v)| nul(k) || nul(v)) {
+        Some("environment")
+    } else if spec.cwd.as_deref().is_some_and(nul) {
+        Some("working directory")
+    } else {
+        None
+    }
+}
+
 pub(super) fn start(
     spec: &JobSpec,
     confinement: &Confinement,
     place: &Place,
 ) -> io::Result<Started> {
+    if let Some(what) = nul_in(spec) {
+        let e = format!("its {what} contains a NUL byte");
+        return Err(io::Error::new(io::ErrorKind::InvalidInput, e));
+    }
     let mut cmd = command(spec);
     let cwd = spec.cwd.as_deref();
     let pty = match spec.tty {

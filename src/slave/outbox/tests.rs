@@ -96,7 +96,7 @@ fn small_output_goes_at_once_and_is_coalesced_while_in_flight() {
         frame_lens(&ob.take(0, &mut Vec::with_capacity).unwrap()).is_empty(),
         "held while in flight"
     );
-    ob.ack(1, Stream::Stdout, 1);
+    ob.ack(1, Stream::Stdout, 1).unwrap();
     assert_eq!(
         frame_lens(&ob.take(0, &mut Vec::with_capacity).unwrap()),
         [200],
@@ -118,7 +118,7 @@ fn the_window_bounds_what_is_in_flight_and_acks_reopen_it() {
         frame_lens(&ob.take(0, &mut Vec::with_capacity).unwrap()).is_empty(),
         "window full"
     );
-    ob.ack(1, Stream::Stdout, MAX_DATA_CHUNK as u64);
+    ob.ack(1, Stream::Stdout, MAX_DATA_CHUNK as u64).unwrap();
     assert_eq!(
         frame_lens(&ob.take(0, &mut Vec::with_capacity).unwrap()),
         [MAX_DATA_CHUNK]

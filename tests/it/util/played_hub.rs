@@ -153,6 +153,11 @@ impl HubSide {
 
     /// Sends one unfragmented frame (a server's: unmasked) with any payload.
     pub fn send_frame(&mut self, opcode: u8, payload: &[u8]) {
+        self.try_send_frame(opcode, payload).unwrap();
+    }
+
+    /// As [`HubSide::send_frame`], for a frame the slave may hang up on halfway.
+    pub fn try_send_frame(&mut self, opcode: u8, payload: &[u8]) -> std::io::Result<()> {
         let mut frame = vec![0x80 | opcode];
         match payload.len() {
             n @ 0..=125 => frame.push(n as u8),
@@ -166,8 +171,8 @@ impl HubSide {
             }
         }
         frame.extend_from_slice(payload);
-        self.stream.write_all(&frame).unwrap();
-        self.stream.flush().unwrap();
+        self.stream.write_all(&frame)?;
+        self.stream.flush()
     }
 
     /// The slave's next frame other than a ping.
