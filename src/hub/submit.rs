@@ -121,6 +121,22 @@ pub fn validate(spec: &JobSpec) -> Result<(), String> {
     {
         return Err("environment names must be non-empty and contain no '=' or NUL".into());
     }
+    // A C string ends at a NUL: the slave could only run something other than what was given.
+    let nul = |s: &String| s.contains('\0');
+    let where_nul = if nul(&spec.command) {
+        Some("the command")
+    } else if spec.argv.iter().flatten().any(nul) {
+        Some("a word of the argv")
+    } else if spec.env.values().any(nul) {
+        Some("an environment value")
+    } else {
+        None
+    };
+    if let Some(what) = where_nul {
+        return Err(format!(
+            "{what} contains a NUL byte, which no program can be given"
+        ));
+    }
     if spec.tty && (spec.rows == 0 || spec.cols == 0) {
         return Err("terminal rows and cols must be positive".into());
     }
@@ -312,6 +328,19 @@ mod tests {
             );
         }
         assert!(validate(&argv(&[])).is_err());
+        assert!(validate(&JobSpec::shell("echo a\0b"))
+            .unwrap_err()
+            .contains("the command contains a NUL byte"));
+        assert!(validate(&argv(&["echo", "a\0b"]))
+            .unwrap_err()
+            .contains("a word of the argv contains a NUL"));
+        let env = JobSpec {
+            env: [("A".to_string(), "x\0y".to_string())].into(),
+            ..JobSpec::shell("ls")
+        };
+        assert!(validate(&env)
+            .unwrap_err()
+            .contains("an environment value contains a NUL"));
         let both = JobSpec {
             command: "ls".into(),
             ..argv(&["ls"])

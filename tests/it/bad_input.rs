@@ -51,6 +51,17 @@ fn malformed_and_oversized_requests_get_json_errors() {
     assert_eq!(status, 400);
     assert!(body.contains("empty"), "{body}");
 
+    // A NUL byte would cut the command short on the slave: refused here, saying where.
+    let (status, body) = hub.post("/api/v1/jobs", r#"{"command":"echo a\u0000; rm x"}"#);
+    assert_eq!(status, 400);
+    assert!(body.contains("the command contains a NUL byte"), "{body}");
+    let (status, body) = hub.post("/api/v1/jobs", r#"{"argv":["echo","a\u0000b"]}"#);
+    assert_eq!(status, 400);
+    assert!(
+        body.contains("a word of the argv contains a NUL byte"),
+        "{body}"
+    );
+
     // One job past the per-job limit is refused by that limit...
     let big = format!(r#"{{"command":"{}"}}"#, "x".repeat(2 << 20));
     let (status, body) = hub.post("/api/v1/jobs", &big);
