@@ -130,12 +130,15 @@ impl JobCgroup {
         Ok(f.into())
     }
 
-    /// SIGKILLs every process in the cgroup at once.
+    /// SIGKILLs every process in the cgroup at once (nothing to do if it is removed).
     pub fn kill(&self) -> io::Result<()> {
-        std::fs::OpenOptions::new()
+        let file = std::fs::OpenOptions::new()
             .write(true)
-            .open(self.dir.join("cgroup.kill"))?
-            .write_all(b"1")
+            .open(self.dir.join("cgroup.kill"));
+        match file {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+            file => file?.write_all(b"1"),
+        }
     }
 
     /// Sends `sig` to every process in the cgroup (SIGTERM before a cancel's SIGKILL).
@@ -153,6 +156,15 @@ impl JobCgroup {
         std::fs::read_to_string(self.dir.join("cgroup.events"))
             .map(|e| e.lines().any(|l| l == "populated 1"))
             .unwrap_or(false)
+    }
+
+    /// Removes the cgroup if it is empty, at once (one `rmdir`); false if processes are left
+    /// (the killed may still be exiting), for [`JobCgroup::remove`] to wait for.
+    pub fn try_remove(&self) -> bool {
+        match std::fs::remove_dir(&self.dir) {
+            Ok(()) => true,
+            Err(e) => e.kind() == io::ErrorKind::NotFound,
+        }
     }
 
     /// Removes the cgroup once its killed processes are gone, waiting for them up to

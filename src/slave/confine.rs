@@ -281,11 +281,12 @@ impl Confinement {
         }
     }
 
-    /// Removes a job's directories if they are empty (or to be kept), without blocking for
-    /// long; false if something is left in them, or a cgroup, for [`Confinement::clean`] to
-    /// remove.
+    /// Removes a job's cgroup if it is empty and its directories if they are (or are to be
+    /// kept), without blocking for long; false if something is left, for
+    /// [`Confinement::clean`] to remove.
     pub fn clean_if_empty(&self, place: &Place) -> bool {
-        if place.cgroup.is_some() {
+        // Killed when the job's main process ended: most often empty by now.
+        if place.cgroup.as_ref().is_some_and(|cg| !cg.try_remove()) {
             return false;
         }
         if self.keep {
