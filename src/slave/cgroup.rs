@@ -141,13 +141,16 @@ impl JobCgroup {
         }
     }
 
-    /// Sends `sig` to every process in the cgroup (SIGTERM before a cancel's SIGKILL).
+    /// Sends `sig` to every process in the cgroup, and in the cgroups below it (SIGTERM
+    /// before a cancel's SIGKILL).
     pub fn signal(&self, sig: Signal) {
-        let Ok(procs) = std::fs::read_to_string(self.dir.join("cgroup.procs")) else {
-            return;
-        };
-        for pid in procs.lines().filter_map(|l| l.parse::<u32>().ok()) {
-            super::pty::signal_pid(pid, sig);
+        for dir in self.tree() {
+            let Ok(procs) = std::fs::read_to_string(dir.join("cgroup.procs")) else {
+                continue;
+            };
+            for pid in procs.lines().filter_map(|l| l.parse::<u32>().ok()) {
+                super::pty::signal_pid(pid, sig);
+            }
         }
     }
 
@@ -168,27 +171,60 @@ impl JobCgroup {
     }
 
     /// Removes the cgroup once its killed processes are gone, waiting for them up to
-    /// [`EMPTY_WAIT`]. Blocking: call it off the runtime.
+    /// [`EMPTY_WAIT`]; with it the cgroups the job made inside its own (a container runtime
+    /// or systemd-run in a job does), deepest first: a cgroup with children cannot be removed.
+    /// `cgroup.kill` reached their processes too. Blocking: call it off the runtime.
     pub fn remove(&self) -> io::Result<()> {
         let start = Instant::now();
-        let mut pause = Duration::from_micros(100);
-        loop {
-            match std::fs::remove_dir(&self.dir) {
-                Err(e) if e.raw_os_error() == Some(libc::EBUSY) && start.elapsed() < EMPTY_WAIT => {
-                    // SIGKILL is delivered, not yet acted on: the processes are exiting.
-                    std::thread::sleep(pause);
-                    pause = (pause * 2).min(Duration::from_millis(50));
-                }
-                Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
-                other => {
-                    return other.map_err(|e| {
-                        io::Error::other(format!(
-                            "removing cgroup {}: {e} (processes left: {})",
-                            self.dir.display(),
-                            self.populated()
-                        ))
-                    })
-                }
+        for dir in self.tree().iter().rev() {
+            remove_one(dir, start)?;
+        }
+        Ok(())
+    }
+
+    /// The cgroup and every cgroup below it, each after its parent. A loop rather than a
+    /// recursion: a job may nest its cgroups as deep as it likes.
+    fn tree(&self) -> Vec<PathBuf> {
+        let mut tree = vec![self.dir.clone()];
+        let mut next = 0;
+        while let Some(dir) = tree.get(next) {
+            let children: Vec<PathBuf> = std::fs::read_dir(dir)
+                .into_iter()
+                .flatten()
+                .flatten()
+                .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+                .map(|e| e.path())
+                .collect();
+            tree.extend(children);
+            next += 1;
+        }
+        tree
+    }
+}
+
+/// Removes one (childless) cgroup, waiting up to [`EMPTY_WAIT`] from `start` for its killed
+/// processes to go. One that is gone already is fine.
+fn remove_one(dir: &Path, start: Instant) -> io::Result<()> {
+    let mut pause = Duration::from_micros(100);
+    loop {
+        match std::fs::remove_dir(dir) {
+            Err(e) if e.raw_os_error() == Some(libc::EBUSY) && start.elapsed() < EMPTY_WAIT => {
+                // SIGKILL is delivered, not yet acted on: the processes are exiting.
+                std::thread::sleep(pause);
+                pause = (pause * 2).min(Duration::from_millis(50));
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+            other => {
+                return other.map_err(|e| {
+                    let populated = JobCgroup {
+                        dir: dir.to_path_buf(),
+                    }
+                    .populated();
+                    io::Error::other(format!(
+                        "removing cgroup {}: {e} (processes left: {populated})",
+                        dir.display()
+                    ))
+                })
             }
         }
     }

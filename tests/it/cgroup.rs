@@ -49,15 +49,27 @@ impl TestCgroup {
 
 impl Drop for TestCgroup {
     fn drop(&mut self) {
-        for name in self.children() {
-            let child = self.dir.join(name);
-            let _ = std::fs::write(child.join("cgroup.kill"), "1");
+        let _ = std::fs::write(self.dir.join("cgroup.kill"), "1");
+        // Every cgroup below, each after its parent; removed deepest first.
+        let mut tree = vec![self.dir.clone()];
+        let mut next = 0;
+        while next < tree.len() {
+            let subs: Vec<PathBuf> = std::fs::read_dir(&tree[next])
+                .into_iter()
+                .flatten()
+                .flatten()
+                .map(|e| e.path())
+                .filter(|p| p.is_dir())
+                .collect();
+            tree.extend(subs);
+            next += 1;
+        }
+        for dir in tree.iter().rev() {
             let start = std::time::Instant::now();
-            while std::fs::remove_dir(&child).is_err() && start.elapsed() < TIMEOUT {
+            while std::fs::remove_dir(dir).is_err() && dir.exists() && start.elapsed() < TIMEOUT {
                 std::thread::sleep(std::time::Duration::from_millis(10));
             }
         }
-        let _ = std::fs::remove_dir(&self.dir);
     }
 }
 
@@ -237,4 +249,68 @@ fn a_cgroup_dir_that_cannot_serve_refuses_the_start() {
             "{err}"
         );
     }
+}
+
+/// A job may make cgroups inside its own (a container runtime, `systemd-run --scope` do) and
+/// move into them: they go with it, and its end is not held up by a cgroup that cannot be
+/// removed.
+#[test]
+fn cgroups_a_job_made_inside_its_own_are_removed_with_it() {
+    let Some(cg) = TestCgroup::make("nested") else {
+        return;
+    };
+    let hub = Hub::start();
+    let dir = cg.dir.to_str().unwrap();
+    let s = Slave::start(&hub, "s1", 1, &["--cgroup", dir]);
+    let line = format!(
+        "own={dir}/$(basename $(sed -n 's/^0:://p' /proc/self/cgroup)); \
+         mkdir -p $own/inner/deeper; \
+         sh -c 'echo $$ > \"$1\"/cgroup.procs && exec sleep 1000' sh $own/inner/deeper & \
+         while ! grep -q . $own/inner/deeper/cgroup.procs; do sleep 0.01; done; echo nested"
+    );
+    let id = hub.submit(&line, &["--no-tty"]);
+    let rec = hub.wait_ended(id);
+    assert_eq!(
+        (rec.state, rec.exit_code),
+        (JobState::Exited, Some(0)),
+        "{rec:?}"
+    );
+    assert!(String::from_utf8_lossy(&hub.fetch(id)).contains("nested"));
+    assert!(cg.children().is_empty(), "left: {:?}", cg.children());
+    assert!(!s.log_contains("removing cgroup"));
+}
+
+/// A cancel's SIGTERM reaches a process that left the job's session into a cgroup the job
+/// made inside its own, so that it can clean up before the SIGKILL. (The job's main process
+/// waits for that, within the grace period: its end would bring the SIGKILL.)
+#[test]
+fn a_cancel_terminates_what_is_in_a_cgroup_the_job_made() {
+    let Some(cg) = TestCgroup::make("nested-term") else {
+        return;
+    };
+    let hub = Hub::start();
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = cg.dir.to_str().unwrap();
+    let _s = Slave::start(&hub, "s1", 1, &["--cgroup", dir]);
+    let said = tmp.path().join("said");
+    let line = format!(
+        "own={dir}/$(basename $(sed -n 's/^0:://p' /proc/self/cgroup)); mkdir $own/inner; \
+         setsid sh -c 'trap \"echo term > {said}; exit\" TERM; echo $$ > \"$1\"/cgroup.procs; \
+         while :; do sleep 0.05; done' sh $own/inner </dev/null >/dev/null 2>&1 & \
+         while ! grep -q . $own/inner/cgroup.procs; do sleep 0.01; done; \
+         trap 'while [ ! -s {said} ]; do sleep 0.01; done; exit 1' TERM; echo started; \
+         while :; do sleep 0.05; done",
+        said = said.display()
+    );
+    let id = hub.submit(&line, &[]);
+    wait_until("the job to start", || {
+        String::from_utf8_lossy(&hub.fetch(id)).contains("started")
+    });
+    hub.xn_ok(&["-k", &id.to_string()]);
+    assert_eq!(hub.wait_ended(id).state, JobState::Cancelled);
+    assert_eq!(
+        std::fs::read_to_string(&said).unwrap_or_default().trim(),
+        "term"
+    );
+    assert!(cg.children().is_empty(), "left: {:?}", cg.children());
 }
