@@ -34,7 +34,8 @@ pub struct JobCgroup {
 
 impl Cgroups {
     /// Checks that `dir` is a cgroup v2 directory in which this slave may make cgroups that
-    /// can be killed whole (Linux 5.14+), and clears what dead slaves left there.
+    /// can be killed whole (Linux 5.14+) and that its children can enter (a test child enters
+    /// one, as a job's does), and clears what dead slaves left there.
     pub fn open(dir: &Path) -> Result<Cgroups> {
         let shown = dir.display();
         let dir = std::path::absolute(dir).with_context(|| format!("--cgroup {shown}"))?;
@@ -57,9 +58,20 @@ impl Cgroups {
                 )
             })?;
         let killable = probe.dir.join("cgroup.kill").exists();
+        let entered = probe.procs().and_then(super::sys::enter_and_exit);
         probe.remove()?;
         if !killable {
             bail!("--cgroup {shown}: this kernel has no cgroup.kill (Linux 5.14 or later)");
+        }
+        if let Err(e) = entered {
+            bail!(
+                "--cgroup {shown}: a process of this slave cannot enter a cgroup made there \
+                 ({e}), so no job could start. Moving a process needs write access to the \
+                 cgroup.procs of the cgroup that holds both {shown} and the slave's own \
+                 ({}): run the slave inside the tree it may write (systemd's Delegate=yes \
+                 does, with --cgroup the service's own cgroup), or as root",
+                own_cgroup()
+            );
         }
         Ok(cgroups)
     }
@@ -118,6 +130,17 @@ impl Cgroups {
             }
         }
     }
+}
+
+/// The slave's own cgroup v2, as `/proc/self/cgroup` names it (relative to the mount).
+fn own_cgroup() -> String {
+    std::fs::read_to_string("/proc/self/cgroup")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("0::").map(str::to_string))
+        })
+        .unwrap_or_else(|| "unknown".into())
 }
 
 impl JobCgroup {

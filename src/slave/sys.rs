@@ -173,6 +173,29 @@ pub fn confine(cmd: &mut Command, setup: ChildSetup) {
     }
 }
 
+/// Runs a test child that moves itself into the cgroup of `procs` (its `cgroup.procs`) as a
+/// job's child does, then exits; the error the move met, if any. Blocking (it waits for the
+/// child): for the slave's start.
+pub fn enter_and_exit(procs: OwnedFd) -> io::Result<()> {
+    let mut cmd = Command::new("/bin/sh");
+    cmd.args(["-c", ":"])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    confine(
+        &mut cmd,
+        ChildSetup {
+            cgroup_procs: Some(procs),
+            ..ChildSetup::default()
+        },
+    );
+    let status = cmd.as_std_mut().status()?;
+    if !status.success() {
+        return Err(io::Error::other(format!("the test child ended {status}")));
+    }
+    Ok(())
+}
+
 /// Whether `dir` is on a cgroup v2 file system.
 pub fn is_cgroup2(dir: &Path) -> io::Result<bool> {
     let fs = nix::sys::statfs::statfs(dir)?;

@@ -314,3 +314,46 @@ fn a_cancel_terminates_what_is_in_a_cgroup_the_job_made() {
     );
     assert!(cg.children().is_empty(), "left: {:?}", cg.children());
 }
+
+/// A slave that may make cgroups in DIR but cannot move its children into them (it lives
+/// outside the tree it was handed, whose common ancestor with its own cgroup it may not
+/// write) refuses to start saying so, rather than fail every job with "Permission denied".
+#[test]
+fn a_cgroup_dir_its_children_cannot_enter_refuses_the_start() {
+    let Some(cg) = TestCgroup::make("foreign") else {
+        return;
+    };
+    let nobody = |flag: &str| -> u32 {
+        let out = std::process::Command::new("id")
+            .args([flag, "nobody"])
+            .output()
+            .unwrap();
+        String::from_utf8(out.stdout)
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap()
+    };
+    let (uid, gid) = (nobody("-u"), nobody("-g"));
+    // Delegated by hand: the directory and its files are nobody's, but the slave (nobody)
+    // runs in this test's cgroup, under a root-owned ancestor.
+    for f in std::iter::once(cg.dir.clone()).chain(
+        std::fs::read_dir(&cg.dir)
+            .unwrap()
+            .flatten()
+            .map(|e| e.path()),
+    ) {
+        std::os::unix::fs::chown(&f, Some(uid), Some(gid)).unwrap();
+    }
+    let hub = Hub::start();
+    let dir = cg.dir.to_str().unwrap();
+    let (status, err) = Slave::run_to_exit(&hub.url, &["--cgroup", dir], Some((uid, gid))).unwrap();
+    assert!(!status.success(), "{err}");
+    assert!(
+        err.contains(&format!(
+            "--cgroup {dir}: a process of this slave cannot enter a cgroup made there"
+        )) && err.contains("Permission denied"),
+        "{err}"
+    );
+    assert!(cg.children().is_empty(), "left: {:?}", cg.children());
+}
