@@ -64,12 +64,17 @@ pub async fn follow(
         let next = tokio::select! {
             next = link.next(pos) => match next {
                 // The hub's message said why (its line is out): not again, and no other job
-                // can be followed with the token either.
-                Err(e) if said_on_closing(&e) => return Ok(Followed {
-                    code: EXIT_XN_ERROR,
-                    stopped: true,
-                    open_lines: open_lines(&out, &err),
-                }),
+                // can be followed with the token either. Which jobs run on, though: `--wait`
+                // has not said their ids.
+                Err(e) if said_on_closing(&e) => {
+                    before_note(&mut out, &mut err);
+                    let _ = writeln!(std::io::stderr(), "xn: {}", cut_off(id, later));
+                    return Ok(Followed {
+                        code: EXIT_XN_ERROR,
+                        stopped: true,
+                        open_lines: open_lines(&out, &err),
+                    });
+                }
                 next => next?,
             },
             code = interrupts.recv() => {
@@ -184,6 +189,20 @@ pub(super) fn keep_running(id: JobId, later: &[JobId]) -> String {
     }
     format!(
         "jobs {} keep running: xn -k ID cancels one, xn -f ID --follow follows it",
+        with_later(id, later)
+    )
+}
+
+/// What a token the hub stopped taking (revoked, expired) leaves: job `id` and the `later` jobs
+/// not yet followed, running on.
+fn cut_off(id: JobId, later: &[JobId]) -> String {
+    if later.is_empty() {
+        return format!(
+            "stopped following job {id} (it runs on): this token can no longer reach it"
+        );
+    }
+    format!(
+        "stopped following jobs {} (they run on): this token can no longer reach them",
         with_later(id, later)
     )
 }

@@ -503,13 +503,19 @@ impl Auth {
                 })
                 .cloned()
                 .unwrap_or_else(|| {
-                    Arc::new(Principal {
+                    let p = Principal {
                         name,
                         role,
                         slave_name,
                         expires_ms,
                         revoked: CancellationToken::new(),
-                    })
+                    };
+                    // Expired already (at a hub's start, say): no connection to close, and
+                    // nothing for `expire_due` to say.
+                    if p.expired(crate::hub::now_ms()) {
+                        p.revoked.cancel();
+                    }
+                    Arc::new(p)
                 });
             next.insert(h, p);
         }

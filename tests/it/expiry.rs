@@ -6,8 +6,9 @@ use crate::util::*;
 use execnode::wire::{JobState, TokenInfo};
 use std::process::Stdio;
 
-/// A token made with `--expires`, and the `xn -f --follow` its owner keeps open, end at its
-/// expiry; the job it submitted runs on, and `token list` says when it expired.
+/// A token made with `--expires`, and the `xn -s --wait` its owner keeps open, end at its
+/// expiry; xn says which job runs on (`--wait` had not said its id), the job does, and `token
+/// list` says when the token expired.
 #[test]
 fn a_token_with_a_lifetime_is_refused_once_it_expires_and_its_streams_end() {
     let hub = Hub::start();
@@ -25,14 +26,8 @@ fn a_token_with_a_lifetime_is_refused_once_it_expires_and_its_streams_end() {
     let line = listed.lines().find(|l| l.starts_with("temp ")).unwrap();
     assert!(line.contains(" expires in "), "{listed}");
 
-    let out = xn_as(
-        &hub.url,
-        &temp,
-        &["-s", "echo ready; exec sleep 100", "--no-tty"],
-    );
-    assert!(out.status.success(), "{out:?}");
-    let id = String::from_utf8_lossy(&out.stdout).trim().to_string();
-    let mut follow = xn_command(&hub.url, &temp, &["-f", &id, "--follow"])
+    let job = "echo ready; exec sleep 100";
+    let mut follow = xn_command(&hub.url, &temp, &["-s", job, "--no-tty", "--wait"])
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -53,6 +48,18 @@ fn a_token_with_a_lifetime_is_refused_once_it_expires_and_its_streams_end() {
     let said = String::from_utf8_lossy(&stderr.lock().unwrap()).to_string();
     assert!(said.contains("token expired"), "{said}");
     assert!(!said.contains("reconnecting"), "{said}");
+    let id = said
+        .split("stopped following job ")
+        .nth(1)
+        .and_then(|rest| rest.split(' ').next())
+        .unwrap_or_else(|| panic!("no job id in: {said}"))
+        .to_string();
+    assert!(
+        said.contains(&format!(
+            "job {id} (it runs on): this token can no longer reach it"
+        )),
+        "{said}"
+    );
     assert!(hub.log_contains("token expired: closing its connections"));
 
     // Refused from now on, saying why; the job runs on, for an admin to see.
@@ -176,4 +183,41 @@ fn token_create_refuses_a_bad_lifetime() {
         .token_command(&["list"])
         .lines()
         .any(|l| l.starts_with("x ")));
+}
+
+/// A hub that starts with an expired token refuses it, and has no connection of it to close:
+/// its log does not say it closes any.
+#[test]
+fn a_hub_started_with_an_expired_token_refuses_it_quietly() {
+    let mut hub = Hub::start();
+    let t = hub.token_command(&[
+        "create",
+        "--name",
+        "old",
+        "--role",
+        "user",
+        "--expires",
+        "1s",
+    ]);
+    wait_until("the token to expire", || {
+        xn_as(&hub.url, &t, &["-l"]).status.code() == Some(255)
+    });
+    hub.new_token("a", "user");
+    hub.new_token("b", "user");
+    hub.stop();
+    hub.restart(&[]);
+    let out = xn_as(&hub.url, &t, &["-l"]);
+    assert_eq!(out.status.code(), Some(255));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("token old expired"));
+    // The hub's token loop has looked at the lifetimes after its start once the second of two
+    // revocations, a tick apart, is picked up: each tick reloads, then checks lifetimes.
+    for name in ["a", "b"] {
+        hub.token_command(&["revoke", name]);
+        wait_until("the hub to pick the revocation up", || {
+            hub.log_contains(&format!(
+                "token revoked: closing its connections token={name}"
+            ))
+        });
+    }
+    assert!(!hub.log_contains("token expired: closing its connections"));
 }
