@@ -2,7 +2,9 @@
 //! started outlives it: a process that left the job's session (`setsid`, a daemon's double
 //! fork) is out of reach of the group and session kills, but not of `cgroup.kill`.
 //!
-//! A job's cgroup is `DIR/xn-PID-ID` (PID: the slave's; slaves may share DIR). The child moves
+//! A job's cgroup is `DIR/xn-PID@START-ID` (PID and START: the slave's pid and its start time,
+//! in clock ticks since boot, which together name a process even after its pid is reused;
+//! slaves may share DIR). The child moves
 //! itself into it between fork and exec (through a `cgroup.procs` descriptor opened here), so
 //! every process it ever starts is born inside. When the job's main process ends, or its
 //! cancel or timeout comes to SIGKILL, the whole cgroup is killed, then removed. At start the
@@ -24,6 +26,8 @@ const EMPTY_WAIT: Duration = Duration::from_secs(10);
 #[derive(Clone, Debug)]
 pub struct Cgroups {
     dir: PathBuf,
+    /// `PID@START` of this slave, in each of its cgroups' names.
+    me: String,
 }
 
 /// One job's cgroup.
@@ -47,7 +51,12 @@ impl Cgroups {
             ),
             Ok(true) => {}
         }
-        let cgroups = Cgroups { dir };
+        let pid = std::process::id();
+        let start = start_time(pid).context("reading this slave's start time in /proc")?;
+        let cgroups = Cgroups {
+            dir,
+            me: format!("{pid}@{start}"),
+        };
         cgroups.clear_dead();
         let probe = cgroups
             .create(&format!("probe-{}", std::process::id()))
@@ -81,11 +90,11 @@ impl Cgroups {
         &self.dir
     }
 
-    /// Makes the cgroup of job `name` (one left by an earlier slave of our pid is killed and
-    /// made again).
+    /// Makes the cgroup of job `name` (one of the same name, left by a run of the job that
+    /// could not be removed, is killed and made again).
     pub fn create(&self, name: &str) -> io::Result<JobCgroup> {
         let cg = JobCgroup {
-            dir: self.dir.join(format!("xn-{}-{name}", std::process::id())),
+            dir: self.dir.join(format!("xn-{}-{name}", self.me)),
         };
         match std::fs::create_dir(&cg.dir) {
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
@@ -99,8 +108,9 @@ impl Cgroups {
         Ok(cg)
     }
 
-    /// Kills and removes the jobs' cgroups of slaves that are gone: `xn-PID-*` whose PID is
-    /// not running (or is ours: a slave of our pid before us). A job whose slave was killed
+    /// Kills and removes the jobs' cgroups of slaves that are gone: `xn-PID@START-*` whose
+    /// process (that pid, started then) is not running. Names without START, from slaves
+    /// before it, go when their pid is not running (or is ours). A job whose slave was killed
     /// cannot be taken back by a new one, so its processes would otherwise run on unseen.
     fn clear_dead(&self) {
         let Ok(entries) = std::fs::read_dir(&self.dir) else {
@@ -109,15 +119,24 @@ impl Cgroups {
         let me = std::process::id();
         for entry in entries.flatten() {
             let name = entry.file_name();
-            let Some(pid) = name
+            let Some(slave) = name
                 .to_str()
                 .and_then(|n| n.strip_prefix("xn-"))
                 .and_then(|n| n.split_once('-'))
-                .and_then(|(pid, _)| pid.parse::<u32>().ok())
+                .map(|(slave, _)| slave)
             else {
                 continue;
             };
-            if pid != me && Path::new(&format!("/proc/{pid}")).exists() {
+            let (pid, start) = match slave.split_once('@') {
+                Some((pid, start)) => (pid.parse::<u32>(), start.parse::<u64>().ok()),
+                None => (slave.parse::<u32>(), None),
+            };
+            let Ok(pid) = pid else { continue };
+            let alive = match start {
+                Some(start) => start_time(pid) == Some(start),
+                None => pid != me && Path::new(&format!("/proc/{pid}")).exists(),
+            };
+            if alive {
                 continue;
             }
             let cg = JobCgroup { dir: entry.path() };
@@ -130,6 +149,15 @@ impl Cgroups {
             }
         }
     }
+}
+
+/// When process `pid` started, in clock ticks since boot (`/proc/PID/stat`, field 22); `None`
+/// if there is no such process.
+fn start_time(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // After the command name (which may hold spaces and parentheses): field 3 on.
+    let rest = stat.rsplit_once(')')?.1;
+    rest.split_whitespace().nth(19)?.parse().ok()
 }
 
 /// The slave's own cgroup v2, as `/proc/self/cgroup` names it (relative to the mount).

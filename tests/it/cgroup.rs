@@ -167,30 +167,60 @@ fn a_cancel_reaches_what_left_the_session() {
     });
 }
 
+/// When this process started, in clock ticks since boot (`/proc/self/stat`, field 22).
+fn own_start_time() -> u64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap();
+    let rest = stat.rsplit_once(')').unwrap().1;
+    rest.split_whitespace().nth(19).unwrap().parse().unwrap()
+}
+
+/// A `sleep` in the cgroup `dir`, made here, as a job's process left by its slave.
+fn held(dir: &Path) -> std::process::Child {
+    std::fs::create_dir(dir).unwrap();
+    let orphan = std::process::Command::new("sleep")
+        .arg("1000")
+        .spawn()
+        .unwrap();
+    std::fs::write(dir.join("cgroup.procs"), orphan.id().to_string()).unwrap();
+    orphan
+}
+
 #[test]
 fn a_slave_clears_what_a_dead_slave_left_in_its_cgroup_dir() {
     let Some(cg) = TestCgroup::make("dead") else {
         return;
     };
-    // A job cgroup of a slave whose pid no process has (above any pid_max), still holding a
-    // process: as if that slave had been killed.
-    let stale = cg.dir.join("xn-4294967294-7");
-    std::fs::create_dir(&stale).unwrap();
-    let mut orphan = std::process::Command::new("sleep")
-        .arg("1000")
-        .spawn()
-        .unwrap();
-    std::fs::write(stale.join("cgroup.procs"), orphan.id().to_string()).unwrap();
+    // Job cgroups still holding a process, as if their slave had been killed: one of a slave
+    // whose pid no process has (above any pid_max), named as slaves before start times were;
+    // one whose pid is running, but is not the process that started at that time (the pid was
+    // reused: here the test's own pid with another start). And one of a slave that is alive
+    // (this test process, by pid and start), which must be left alone.
+    let me = std::process::id();
+    let dead = cg.dir.join("xn-4294967294-7");
+    let reused = cg.dir.join(format!("xn-{me}@1-8"));
+    let alive = cg.dir.join(format!("xn-{me}@{}-9", own_start_time()));
+    let mut orphans = [held(&dead), held(&reused)];
+    let mut kept = held(&alive);
     let hub = Hub::start();
     let s = Slave::start(&hub, "s1", 1, &["--cgroup", cg.dir.to_str().unwrap()]);
-    // Killed (and so reaped here), its cgroup removed, and the slave says why.
-    let status = orphan.wait().unwrap();
-    assert_eq!(
-        std::os::unix::process::ExitStatusExt::signal(&status),
-        Some(9)
-    );
-    assert!(!stale.exists());
+    // Killed (and so reaped here), their cgroups removed, and the slave says why.
+    for orphan in &mut orphans {
+        let mut status = None;
+        wait_until("the left process to be killed", || {
+            status = orphan.try_wait().unwrap();
+            status.is_some()
+        });
+        let signal = std::os::unix::process::ExitStatusExt::signal(&status.unwrap());
+        assert_eq!(signal, Some(9));
+    }
+    assert!(!dead.exists() && !reused.exists());
     assert!(s.log_contains("its slave (pid 4294967294) is gone"));
+    assert!(s.log_contains(&format!("its slave (pid {me}) is gone")));
+    // The live slave's is untouched.
+    assert!(alive.exists());
+    assert!(kept.try_wait().unwrap().is_none());
+    kept.kill().unwrap();
+    kept.wait().unwrap();
     // Jobs run as ever.
     let id = hub.submit("true", &["--no-tty"]);
     assert_eq!(hub.wait_ended(id).exit_code, Some(0));
