@@ -213,9 +213,16 @@ fn a_revoked_token_ends_a_follow_or_a_wait_with_one_line() {
         hub.token_command(&["revoke", name]);
         let (status, _, err) = xn.finish_within();
         assert_eq!(status.code(), Some(255), "{args:?}: {err}");
-        // Said once, on one line, and not dialled again to be refused.
-        assert_eq!(err.lines().count(), 1, "{args:?}: {err}");
-        assert!(err.contains("token revoked"), "{args:?}: {err}");
+        // Said once, on one line, and not dialled again to be refused; then which job runs
+        // on, unseen.
+        let lines: Vec<&str> = err.lines().collect();
+        assert_eq!(lines.len(), 2, "{args:?}: {err}");
+        assert!(lines[0].contains("token revoked"), "{args:?}: {err}");
+        assert!(
+            lines[1].starts_with("xn: stopped following job ")
+                && lines[1].ends_with("(it runs on): this token can no longer reach it"),
+            "{args:?}: {err}"
+        );
     }
 }
 
