@@ -92,6 +92,13 @@ fn pid_in(pidfile: &Path) -> i32 {
         .unwrap()
 }
 
+/// A hub, a slave whose jobs' cgroups go in `cg`, and a temp dir for the test's files.
+fn hub_and_slave(cg: &TestCgroup) -> (Hub, Slave, tempfile::TempDir) {
+    let hub = Hub::start();
+    let slave = Slave::start(&hub, "s1", 1, &["--cgroup", cg.dir.to_str().unwrap()]);
+    (hub, slave, tempfile::tempdir().unwrap())
+}
+
 /// Kills a process the test left running if the slave did not.
 struct KillOnDrop(i32);
 
@@ -110,9 +117,7 @@ fn what_a_job_started_outside_its_session_ends_with_it() {
     let Some(cg) = TestCgroup::make("ends") else {
         return;
     };
-    let hub = Hub::start();
-    let dir = tempfile::tempdir().unwrap();
-    let _s = Slave::start(&hub, "s1", 1, &["--cgroup", cg.dir.to_str().unwrap()]);
+    let (hub, _s, dir) = hub_and_slave(&cg);
     let pidfile = dir.path().join("escaped");
     let id = hub.submit(
         &escaping_job(&pidfile, "cat /proc/self/cgroup"),
@@ -145,9 +150,7 @@ fn a_cancel_reaches_what_left_the_session() {
     let Some(cg) = TestCgroup::make("cancel") else {
         return;
     };
-    let hub = Hub::start();
-    let dir = tempfile::tempdir().unwrap();
-    let _s = Slave::start(&hub, "s1", 1, &["--cgroup", cg.dir.to_str().unwrap()]);
+    let (hub, _s, dir) = hub_and_slave(&cg);
     let pidfile = dir.path().join("escaped");
     let id = hub.submit(
         &escaping_job(&pidfile, "echo started; exec sleep 1000"),

@@ -10,6 +10,21 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 
+/// `xn -s 'sleep 600' --wait` in a terminal, once its submission has reached `hub`.
+fn submitting(hub: &ScriptedHub, came: &AtomicBool) -> Term {
+    let t = Term::xn_at(
+        &hub.url,
+        "xn_unused",
+        &["-s", "sleep 600", "--wait"],
+        24,
+        80,
+    );
+    wait_until("the submission to reach the hub", || {
+        came.load(Ordering::SeqCst)
+    });
+    t
+}
+
 /// A stand-in hub that answers a submission with job 7 once the test sends on the gate, and
 /// sets the flag when the submission has come.
 fn holding_hub() -> (ScriptedHub, mpsc::Sender<()>, Arc<AtomicBool>) {
@@ -48,16 +63,7 @@ fn ctrl_c(t: &mut Term) {
 #[test]
 fn ctrl_c_before_the_hub_answers_a_submission_says_the_job_id() {
     let (hub, gate, came) = holding_hub();
-    let mut t = Term::xn_at(
-        &hub.url,
-        "xn_unused",
-        &["-s", "sleep 600", "--wait"],
-        24,
-        80,
-    );
-    wait_until("the submission to reach the hub", || {
-        came.load(Ordering::SeqCst)
-    });
+    let mut t = submitting(&hub, &came);
     ctrl_c(&mut t);
     gate.send(()).unwrap();
     assert_eq!(t.wait_exit().code(), Some(130), "{}", t.text());
@@ -73,16 +79,7 @@ fn ctrl_c_before_the_hub_answers_a_submission_says_the_job_id() {
 #[test]
 fn a_second_ctrl_c_before_the_hub_answers_gives_up_and_says_so() {
     let (hub, _gate, came) = holding_hub();
-    let mut t = Term::xn_at(
-        &hub.url,
-        "xn_unused",
-        &["-s", "sleep 600", "--wait"],
-        24,
-        80,
-    );
-    wait_until("the submission to reach the hub", || {
-        came.load(Ordering::SeqCst)
-    });
+    let mut t = submitting(&hub, &came);
     ctrl_c(&mut t);
     t.send(b"\x03");
     assert_eq!(t.wait_exit().code(), Some(130), "{}", t.text());
