@@ -159,7 +159,7 @@ t('UTF-8 split across writes', () => {
   const b = enc('héllo €uro 😀!');
   for (let i = 0; i < b.length; i++) s.write(b.subarray(i, i + 1));
   assert.equal(s.text(), 'héllo €uro 😀!');
-  assert.deepEqual(s.cursor, { row: 0, col: 13 });
+  assert.deepEqual(s.cursor, { row: 0, col: 14 }); // the emoji takes two cells
   const u = new Screen(2, 20); const e = enc('€');
   u.write(e.subarray(0, 2)); assert.equal(u.text(), ''); u.write(e.subarray(2)); assert.equal(u.text(), '€');
   const c = new Screen(1, 10); c.write('e\u0301x'); assert.equal(c.text(), 'e\u0301x'); assert.deepEqual(c.cursor, { row: 0, col: 2 });
@@ -263,6 +263,40 @@ t('ED 3 and scrollback numbering', () => {
   assert.equal(s.scrolledOut, 4); assert.deepEqual(s.scrollback.map((l) => l.text()), ['2', '3', '4']);
   s.write('\x1b[3J'); assert.equal(s.scrollback.length, 0); assert.equal(s.scrolledOut, 4);
   assert.equal(s.text(), '5\n6');
+});
+t('wide characters take two cells', () => {
+  const s = new Screen(3, 6);
+  s.write('a中b');
+  assert.deepEqual(s.getLine(0).chars.slice(0, 4), ['a', '中', '', 'b']);
+  assert.deepEqual(s.cursor, { row: 0, col: 4 });
+  assert.equal(s.text(), 'a中b');
+  // One that does not fit in the last column goes whole to the next line.
+  s.write('x語');
+  assert.equal(s.text(), 'a中bx\n語');
+  assert.deepEqual(s.cursor, { row: 1, col: 2 });
+  // Astral ones (emoji) too; a combining mark joins the character, not its second cell.
+  const e = new Screen(2, 10); e.write('\u{1f600}e\u0301');
+  assert.deepEqual(e.getLine(0).chars.slice(0, 3), ['\u{1f600}', '', 'e\u0301']);
+  const m = new Screen(2, 10); m.write('中\u0301');
+  assert.deepEqual(m.getLine(0).chars.slice(0, 2), ['中\u0301', '']);
+  // Writing over either half blanks the other: no half character is left to draw.
+  const o = new Screen(2, 10); o.write('中文\x1b[1GX');
+  assert.deepEqual(o.getLine(0).chars.slice(0, 4), ['X', ' ', '文', '']);
+  o.write('\x1b[4GY');
+  assert.deepEqual(o.getLine(0).chars.slice(0, 4), ['X', ' ', ' ', 'Y']);
+  // Erasing, inserting and deleting through the middle of one do the same.
+  const r = new Screen(2, 10); r.write('中文字\x1b[4G\x1b[K');
+  assert.deepEqual(r.getLine(0).chars.slice(0, 4), ['中', '', ' ', ' ']);
+  const d = new Screen(2, 10); d.write('中文\x1b[2G\x1b[P');
+  assert.deepEqual(d.getLine(0).chars.slice(0, 3), [' ', '文', '']);
+  const i = new Screen(2, 4); i.write('ab中\x1b[1G\x1b[@');
+  assert.deepEqual(i.getLine(0).chars, [' ', 'a', 'b', ' ']);
+  // REP repeats a wide character as wide; a narrower screen cuts one in half away.
+  const p = new Screen(2, 10); p.write('中\x1b[2b'); assert.equal(p.text(), '中中中');
+  assert.deepEqual(p.cursor, { row: 0, col: 6 });
+  p.resize(2, 5); assert.equal(p.text(), '中中');
+  // Narrow symbols stay narrow.
+  const n = new Screen(2, 10); n.write('é→★'); assert.deepEqual(n.cursor, { row: 0, col: 3 });
 });
 return failures;
 })()

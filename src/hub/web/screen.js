@@ -8,7 +8,7 @@
 // re-wrapped on resize. What the job prints is untrusted: it reaches the page as text nodes only.
 
 import {
-  DEC_GRAPHICS, Line, PLAIN, SGR_FLAGS, TRUECOLOR, UNDERLINE, blankLines, isCombining,
+  DEC_GRAPHICS, Line, PLAIN, SGR_FLAGS, TRUECOLOR, UNDERLINE, blankLines, isCombining, isWide,
 } from "./cells.js";
 
 // Parser states, after Paul Williams' DEC parser, simplified.
@@ -46,6 +46,7 @@ export class Screen {
     // followed by CR LF leaves no empty line behind.
     this._wrapPending = false;
     this._lastChar = null; // for REP
+    this._lastWide = false;
     this._state = GROUND;
     this._osc = null; // the text of the OSC string being read
     this.bracketedPaste = false;
@@ -238,32 +239,55 @@ export class Screen {
     for (let i = from; i < to; i++) {
       const c = s.charCodeAt(i);
       let ch = s[i];
-      if (c >= 0xd800 && c <= 0xdbff && i + 1 < to) ch = s.slice(i, ++i + 1); // surrogate pair
+      let cp = c;
+      if (c >= 0xd800 && c <= 0xdbff && i + 1 < to) {
+        cp = s.codePointAt(i);
+        ch = s.slice(i, ++i + 1); // surrogate pair
+      }
       if (isCombining(c)) {
-        // Onto the cell just written: under the cursor if a wrap is pending, else left of it.
-        const col = this._wrapPending ? this._col : this._col - 1;
-        if (col >= 0) this._buf.lines[this._row].chars[col] += ch;
+        // Onto the cell just written: under the cursor if a wrap is pending, else left of it
+        // (the first of a wide character's two).
+        const chars = this._buf.lines[this._row].chars;
+        let col = this._wrapPending ? this._col : this._col - 1;
+        if (col > 0 && chars[col] === "") col--;
+        if (col >= 0) chars[col] += ch;
         this._dirty[this._row] = 1;
         continue;
       }
-      this._put(graphics && c >= 0x60 && c <= 0x7e ? DEC_GRAPHICS[c - 0x60] : ch);
+      if (graphics && c >= 0x60 && c <= 0x7e) this._put(DEC_GRAPHICS[c - 0x60], false);
+      else this._put(ch, isWide(cp));
     }
   }
 
-  _put(ch) {
+  /** Writes a character at the cursor; a `wide` one takes two cells. */
+  _put(ch, wide) {
     if (this._wrapPending && this._autowrap) {
       this._col = 0;
       this._index();
     }
     this._wrapPending = false;
+    if (wide && this._col === this.cols - 1) {
+      // A wide character that does not fit in the last column goes, whole, to the next line,
+      // as in xterm; without autowrap it overwrites the last two columns.
+      if (this.cols < 2) wide = false;
+      else if (this._autowrap) {
+        this._col = 0;
+        this._index();
+      } else this._col--;
+    }
+    const width = wide ? 2 : 1;
     const line = this._buf.lines[this._row];
-    if (this._insert) line.insert(this._col, 1, this._fill);
-    line.chars[this._col] = ch;
-    line.attrs[this._col] = this._attr;
+    if (this._insert) line.insert(this._col, width, this._fill);
+    line.put(this._col, ch, this._attr, wide);
     this._dirty[this._row] = 1;
     this._lastChar = ch;
-    if (this._col < this.cols - 1) this._col++;
-    else if (this._autowrap) this._wrapPending = true; // (else the last column is overwritten)
+    this._lastWide = wide;
+    const last = this._col + width - 1;
+    if (last < this.cols - 1) this._col = last + 1;
+    else {
+      this._col = last;
+      if (this._autowrap) this._wrapPending = true; // (else the last column is overwritten)
+    }
   }
 
   // ---- controls and escape sequences ----
@@ -344,7 +368,9 @@ export class Screen {
       case "T": this._scrollDown(n, this._top, this._bottom); break; // SD
       case "b": // REP: the last printed character, n more times
         if (this._lastChar === null) break;
-        for (let k = Math.min(n, this.rows * this.cols); k > 0; k--) this._put(this._lastChar);
+        for (let k = Math.min(n, this.rows * this.cols); k > 0; k--) {
+          this._put(this._lastChar, this._lastWide);
+        }
         break;
       case "r": { // DECSTBM
         const top = n - 1, bottom = Math.min(this._p(1, 0) || this.rows, this.rows) - 1;

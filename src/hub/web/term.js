@@ -314,7 +314,8 @@ export class Terminal {
   }
 
   /** Fills a row's div: each run of equal attributes is one span (plain text: a bare text
-   * node), trailing blanks are left out, and the cursor's cell is a span of its own. */
+   * node), trailing blanks are left out, and the cursor's cell is a span of its own, as is a
+   * wide character (two cells wide whatever the font makes of it). */
   _renderLine(row, { chars, attrs }, cursorCol) {
     let end = chars.length;
     while (end > 0 && isBlank(chars[end - 1], attrs[end - 1])) end--;
@@ -322,20 +323,26 @@ export class Terminal {
     const nodes = [];
     for (let i = 0, j; i < end; i = j) {
       const attr = attrs[i];
-      j = i + 1;
-      if (i !== cursorCol) while (j < end && j !== cursorCol && sameAttr(attrs[j], attr)) j++;
+      const wide = chars[i + 1] === "";
+      j = wide ? i + 2 : i + 1;
+      if (!wide && i !== cursorCol) {
+        while (j < end && j !== cursorCol && chars[j + 1] !== "" && sameAttr(attrs[j], attr)) j++;
+      }
       const text = attr.flags & HIDDEN ? " ".repeat(j - i) : chars.slice(i, j).join("");
-      nodes.push(this._run(text, attr, i === cursorCol));
+      // The cursor on either cell of a wide character is on the character.
+      const isCursor = i === cursorCol || (wide && i + 1 === cursorCol);
+      nodes.push(this._run(text, attr, isCursor, wide));
     }
     row.replaceChildren(...nodes);
   }
 
-  _run(text, attr, isCursor) {
-    if (attr === PLAIN && !isCursor) return document.createTextNode(text);
+  _run(text, attr, isCursor, wide) {
+    if (attr === PLAIN && !isCursor && !wide) return document.createTextNode(text);
     let style = this._styles.get(attr);
     if (!style) this._styles.set(attr, (style = styleOf(attr)));
     const span = element("span", style.className);
     if (isCursor) span.classList.add("xt-cursor");
+    if (wide) span.classList.add("xt-wide");
     span.textContent = text;
     if (style.color) span.style.color = style.color;
     if (style.background) span.style.backgroundColor = style.background;

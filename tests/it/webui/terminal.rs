@@ -267,3 +267,39 @@ fn a_watching_page_draws_the_job_at_its_attached_clients_size() {
     b.wait_for("the ended job's 40 rows", &rows(40));
     assert_no_errors(&b);
 }
+
+/// A wide character (CJK, most emoji) is drawn two cells wide whatever the font makes of it,
+/// so what follows it lines up with the columns the job counted (by wcwidth).
+#[test]
+fn wide_characters_take_two_cells_on_the_page() {
+    let hub = Hub::start();
+    let _s = hub.slave("s1", 1);
+    let id = hub.submit("printf 'ab|\\n中|\\n\\360\\237\\230\\200|\\n'", &[]);
+    hub.wait_ended(id);
+    let b = Browser::launch();
+    sign_in(&b, &hub, &hub.token);
+    b.eval(&format!("location.hash = '#/job/{id}'"));
+    wait_lines(&b, "中|", 1);
+    // Where the `|` of each row starts, in cells from the row's left edge.
+    let bars = b.eval(
+        "(() => {
+           const cell = document.querySelector('.xt-measure span').getBoundingClientRect().width / 50;
+           return [...document.querySelectorAll('#terminal .xt-screen .xt-row')]
+             .filter((row) => row.textContent.includes('|'))
+             .map((row) => {
+               const range = document.createRange();
+               const walker = document.createTreeWalker(row, NodeFilter.SHOW_TEXT);
+               for (let n = walker.nextNode(); n; n = walker.nextNode()) {
+                 const at = n.textContent.indexOf('|');
+                 if (at < 0) continue;
+                 range.setStart(n, at);
+                 range.setEnd(n, at + 1);
+                 const left = range.getBoundingClientRect().left - row.getBoundingClientRect().left;
+                 return Math.round(left / cell * 10) / 10;
+               }
+             });
+         })()",
+    );
+    assert_eq!(bars, serde_json::json!([2, 2, 2]));
+    assert_no_errors(&b);
+}
