@@ -1,11 +1,13 @@
 //! How a slave confines its jobs: the user they run as, resource limits, the Landlock sandbox,
-//! a cgroup of their own (`cgroup.rs`) and a work directory of their own. [`Confinement::new`] checks the operator's choices once,
+//! a cgroup of their own (`cgroup.rs`) and a work directory of their own. [`Confinement::new`]
+//! checks the operator's choices once,
 //! when the slave starts, and refuses to start rather than run jobs less confined than asked
 //! (as root by accident, or without a sandbox the kernel cannot give). For each job,
 //! [`Confinement::prepare`] creates its directories and builds everything the child will need
 //! before the spawn; the system calls themselves are in `sys.rs`. Never runs a job.
 
 use super::cgroup::{Cgroups, JobCgroup};
+use super::spawn;
 use super::sys::{self, ChildSetup, Ids, UserInfo};
 use anyhow::{bail, Context, Result};
 use std::collections::BTreeMap;
@@ -311,17 +313,17 @@ impl Confinement {
     }
 
     /// Applies the confinement to the job's command: its environment (HOME, USER, LOGNAME,
-    /// TMPDIR, unless the job sets them), its working directory (its own `cwd`, else its work
-    /// directory), and what its child does before exec. `tty` is the path of the job's
-    /// terminal, which the sandbox lets it write.
-    pub fn apply(
+    /// TMPDIR, unless the job sets them); and returns what its child does before exec, for
+    /// `spawn::spawn_confined`, with its working directory (its own `cwd`, else its work
+    /// directory). `tty` is the path of the job's terminal, which the sandbox lets it write.
+    pub fn setup(
         &self,
         cmd: &mut Command,
         place: &Place,
         cwd: Option<&str>,
         env: &BTreeMap<String, String>,
         tty: Option<&Path>,
-    ) -> io::Result<()> {
+    ) -> io::Result<ChildSetup> {
         self.environment(cmd, place, env);
         let cwd = self.cwd(place, cwd);
         let landlock = if self.sandbox {
@@ -329,25 +331,22 @@ impl Confinement {
         } else {
             None
         };
-        sys::confine(
-            cmd,
-            ChildSetup {
-                rlimits: self.limits,
-                ids: self.switch_to.as_ref().map(|u| Ids {
-                    uid: u.uid,
-                    gid: u.gid,
-                    groups: u.groups.clone(),
-                }),
-                cwd: Some(CString::new(cwd.as_os_str().as_bytes())?),
-                landlock,
-                cgroup_procs: place.cgroup.as_ref().map(JobCgroup::procs).transpose()?,
-            },
-        );
-        Ok(())
+        Ok(ChildSetup {
+            rlimits: self.limits,
+            ids: self.switch_to.as_ref().map(|u| Ids {
+                uid: u.uid,
+                gid: u.gid,
+                groups: u.groups.clone(),
+            }),
+            cwd: Some(CString::new(cwd.as_os_str().as_bytes())?),
+            landlock,
+            cgroup_procs: place.cgroup.as_ref().map(JobCgroup::procs).transpose()?,
+        })
     }
 
     /// Whether a job's child must do more before exec than posix_spawn can (switch user, set
-    /// limits, enter the sandbox or its cgroup); if not, [`Confinement::environment`] and
+    /// limits, enter the sandbox or its cgroup), so that it needs [`Confinement::setup`] and
+    /// `spawn::spawn_confined`; if not, [`Confinement::environment`] and
     /// [`Confinement::cwd`] are all it needs.
     pub fn needs_child_setup(&self) -> bool {
         self.switch_to.is_some()
@@ -424,17 +423,14 @@ impl Confinement {
         cmd.arg("-c")
             .arg(r#"echo ok > inside && ! { echo no > "$1/f"; } 2>/dev/null && ! [ -e "$1/f" ]"#)
             .arg("sh")
-            .arg(&outside)
-            .stdin(std::process::Stdio::null())
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null());
-        let applied = probe.apply(&mut cmd, &place, None, &BTreeMap::new(), None);
-        let status = match applied {
-            Ok(()) => cmd.status().await,
-            Err(e) => Err(e),
-        };
+            .arg(&outside);
+        let status = async {
+            let setup = probe.setup(&mut cmd, &place, None, &BTreeMap::new(), None)?;
+            let (pid, _) = spawn::spawn_confined(cmd.as_std(), spawn::ChildStdio::Null, &setup)?;
+            spawn::Proc::adopt(pid)?.wait().await
+        }
+        .await;
         let inside_ok = place.work.join("inside").exists();
-        drop(cmd);
         for dir in [Some(&place.work), place.tmp.as_ref(), Some(&outside)]
             .into_iter()
             .flatten()

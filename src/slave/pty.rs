@@ -1,20 +1,19 @@
-//! The terminal's share of the slave's `unsafe` and raw system calls: pseudo-terminals, the
-//! child's session and controlling terminal, signal dispositions, and signals to process
-//! groups. The rest is in `sys.rs` (users, limits, the sandbox) and `spawn.rs` (posix_spawn,
-//! pidfds); no other file has any.
+//! The terminal's share of the slave's `unsafe` and raw system calls: pseudo-terminals, their
+//! size, and signals to process groups and sessions. The rest is in `sys.rs` (users, limits,
+//! the sandbox) and `spawn.rs` (starting a job's child in its session, with its controlling
+//! terminal and default signal handling; pidfds); no other file has any.
 //!
 //! Nothing here knows about the hub or the protocol.
 
 use nix::fcntl::{fcntl, FcntlArg, OFlag};
 use nix::pty::{grantpt, posix_openpt, ptsname_r, unlockpt};
-use nix::sys::signal::{killpg, signal, SigHandler, Signal};
+use nix::sys::signal::{killpg, Signal};
 use nix::sys::termios::{tcgetattr, SpecialCharacterIndices};
-use nix::unistd::{setsid, Pid};
+use nix::unistd::Pid;
 use std::fs::OpenOptions;
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::os::unix::fs::OpenOptionsExt;
-use tokio::process::Command;
 
 nix::ioctl_write_ptr_bad!(set_winsize, libc::TIOCSWINSZ, libc::winsize);
 
@@ -71,39 +70,6 @@ pub fn eof_char(master: BorrowedFd<'_>) -> u8 {
     tcgetattr(master)
         .map(|t| t.control_chars[SpecialCharacterIndices::VEOF as usize])
         .unwrap_or(4)
-}
-
-/// Makes `cmd` start in a session of its own, so that its process group id is its pid and
-/// signals to the group reach everything it starts (background children included). With a
-/// `tty`, that terminal becomes the session's controlling terminal (the child's stdio must be
-/// the pty's slave side).
-pub fn new_session(cmd: &mut Command, tty: bool) {
-    // SAFETY: the closure runs in the forked child before exec and calls only async-signal-safe
-    // functions (setsid, ioctl, sigaction via `signal`); it allocates nothing.
-    unsafe {
-        cmd.pre_exec(move || {
-            setsid()?;
-            if tty && libc::ioctl(0, libc::TIOCSCTTY as _, 0) == -1 {
-                return Err(io::Error::last_os_error());
-            }
-            // Give the job default signal handling whatever the slave inherited (a slave started
-            // with SIGINT or SIGHUP ignored, from nohup or a shell script, must not pass that
-            // on). std already resets SIGPIPE and the signal mask.
-            for sig in [
-                Signal::SIGHUP,
-                Signal::SIGINT,
-                Signal::SIGQUIT,
-                Signal::SIGTERM,
-                Signal::SIGTSTP,
-                Signal::SIGTTIN,
-                Signal::SIGTTOU,
-                Signal::SIGCHLD,
-            ] {
-                signal(sig, SigHandler::SigDfl)?;
-            }
-            Ok(())
-        });
-    }
 }
 
 /// Sends `sig` to a job's process group. Returns false when the group has no process left.

@@ -1,12 +1,15 @@
 //! Every `unsafe` and raw system call that confines a job: user lookups, resource limits, the
 //! switch to the job's user, no-new-privileges and Landlock. `pty.rs` holds the terminal's
-//! share; between them, these two files hold all of the slave's `unsafe` and `nix` calls.
+//! share and `spawn.rs` process creation; between them, these three files hold all of the
+//! slave's `unsafe` and `nix` calls.
 //!
-//! Between `fork` and `exec` only async-signal-safe system calls may run: another thread of
-//! the slave may hold the allocator's lock at the moment of the fork. So everything the child
-//! needs (the user's ids and groups, the working directory as a C string, the Landlock ruleset
-//! as an open descriptor) is prepared in a [`ChildSetup`] before the spawn, and the `pre_exec`
-//! closure only makes system calls with it. Nothing here knows about the hub or jobs.
+//! Between the clone and the exec of a job's child only async-signal-safe system calls may
+//! run: the child shares the slave's memory (`spawn.rs`), and another thread of the slave may
+//! hold the allocator's lock meanwhile. So everything the child needs (the user's ids and
+//! groups, the working directory as a C string, the Landlock ruleset and the cgroup's
+//! `cgroup.procs` as open descriptors) is prepared in a [`ChildSetup`] before the spawn, and
+//! [`ChildSetup::enter`] only makes system calls with it. Nothing here knows about the hub or
+//! jobs.
 
 use landlock::{
     AccessFs, CompatLevel, Compatible, PathBeneath, PathFd, Ruleset, RulesetAttr,
@@ -17,7 +20,6 @@ use std::ffi::CString;
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
-use tokio::process::Command;
 
 /// The Landlock ABI whose write rights must all be enforced: ABI 3 (Linux 6.2) is the first
 /// that also controls `truncate`, without which a job could still truncate any file it may
@@ -93,7 +95,7 @@ pub struct Ids {
     pub groups: Vec<u32>,
 }
 
-/// Everything the child needs between fork and exec, prepared in the parent.
+/// Everything the child needs between its clone and its exec, prepared in the parent.
 #[derive(Debug, Default)]
 pub struct ChildSetup {
     pub rlimits: Rlimits,
@@ -108,88 +110,94 @@ pub struct ChildSetup {
     pub cgroup_procs: Option<OwnedFd>,
 }
 
-/// Arranges for `cmd`'s child to apply `setup` just before exec, after any `pre_exec` added
-/// earlier (the new session and controlling terminal come first). If any step fails, the
-/// spawn fails with that error and nothing runs: a job never runs less confined than asked.
-pub fn confine(cmd: &mut Command, setup: ChildSetup) {
-    let rlimits = setup.rlimits.each();
-    let ids = setup.ids.map(|i| {
-        let groups: Vec<libc::gid_t> = i.groups;
-        (i.uid, i.gid, groups)
-    });
-    let cwd = setup.cwd;
-    let landlock = setup.landlock;
-    let cgroup_procs = setup.cgroup_procs;
-    // SAFETY: the closure runs in the forked child before exec. It only reads data prepared
-    // before the fork and makes system calls that are async-signal-safe (write, setrlimit,
-    // setgroups, setgid, setuid, chdir, prctl, landlock_restrict_self); it allocates nothing
-    // and takes no lock. `io::Error::last_os_error` only stores the errno.
-    unsafe {
-        cmd.pre_exec(move || {
+impl ChildSetup {
+    /// Takes the confinement steps in a job's child, just before its exec, in this order: into
+    /// the cgroup, the limits, the user, the directory, the sandbox. On the first that fails,
+    /// returns its errno: the caller reports it and exits, so a job never runs less confined
+    /// than asked.
+    ///
+    /// # Safety
+    ///
+    /// Only for the child of `spawn::spawn_confined`, which shares the slave's memory
+    /// (`CLONE_VM`) while the thread that made it is suspended: it must not allocate, take a
+    /// lock or touch anything but `self`, which that thread prepared before the clone and
+    /// keeps alive until the child has exec'd or exited.
+    pub(super) unsafe fn enter(&self) -> Result<(), libc::c_int> {
+        // SAFETY (of each call below): plain system calls on descriptors and C strings owned
+        // by `self`, and on integers; none allocates or takes a lock. glibc's wrappers for
+        // write, setrlimit (prlimit64), chdir and prctl only make the system call. The ids
+        // are changed with raw system calls, not glibc's setgroups/setgid/setuid: those see
+        // the slave's threads (the memory is shared) and would signal each of them to change
+        // its ids too, taking glibc's thread-list lock on the way. The raw calls change this
+        // child's credentials alone, which is all we want.
+        unsafe {
             // Into the job's cgroup first, while still privileged ("0": this process).
-            if let Some(procs) = &cgroup_procs {
+            if let Some(procs) = &self.cgroup_procs {
                 if libc::write(procs.as_raw_fd(), b"0".as_ptr().cast(), 1) != 1 {
-                    return Err(io::Error::last_os_error());
+                    return Err(errno());
                 }
             }
-            // Limits first, while still privileged: lowering is always allowed, and the hard
+            // Limits next, while still privileged: lowering is always allowed, and the hard
             // limits then bind the job's user too.
-            for (resource, soft, hard) in rlimits.iter().flatten() {
+            for (resource, soft, hard) in self.rlimits.each().iter().flatten() {
                 let lim = libc::rlimit {
                     rlim_cur: *soft,
                     rlim_max: *hard,
                 };
                 if libc::setrlimit(*resource, &lim) == -1 {
-                    return Err(io::Error::last_os_error());
+                    return Err(errno());
                 }
             }
-            if let Some((uid, gid, groups)) = &ids {
-                // Groups, then group, then user: after setuid the others are no longer ours to
-                // change. glibc's set*id wrappers are safe here: the child has one thread.
-                if libc::setgroups(groups.len(), groups.as_ptr()) == -1
-                    || libc::setgid(*gid) == -1
-                    || libc::setuid(*uid) == -1
+            if let Some(ids) = &self.ids {
+                // Groups, then group, then user: after setuid the others are no longer ours
+                // to change.
+                if libc::syscall(libc::SYS_setgroups, ids.groups.len(), ids.groups.as_ptr()) == -1
+                    || libc::syscall(libc::SYS_setgid, libc::c_ulong::from(ids.gid)) == -1
+                    || libc::syscall(libc::SYS_setuid, libc::c_ulong::from(ids.uid)) == -1
                 {
-                    return Err(io::Error::last_os_error());
+                    return Err(errno());
                 }
             }
-            if let Some(dir) = &cwd {
+            // After the switch, so that the directory is entered with the job's rights.
+            if let Some(dir) = &self.cwd {
                 if libc::chdir(dir.as_ptr()) == -1 {
-                    return Err(io::Error::last_os_error());
+                    return Err(errno());
                 }
             }
-            if let Some(ruleset) = &landlock {
+            if let Some(ruleset) = &self.landlock {
                 // No-new-privileges: no setuid binary or file capability can lift the job out
                 // of its user or its sandbox. Landlock also requires it of an unprivileged
                 // process.
                 if libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) == -1
                     || libc::syscall(libc::SYS_landlock_restrict_self, ruleset.as_raw_fd(), 0) == -1
                 {
-                    return Err(io::Error::last_os_error());
+                    return Err(errno());
                 }
             }
-            Ok(())
-        });
+        }
+        Ok(())
     }
 }
 
+/// The calling thread's errno (reading it allocates nothing).
+pub(super) fn errno() -> libc::c_int {
+    io::Error::last_os_error()
+        .raw_os_error()
+        .unwrap_or(libc::EIO)
+}
+
 /// Runs a test child that moves itself into the cgroup of `procs` (its `cgroup.procs`) as a
-/// job's child does, then exits; the error the move met, if any. Blocking (it waits for the
-/// child): for the slave's start.
+/// job's child does, through the same spawn, then exits; the error the move met, if any.
+/// Blocking (it waits for the child): for the slave's start.
 pub fn enter_and_exit(procs: OwnedFd) -> io::Result<()> {
-    let mut cmd = Command::new("/bin/sh");
-    cmd.args(["-c", ":"])
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null());
-    confine(
-        &mut cmd,
-        ChildSetup {
-            cgroup_procs: Some(procs),
-            ..ChildSetup::default()
-        },
-    );
-    let status = cmd.as_std_mut().status()?;
+    let mut cmd = std::process::Command::new("/bin/sh");
+    cmd.args(["-c", ":"]);
+    let setup = ChildSetup {
+        cgroup_procs: Some(procs),
+        ..ChildSetup::default()
+    };
+    let (pid, _) = super::spawn::spawn_confined(&cmd, super::spawn::ChildStdio::Null, &setup)?;
+    let status = super::spawn::wait_blocking(pid)?;
     if !status.success() {
         return Err(io::Error::other(format!("the test child ended {status}")));
     }

@@ -1,15 +1,14 @@
 //! Starting a job's process: its command line (`sh -c LINE` or its argv) and environment, a
-//! pty or pipes, spawned with `posix_spawn` (or forked, when confinement needs steps in the
-//! child), and what to tell the user when that fails.
+//! pty or pipes, spawned with `posix_spawn` (or `spawn::spawn_confined`, when confinement
+//! needs steps in the child), and what to tell the user when that fails.
 
 use crate::slave::cgroup::JobCgroup;
 use crate::slave::confine::{Confinement, Place};
 use crate::slave::{pty, spawn};
 use crate::wire::JobSpec;
 use std::io;
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsFd, OwnedFd};
 use std::path::Path;
-use std::process::Stdio;
 use std::sync::Arc;
 use tokio::io::unix::AsyncFd;
 use tokio::net::unix::pipe;
@@ -124,7 +123,7 @@ pub(super) fn start(
         false => None,
     };
     let (proc, pipes) = if confinement.needs_child_setup() {
-        forked(cmd, spec, confinement, place, pty.as_ref())?
+        confined(cmd, spec, confinement, place, pty.as_ref())?
     } else {
         confinement.environment(&mut cmd, place, &spec.env);
         cmd.current_dir(confinement.cwd(place, cwd));
@@ -156,41 +155,27 @@ pub(super) fn start(
     }
 }
 
-/// Forks the job's child the way std does, for a confined job: its `pre_exec` steps (new
-/// session and terminal, then user, limits, sandbox and directory) run in the child.
-fn forked(
+/// Starts a confined job's child (`spawn::spawn_confined`): its session and terminal or
+/// pipes, then its cgroup, limits, user, directory and sandbox, taken in the child before exec.
+fn confined(
     mut cmd: Command,
     spec: &JobSpec,
     confinement: &Confinement,
     place: &Place,
     pty: Option<&pty::Pty>,
 ) -> io::Result<(spawn::Proc, Option<spawn::Pipes>)> {
-    pty::new_session(&mut cmd, spec.tty);
     let cwd = spec.cwd.as_deref();
-    if let Some(p) = pty {
-        confinement.give_tty(&p.slave)?;
-        confinement.apply(&mut cmd, place, cwd, &spec.env, Some(&p.path))?;
-        cmd.stdin(Stdio::from(p.slave.try_clone()?))
-            .stdout(Stdio::from(p.slave.try_clone()?))
-            .stderr(Stdio::from(p.slave.try_clone()?));
-    } else {
-        confinement.apply(&mut cmd, place, cwd, &spec.env, None)?;
-        cmd.stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-    }
-    // std's spawn, not tokio's: the pid is ours to wait for through a pidfd.
-    let mut child = cmd.as_std_mut().spawn()?;
-    // `cmd` holds the child's ends (the pty's slave side); they close with it.
-    drop(cmd);
-    let proc = spawn::Proc::adopt(child.id())?;
-    let pipes = match (child.stdin.take(), child.stdout.take(), child.stderr.take()) {
-        (Some(i), Some(o), Some(e)) => Some(spawn::Pipes {
-            stdin: i.into(),
-            stdout: o.into(),
-            stderr: e.into(),
-        }),
-        _ => None,
+    let (setup, stdio) = match pty {
+        Some(p) => {
+            confinement.give_tty(&p.slave)?;
+            let setup = confinement.setup(&mut cmd, place, cwd, &spec.env, Some(&p.path))?;
+            (setup, spawn::ChildStdio::Tty(p.slave.as_fd()))
+        }
+        None => {
+            let setup = confinement.setup(&mut cmd, place, cwd, &spec.env, None)?;
+            (setup, spawn::ChildStdio::Pipes)
+        }
     };
-    Ok((proc, pipes))
+    let (pid, pipes) = spawn::spawn_confined(cmd.as_std(), stdio, &setup)?;
+    Ok((spawn::Proc::adopt(pid)?, pipes))
 }
