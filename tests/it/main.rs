@@ -10,6 +10,7 @@ mod broadcast;
 mod browser;
 mod cancel;
 mod cgroup;
+mod confined;
 mod crashhold;
 mod cwd;
 mod datadir;

@@ -36,11 +36,31 @@ impl Slave {
 
     /// Starts a slave that dials `url` (the hub's, or a relay's in front of it).
     pub fn start_at(url: &str, token: &str, name: &str, slots: u32, args: &[&str]) -> Slave {
+        Self::start_cmd(Command::new(exe()), url, token, name, slots, args)
+    }
+
+    /// Starts a slave whose `sh` parent ignored `signals` (as `trap '' SIGNALS` names them)
+    /// before it exec'd the slave: what nohup, or a careless init script, leaves it.
+    pub fn start_ignoring(hub: &Hub, signals: &str, name: &str, args: &[&str]) -> Slave {
+        let mut cmd = Command::new("/bin/sh");
+        cmd.arg("-c")
+            .arg(format!("trap '' {signals}; exec \"$0\" \"$@\""))
+            .arg(exe());
+        Self::start_cmd(cmd, &hub.url, &hub.slave_token, name, 1, args)
+    }
+
+    fn start_cmd(
+        mut cmd: Command,
+        url: &str,
+        token: &str,
+        name: &str,
+        slots: u32,
+        args: &[&str],
+    ) -> Slave {
         let mut args = args.to_vec();
         if is_root() && !args.contains(&"--run-as") {
             args.push("--allow-root-jobs");
         }
-        let mut cmd = Command::new(exe());
         cmd.arg("slave")
             .args(["--hub", url, "--name", name, "--slots", &slots.to_string()])
             .env("XN_TOKEN", token)
