@@ -4,9 +4,9 @@
 //!
 //! A job's cgroup is `DIR/xn-PID@START-ID` (PID and START: the slave's pid and its start time,
 //! in clock ticks since boot, which together name a process even after its pid is reused;
-//! slaves may share DIR). The child moves
-//! itself into it between fork and exec (through a `cgroup.procs` descriptor opened here), so
-//! every process it ever starts is born inside. When the job's main process ends, or its
+//! slaves may share DIR). The child moves itself into it between its clone and its exec
+//! (through a `cgroup.procs` descriptor opened here), so every process it ever starts is born
+//! inside. When the job's main process ends, or its
 //! cancel or timeout comes to SIGKILL, the whole cgroup is killed, then removed. At start the
 //! slave kills and removes what slaves that died left in DIR. No controller is enabled: this is
 //! about finding processes, not about limits.
@@ -173,7 +173,7 @@ fn own_cgroup() -> String {
 
 impl JobCgroup {
     /// `cgroup.procs`, open for writing (close-on-exec): the child writes `0` to it between
-    /// fork and exec to move itself in.
+    /// its clone and its exec to move itself in.
     pub fn procs(&self) -> io::Result<OwnedFd> {
         let f = std::fs::OpenOptions::new()
             .write(true)
