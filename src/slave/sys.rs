@@ -1,7 +1,7 @@
 //! Every `unsafe` and raw system call that confines a job: user lookups, resource limits, the
 //! switch to the job's user, no-new-privileges and Landlock. `pty.rs` holds the terminal's
-//! share and `spawn.rs` process creation; between them, these three files hold all of the
-//! slave's `unsafe` and `nix` calls.
+//! share and `spawn.rs` (with `spawn/confined.rs`) process creation; between them, these hold
+//! all of the slave's `unsafe` and `nix` calls.
 //!
 //! Between the clone and the exec of a job's child only async-signal-safe system calls may
 //! run: the child shares the slave's memory (`spawn.rs`), and another thread of the slave may
