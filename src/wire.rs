@@ -97,6 +97,9 @@ pub struct TokenInfo {
 pub struct WhoAmI {
     pub name: String,
     pub role: Role,
+    /// When the token expires (ms since the epoch), if it has a lifetime.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_ms: Option<u64>,
 }
 
 /// Body of `POST /api/v1/tokens`. Unknown fields are refused: a hub that ignored one it did

@@ -72,6 +72,7 @@ async fn dispatch(
             &WhoAmI {
                 name: who.name.clone(),
                 role: who.role,
+                expires_ms: who.expires_ms,
             },
         ),
         // A slave token sees no job at all: told so, not shown an empty list or a 404 that

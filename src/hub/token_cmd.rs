@@ -121,6 +121,19 @@ pub fn check_args(hub: &mut Command, m: &ArgMatches) -> Result<(), clap::Error> 
     Ok(())
 }
 
+/// When a token that expires at `at` does, seen at `now` (ms): `expires in 30d`, the time left
+/// counted in whole seconds up (a token made with `--expires 30d` a moment ago shows 30d, not
+/// 29d), or `EXPIRED 2h ago`.
+fn expiry(at: u64, now: u64) -> String {
+    match at.checked_sub(now) {
+        Some(left) if left > 0 => {
+            let secs = left.div_ceil(1000);
+            format!("expires in {}", show_age(Duration::from_secs(secs)))
+        }
+        _ => format!("EXPIRED {} ago", show_age(Duration::from_millis(now - at))),
+    }
+}
+
 /// Runs `action` on the data directory `data`.
 pub fn run(action: TokenAction, data: &Path) -> Result<()> {
     let has_db = data.join(DB_FILE).exists();
@@ -170,11 +183,8 @@ pub fn run(action: TokenAction, data: &Path) -> Result<()> {
             let now = crate::hub::now_ms();
             for t in tokens {
                 let mut line = format!("{:<24} {:<6}", t.name, t.role.as_str());
-                let span = |ms| show_age(Duration::from_millis(ms));
-                match t.expires_ms {
-                    Some(at) if at > now => line += &format!(" expires in {}", span(at - now)),
-                    Some(at) => line += &format!(" EXPIRED {} ago", span(now - at)),
-                    None => {}
+                if let Some(at) = t.expires_ms {
+                    line += &format!(" {}", expiry(at, now));
                 }
                 if let Some(s) = &t.slave_name {
                     line += &format!(" bound to slave {s}");
@@ -193,4 +203,19 @@ pub fn run(action: TokenAction, data: &Path) -> Result<()> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::expiry;
+
+    #[test]
+    fn a_lifetime_left_is_counted_up_to_whole_seconds_and_one_past_down() {
+        let now = 1_000_000_000;
+        assert_eq!(expiry(now + 30 * 86_400_000 - 5, now), "expires in 30d");
+        assert_eq!(expiry(now + 8_000 - 3, now), "expires in 8s");
+        assert_eq!(expiry(now + 1, now), "expires in 1s");
+        assert_eq!(expiry(now, now), "EXPIRED 0s ago");
+        assert_eq!(expiry(now - 7_200_500, now), "EXPIRED 2h ago");
+    }
 }

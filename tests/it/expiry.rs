@@ -128,6 +128,14 @@ fn rest_makes_tokens_with_a_lifetime_and_refuses_a_bad_one() {
         (before + 3_600_000..=after + 3_600_000).contains(&at),
         "{body}"
     );
+    // The token itself can tell when it ends; one without a lifetime says nothing of it.
+    let who = |token: &str| {
+        let (status, body) = request(&hub.addr, "GET", "/api/v1/whoami", token, "");
+        assert_eq!(status, 200, "{body}");
+        serde_json::from_str::<serde_json::Value>(&body).unwrap()
+    };
+    assert_eq!(who(made["token"].as_str().unwrap())["expires_ms"], at);
+    assert!(who(&hub.token).get("expires_ms").is_none());
 
     let (status, body) = post(r#"{"name":"c2","role":"user","expires_in":"1w"}"#);
     assert_eq!(status, 400);

@@ -40,7 +40,9 @@ async function start() {
     }
     return;
   }
-  $("who").textContent = `${me.name} (${me.role})`;
+  // A token with a lifetime says when it ends: the page is refused from then on.
+  const until = me.expires_ms ? `, until ${new Date(me.expires_ms).toLocaleString()}` : "";
+  $("who").textContent = `${me.name} (${me.role}${until})`;
   $("signout").hidden = !token;
   $("submit-form").hidden = $("spec-box").hidden = !canType();
   $("tokens-link").hidden = me.role !== "admin";

@@ -212,6 +212,12 @@ fn an_admin_makes_a_token_with_a_lifetime_in_the_page() {
         "{listed}"
     );
     assert_eq!(b.eval("document.getElementById('token-expires').value"), "");
+    // Signed in with it, the page says until when.
+    let temp = b.eval("document.getElementById('new-token-value').value");
+    b.eval("document.getElementById('signout').click()");
+    sign_in(&b, &hub, temp.as_str().unwrap());
+    let who = text_of(&b, "who");
+    assert!(who.starts_with("temp (user, until "), "{who}");
     assert_no_errors_but(&b, &["400 (Bad Request) [http://"]);
 }
 
