@@ -67,7 +67,12 @@ impl Cgroups {
                 )
             })?;
         let killable = probe.dir.join("cgroup.kill").exists();
-        let entered = probe.procs().and_then(super::sys::enter_and_exit);
+        let entered = probe.procs().and_then(|procs| {
+            super::sys::test_child(super::sys::ChildSetup {
+                cgroup_procs: Some(procs),
+                ..Default::default()
+            })
+        });
         probe.remove()?;
         if !killable {
             bail!("--cgroup {shown}: this kernel has no cgroup.kill (Linux 5.14 or later)");

@@ -38,6 +38,9 @@ pub struct ConfineOptions {
     pub keep_work_dirs: bool,
     /// Make each job's cgroup in this cgroup v2 directory (`--cgroup`).
     pub cgroup: Option<PathBuf>,
+    /// Each job in a network namespace of its own, with only a loopback interface
+    /// (`--no-network`).
+    pub no_network: bool,
 }
 
 /// The checked form of [`ConfineOptions`], shared by every job.
@@ -54,6 +57,7 @@ pub struct Confinement {
     own_root: bool,
     keep: bool,
     cgroups: Option<Cgroups>,
+    no_network: bool,
 }
 
 /// A job's directories: its work directory, and its private temp dir when sandboxed; and its
@@ -141,7 +145,11 @@ impl Confinement {
             own_root,
             keep: opts.keep_work_dirs,
             cgroups,
+            no_network: opts.no_network,
         };
+        if c.no_network {
+            probe_private_network().await?;
+        }
         c.make_root()?;
         if c.sandbox {
             c.probe_sandbox().await.inspect_err(|_| c.remove_root())?;
@@ -341,11 +349,12 @@ impl Confinement {
             cwd: Some(CString::new(cwd.as_os_str().as_bytes())?),
             landlock,
             cgroup_procs: place.cgroup.as_ref().map(JobCgroup::procs).transpose()?,
+            private_network: self.no_network,
         })
     }
 
     /// Whether a job's child must do more before exec than posix_spawn can (switch user, set
-    /// limits, enter the sandbox or its cgroup), so that it needs [`Confinement::setup`] and
+    /// limits, enter the sandbox, its cgroup or its network namespace), so that it needs [`Confinement::setup`] and
     /// `spawn::spawn_confined`; if not, [`Confinement::environment`] and
     /// [`Confinement::cwd`] are all it needs.
     pub fn needs_child_setup(&self) -> bool {
@@ -353,6 +362,12 @@ impl Confinement {
             || self.limits != Limits::default()
             || self.sandbox
             || self.cgroups.is_some()
+            || self.no_network
+    }
+
+    /// Whether jobs run off the network (`--no-network`).
+    pub fn no_network(&self) -> bool {
+        self.no_network
     }
 
     /// Where jobs' cgroups are made, with `--cgroup`.
@@ -445,6 +460,23 @@ impl Confinement {
             ),
             Ok(_) => Ok(()),
         }
+    }
+}
+
+/// Proves in a test child, through a job's code path, that jobs can be put in a network
+/// namespace of their own with their loopback up; an error for the operator otherwise.
+async fn probe_private_network() -> Result<()> {
+    let setup = ChildSetup {
+        private_network: true,
+        ..ChildSetup::default()
+    };
+    match tokio::task::spawn_blocking(move || sys::test_child(setup)).await? {
+        Ok(()) => Ok(()),
+        Err(e) => bail!(
+            "--no-network: a job's child cannot get a network namespace of its own ({e}); that \
+             takes a slave running as root (CAP_SYS_ADMIN). Refusing to start rather than run \
+             jobs with the network"
+        ),
     }
 }
 

@@ -73,6 +73,7 @@ pub async fn run(opts: SlaveOptions, shutdown: CancellationToken) -> Result<()> 
         work_dirs = %confinement.root().display(),
         run_as = opts.confine.run_as.as_deref().unwrap_or("(the slave's user)"),
         sandbox = opts.confine.sandbox,
+        network = if confinement.no_network() { "none (loopback only)" } else { "the machine's" },
         cgroups = confinement.cgroup_dir().map_or("(none)".into(), |d| d.display().to_string()),
         "jobs confined"
     );

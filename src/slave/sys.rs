@@ -1,5 +1,5 @@
 //! Every `unsafe` and raw system call that confines a job: user lookups, resource limits, the
-//! switch to the job's user, no-new-privileges and Landlock. `pty.rs` holds the terminal's
+//! switch to the job's user, no-new-privileges, Landlock and the job's network namespace. `pty.rs` holds the terminal's
 //! share and `spawn.rs` (with `spawn/confined.rs`) process creation; between them, these hold
 //! all of the slave's `unsafe` and `nix` calls.
 //!
@@ -108,11 +108,14 @@ pub struct ChildSetup {
     /// The job's cgroup's `cgroup.procs`, open for writing (close-on-exec): the child moves
     /// itself in first, so that everything it starts is born there.
     pub cgroup_procs: Option<OwnedFd>,
+    /// A network namespace of its own, with only its loopback interface, up (`--no-network`;
+    /// only a root slave can).
+    pub private_network: bool,
 }
 
 impl ChildSetup {
     /// Takes the confinement steps in a job's child, just before its exec, in this order: into
-    /// the cgroup, the limits, the user, the directory, the sandbox. On the first that fails,
+    /// the cgroup, off the network, the limits, the user, the directory, the sandbox. On the first that fails,
     /// returns its errno: the caller reports it and exits, so a job never runs less confined
     /// than asked.
     ///
@@ -136,6 +139,10 @@ impl ChildSetup {
                 if libc::write(procs.as_raw_fd(), b"0".as_ptr().cast(), 1) != 1 {
                     return Err(errno());
                 }
+            }
+            // Off the network, while still privileged: a namespace with nothing but `lo`.
+            if self.private_network {
+                private_network()?;
             }
             // Limits next, while still privileged: lowering is always allowed, and the hard
             // limits then bind the job's user too.
@@ -179,6 +186,42 @@ impl ChildSetup {
     }
 }
 
+/// Moves the calling process into a new network namespace and brings its loopback interface
+/// up, so that a job can still serve and reach itself on 127.0.0.1 and ::1, but nothing
+/// else. Needs CAP_SYS_ADMIN.
+///
+/// # Safety
+///
+/// As [`ChildSetup::enter`]: system calls only, on this frame's memory.
+unsafe fn private_network() -> Result<(), libc::c_int> {
+    // SAFETY: unshare, socket, ioctl and close on integers and on `req`, which lives on this
+    // frame; `ifreq` is plain data, valid all zeros.
+    unsafe {
+        if libc::unshare(libc::CLONE_NEWNET) == -1 {
+            return Err(errno());
+        }
+        let sock = libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0);
+        if sock == -1 {
+            return Err(errno());
+        }
+        let mut req: libc::ifreq = std::mem::zeroed();
+        req.ifr_name[0] = b'l' as libc::c_char;
+        req.ifr_name[1] = b'o' as libc::c_char;
+        let up = if libc::ioctl(sock, libc::SIOCGIFFLAGS, &mut req) == -1 {
+            Err(errno())
+        } else {
+            req.ifr_ifru.ifru_flags |= libc::IFF_UP as libc::c_short;
+            if libc::ioctl(sock, libc::SIOCSIFFLAGS, &req) == -1 {
+                Err(errno())
+            } else {
+                Ok(())
+            }
+        };
+        libc::close(sock);
+        up
+    }
+}
+
 /// The calling thread's errno (reading it allocates nothing).
 pub(super) fn errno() -> libc::c_int {
     io::Error::last_os_error()
@@ -186,16 +229,12 @@ pub(super) fn errno() -> libc::c_int {
         .unwrap_or(libc::EIO)
 }
 
-/// Runs a test child that moves itself into the cgroup of `procs` (its `cgroup.procs`) as a
-/// job's child does, through the same spawn, then exits; the error the move met, if any.
-/// Blocking (it waits for the child): for the slave's start.
-pub fn enter_and_exit(procs: OwnedFd) -> io::Result<()> {
+/// Runs a test child that takes `setup`'s steps as a job's child does, through the same
+/// spawn, then exits; the error the first failed step met, if any. Blocking (it waits for
+/// the child): for the slave's start.
+pub fn test_child(setup: ChildSetup) -> io::Result<()> {
     let mut cmd = std::process::Command::new("/bin/sh");
     cmd.args(["-c", ":"]);
-    let setup = ChildSetup {
-        cgroup_procs: Some(procs),
-        ..ChildSetup::default()
-    };
     let (pid, _) = super::spawn::spawn_confined(&cmd, super::spawn::ChildStdio::Null, &setup)?;
     let status = super::spawn::wait_blocking(pid)?;
     if !status.success() {

@@ -28,6 +28,7 @@ mod labels;
 mod listing;
 mod names;
 mod netns;
+mod no_network;
 mod notes;
 mod quickstart;
 mod reclaim;

@@ -22,23 +22,6 @@ fn assert_exited(rec: &JobRecord, code: i32, out: &str) {
     );
 }
 
-/// A user's uid and gid, as `id` tells them.
-fn ids_of(user: &str) -> (u32, u32) {
-    let id = |flag: &str| {
-        let out = std::process::Command::new("id")
-            .args([flag, user])
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "no user {user}");
-        String::from_utf8(out.stdout)
-            .unwrap()
-            .trim()
-            .parse()
-            .unwrap()
-    };
-    (id("-u"), id("-g"))
-}
-
 macro_rules! require_root {
     ($why:literal) => {
         if !is_root() {

@@ -17,7 +17,7 @@ pub use http::{http, http_with_head, request};
 pub use hub::Hub;
 pub use played_hub::PlayedHub;
 pub use scripted::ScriptedHub;
-pub use slave::{is_root, Slave};
+pub use slave::{ids_of, is_root, Slave};
 
 use execnode::wire::JobState;
 use std::io::{BufRead, BufReader};

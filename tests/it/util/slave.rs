@@ -17,6 +17,23 @@ pub fn is_root() -> bool {
     unsafe { libc::geteuid() == 0 }
 }
 
+/// A user's uid and gid, as `id` tells them.
+pub fn ids_of(user: &str) -> (u32, u32) {
+    let id = |flag: &str| {
+        let out = std::process::Command::new("id")
+            .args([flag, user])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "no user {user}");
+        String::from_utf8(out.stdout)
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap()
+    };
+    (id("-u"), id("-g"))
+}
+
 impl Slave {
     /// Starts a slave and waits until it is connected. As root, it gets `--allow-root-jobs`
     /// unless `args` name a `--run-as` user.
