@@ -59,7 +59,7 @@ impl Cgroups {
         };
         cgroups.clear_dead();
         let probe = cgroups
-            .create(&format!("probe-{}", std::process::id()))
+            .create(&format!("probe-{}", std::process::id()), true)
             .with_context(|| {
                 format!(
                     "--cgroup {shown}: cannot make a cgroup there (as root, or delegated to \
@@ -97,12 +97,12 @@ impl Cgroups {
 
     /// Makes the cgroup of job `name` (one of the same name, left by a run of the job that
     /// could not be removed, is killed and made again).
-    pub fn create(&self, name: &str) -> io::Result<JobCgroup> {
+    pub fn create(&self, name: &str, clear_stale: bool) -> io::Result<JobCgroup> {
         let cg = JobCgroup {
             dir: self.dir.join(format!("xn-{}-{name}", self.me)),
         };
         match std::fs::create_dir(&cg.dir) {
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists && clear_stale => {
                 tracing::warn!("killing and removing the stale cgroup {}", cg.dir.display());
                 cg.kill()?;
                 cg.remove()?;

@@ -213,11 +213,15 @@ impl Confinement {
     }
 
     /// Creates the directories of job `name`, owned by the job's user, mode 0700, and its
-    /// cgroup. An error names what could not be made.
-    pub fn place(&self, name: &str) -> io::Result<Place> {
+    /// cgroup. An error names what could not be made. What an earlier job of the same name
+    /// left (the hub's data was reset) is removed first if `clear_stale`, which may block for
+    /// long (a large tree, a cgroup whose processes take their time to die); otherwise the
+    /// error is of kind `AlreadyExists` and nothing is left made, so that the caller can try
+    /// again off the runtime.
+    pub fn place(&self, name: &str, clear_stale: bool) -> io::Result<Place> {
         let dir = |sub: &str| {
             let dir = self.root.join(sub).join(name);
-            self.fresh_dir(&dir).map_err(|e| {
+            self.fresh_dir(&dir, clear_stale).map_err(|e| {
                 io::Error::new(e.kind(), format!("work directory {}: {e}", dir.display()))
             })
         };
@@ -239,10 +243,16 @@ impl Confinement {
             cgroup: None,
         };
         if let Some(c) = &self.cgroups {
-            match c.create(name) {
+            match c.create(name, clear_stale) {
                 Ok(cg) => place.cgroup = Some(cg),
                 Err(e) => {
-                    self.clean(&place);
+                    // Just made, so ours to remove, --keep-work-dirs or not.
+                    for dir in [Some(&place.work), place.tmp.as_ref()]
+                        .into_iter()
+                        .flatten()
+                    {
+                        let _ = std::fs::remove_dir_all(dir);
+                    }
                     let dir = c.dir().display();
                     return Err(io::Error::new(e.kind(), format!("cgroup in {dir}: {e}")));
                 }
@@ -251,10 +261,10 @@ impl Confinement {
         Ok(place)
     }
 
-    fn fresh_dir(&self, dir: &Path) -> io::Result<PathBuf> {
+    fn fresh_dir(&self, dir: &Path, clear_stale: bool) -> io::Result<PathBuf> {
         let mkdir = || std::fs::DirBuilder::new().mode(0o700).create(dir);
         if let Err(e) = mkdir() {
-            if e.kind() != io::ErrorKind::AlreadyExists {
+            if e.kind() != io::ErrorKind::AlreadyExists || !clear_stale {
                 return Err(e);
             }
             // Left from an earlier job with the same id (the hub's data was reset), and kept.
@@ -431,9 +441,10 @@ impl Confinement {
         // Named by our pid: slaves may share a --work-dir.
         let name = format!("sandbox-probe-{}", std::process::id());
         let place = probe
-            .place(&name)
+            .place(&name, true)
             .context("creating the probe's directories")?;
-        let outside = probe.fresh_dir(&self.root.join("tmp").join(format!("{name}-outside")))?;
+        let outside =
+            probe.fresh_dir(&self.root.join("tmp").join(format!("{name}-outside")), true)?;
         let mut cmd = Command::new("/bin/sh");
         cmd.arg("-c")
             .arg(r#"echo ok > inside && ! { echo no > "$1/f"; } 2>/dev/null && ! [ -e "$1/f" ]"#)

@@ -8,7 +8,7 @@
 mod io;
 mod start;
 
-use super::confine::Confinement;
+use super::confine::{Confinement, Place};
 use super::outbox::{JobCtl, Outbox, Run};
 use super::pty;
 use crate::wire::{JobSpec, Outcome, Stream};
@@ -66,7 +66,7 @@ pub async fn run(
             }
         }
     }
-    let outcome = match confinement.place(&id.to_string()) {
+    let outcome = match place(&confinement, id).await {
         Err(e) => Outcome::Failed {
             reason: format!("cannot prepare the job: {e}"),
         },
@@ -93,6 +93,20 @@ pub async fn run(
     tracing::info!(job = id, ?outcome, "job ended");
     outbox.ended(run, outcome);
     drop(lane);
+}
+
+/// Makes the job's directories and cgroup on the spot; when an earlier job of the same id
+/// left some behind, off the runtime, as clearing them may take long.
+async fn place(confinement: &Arc<Confinement>, id: u64) -> std::io::Result<Place> {
+    match confinement.place(&id.to_string(), false) {
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            let c = confinement.clone();
+            tokio::task::spawn_blocking(move || c.place(&id.to_string(), true))
+                .await
+                .unwrap_or_else(|e| Err(std::io::Error::other(e)))
+        }
+        placed => placed,
+    }
 }
 
 async fn supervise(

@@ -170,11 +170,15 @@ fn a_cancel_reaches_what_left_the_session() {
     });
 }
 
-/// When this process started, in clock ticks since boot (`/proc/self/stat`, field 22).
-fn own_start_time() -> u64 {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap();
+/// When process `pid` started, in clock ticks since boot (`/proc/PID/stat`, field 22).
+fn start_time(pid: &str) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
     let rest = stat.rsplit_once(')').unwrap().1;
     rest.split_whitespace().nth(19).unwrap().parse().unwrap()
+}
+
+fn own_start_time() -> u64 {
+    start_time("self")
 }
 
 /// A `sleep` in the cgroup `dir`, made here, as a job's process left by its slave.
@@ -227,6 +231,41 @@ fn a_slave_clears_what_a_dead_slave_left_in_its_cgroup_dir() {
     // Jobs run as ever.
     let id = hub.submit("true", &["--no-tty"]);
     assert_eq!(hub.wait_ended(id).exit_code, Some(0));
+}
+
+#[test]
+fn a_cgroup_left_under_the_next_jobs_name_is_cleared_and_the_job_runs() {
+    let Some(cg) = TestCgroup::make("stale") else {
+        return;
+    };
+    let (hub, s, _dir) = hub_and_slave(&cg);
+    let first = hub.submit("true", &["--no-tty"]);
+    assert_eq!(hub.wait_ended(first).exit_code, Some(0));
+    // The hub's data was reset while this slave kept a cgroup it could not remove: the next
+    // job comes with the same id, its cgroup's name taken by one that still holds a process.
+    let pid = s.pid().to_string();
+    let name = format!("xn-{pid}@{}-{}", start_time(&pid), first + 1);
+    let mut left = held(&cg.dir.join(&name));
+    let id = hub.submit("cat /proc/self/cgroup", &["--no-tty"]);
+    let rec = hub.wait_ended(id);
+    assert_eq!(id, first + 1);
+    let out = String::from_utf8_lossy(&hub.fetch(id)).into_owned();
+    assert_eq!(
+        (rec.state, rec.exit_code),
+        (JobState::Exited, Some(0)),
+        "{rec:?}\n{out}"
+    );
+    // In a cgroup of that name, made again: what was left there was killed first.
+    assert!(out.trim_end().ends_with(&format!("/{name}")), "{out}");
+    let status = left.try_wait().unwrap();
+    assert_eq!(
+        status.and_then(|s| std::os::unix::process::ExitStatusExt::signal(&s)),
+        Some(9)
+    );
+    assert!(s.log_contains("killing and removing the stale cgroup"));
+    wait_until("the job's cgroup to be removed", || {
+        cg.children().is_empty()
+    });
 }
 
 #[test]
