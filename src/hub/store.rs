@@ -19,6 +19,7 @@ use tokio::sync::oneshot;
 mod load;
 mod present;
 mod queue;
+mod secrets;
 use load::{load, migrate};
 pub use present::Present;
 use queue::Queue;
@@ -121,7 +122,7 @@ impl Store {
             .optional()
             .context("reading the meta table")?
             .map_or(0, |v| v.max(0) as u64);
-        let claim_key = claim_key(&conn).context("reading the claim key")?;
+        let claim_key = secrets::claim_key(&conn).context("reading the claim key")?;
         let present = present::open(&conn).context("reading which slaves were connected")?;
         let queue = Queue::new(MAX_BATCH, queue::LATER);
         let theirs = queue.clone();
@@ -250,30 +251,6 @@ impl Drop for Handle {
 
 fn stopped() -> anyhow::Error {
     anyhow!("the job store has stopped")
-}
-
-/// The claim key from the `secrets` table, drawn and stored there if it has none.
-fn claim_key(conn: &Connection) -> Result<[u8; KEY_LEN]> {
-    conn.execute_batch(
-        "CREATE TABLE IF NOT EXISTS secrets (name TEXT PRIMARY KEY, value BLOB NOT NULL);",
-    )?;
-    let stored: Option<Vec<u8>> = conn
-        .query_row(
-            "SELECT value FROM secrets WHERE name = 'claim_key'",
-            [],
-            |r| r.get(0),
-        )
-        .optional()?;
-    if let Some(key) = stored.and_then(|k| <[u8; KEY_LEN]>::try_from(k).ok()) {
-        return Ok(key);
-    }
-    let mut key = [0; KEY_LEN];
-    getrandom::fill(&mut key).map_err(|e| anyhow!("no randomness: {e}"))?;
-    conn.execute(
-        "INSERT OR REPLACE INTO secrets (name, value) VALUES ('claim_key', ?1)",
-        params![&key[..]],
-    )?;
-    Ok(key)
 }
 
 fn store_thread(mut conn: Connection, queue: &Queue<Op>) {
