@@ -80,6 +80,10 @@ struct HubArgs {
     /// checked at start and every tenth of AGE (at most hourly). Without it every job is kept
     #[arg(long, value_name = "AGE", value_parser = execnode::hub::age::parse_age)]
     retain: Option<Duration>,
+    /// Rows the audit log keeps (`xnhub audit`): the newest; older ones are deleted
+    #[arg(long, default_value_t = execnode::hub::audit::DEFAULT_ROWS, value_name = "N",
+          value_parser = at_least_one::<u64>)]
+    audit_rows: u64,
     /// Seconds a job stream's client (xn -f --follow, -s --wait, -a) may leave what the hub
     /// sent unacknowledged before the hub drops it: its machine or network went away. A
     /// client that only reads slowly still acknowledges, and is kept. 0: leave it to TCP
@@ -343,17 +347,24 @@ async fn run_hub(args: HubArgs) -> Result<()> {
     // Everything the hub and its token commands create is private to its user: job output,
     // environments, token files. (A process-wide setting: the hub creates nothing else.)
     nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o077));
-    if let Some(HubCmd::Token { action }) = args.cmd {
+    if let Some(cmd) = args.cmd {
         // `check_args` made sure that at most one of the two came from the command line.
-        let data = match action.data().or(args.data.as_deref()) {
-            Some(d) => d.to_path_buf(),
-            None => default_data_dir()?,
+        let given = match &cmd {
+            HubCmd::Token { action } => action.data(),
+            HubCmd::Audit(a) => a.data.as_deref(),
         };
-        return token_cmd::run(action, &data);
+        let data = match given.or(args.data.as_deref()) {
+            Some(d) => d.to_path_buf(),
+            None => execnode::hub::datadir::default_path()?,
+        };
+        return match cmd {
+            HubCmd::Token { action } => token_cmd::run(action, &data),
+            HubCmd::Audit(a) => execnode::hub::audit_cmd::run(&a, &data),
+        };
     }
     let data = match args.data {
         Some(d) => d,
-        None => default_data_dir()?,
+        None => execnode::hub::datadir::default_path()?,
     };
     // Each slave and client holds a descriptor; the usual soft limit (1024) is far too few.
     hub::nofile::raise();
@@ -365,6 +376,7 @@ async fn run_hub(args: HubArgs) -> Result<()> {
         retain: args.retain,
         peer_timeout: (args.peer_timeout > 0).then(|| Duration::from_secs(args.peer_timeout)),
         crash_hold: Duration::from_secs(args.crash_hold),
+        audit_rows: args.audit_rows,
     };
     let tls = match (&args.tls_cert, &args.tls_key) {
         (Some(cert), Some(key)) => Some(execnode::tls::server_config(cert, key)?),
@@ -476,14 +488,6 @@ where
         Ok(n) => Ok(n),
         Err(e) => Err(e.to_string()),
     }
-}
-
-fn default_data_dir() -> Result<PathBuf> {
-    if let Some(d) = std::env::var_os("XDG_DATA_HOME").filter(|d| !d.is_empty()) {
-        return Ok(PathBuf::from(d).join("execnode"));
-    }
-    let home = std::env::var_os("HOME").context("neither --data, XDG_DATA_HOME nor HOME is set")?;
-    Ok(PathBuf::from(home).join(".local/share/execnode"))
 }
 
 fn install_links(dir: &std::path::Path) -> Result<()> {

@@ -102,6 +102,74 @@ pub struct WhoAmI {
     pub expires_ms: Option<u64>,
 }
 
+/// What an audit log row records (`GET /api/v1/audit`, `xnhub audit`).
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[serde(rename_all = "snake_case")]
+pub enum AuditAction {
+    /// A token was made (`target` its name; `detail` its role, binding and expiry).
+    TokenCreated,
+    /// A token was revoked (`target` its name).
+    TokenRevoked,
+    /// A job was cancelled (`target` `job ID`), over REST or from an attached client.
+    JobCancelled,
+    /// An ended job was deleted with its output (`target` `job ID`).
+    JobDeleted,
+    /// `xnhub --retain` deleted `count` jobs in one sweep.
+    JobsExpired,
+    /// Requests with a wrong, revoked or expired token were refused: `count` of them.
+    Refused,
+}
+
+impl AuditAction {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AuditAction::TokenCreated => "token_created",
+            AuditAction::TokenRevoked => "token_revoked",
+            AuditAction::JobCancelled => "job_cancelled",
+            AuditAction::JobDeleted => "job_deleted",
+            AuditAction::JobsExpired => "jobs_expired",
+            AuditAction::Refused => "refused",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<AuditAction> {
+        use AuditAction::*;
+        [
+            TokenCreated,
+            TokenRevoked,
+            JobCancelled,
+            JobDeleted,
+            JobsExpired,
+            Refused,
+        ]
+        .into_iter()
+        .find(|a| a.as_str() == s)
+    }
+}
+
+/// One row of the hub's audit log, as `GET /api/v1/audit` answers it (newest first).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct AuditEntry {
+    /// Increases with every row; rows past the table's bound are gone from the bottom.
+    pub id: u64,
+    /// When it happened (ms since the epoch); for a row that sums up refusals, the latest.
+    pub time_ms: u64,
+    /// A token's name; `hub machine` for `xnhub token ...` run where the hub's data is;
+    /// `(hub)` for the hub itself (its first start, `--retain`); `(unknown)` for a token the
+    /// hub does not know. Neither can be a token's name.
+    pub actor: String,
+    pub action: AuditAction,
+    /// What it was done to: a token's name, `job ID`, a request (`GET /api/v1/jobs`).
+    pub target: String,
+    pub detail: String,
+    /// The address the request came from, where there was a request.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub peer: Option<String>,
+    /// How many events the row stands for: 1, but for `jobs_expired` (jobs deleted) and
+    /// `refused` rows that sum up repeats.
+    pub count: u64,
+}
+
 /// Body of `POST /api/v1/tokens`. Unknown fields are refused: a hub that ignored one it did
 /// not know (a lifetime, say) would make a token other than the one asked for.
 #[derive(Serialize, Deserialize, Clone, Debug)]

@@ -15,7 +15,7 @@ mod slaves;
 mod submit;
 mod tail;
 mod terminal;
-mod visible;
+pub(crate) mod visible;
 
 use crate::wire::JobId;
 use anyhow::{bail, Result};

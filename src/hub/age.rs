@@ -37,6 +37,21 @@ pub fn show_age(d: Duration) -> String {
     }
 }
 
+/// A span in the largest unit that shows it exactly, as [`parse_age`] reads it: `90m`, not
+/// `1h` (for what was given, such as `--retain`, where [`show_age`] would round).
+pub fn show_exact(d: Duration) -> String {
+    let s = d.as_secs();
+    match [86_400, 3600, 60]
+        .into_iter()
+        .find(|&u| s > 0 && s % u == 0)
+    {
+        Some(86_400) => format!("{}d", s / 86_400),
+        Some(3600) => format!("{}h", s / 3600),
+        Some(_) => format!("{}m", s / 60),
+        None => format!("{s}s"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -67,5 +82,14 @@ mod tests {
         assert_eq!(show(3 * 86_400 + 5), "3d");
         assert_eq!(show(5400), "1h");
         assert_eq!(parse_age(&show(7200)), Ok(Duration::from_secs(7200)));
+    }
+
+    #[test]
+    fn an_exact_age_reads_back_as_the_same_span() {
+        for secs in [1, 45, 60, 5400, 7200, 86_400, 90_000, 30 * 86_400] {
+            let d = Duration::from_secs(secs);
+            assert_eq!(parse_age(&show_exact(d)), Ok(d), "{}", show_exact(d));
+        }
+        assert_eq!(show_exact(Duration::from_secs(5400)), "90m");
     }
 }

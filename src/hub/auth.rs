@@ -13,14 +13,20 @@
 //! A token may have a lifetime (column `expires_ms`, added likewise): past it the token is
 //! refused as expired, its open connections end as a revoked token's do ([`Auth::expire_due`],
 //! every second), and it stays listed, and its slave name reserved, until it is revoked.
+//!
+//! Each token made or revoked is a row of the audit log (`hub::audit`), written in the same
+//! transaction as the change, whoever makes it: an admin over REST, `xnhub token ...`, or the
+//! hub at its first start.
 
 mod principal;
+mod table;
 
 pub use principal::{Ending, Principal};
 
-use crate::wire::{NewToken, Role, TokenInfo};
+use super::audit::{self, Actor};
+use crate::wire::{AuditAction, NewToken, Role, TokenInfo};
 use anyhow::{anyhow, bail, Context, Result};
-use rusqlite::{params, Connection};
+use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 use sha2::{Digest, Sha256};
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
@@ -78,45 +84,6 @@ fn hash(token: &str) -> [u8; 32] {
     Sha256::digest(token.as_bytes()).into()
 }
 
-/// Opens the token table (creating it) in `DATA/jobs.db`.
-fn open_db(data: &Path) -> Result<Connection> {
-    let path = data.join(super::store::DB_FILE);
-    let conn = Connection::open(&path).with_context(|| format!("opening {}", path.display()))?;
-    conn.pragma_update(None, "journal_mode", "WAL")?;
-    conn.busy_timeout(std::time::Duration::from_secs(5))?;
-    conn.execute_batch(
-        "CREATE TABLE IF NOT EXISTS tokens (
-            name TEXT PRIMARY KEY,
-            role TEXT NOT NULL,
-            hash BLOB NOT NULL UNIQUE,
-            created_ms INTEGER NOT NULL
-        );",
-    )?;
-    add_column(&conn, "slave_name", "TEXT")?;
-    add_column(&conn, "expires_ms", "INTEGER")?;
-    Ok(conn)
-}
-
-/// Adds a column (NULL in the rows there are: `slave_name` unbound, `expires_ms` never) to a
-/// table made before it existed. Two processes may open an old database at once: the one
-/// that loses the race finds the column.
-fn add_column(conn: &Connection, column: &str, decl: &str) -> Result<()> {
-    let has = |conn: &Connection| -> Result<bool> {
-        let mut stmt = conn.prepare("SELECT 1 FROM pragma_table_info('tokens') WHERE name = ?1")?;
-        Ok(stmt.exists([column])?)
-    };
-    if has(conn)? {
-        return Ok(());
-    }
-    if let Err(e) = conn.execute_batch(&format!("ALTER TABLE tokens ADD COLUMN {column} {decl}")) {
-        if !has(conn)? {
-            return Err(e)
-                .with_context(|| format!("adding the {column} column to the tokens table"));
-        }
-    }
-    Ok(())
-}
-
 /// Writes a secret to a file only its owner can read.
 fn write_secret(path: &Path, secret: &str) -> Result<()> {
     use std::io::Write;
@@ -139,7 +106,7 @@ impl Auth {
         let auth = Auth::open_table(data, no_auth)?;
         if !no_auth && auth.list()?.is_empty() {
             for (name, role) in [("admin", Role::Admin), ("slave", Role::Slave)] {
-                let made = auth.create(name, role, None, None)?;
+                let made = auth.create(name, role, None, None, &Actor::hub())?;
                 let path = data.join(format!("{name}.token"));
                 write_secret(&path, &made.token)?;
                 tracing::info!("created the {name} token: {}", path.display());
@@ -158,7 +125,7 @@ impl Auth {
     }
 
     fn open_table(data: &Path, no_auth: bool) -> Result<Auth> {
-        let db = open_db(data)?;
+        let db = table::open(data)?;
         Ok(Auth {
             open: no_auth.then(|| {
                 Arc::new(Principal {
@@ -224,13 +191,15 @@ impl Auth {
     }
 
     /// Creates a token and returns it; it is not stored anywhere in clear. A `slave` token
-    /// may be bound to `slave_name`; with a `lifetime` it expires that long from now.
+    /// may be bound to `slave_name`; with a `lifetime` it expires that long from now. The
+    /// audit log says `by` whom.
     pub fn create(
         &self,
         name: &str,
         role: Role,
         slave_name: Option<&str>,
         lifetime: Option<Duration>,
+        by: &Actor,
     ) -> Result<NewToken> {
         if name.is_empty()
             || name.len() > 64
@@ -258,23 +227,39 @@ impl Auth {
             ),
         };
         let token = new_token()?;
-        let n = self
-            .db()
-            .execute(
-                "INSERT OR IGNORE INTO tokens (name, role, hash, created_ms, slave_name, expires_ms)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                params![
-                    name,
-                    role.as_str(),
-                    &hash(&token)[..],
-                    now as i64,
-                    slave_name,
-                    expires_ms.map(|at| at as i64)
-                ],
-            )
-            .context("storing the token")?;
-        if n == 0 {
-            bail!("a token named {name:?} exists already");
+        {
+            let mut db = self.db();
+            let tx = db
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .context("storing the token")?;
+            let n = tx
+                .execute(
+                    "INSERT OR IGNORE INTO tokens (name, role, hash, created_ms, slave_name, expires_ms)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                    params![
+                        name,
+                        role.as_str(),
+                        &hash(&token)[..],
+                        now as i64,
+                        slave_name,
+                        expires_ms.map(|at| at as i64)
+                    ],
+                )
+                .context("storing the token")?;
+            if n == 0 {
+                bail!("a token named {name:?} exists already");
+            }
+            let mut detail = format!("role {}", role.as_str());
+            if let Some(slave) = slave_name {
+                detail += &format!(", bound to slave {slave}");
+            }
+            detail += &match lifetime {
+                Some(d) => format!(", expires in {}", super::age::show_exact(d)),
+                None => ", never expires".to_string(),
+            };
+            let row = by.did(AuditAction::TokenCreated, name.to_string(), detail);
+            audit::record(&tx, &row).context("recording the token in the audit log")?;
+            tx.commit().context("storing the token")?;
         }
         self.reload()?;
         Ok(NewToken {
@@ -368,13 +353,34 @@ impl Auth {
         }
     }
 
-    /// Revokes a token; its open connections end at once. False if there was none.
-    pub fn revoke(&self, name: &str) -> Result<bool> {
-        let n = self
-            .db()
-            .execute("DELETE FROM tokens WHERE name = ?1", params![name])?;
+    /// Revokes a token; its open connections end at once. False if there was none. The
+    /// audit log says `by` whom.
+    pub fn revoke(&self, name: &str, by: &Actor) -> Result<bool> {
+        let found = {
+            let mut db = self.db();
+            let tx = db
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .context("revoking the token")?;
+            let role: Option<String> = tx
+                .query_row(
+                    "DELETE FROM tokens WHERE name = ?1 RETURNING role",
+                    params![name],
+                    |r| r.get(0),
+                )
+                .optional()?;
+            if let Some(role) = &role {
+                let row = by.did(
+                    AuditAction::TokenRevoked,
+                    name.to_string(),
+                    format!("role {role}"),
+                );
+                audit::record(&tx, &row).context("recording the revocation in the audit log")?;
+            }
+            tx.commit().context("revoking the token")?;
+            role.is_some()
+        };
         self.reload()?;
-        Ok(n > 0)
+        Ok(found)
     }
 
     /// Ends the connections of tokens whose lifetime is over (once each: a fired `revoked`

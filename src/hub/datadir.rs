@@ -25,6 +25,16 @@ pub struct DataDir {
     _lock: Flock<File>,
 }
 
+/// Where the hub keeps its data when neither `--data` nor `XN_DATA` says:
+/// `$XDG_DATA_HOME/execnode`, else `~/.local/share/execnode`.
+pub fn default_path() -> Result<PathBuf> {
+    if let Some(d) = std::env::var_os("XDG_DATA_HOME").filter(|d| !d.is_empty()) {
+        return Ok(PathBuf::from(d).join("execnode"));
+    }
+    let home = std::env::var_os("HOME").context("neither --data, XDG_DATA_HOME nor HOME is set")?;
+    Ok(PathBuf::from(home).join(".local/share/execnode"))
+}
+
 /// Creates the data directory `path` (mode 0700) and its parents if need be. A file in its
 /// place is named as such: `create` says only "File exists", which reads as no error at all.
 pub fn create(path: &Path) -> Result<()> {

@@ -5,6 +5,8 @@
 //! and `main` start it the same way.
 
 pub mod age;
+pub mod audit;
+pub mod audit_cmd;
 pub mod auth;
 mod claim;
 pub mod datadir;
@@ -51,6 +53,8 @@ pub struct Ctx {
     pub hub: Arc<Hub>,
     pub auth: Arc<auth::Auth>,
     pub shutdown: CancellationToken,
+    /// The audit log's writer, and its count of refused requests.
+    pub audit: Arc<audit::Audit>,
     /// Upgraded WebSocket sessions, which hyper's graceful shutdown does not track.
     pub sessions: TaskTracker,
 }
@@ -62,7 +66,7 @@ impl Hub {
         let logs = logs::Logs::open(data)
             .with_context(|| format!("opening logs under {}", data.display()))?;
         let mut loading = state::Loading::default();
-        let store = store::Store::open(data, |job| loading.add(&logs, job))?;
+        let store = store::Store::open(data, opts.audit_rows, |job| loading.add(&logs, job))?;
         Ok(Hub::new(store, logs, loading, opts))
     }
 }
@@ -79,10 +83,12 @@ pub async fn run(
     let tls = tls.map(tokio_rustls::TlsAcceptor::from);
     let hub = Arc::new(hub);
     let auth = Arc::new(auth);
+    let audit = Arc::new(audit::Audit::new(hub.store.clone()));
     let ctx = Arc::new(Ctx {
         hub: hub.clone(),
         auth: auth.clone(),
         shutdown: shutdown.clone(),
+        audit: audit.clone(),
         sessions: TaskTracker::new(),
     });
     let orphans = hub.orphans();
@@ -109,9 +115,10 @@ pub async fn run(
         });
     }
     // Tokens created or revoked with `xnhub token ...` while we run take effect within a second,
-    // and so does the end of a token's lifetime.
+    // and so does the end of a token's lifetime. The audit log gets the counts of refusals
+    // whose minute is over.
     {
-        let (auth, shutdown) = (auth.clone(), shutdown.clone());
+        let (auth, audit, shutdown) = (auth.clone(), audit.clone(), shutdown.clone());
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(Duration::from_secs(1));
             loop {
@@ -119,6 +126,7 @@ pub async fn run(
                     _ = tick.tick() => {}
                     _ = shutdown.cancelled() => return,
                 }
+                audit.flush_refusals(false);
                 let auth = auth.clone();
                 let reloaded = tokio::task::spawn_blocking(move || {
                     let reloaded = auth.reload_if_changed();
@@ -134,7 +142,12 @@ pub async fn run(
     let conns = TaskTracker::new();
     conns.spawn(retry::timer(hub.clone(), shutdown.clone()));
     if let Some(retain) = hub.opts.retain {
-        conns.spawn(retention::timer(hub.clone(), retain, shutdown.clone()));
+        conns.spawn(retention::timer(
+            hub.clone(),
+            audit.clone(),
+            retain,
+            shutdown.clone(),
+        ));
     }
     let per_addr = PerAddr::new(hub.opts.max_conns_per_addr);
     loop {
@@ -188,6 +201,7 @@ pub async fn run(
     }
     // Every assignment is stored by the close below: the next start need wait for no slave.
     // The close leaves every record in jobs.db itself, with an empty write-ahead log.
+    audit.flush_refusals(true);
     hub.store.no_slaves_later();
     hub.store.close().await?;
     Ok(())

@@ -1,13 +1,14 @@
 //! The REST API and the WebSocket upgrades, all on one port. Each handler answers one route;
 //! an error is a JSON body with a 4xx/5xx status and the connection goes on.
 
+use super::audit::{self, Actor};
 use super::auth::Principal;
 use super::respond::{self, HubResponse, LogBody, Reject};
 use super::state::JobError;
 use super::{slaves, stream, tokens, web, Ctx};
 use crate::limits::MAX_SUBMIT_BODY_BYTES;
 use crate::wire::{
-    BroadcastReply, JobId, JobSpec, Role, Stream, SubmitManyReply, SubmitReply, WhoAmI,
+    AuditAction, BroadcastReply, JobId, JobSpec, Role, Stream, SubmitManyReply, SubmitReply, WhoAmI,
 };
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
@@ -52,6 +53,9 @@ pub async fn route(ctx: Arc<Ctx>, req: Request<Incoming>) -> Result<HubResponse,
             if path == "/api/v1/slave" {
                 tracing::warn!(peer = %super::peer::addr_of(&req), "slave refused: {e}");
             }
+            let peer = req.extensions().get::<super::peer::PeerAddr>();
+            let target = format!("{} {path}", req.method());
+            ctx.audit.refused(peer.map(|p| p.0.ip()), &target, &e);
             return Ok(respond::unauthorized(&e.to_string()));
         }
     };
@@ -96,6 +100,7 @@ async fn dispatch(
             slaves::upgrade(ctx, req, who.clone())
         }
         (_, ["api", "v1", "tokens", rest @ ..]) => tokens::route(ctx, req, who, rest).await,
+        (_, ["api", "v1", "audit"]) => audit::route(ctx, req, who).await,
         (m, ["api", "v1", "jobs", id, rest @ ..]) => {
             let id = match parse_id(id) {
                 Err(r) => return r.into(),
@@ -112,12 +117,18 @@ async fn dispatch(
                     if !who.can_control(&rec) {
                         return forbidden(who, "cancel this job");
                     }
+                    let by = Actor::of(who, super::peer::addr_of(&req));
                     match ctx
                         .hub
                         .cancel(id, &format!("cancelled by {}", who.name))
                         .await
                     {
-                        Ok(rec) => respond::json(StatusCode::OK, &rec),
+                        Ok(now) => {
+                            ctx.audit
+                                .record(by.on_job(AuditAction::JobCancelled, &rec))
+                                .await;
+                            respond::json(StatusCode::OK, &now)
+                        }
                         Err(e) => respond::job_error(e),
                     }
                 }
@@ -125,9 +136,15 @@ async fn dispatch(
                     if !who.can_control(&rec) {
                         return forbidden(who, "delete this job");
                     }
+                    let by = Actor::of(who, super::peer::addr_of(&req));
                     match ctx.hub.delete(id).await {
                         // The record as it was, for the client to say what went.
-                        Ok(()) => respond::json(StatusCode::OK, &rec),
+                        Ok(()) => {
+                            ctx.audit
+                                .record(by.on_job(AuditAction::JobDeleted, &rec))
+                                .await;
+                            respond::json(StatusCode::OK, &rec)
+                        }
                         Err(e) => respond::job_error(e),
                     }
                 }

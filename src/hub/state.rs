@@ -47,6 +47,8 @@ pub struct HubOptions {
     /// After a crash, how long jobs queued at the start wait for the slaves that were
     /// connected to come back (see `state::hold`); zero: not at all.
     pub crash_hold: Duration,
+    /// Rows the audit log keeps: the newest (see `hub::audit`).
+    pub audit_rows: u64,
 }
 
 /// Errors a request about a job can get; each maps to one HTTP status.

@@ -8,11 +8,12 @@
 //!
 //! It never holds output bytes: those live in [`super::logs`].
 
+use super::audit;
 use super::claim::KEY_LEN;
-use crate::wire::{Attempt, JobId, JobRecord, JobSpec};
+use crate::wire::{Attempt, AuditEntry, JobId, JobRecord, JobSpec};
 use anyhow::{anyhow, Context, Result};
 use rusqlite::{params, Connection, OptionalExtension};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use tokio::sync::oneshot;
 
@@ -51,6 +52,8 @@ enum Op {
     Resized(JobId, u16, u16),
     /// A cancel was asked for a job out with a slave, for this reason.
     Cancel(JobId, String, oneshot::Sender<Result<()>>),
+    /// Rows for the audit log (see `hub::audit`), awaited or not.
+    Audit(Vec<AuditEntry>, Option<oneshot::Sender<Result<()>>>),
 }
 
 /// A job as it was stored.
@@ -71,6 +74,8 @@ pub struct Loaded {
 #[derive(Clone)]
 pub struct Store {
     queue: Arc<Handle>,
+    /// The data directory the database is in (the audit log is read from it).
+    pub dir: PathBuf,
     /// The next broadcast group number recorded when jobs were deleted: groups are numbered
     /// on from it even if every job of the later groups is gone.
     pub next_group: u64,
@@ -84,8 +89,8 @@ pub struct Store {
 impl Store {
     /// Opens (creating if needed) `DIR/jobs.db`, hands every job in it to `each` in id order
     /// (straight from SQLite's rows, with no list of them all in between) and returns the
-    /// store.
-    pub fn open(dir: &Path, each: impl FnMut(Loaded)) -> Result<Store> {
+    /// store. The audit log keeps its newest `audit_rows` rows from now on.
+    pub fn open(dir: &Path, audit_rows: u64, each: impl FnMut(Loaded)) -> Result<Store> {
         let path = dir.join(DB_FILE);
         let conn =
             Connection::open(&path).with_context(|| format!("opening {}", path.display()))?;
@@ -114,6 +119,8 @@ impl Store {
         )
         .context("creating the meta table")?;
         migrate(&conn).context("upgrading the jobs table")?;
+        audit::create_table(&conn).context("creating the audit table")?;
+        audit::set_bound(&conn, audit_rows).context("bounding the audit table")?;
         load(&conn, each).context("loading jobs")?;
         let next_group = conn
             .query_row("SELECT value FROM meta WHERE key = 'next_group'", [], |r| {
@@ -128,10 +135,11 @@ impl Store {
         let theirs = queue.clone();
         std::thread::Builder::new()
             .name("store".into())
-            .spawn(move || store_thread(conn, &theirs))
+            .spawn(move || store_thread(conn, &theirs, audit_rows))
             .context("starting the store thread")?;
         Ok(Store {
             queue: Arc::new(Handle(queue)),
+            dir: dir.to_path_buf(),
             next_group,
             claim_key,
             present,
@@ -215,6 +223,20 @@ impl Store {
         rx.await.map_err(|_| stopped())?
     }
 
+    /// Stores rows of the audit log and waits for the commit.
+    pub async fn audit(&self, rows: Vec<AuditEntry>) -> Result<()> {
+        let (tx, rx) = oneshot::channel();
+        self.send(Op::Audit(rows, Some(tx)))?;
+        rx.await.map_err(|_| stopped())?
+    }
+
+    /// Queues rows of the audit log to be stored with the next batch.
+    pub fn audit_later(&self, rows: Vec<AuditEntry>) {
+        if self.send(Op::Audit(rows, None)).is_err() {
+            tracing::error!("store is stopped; audit rows were not stored");
+        }
+    }
+
     /// Waits until everything queued before this call is committed.
     pub async fn sync(&self) -> Result<()> {
         let (tx, rx) = oneshot::channel();
@@ -233,7 +255,12 @@ impl Store {
     fn send(&self, op: Op) -> Result<()> {
         let awaited = !matches!(
             op,
-            Op::Save(_, None) | Op::Assigned(..) | Op::Gone(_) | Op::Nobody | Op::Resized(..)
+            Op::Save(_, None)
+                | Op::Assigned(..)
+                | Op::Gone(_)
+                | Op::Nobody
+                | Op::Resized(..)
+                | Op::Audit(_, None)
         );
         self.queue.0.push(op, awaited).map_err(|_| stopped())
     }
@@ -253,7 +280,7 @@ fn stopped() -> anyhow::Error {
     anyhow!("the job store has stopped")
 }
 
-fn store_thread(mut conn: Connection, queue: &Queue<Op>) {
+fn store_thread(mut conn: Connection, queue: &Queue<Op>, audit_rows: u64) {
     // Should the thread die, callers get "stopped" instead of waiting for ever; operations
     // still queued are dropped with it, and their waiters get the same.
     struct Stop<'a>(&'a Queue<Op>);
@@ -265,13 +292,14 @@ fn store_thread(mut conn: Connection, queue: &Queue<Op>) {
     }
     let _stop = Stop(queue);
     while let Some(mut batch) = queue.take() {
-        commit(&mut conn, &mut batch);
+        commit(&mut conn, &mut batch, audit_rows);
     }
 }
 
 /// Commits a batch in one transaction and answers each operation. If the transaction fails,
-/// every operation in it gets the error: nothing is acknowledged that was not stored.
-fn commit(conn: &mut Connection, batch: &mut Vec<Op>) {
+/// every operation in it gets the error: nothing is acknowledged that was not stored. Audit
+/// rows added are pruned to the newest `audit_rows` in the same transaction.
+fn commit(conn: &mut Connection, batch: &mut Vec<Op>, audit_rows: u64) {
     let mut results: Vec<Result<Vec<JobId>, String>> = Vec::with_capacity(batch.len());
     let outcome = (|| -> rusqlite::Result<()> {
         let tx = conn.transaction()?;
@@ -359,7 +387,16 @@ fn commit(conn: &mut Connection, batch: &mut Vec<Op>) {
                             .execute(params![*id as i64, why])?;
                         results.push(Ok(Vec::new()));
                     }
+                    Op::Audit(rows, _) => {
+                        for row in rows {
+                            audit::insert(&tx, row)?;
+                        }
+                        results.push(Ok(Vec::new()));
+                    }
                 }
+            }
+            if batch.iter().any(|op| matches!(op, Op::Audit(..))) {
+                audit::prune(&tx, audit_rows)?;
             }
         }
         tx.commit()
@@ -395,8 +432,16 @@ fn commit(conn: &mut Connection, batch: &mut Vec<Op>) {
                     tracing::error!(job = r.id, "assignment not saved: {e}");
                 }
             }
-            Op::Delete(_, _, reply) | Op::Here(_, reply) | Op::Cancel(_, _, reply) => {
+            Op::Delete(_, _, reply)
+            | Op::Here(_, reply)
+            | Op::Cancel(_, _, reply)
+            | Op::Audit(_, Some(reply)) => {
                 let _ = reply.send(res.map(|_| ()).map_err(|e| anyhow!(e)));
+            }
+            Op::Audit(_, None) => {
+                if let Err(e) = res {
+                    tracing::error!("audit rows not stored: {e}");
+                }
             }
             Op::Gone(_) | Op::Nobody => {
                 if let Err(e) = res {

@@ -4,6 +4,7 @@
 //! resize and terminate; without it, it is a viewer. When a retry starts a new attempt, the
 //! stream says so with a `job` message and goes on with that attempt's output from offset 0.
 
+use super::audit::Actor;
 use super::auth::Principal;
 use super::logs::{JobLog, ReadMark};
 use super::peer::{self, PeerSocket};
@@ -13,7 +14,7 @@ use super::Ctx;
 use crate::conn::{self, ConnReader, ConnSender, Incoming};
 use crate::limits::{HEARTBEAT_INTERVAL, MAX_DATA_CHUNK};
 use crate::wire::{
-    ClientMsg, DataFrame, HubToSlave, JobId, JobRecord, JobState, Stream, StreamMsg,
+    AuditAction, ClientMsg, DataFrame, HubToSlave, JobId, JobRecord, JobState, Stream, StreamMsg,
     DATA_HEADER_LEN,
 };
 use anyhow::{anyhow, bail, Result};
@@ -39,17 +40,20 @@ pub fn upgrade(
     }
     let ctx = ctx.clone();
     let sock = req.extensions().get::<PeerSocket>().copied();
+    // Who terminates the job from this stream, for the audit log.
+    let by = Actor::of(&who, peer::addr_of(&req));
     respond::upgrade(&ctx.sessions.clone(), req, move |ws| {
-        session(ctx, id, ws, from, interactive, who, sock)
+        session(ctx, id, ws, from, interactive.then_some(by), who, sock)
     })
 }
 
+/// `interactive`: the client may type and control the job (`input=1`), as this actor.
 async fn session(
     ctx: Arc<Ctx>,
     id: JobId,
     ws: ServerWs,
     from: [u64; 2],
-    interactive: bool,
+    interactive: Option<Actor>,
     who: Arc<Principal>,
     sock: Option<PeerSocket>,
 ) {
@@ -248,12 +252,12 @@ async fn client_loop<S: tokio::io::AsyncRead + Unpin>(
     id: JobId,
     mut rd: ConnReader<S>,
     tx: &ConnSender,
-    interactive: bool,
+    interactive: Option<Actor>,
 ) -> Result<()> {
     // This client's terminal size, re-applied when it types after another client resized.
     let mut size = None;
     while let Some(msg) = rd.recv::<ClientMsg>().await? {
-        if let Err(e) = handle(ctx, id, msg, interactive, &mut size).await {
+        if let Err(e) = handle(ctx, id, msg, interactive.as_ref(), &mut size).await {
             tx.send(&StreamMsg::Error {
                 message: format!("{e:#}"),
             })
@@ -267,18 +271,22 @@ async fn handle(
     ctx: &Ctx,
     id: JobId,
     msg: Incoming<ClientMsg>,
-    interactive: bool,
+    interactive: Option<&Actor>,
     size: &mut Option<(u16, u16)>,
 ) -> Result<()> {
-    if !interactive {
+    let Some(by) = interactive else {
         bail!("this stream is read-only: open it with input=1 to type or control the job");
-    }
+    };
     let order = match msg {
         Incoming::Bad(e) => bail!(e),
         Incoming::Msg(ClientMsg::Terminate) => {
+            let was = ctx.hub.get(id)?;
             ctx.hub
                 .cancel(id, "terminated from an attached client")
                 .await?;
+            ctx.audit
+                .record(by.on_job(AuditAction::JobCancelled, &was))
+                .await;
             return Ok(());
         }
         Incoming::Msg(ClientMsg::Resize { rows, cols }) => {

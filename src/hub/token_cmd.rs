@@ -5,7 +5,8 @@
 //! `--data` may come before `token` (as for a hub: `xnhub --data DIR token list`) or after the
 //! action (`xnhub token list --data DIR`), once: given in both places it is an error, whatever
 //! the two values, as it is given twice in one place. On the command line it wins over
-//! `XN_DATA`. The hub's other flags are refused beside `token`: they would do nothing.
+//! `XN_DATA`. The hub's other flags are refused beside `token`: they would do nothing. The
+//! same holds for `xnhub audit` (`audit_cmd`), whose arguments live beside it in [`HubCmd`].
 //!
 //! `list` and `revoke` only read and change a hub's database: on a directory without one (no
 //! hub has run there, or `--data` names the wrong place) they fail and create nothing. `create`
@@ -14,6 +15,7 @@
 //! told to, even where none is left.
 
 use super::age::{parse_age, show_age};
+use super::audit::Actor;
 use super::auth::Auth;
 use super::store::DB_FILE;
 use crate::wire::Role;
@@ -32,6 +34,7 @@ pub enum HubCmd {
         #[command(subcommand)]
         action: TokenAction,
     },
+    Audit(super::audit_cmd::AuditArgs),
 }
 
 #[derive(Subcommand)]
@@ -89,23 +92,24 @@ impl TokenAction {
     }
 }
 
-/// Checks what clap cannot express about `xnhub [FLAGS] token ACTION [FLAGS]`: `hub` is the
-/// hub's command (`xnhub`, or `execnode hub`) and `m` what it matched. Only `--data` of the
-/// hub's flags may come before `token`, and not when the action has one too.
+/// Checks what clap cannot express about `xnhub [FLAGS] token ACTION [FLAGS]` and `xnhub
+/// [FLAGS] audit [FLAGS]`: `hub` is the hub's command (`xnhub`, or `execnode hub`) and `m`
+/// what it matched. Only `--data` of the hub's flags may come before `token` or `audit`, and
+/// not when the action has one too.
 pub fn check_args(hub: &mut Command, m: &ArgMatches) -> Result<(), clap::Error> {
-    let Some(("token", token)) = m.subcommand() else {
-        return Ok(());
-    };
-    let Some((action, am)) = token.subcommand() else {
-        return Ok(());
+    let (sub, action, am) = match m.subcommand() {
+        Some(("token", token)) => match token.subcommand() {
+            Some((action, am)) => ("token", format!("token {action}"), am),
+            None => return Ok(()),
+        },
+        Some(("audit", am)) => ("audit", "audit".to_string(), am),
+        _ => return Ok(()),
     };
     let given = |m: &ArgMatches, id: &str| m.value_source(id) == Some(ValueSource::CommandLine);
     if given(m, "data") && given(am, "data") {
         return Err(hub.error(
             ErrorKind::ArgumentConflict,
-            format!(
-                "--data is given twice, before `token` and after `token {action}`: give it once"
-            ),
+            format!("--data is given twice, before `{sub}` and after `{action}`: give it once"),
         ));
     }
     let serving = hub
@@ -115,7 +119,7 @@ pub fn check_args(hub: &mut Command, m: &ArgMatches) -> Result<(), clap::Error> 
     if let Some(flag) = serving {
         return Err(hub.error(
             ErrorKind::ArgumentConflict,
-            format!("--{flag} is for running the hub: `token` takes only --data"),
+            format!("--{flag} is for running the hub: `{sub}` takes only --data"),
         ));
     }
     Ok(())
@@ -136,6 +140,7 @@ fn expiry(at: u64, now: u64) -> String {
 
 /// Runs `action` on the data directory `data`.
 pub fn run(action: TokenAction, data: &Path) -> Result<()> {
+    let by = Actor::hub_machine();
     let has_db = data.join(DB_FILE).exists();
     // Most likely a wrong --data or XN_DATA: an error, not an empty answer.
     let nothing_there = |what: &str| {
@@ -155,10 +160,11 @@ pub fn run(action: TokenAction, data: &Path) -> Result<()> {
             let role = Role::parse(&role).context("unknown role")?;
             let slave_name = slave_name.as_deref();
             let made = if has_db {
-                Auth::open_as_is(data)?.create(&name, role, slave_name, expires)?
+                Auth::open_as_is(data)?.create(&name, role, slave_name, expires, &by)?
             } else {
                 super::datadir::create(data)?;
-                let made = Auth::open(data, false)?.create(&name, role, slave_name, expires)?;
+                let made =
+                    Auth::open(data, false)?.create(&name, role, slave_name, expires, &by)?;
                 eprintln!(
                     "{} had no hub data: made it ready for a hub, with the admin and slave \
                      tokens a hub makes on its first start, in {} and {}",
@@ -196,7 +202,7 @@ pub fn run(action: TokenAction, data: &Path) -> Result<()> {
             if !has_db {
                 return Err(nothing_there(&format!("no token named {name:?} to revoke")));
             }
-            if !Auth::open_as_is(data)?.revoke(&name)? {
+            if !Auth::open_as_is(data)?.revoke(&name, &by)? {
                 bail!("no token named {name:?}");
             }
             eprintln!("revoked {name}");

@@ -2,6 +2,7 @@
 //! `xnhub token ...` on the hub's machine).
 
 use super::age::parse_age;
+use super::audit::Actor;
 use super::auth::Principal;
 use super::respond::{self, HubResponse};
 use super::routes::forbidden;
@@ -21,6 +22,7 @@ pub async fn route(
         return forbidden(who, "manage tokens");
     }
     let auth = ctx.auth.clone();
+    let by = Actor::of(who, super::peer::addr_of(&req));
     match (req.method().clone(), rest) {
         (Method::GET, []) => {
             blocking(
@@ -45,7 +47,10 @@ pub async fn route(
                 }
             };
             blocking(
-                move || auth.create(&want.name, want.role, want.slave_name.as_deref(), lifetime),
+                move || {
+                    let slave = want.slave_name.as_deref();
+                    auth.create(&want.name, want.role, slave, lifetime, &by)
+                },
                 |made: NewToken| respond::json(StatusCode::CREATED, &made),
             )
             .await
@@ -54,7 +59,7 @@ pub async fn route(
             let name = name.to_string();
             let shown = name.clone();
             blocking(
-                move || auth.revoke(&name),
+                move || auth.revoke(&name, &by),
                 move |found| {
                     if found {
                         respond::json(StatusCode::OK, &serde_json::json!({ "revoked": shown }))

@@ -259,6 +259,32 @@ fn messages() -> Vec<(&'static str, serde_json::Value)> {
             }),
         ),
         (
+            "audit_entry",
+            v(&AuditEntry {
+                id: 12,
+                time_ms: 1,
+                actor: "admin".into(),
+                action: AuditAction::JobCancelled,
+                target: "job 7".into(),
+                detail: "owner alice, was running on box-7".into(),
+                peer: Some("10.0.0.5:50412".into()),
+                count: 1,
+            }),
+        ),
+        (
+            "audit_entry_refused",
+            v(&AuditEntry {
+                id: 13,
+                time_ms: 2,
+                actor: "(unknown)".into(),
+                action: AuditAction::Refused,
+                target: "GET /api/v1/jobs".into(),
+                detail: "41 more refused within a minute of the first".into(),
+                peer: None,
+                count: 41,
+            }),
+        ),
+        (
             "create_token",
             v(&CreateToken {
                 name: "contractor".into(),
@@ -312,6 +338,7 @@ fn wire_messages_match_the_golden_file() {
             "submit" => serde_json::from_str::<SubmitManyReply>(&text).is_ok(),
             "broadcast" => serde_json::from_str::<BroadcastReply>(&text).is_ok(),
             "create" => serde_json::from_str::<CreateToken>(&text).is_ok(),
+            "audit" => serde_json::from_str::<AuditEntry>(&text).is_ok(),
             _ => serde_json::from_str::<TokenInfo>(&text).is_ok(),
         };
         assert!(ok, "{name} does not parse back");

@@ -2,6 +2,7 @@
 
 mod attach;
 mod attach_faults;
+mod audit;
 mod auth;
 mod bad_input;
 mod basics;
