@@ -35,6 +35,7 @@ const FILES: &[(&str, &str, &str)] = &[
     ("/ui/session.js", JS, include_str!("web/session.js")),
     ("/ui/job.js", JS, include_str!("web/job.js")),
     ("/ui/tokens.js", JS, include_str!("web/tokens.js")),
+    ("/ui/audit.js", JS, include_str!("web/audit.js")),
     ("/ui/term.js", JS, include_str!("web/term.js")),
     ("/ui/screen.js", JS, include_str!("web/screen.js")),
     ("/ui/cells.js", JS, include_str!("web/cells.js")),

@@ -58,6 +58,7 @@ fn the_page_loads_without_a_token_under_a_strict_policy() {
         "/ui/session.js",
         "/ui/job.js",
         "/ui/tokens.js",
+        "/ui/audit.js",
         "/ui/term.js",
         "/ui/screen.js",
         "/ui/cells.js",

@@ -5,6 +5,7 @@
 // The token (session.js) travels as `Authorization: Bearer` on REST calls and as the WebSocket
 // subprotocol `bearer.TOKEN` on the job stream (a browser cannot put headers on a WebSocket).
 
+import { openAudit } from "/ui/audit.js";
 import { closeJob, openJob } from "/ui/job.js";
 import { openTokens } from "/ui/tokens.js";
 import {
@@ -16,7 +17,7 @@ const LIST_LAST = 200;
 let listTimer = null;
 
 function show(section) {
-  for (const id of ["signin", "jobs", "job", "tokens"]) $(id).hidden = id !== section;
+  for (const id of ["signin", "jobs", "job", "tokens", "audit"]) $(id).hidden = id !== section;
 }
 
 function notice(message) {
@@ -45,7 +46,7 @@ async function start() {
   $("who").textContent = `${me.name} (${me.role}${until})`;
   $("signout").hidden = !token;
   $("submit-form").hidden = $("spec-box").hidden = !canType();
-  $("tokens-link").hidden = me.role !== "admin";
+  $("tokens-link").hidden = $("audit-link").hidden = me.role !== "admin";
   route();
 }
 
@@ -56,7 +57,7 @@ function signedOut(message) {
   forget();
   $("who").textContent = "";
   $("signout").hidden = true;
-  $("tokens-link").hidden = true;
+  $("tokens-link").hidden = $("audit-link").hidden = true;
   $("signin-error").textContent = message || "";
   show("signin");
 }
@@ -71,7 +72,7 @@ $("signin-form").addEventListener("submit", async (ev) => {
 
 $("signout").addEventListener("click", () => signedOut(""));
 
-// ---- routing: #/ is the list, #/job/ID a job ----
+// ---- routing: #/ is the list, #/job/ID a job, #/tokens and #/audit an admin's pages ----
 
 function route() {
   if (!me) return;
@@ -86,6 +87,11 @@ function route() {
     closeJob();
     show("tokens");
     openTokens();
+  } else if (location.hash === "#/audit" && me.role === "admin") {
+    stopList();
+    closeJob();
+    show("audit");
+    openAudit();
   } else {
     closeJob();
     openList();
