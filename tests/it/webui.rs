@@ -1,11 +1,13 @@
 //! The web interface in a real browser (headless Chromium): signing in, running a shell and
 //! typing into it, watching as a viewer, a pipe job's stdin, redialling a restarted hub, a
-//! revoked token, and the terminal emulator (tests/web/screen_cases.js) on what programs print.
+//! revoked token, an admin's audit view, and the terminal emulator (tests/web/screen_cases.js)
+//! on what programs print.
 //!
 //! This file has the helpers the tests share; the tests are in `webui/`, by what they exercise:
-//! the terminal, submitting and handling jobs, and who may do what.
+//! the terminal, submitting and handling jobs, who may do what, and the audit view.
 
 mod access;
+mod audit;
 mod jobs;
 mod terminal;
 
