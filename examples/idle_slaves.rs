@@ -81,6 +81,7 @@ async fn idle_slave(hub: &HubUrl, i: usize) -> Result<tokio_util::sync::DropGuar
         labels: Vec::new(),
         running: Vec::new(),
         instance: None,
+        resend: true,
     })
     .await?;
     match rd.recv::<HubToSlave>().await? {

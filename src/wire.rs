@@ -238,6 +238,10 @@ pub enum SlaveMsg {
         /// is all it holds, and a job assigned to that session but not listed never reached it.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         instance: Option<u64>,
+        /// The slave understands [`HubToSlave::Resend`]: output the hub cannot store (a full
+        /// disk) is asked for again rather than refused. Hubs that do not know it ignore it.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        resend: bool,
     },
     /// The job's process is running.
     Started {
@@ -307,6 +311,15 @@ pub enum HubToSlave {
     },
     /// The hub has stored the stream up to `offset`.
     Ack {
+        job: JobId,
+        stream: Stream,
+        offset: u64,
+    },
+    /// The hub could not store the stream from `offset` on (a full disk) and dropped what
+    /// came after: send it again from there, and the job's end after it. Sent only to a
+    /// slave whose hello said `resend`, a while after the failure; the slave keeps the bytes
+    /// meanwhile, and its job waits once they fill its buffer.
+    Resend {
         job: JobId,
         stream: Stream,
         offset: u64,

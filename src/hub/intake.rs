@@ -7,8 +7,16 @@
 //! last `ack`, and whatever is still unacknowledged once the queue has been idle for
 //! [`ACK_IDLE`]. A short frame (less than a full data chunk) is acknowledged as soon as the
 //! queue runs empty: the slave sends one only when it has nothing else in flight, so it is
-//! waiting for this answer (a keystroke's echo, say). A frame that cannot be stored is
-//! refused with an `error` and never acknowledged; the slave counts it as answered.
+//! waiting for this answer (a keystroke's echo, say). A frame that is not valid (a gap, a job
+//! not running here) is refused with an `error` and never acknowledged; the slave counts it as
+//! answered.
+//!
+//! A frame that is valid but cannot be written (a full disk) stalls its stream: what follows
+//! is dropped, and so is the job's end, until [`RESEND_AFTER`] later the slave is asked to send
+//! it all again from the first byte missing (`resend`; the slave keeps unacknowledged output,
+//! and its job waits once its buffer is full). So a full disk holds output up instead of
+//! losing it. A slave that did not say it understands `resend` gets the `error` instead, and
+//! the job's end records what was not stored.
 //!
 //! Nothing here touches the log files on the runtime: the appends run on `spawn_blocking`.
 
@@ -40,6 +48,9 @@ const QUEUE: usize = 128;
 /// Most frames stored in one blocking hop.
 const BATCH_FRAMES: usize = 256;
 
+/// How long after a failed write the hub asks the slave for the stream again.
+pub const RESEND_AFTER: Duration = Duration::from_secs(1);
+
 /// What a slave session hands the intake, in the order it arrived.
 pub enum Entry {
     /// A data frame, header included.
@@ -59,17 +70,20 @@ pub struct Intake {
     ctx: Arc<Ctx>,
     sid: SessionId,
     answer: ConnSender,
+    /// The slave understands `resend`.
+    resend: bool,
     tx: Option<mpsc::Sender<Entry>>,
 }
 
 impl Intake {
     /// The intake of session `sid`; its task answers the slave through `answer`, and ends
     /// when the [`Intake`] is dropped and its queue is empty.
-    pub fn new(ctx: &Arc<Ctx>, sid: SessionId, answer: ConnSender) -> Intake {
+    pub fn new(ctx: &Arc<Ctx>, sid: SessionId, answer: ConnSender, resend: bool) -> Intake {
         Intake {
             ctx: ctx.clone(),
             sid,
             answer,
+            resend,
             tx: None,
         }
     }
@@ -77,7 +91,13 @@ impl Intake {
     pub async fn push(&mut self, entry: Entry) -> Result<()> {
         let tx = self.tx.get_or_insert_with(|| {
             let (etx, erx) = mpsc::channel(QUEUE);
-            let task = run(self.ctx.clone(), self.sid, erx, self.answer.clone());
+            let task = run(
+                self.ctx.clone(),
+                self.sid,
+                erx,
+                self.answer.clone(),
+                self.resend,
+            );
             self.ctx.sessions.spawn(task);
             etx
         });
@@ -98,20 +118,50 @@ struct Acks {
 
 type AckMap = HashMap<(JobId, Stream), Acks>;
 
-async fn run(ctx: Arc<Ctx>, sid: SessionId, mut rx: mpsc::Receiver<Entry>, tx: ConnSender) {
+/// A stream whose output could not be written.
+#[derive(Clone, Copy)]
+enum Stall {
+    /// Everything from `offset` on is dropped until `at`, when the slave is asked for it again.
+    Waiting {
+        offset: u64,
+        at: tokio::time::Instant,
+    },
+    /// The slave was asked to send again from the stored length: frames it sent before it
+    /// heard that (beyond a gap) are dropped; the first stored ends the stall.
+    Asked,
+}
+
+type Stalls = HashMap<(JobId, Stream), Stall>;
+
+async fn run(
+    ctx: Arc<Ctx>,
+    sid: SessionId,
+    mut rx: mpsc::Receiver<Entry>,
+    tx: ConnSender,
+    resend: bool,
+) {
     let mut acks = AckMap::new();
+    let mut stalls = Stalls::new();
     loop {
         let owed = acks.values().any(|a| a.stored > a.acked);
-        let first = if owed {
-            match tokio::time::timeout(ACK_IDLE, rx.recv()).await {
+        let ask_at = stalls
+            .values()
+            .filter_map(|s| match s {
+                Stall::Waiting { at, .. } => Some(*at),
+                Stall::Asked => None,
+            })
+            .min();
+        let idle_at = owed.then(|| tokio::time::Instant::now() + ACK_IDLE);
+        let first = match idle_at.into_iter().chain(ask_at).min() {
+            None => rx.recv().await,
+            Some(at) => match tokio::time::timeout_at(at, rx.recv()).await {
                 Ok(e) => e,
                 Err(_) => {
                     send_acks(&tx, &mut acks, |_| true).await;
+                    ask_again(&tx, &mut stalls).await;
                     continue;
                 }
-            }
-        } else {
-            rx.recv().await
+            },
         };
         let Some(first) = first else { break };
         let mut frames = Vec::new();
@@ -129,17 +179,31 @@ async fn run(ctx: Arc<Ctx>, sid: SessionId, mut rx: mpsc::Receiver<Entry>, tx: C
         }
         if !frames.is_empty() {
             let hub = ctx.hub.clone();
-            let results = tokio::task::spawn_blocking(move || store_batch(&hub, sid, &frames))
-                .await
-                .unwrap_or_else(|e| vec![Err(format!("storing output failed: {e}"))]);
+            let stalled = stalls.clone();
+            let results =
+                tokio::task::spawn_blocking(move || store_batch(&hub, sid, &frames, stalled))
+                    .await
+                    .unwrap_or_else(|e| vec![Fate::Invalid(format!("storing output failed: {e}"))]);
             for r in results {
                 match r {
-                    Ok((key, len, short)) => {
+                    Fate::Stored(key, len, short) => {
                         let a = acks.entry(key).or_default();
                         a.stored = a.stored.max(len);
                         a.short = short;
+                        stalls.remove(&key);
                     }
-                    Err(message) => {
+                    Fate::Dropped => {}
+                    Fate::Unwritten(key, offset, message) if resend => {
+                        if !matches!(stalls.get(&key), Some(Stall::Waiting { .. })) {
+                            tracing::error!(
+                                session = sid,
+                                "{message}; asking the slave for it again in {RESEND_AFTER:?}"
+                            );
+                            let at = tokio::time::Instant::now() + RESEND_AFTER;
+                            stalls.insert(key, Stall::Waiting { offset, at });
+                        }
+                    }
+                    Fate::Unwritten(_, _, message) | Fate::Invalid(message) => {
                         tracing::warn!(session = sid, "slave output refused: {message}");
                         let _ = tx.send(&HubToSlave::Error { message }).await;
                     }
@@ -158,6 +222,15 @@ async fn run(ctx: Arc<Ctx>, sid: SessionId, mut rx: mpsc::Receiver<Entry>, tx: C
             cancelled,
         }) = end
         {
+            if stalls.keys().any(|k| k.0 == job) {
+                // Its output is not all stored: the slave sends the end again after it.
+                tracing::debug!(
+                    session = sid,
+                    job,
+                    "end dropped: its output is to come again"
+                );
+                continue;
+            }
             send_acks(&tx, &mut acks, |_| true).await;
             acks.retain(|k, _| k.0 != job);
             // Storing an end waits for an fsync and a commit: beside this loop, so that one
@@ -182,6 +255,25 @@ async fn run(ctx: Arc<Ctx>, sid: SessionId, mut rx: mpsc::Receiver<Entry>, tx: C
     send_acks(&tx, &mut acks, |_| true).await;
 }
 
+/// Asks the slave to send again the streams whose wait after a failed write is over.
+async fn ask_again(tx: &ConnSender, stalls: &mut Stalls) {
+    let now = tokio::time::Instant::now();
+    for (&(job, stream), stall) in stalls.iter_mut() {
+        if let Stall::Waiting { offset, at } = *stall {
+            if at <= now {
+                *stall = Stall::Asked;
+                let _ = tx
+                    .send(&HubToSlave::Resend {
+                        job,
+                        stream,
+                        offset,
+                    })
+                    .await;
+            }
+        }
+    }
+}
+
 /// Acknowledges every stream `due` picks that has something unacknowledged.
 async fn send_acks(tx: &ConnSender, acks: &mut AckMap, due: impl Fn(&Acks) -> bool) {
     for (&(job, stream), a) in acks.iter_mut() {
@@ -204,18 +296,39 @@ async fn send_acks(tx: &ConnSender, acks: &mut AckMap, due: impl Fn(&Acks) -> bo
     }
 }
 
-/// One frame's fate: the stream, its stored length to acknowledge and whether the frame was
-/// short; or why it was refused.
-type Stored = std::result::Result<((JobId, Stream), u64, bool), String>;
+/// One frame's fate.
+enum Fate {
+    /// Stored: the stream, its stored length to acknowledge, whether the frame was short.
+    Stored((JobId, Stream), u64, bool),
+    /// Dropped without a word: its stream is stalled (see [`Stall`]).
+    Dropped,
+    /// Valid, but the write failed: the stream, its stored length, why.
+    Unwritten((JobId, Stream), u64, String),
+    /// Refused: why.
+    Invalid(String),
+}
 
 /// Appends a batch of frames to their logs, in order (blocking). Bytes the hub has already (a
-/// resend after a reconnect) are skipped; a gap is refused, and so is every later frame of a
-/// stream once one of its frames could not be stored. Followers are woken once per stream.
-fn store_batch(hub: &Hub, sid: SessionId, frames: &[Bytes]) -> Vec<Stored> {
+/// resend after a reconnect) are skipped; a gap is refused. Once a frame of a stream could
+/// not be written, the stream's later frames are dropped, and so are those of a stream that
+/// was stalled before the batch (past a gap, once it was asked again). Followers are woken
+/// once per stream.
+fn store_batch(hub: &Hub, sid: SessionId, frames: &[Bytes], mut stalls: Stalls) -> Vec<Fate> {
     let mut targets = HashMap::new();
     let mut results = Vec::with_capacity(frames.len());
     for frame in frames {
-        results.push(store_one(hub, sid, frame, &mut targets));
+        let fate = store_one(hub, sid, frame, &mut targets, &stalls);
+        match &fate {
+            Fate::Stored(key, ..) => {
+                stalls.remove(key);
+            }
+            Fate::Unwritten(key, ..) => {
+                let at = tokio::time::Instant::now();
+                stalls.insert(*key, Stall::Waiting { offset: 0, at });
+            }
+            _ => {}
+        }
+        results.push(fate);
     }
     for ((job, stream), (_, have, changed, _)) in targets {
         if changed {
@@ -233,36 +346,47 @@ fn store_one(
     sid: SessionId,
     frame: &Bytes,
     targets: &mut HashMap<(JobId, Stream), Target>,
-) -> Stored {
-    let f = DataFrame::decode(frame).map_err(|e| format!("{e:#}"))?;
+    stalls: &Stalls,
+) -> Fate {
+    let f = match DataFrame::decode(frame) {
+        Ok(f) => f,
+        Err(e) => return Fate::Invalid(format!("{e:#}")),
+    };
     if f.stream == Stream::Stdin {
-        return Err("slaves send output, not input".into());
+        return Fate::Invalid("slaves send output, not input".into());
     }
     let (job, stream, offset) = (f.job, f.stream, f.offset);
     let key = (job, stream);
+    let stall = stalls.get(&key);
+    if matches!(stall, Some(Stall::Waiting { .. })) {
+        return Fate::Dropped;
+    }
     let short = f.data.len() < MAX_DATA_CHUNK;
     let end = offset + f.data.len() as u64;
     let (log, have, changed, recent) = match targets.entry(key) {
         Slot::Occupied(o) => o.into_mut(),
-        Slot::Vacant(v) => {
-            let (log, have, recent) = hub
-                .output_target(sid, job, stream)
-                .ok_or_else(|| format!("job {job} is not running on this slave"))?;
-            v.insert((log, have, false, recent))
-        }
+        Slot::Vacant(v) => match hub.output_target(sid, job, stream) {
+            Some((log, have, recent)) => v.insert((log, have, false, recent)),
+            None => return Fate::Invalid(format!("job {job} is not running on this slave")),
+        },
     };
     if offset > *have {
-        return Err(format!(
+        // Sent before the slave heard it was to send again from `have`.
+        if matches!(stall, Some(Stall::Asked)) {
+            return Fate::Dropped;
+        }
+        return Fate::Invalid(format!(
             "output of job {job} resumes at byte {offset}, but the hub has {have}"
         ));
     }
     if end > *have {
         let data = frame.slice(DATA_HEADER_LEN + (*have - offset) as usize..);
-        log.append(stream, *have, &data)
-            .map_err(|e| format!("storing output of job {job}: {e}"))?;
+        if let Err(e) = log.append(stream, *have, &data) {
+            return Fate::Unwritten(key, *have, format!("storing output of job {job}: {e}"));
+        }
         recent.push(stream, *have, data);
         *have = end;
         *changed = true;
     }
-    Ok((key, *have, short))
+    Fate::Stored(key, *have, short)
 }

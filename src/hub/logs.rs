@@ -119,11 +119,19 @@ impl JobLog {
     }
 
     /// Appends bytes at `at`, the stream's stored length (the caller knows it and passes only
-    /// new bytes).
+    /// new bytes). A write that fails (a full disk) leaves the file at `at`: the bytes it may
+    /// have written in part are cut off again, so that the same bytes can be appended later.
     pub fn append(&self, stream: Stream, at: u64, data: &[u8]) -> io::Result<()> {
         let f = self.file(stream, true)?;
         let end = at + data.len() as u64;
-        self.reserves[stream.output_index()].append(f, (at, end), || (&*f).write_all(data))?;
+        let write = || {
+            (&*f).write_all(data).inspect_err(|_| {
+                if let Err(e) = f.set_len(at) {
+                    tracing::error!("cutting a failed append back to {at} bytes: {e}");
+                }
+            })
+        };
+        self.reserves[stream.output_index()].append(f, (at, end), write)?;
         self.trim(stream).appended(f, at, end);
         Ok(())
     }

@@ -91,7 +91,7 @@ async fn session(ctx: Arc<Ctx>, ws: ServerWs, who: Arc<Principal>, peer: String)
         }
     };
     let (name, slots, label_list) = (join.name.clone(), join.slots, join.labels.join(","));
-    let reported = join.running.len();
+    let (reported, resend) = (join.running.len(), join.resend);
     // Stored before the session can be given a job: a hub restarting after a crash waits for
     // this slave before it hands out queued jobs (see `state::hold`).
     let present = Box::pin(record_present(&ctx, join.instance, &name)).await;
@@ -134,7 +134,9 @@ async fn session(ctx: Arc<Ctx>, ws: ServerWs, who: Arc<Principal>, peer: String)
     let started = Instant::now();
     let reader = {
         let (ctx, tx, last_seen) = (ctx.clone(), tx.clone(), last_seen.clone());
-        tokio::spawn(async move { read_loop(&ctx, sid, rd, &tx, &last_seen, started).await })
+        tokio::spawn(
+            async move { read_loop(&ctx, sid, rd, &tx, &last_seen, started, resend).await },
+        )
     };
     tokio::pin!(reader);
     let silent_limit = ctx.hub.opts.slave_timeout;
@@ -249,6 +251,7 @@ async fn hello(rd: &mut Reader) -> Result<Joining> {
             running,
             labels,
             instance,
+            resend,
         })) => {
             if protocol != PROTOCOL_VERSION {
                 bail!(
@@ -266,6 +269,7 @@ async fn hello(rd: &mut Reader) -> Result<Joining> {
                 labels,
                 running,
                 instance,
+                resend,
             })
         }
         Some(Incoming::Bad(e)) => bail!("expected a hello message: {e}"),
@@ -281,9 +285,10 @@ async fn read_loop(
     tx: &ConnSender,
     last_seen: &AtomicU64,
     started: Instant,
+    resend: bool,
 ) -> Result<()> {
     // Output and ends go through the intake, in order; the rest is handled here at once.
-    let mut intake = Intake::new(ctx, sid, tx.clone());
+    let mut intake = Intake::new(ctx, sid, tx.clone(), resend);
     while let Some(msg) = rd.recv::<SlaveMsg>().await? {
         last_seen.store(started.elapsed().as_millis() as u64, Ordering::Relaxed);
         let answer = match msg {

@@ -226,6 +226,7 @@ async fn serve(
         running: outbox.running(),
         labels: opts.labels.clone(),
         instance: Some(outbox.instance),
+        resend: true,
     })
     .await?;
     let mut beat_every = HEARTBEAT_INTERVAL;

@@ -146,6 +146,19 @@ impl Orders {
                     tracing::warn!(job, "ack from hub ignored: {e}");
                 }
             }
+            HubToSlave::Resend {
+                job,
+                stream,
+                offset,
+            } => match outbox.resend(job, stream, offset) {
+                Ok(()) => tracing::warn!(
+                    job,
+                    ?stream,
+                    offset,
+                    "the hub could not store this output: sending it again"
+                ),
+                Err(e) => tracing::warn!(job, "resend from hub ignored: {e}"),
+            },
             HubToSlave::Done { job } => {
                 if !outbox.forget(job) && !self.forgotten.contains(&job) {
                     tracing::warn!(

@@ -343,6 +343,31 @@ impl Outbox {
         Ok(())
     }
 
+    /// The hub could not store a stream from `offset` on and asks for it again (a full disk):
+    /// it is sent again from there, and the job's end after it. The bytes are still here (not
+    /// acknowledged); one of bytes it acknowledged or never got is refused.
+    pub fn resend(&self, id: JobId, stream: Stream, offset: u64) -> Result<(), String> {
+        let mut jobs = self.lock();
+        let Some(j) = jobs.get_mut(&id) else {
+            return Err("this slave does not hold the job".into());
+        };
+        let s = &mut j.out[stream.output_index()];
+        if offset < s.acked || offset > s.sent {
+            return Err(format!(
+                "{stream:?} offset {offset} is not between the {} bytes acknowledged and the {} \
+                 sent",
+                s.acked, s.sent
+            ));
+        }
+        s.sent = offset;
+        // Everything before `offset` is stored: the window counts from there.
+        s.settled = offset;
+        j.ended_sent = false;
+        drop(jobs);
+        self.wake.notify_one();
+        Ok(())
+    }
+
     /// The hub refused something (an `error`): typically a frame it could not store, which
     /// it will never acknowledge. Everything sent so far counts as answered, so the window
     /// reopens; the hub's log and the job's end say what was lost.

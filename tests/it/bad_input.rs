@@ -196,6 +196,7 @@ fn a_slave_with_another_protocol_version_is_refused_with_both_versions() {
             running: vec![],
             labels: vec![],
             instance: None,
+            resend: false,
         })
         .await
         .unwrap();
@@ -283,6 +284,7 @@ fn bad_websocket_messages_get_errors_and_the_stream_stays_up() {
             running: vec![],
             labels: vec![],
             instance: None,
+            resend: false,
         })
         .await
         .unwrap();

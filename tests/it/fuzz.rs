@@ -104,6 +104,7 @@ fn a_live_hub_survives_random_requests_and_messages() {
                     running: vec![],
                     labels: vec![],
                     instance: None,
+                    resend: false,
                 })
                 .await
                 .unwrap();

@@ -89,6 +89,7 @@ fn messages() -> Vec<(&'static str, serde_json::Value)> {
                 ],
                 labels: vec![],
                 instance: Some(0x5eed_cafe_f00d_0001),
+                resend: false,
             }),
         ),
         (
@@ -100,6 +101,7 @@ fn messages() -> Vec<(&'static str, serde_json::Value)> {
                 running: vec![],
                 labels: vec!["gpu".into(), "hostname=gpu-1".into()],
                 instance: None,
+                resend: true,
             }),
         ),
         ("slave_started", v(&SlaveMsg::Started { job: 7, pid: 4242 })),
@@ -186,6 +188,14 @@ fn messages() -> Vec<(&'static str, serde_json::Value)> {
         (
             "hub_ack",
             v(&HubToSlave::Ack {
+                job: 7,
+                stream: Stream::Stdout,
+                offset: 65536,
+            }),
+        ),
+        (
+            "hub_resend",
+            v(&HubToSlave::Resend {
                 job: 7,
                 stream: Stream::Stdout,
                 offset: 65536,

@@ -19,6 +19,7 @@ mod deadpeer;
 mod expiry;
 mod faults;
 mod fdlimit;
+mod fulldisk;
 mod fuzz;
 mod golden;
 mod heartbeat;

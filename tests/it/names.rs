@@ -37,6 +37,7 @@ fn hello_answer(hub: &Hub, name: &str, labels: &[&str]) -> HubToSlave {
             running: vec![],
             labels: labels.iter().map(|l| l.to_string()).collect(),
             instance: None,
+            resend: false,
         })
         .await
         .unwrap();

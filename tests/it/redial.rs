@@ -84,6 +84,7 @@ pub async fn dial_welcome(
         running,
         labels: vec![],
         instance,
+        resend: false,
     })
     .await
     .unwrap();

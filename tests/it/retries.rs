@@ -188,6 +188,7 @@ fn the_end_of_a_lost_attempt_is_not_taken_for_the_retry_given_to_the_same_slave(
             running: vec![RunningJob { job: id, claim }],
             labels: vec![],
             instance: Some(71),
+            resend: false,
         })
         .await
         .unwrap();

@@ -28,6 +28,8 @@ pub struct Joining {
     /// The jobs it still holds, with the claims their assignments carried.
     pub running: Vec<RunningJob>,
     pub instance: Option<u64>,
+    /// It understands `resend` (see [`crate::wire::HubToSlave::Resend`]).
+    pub resend: bool,
 }
 
 /// A slave session, registered.

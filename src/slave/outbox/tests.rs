@@ -149,6 +149,44 @@ fn refused_frames_reopen_the_window_and_the_end_is_still_sent() {
 }
 
 #[test]
+fn a_resend_sends_the_stream_again_from_its_offset_and_the_end_after_it() {
+    let ob = Outbox::new(8 << 20);
+    let (tx, _rx) = mpsc::unbounded_channel();
+    let run = ob.add(1, None, tx).unwrap();
+    let total = 3 * MAX_DATA_CHUNK;
+    block_on(ob.push(run, Stream::Stdout, &vec![b'x'; total]));
+    ob.ended(run, Outcome::Exited { code: 0 });
+    let items = ob.take(0, &mut Vec::with_capacity).unwrap();
+    assert_eq!(frame_lens(&items).iter().sum::<usize>(), total);
+    assert!(matches!(
+        items.last(),
+        Some(Item::Msg(SlaveMsg::Ended { .. }))
+    ));
+    // The hub stored the first frame only; nothing goes again until it asks.
+    ob.ack(1, Stream::Stdout, MAX_DATA_CHUNK as u64).unwrap();
+    assert!(ob.take(0, &mut Vec::with_capacity).unwrap().is_empty());
+    let stored = MAX_DATA_CHUNK as u64;
+    ob.resend(1, Stream::Stdout, stored).unwrap();
+    let items = ob.take(0, &mut Vec::with_capacity).unwrap();
+    let Some(Item::Data(first)) = items.first() else {
+        panic!("no frame sent again");
+    };
+    assert_eq!(DataFrame::decode(first).unwrap().offset, stored);
+    assert_eq!(
+        frame_lens(&items).iter().sum::<usize>(),
+        total - MAX_DATA_CHUNK
+    );
+    assert!(matches!(
+        items.last(),
+        Some(Item::Msg(SlaveMsg::Ended { .. }))
+    ));
+    // Offsets the hub acknowledged, or never got, are not for a resend.
+    assert!(ob.resend(1, Stream::Stdout, 0).is_err());
+    assert!(ob.resend(1, Stream::Stdout, total as u64 + 1).is_err());
+    assert!(ob.resend(2, Stream::Stdout, 0).is_err());
+}
+
+#[test]
 fn each_outbox_names_its_process_with_an_exact_json_number() {
     let ids: Vec<u64> = (0..8).map(|_| Outbox::new(1).instance).collect();
     assert!(ids.iter().all(|&i| i < 1 << 53), "{ids:?}");
