@@ -296,15 +296,18 @@ impl Drop for Unmount {
     }
 }
 
+/// A disk that fills while a job streams: the hub says why it cannot take more, holds the
+/// output up (asking the slave for it again every second; the slave keeps it and its job
+/// waits) and, once there is room, stores every byte: the job ends as it did, not cut short.
 #[test]
-fn a_full_disk_is_a_clear_error_and_nothing_unstored_is_acknowledged() {
+fn a_full_disk_holds_output_up_and_loses_none_of_it() {
     let Some((disk, _unmount)) = small_disk("4m") else {
         eprintln!("cannot mount a tmpfs here (not root?); skipping");
         return;
     };
     let data = disk.path().join("data");
     let hub = Hub::start_on(&data, "127.0.0.1:0", &[]);
-    let _s = hub.slave("s1", 1);
+    let s = hub.slave("s1", 1);
     let go = disk.path().join("go");
     let line = format!(
         "echo before; while [ ! -e {} ]; do sleep 0.05; done; head -c 3000000 /dev/zero | tr '\\0' y",
@@ -320,30 +323,37 @@ fn a_full_disk_is_a_clear_error_and_nothing_unstored_is_acknowledged() {
         .stderr(Stdio::null())
         .status();
     std::fs::write(&go, b"").unwrap();
-    wait_until("the hub to refuse output it cannot store", || {
-        hub.log_contains("storing output of job")
+    wait_until("the hub to stall on output it cannot store", || {
+        hub.log_contains("asking the slave for it again")
+    });
+    wait_until("the slave to be asked for it again", || {
+        s.log_contains("the hub could not store this output: sending it again")
     });
     // It keeps serving what it can, and says why it cannot take more.
-    assert!(hub.job(id).stdout_len < 3_000_000);
+    let rec = hub.job(id);
+    assert!(
+        rec.stdout_len < 3_000_007 && !rec.state.is_terminal(),
+        "{rec:?}"
+    );
     let (status, body) = hub.post("/api/v1/jobs", r#"{"command":"true"}"#);
     assert_eq!(status, 503, "{body}");
     assert!(body.contains("full"), "{body}");
     let (status, _) = hub.get("/healthz");
     assert_eq!(status, 200);
-    // The job's end is recorded with what was lost, never as a silent success.
+    // With room again, the output goes on where it stopped and the job ends as it did.
     std::fs::remove_file(&filler).unwrap();
     let rec = hub.wait_ended(id);
-    assert!(
-        rec.reason
-            .as_deref()
-            .unwrap_or("")
-            .contains("output incomplete"),
+    assert_eq!(
+        (rec.state, rec.exit_code, rec.reason.as_deref()),
+        (JobState::Exited, Some(0), None),
         "{rec:?}"
     );
     let stored = hub.fetch(id);
-    assert_eq!(stored.len() as u64, rec.stdout_len);
+    assert_eq!((stored.len(), rec.stdout_len), (3_000_007, 3_000_007));
     assert!(stored.starts_with(b"before\n"));
-    // With room again, the hub takes jobs.
+    assert!(stored[7..].iter().all(|&b| b == b'y'));
+    // Nothing reached the slave as a refusal.
+    assert!(!s.log_contains("hub says:"));
     let (status, body) = hub.post("/api/v1/jobs", r#"{"command":"true"}"#);
     assert_eq!(status, 201, "{body}");
 }

@@ -19,7 +19,6 @@ mod deadpeer;
 mod expiry;
 mod faults;
 mod fdlimit;
-mod fulldisk;
 mod fuzz;
 mod golden;
 mod heartbeat;
