@@ -71,9 +71,12 @@ impl StreamBuf {
     }
 }
 
-/// What replaces output dropped while the hub was away, so that the loss is never silent.
-fn drop_marker(n: usize) -> Vec<u8> {
-    format!("\r\n[execnode: {n} bytes of output dropped here: the hub was unreachable]\r\n")
+/// What replaces output dropped while the hub was away, so that the loss is never silent: a
+/// line of its own, begun with a line break unless the output before it ended a line.
+/// (`\r\n`: the stream may be a terminal's.)
+fn drop_marker(n: usize, at_line_start: bool) -> Vec<u8> {
+    let br = if at_line_start { "" } else { "\r\n" };
+    format!("{br}[execnode: {n} bytes of output dropped here: the hub was unreachable]\r\n")
         .into_bytes()
 }
 
@@ -94,7 +97,12 @@ pub(super) fn drop_oldest_unsent(id: JobId, s: &mut StreamBuf, want: usize) {
     }
     let mut tail = s.buf.split_off(start);
     tail.drain(..old_len + n);
-    let marker = drop_marker(old_count + n);
+    // The byte before the dropped ones, if it is still here (else it was acknowledged, unseen).
+    let at_line_start = match start.checked_sub(1) {
+        Some(i) => s.buf[i] == b'\n',
+        None => s.acked == 0,
+    };
+    let marker = drop_marker(old_count + n, at_line_start);
     s.marker = Some((at, marker.len(), old_count + n));
     s.buf.extend(marker);
     s.buf.append(&mut tail);

@@ -29,6 +29,24 @@ fn overflow_while_disconnected_drops_oldest_unsent_with_a_marker() {
 }
 
 #[test]
+fn a_drop_marker_after_a_whole_line_adds_no_blank_line() {
+    let ob = Outbox::new(MAX_DATA_CHUNK);
+    let (tx, _rx) = mpsc::unbounded_channel();
+    let run = ob.add(1, None, tx).unwrap();
+    block_on(async {
+        ob.push(run, Stream::Stdout, b"sent\n").await;
+        ob.take(0, &mut Vec::with_capacity).unwrap();
+        ob.push(run, Stream::Stdout, &vec![b'b'; MAX_DATA_CHUNK])
+            .await;
+        ob.push(run, Stream::Stdout, b"last").await;
+    });
+    let jobs = ob.lock();
+    let buf: Vec<u8> = jobs[&1].out[0].buf.iter().copied().collect();
+    let text = String::from_utf8_lossy(&buf);
+    assert!(text.starts_with("sent\n[execnode: "), "{text:?}");
+}
+
+#[test]
 fn drops_in_a_row_are_counted_in_one_marker() {
     let ob = Outbox::new(MAX_DATA_CHUNK);
     let (tx, _rx) = mpsc::unbounded_channel();
