@@ -114,8 +114,8 @@ impl Cgroups {
     }
 
     /// Kills and removes the jobs' cgroups of slaves that are gone: `xn-PID@START-*` whose
-    /// process (that pid, started then) is not running. Names without START, from slaves
-    /// before it, go when their pid is not running (or is ours). A job whose slave was killed
+    /// process (that pid, started then) is not running (a zombie is not). Names without
+    /// START, from slaves before it, go when their pid is not running (or is ours). A job whose slave was killed
     /// cannot be taken back by a new one, so its processes would otherwise run on unseen.
     fn clear_dead(&self) {
         let Ok(entries) = std::fs::read_dir(&self.dir) else {
@@ -137,9 +137,9 @@ impl Cgroups {
                 None => (slave.parse::<u32>(), None),
             };
             let Ok(pid) = pid else { continue };
-            let alive = match start {
-                Some(start) => start_time(pid) == Some(start),
-                None => pid != me && Path::new(&format!("/proc/{pid}")).exists(),
+            let alive = match (start, start_time(pid)) {
+                (Some(start), running) => running == Some(start),
+                (None, running) => pid != me && running.is_some(),
             };
             if alive {
                 continue;
@@ -157,12 +157,17 @@ impl Cgroups {
 }
 
 /// When process `pid` started, in clock ticks since boot (`/proc/PID/stat`, field 22); `None`
-/// if there is no such process.
+/// if there is no such process, or it has ended and only waits to be reaped (state `Z`, or
+/// `X` on its way out): a slave that died keeps its pid and start time until its parent
+/// waits for it, and what it left must not count as a live slave's until then.
 fn start_time(pid: u32) -> Option<u64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // After the command name (which may hold spaces and parentheses): field 3 on.
-    let rest = stat.rsplit_once(')')?.1;
-    rest.split_whitespace().nth(19)?.parse().ok()
+    let mut fields = stat.rsplit_once(')')?.1.split_whitespace();
+    if matches!(fields.next()?, "Z" | "X" | "x") {
+        return None;
+    }
+    fields.nth(18)?.parse().ok()
 }
 
 /// The slave's own cgroup v2, as `/proc/self/cgroup` names it (relative to the mount).

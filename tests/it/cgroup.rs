@@ -233,6 +233,41 @@ fn a_slave_clears_what_a_dead_slave_left_in_its_cgroup_dir() {
     assert_eq!(hub.wait_ended(id).exit_code, Some(0));
 }
 
+/// The state of process `pid` (`/proc/PID/stat`, field 3: `R`, `S`, `Z`, ...).
+fn state(pid: &str) -> char {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let rest = stat.rsplit_once(')').unwrap().1;
+    rest.trim_start().chars().next().unwrap()
+}
+
+/// A slave that died but is not reaped yet is a zombie: its pid still names a process that
+/// started then, but that process runs nothing. What it left must be cleared all the same.
+#[test]
+fn a_slave_clears_what_a_dead_slave_that_is_still_a_zombie_left() {
+    let Some(cg) = TestCgroup::make("zombie") else {
+        return;
+    };
+    // The dead slave: a child of this test that has exited, not waited for yet.
+    let mut zombie = std::process::Command::new("true").spawn().unwrap();
+    let pid = zombie.id().to_string();
+    wait_until("the child to be a zombie", || state(&pid) == 'Z');
+    let left = cg.dir.join(format!("xn-{pid}@{}-1", start_time(&pid)));
+    let mut orphan = held(&left);
+    let _guard = KillOnDrop(orphan.id() as i32);
+    let hub = Hub::start();
+    let s = Slave::start(&hub, "s1", 1, &["--cgroup", cg.dir.to_str().unwrap()]);
+    let mut status = None;
+    wait_until("the left process to be killed", || {
+        status = orphan.try_wait().unwrap();
+        status.is_some()
+    });
+    let signal = std::os::unix::process::ExitStatusExt::signal(&status.unwrap());
+    assert_eq!(signal, Some(9));
+    assert!(!left.exists());
+    assert!(s.log_contains(&format!("its slave (pid {pid}) is gone")));
+    assert!(zombie.wait().unwrap().success());
+}
+
 #[test]
 fn a_cgroup_left_under_the_next_jobs_name_is_cleared_and_the_job_runs() {
     let Some(cg) = TestCgroup::make("stale") else {
