@@ -6,8 +6,9 @@
 //! [`Confinement::prepare`] creates its directories and builds everything the child will need
 //! before the spawn; the system calls themselves are in `sys.rs`. Never runs a job.
 
+mod probe;
+
 use super::cgroup::{Cgroups, JobCgroup};
-use super::spawn;
 use super::sys::{self, ChildSetup, Ids, UserInfo};
 use anyhow::{bail, Context, Result};
 use std::collections::BTreeMap;
@@ -148,7 +149,7 @@ impl Confinement {
             no_network: opts.no_network,
         };
         if c.no_network {
-            probe_private_network().await?;
+            probe::private_network().await?;
         }
         c.make_root()?;
         if c.sandbox {
@@ -425,69 +426,6 @@ impl Confinement {
         ];
         files.extend(tty);
         sys::write_ruleset(&dirs, &files).map_err(io::Error::other)
-    }
-
-    /// Runs a test child under the sandbox, as the job user, with the real code path: it must
-    /// be able to write in its work directory and must not be able to write in a directory
-    /// beside it that file permissions alone would let it write.
-    async fn probe_sandbox(&self) -> Result<()> {
-        let refuse = "refusing to start with --sandbox rather than run jobs unconfined";
-        // The real code path, without the limits (a tight memory limit must not fail the probe).
-        let probe = Confinement {
-            limits: Limits::default(),
-            cgroups: None,
-            ..self.clone()
-        };
-        // Named by our pid: slaves may share a --work-dir.
-        let name = format!("sandbox-probe-{}", std::process::id());
-        let place = probe
-            .place(&name, true)
-            .context("creating the probe's directories")?;
-        let outside =
-            probe.fresh_dir(&self.root.join("tmp").join(format!("{name}-outside")), true)?;
-        let mut cmd = Command::new("/bin/sh");
-        cmd.arg("-c")
-            .arg(r#"echo ok > inside && ! { echo no > "$1/f"; } 2>/dev/null && ! [ -e "$1/f" ]"#)
-            .arg("sh")
-            .arg(&outside);
-        let status = async {
-            let setup = probe.setup(&mut cmd, &place, None, &BTreeMap::new(), None)?;
-            let (pid, _) = spawn::spawn_confined(cmd.as_std(), spawn::ChildStdio::Null, &setup)?;
-            spawn::Proc::adopt(pid)?.wait().await
-        }
-        .await;
-        let inside_ok = place.work.join("inside").exists();
-        for dir in [Some(&place.work), place.tmp.as_ref(), Some(&outside)]
-            .into_iter()
-            .flatten()
-        {
-            let _ = std::fs::remove_dir_all(dir);
-        }
-        match status {
-            Err(e) => bail!("--sandbox: Landlock is not available here: {e}; {refuse}"),
-            Ok(st) if !st.success() || !inside_ok => bail!(
-                "--sandbox: a test job under Landlock could write outside its work directory, \
-                 or not inside it ({st}); {refuse}"
-            ),
-            Ok(_) => Ok(()),
-        }
-    }
-}
-
-/// Proves in a test child, through a job's code path, that jobs can be put in a network
-/// namespace of their own with their loopback up; an error for the operator otherwise.
-async fn probe_private_network() -> Result<()> {
-    let setup = ChildSetup {
-        private_network: true,
-        ..ChildSetup::default()
-    };
-    match tokio::task::spawn_blocking(move || sys::test_child(setup)).await? {
-        Ok(()) => Ok(()),
-        Err(e) => bail!(
-            "--no-network: a job's child cannot get a network namespace of its own ({e}); that \
-             takes a slave running as root (CAP_SYS_ADMIN). Refusing to start rather than run \
-             jobs with the network"
-        ),
     }
 }
 
