@@ -131,7 +131,7 @@ fi
 ssh_cfg=
 # ssh runs the remote command through the user's login shell; root's here is bash with a
 # .bashrc that costs 100+ ms (pyenv), which would flatter us. So ssh logs in as a throwaway
-# user whose shell is /bin/sh, as the slaves run `/bin/sh -c LINE`; it is removed on exit.
+# user whose shell is /bin/sh, as the slaves run `/bin/sh -c -- LINE`; it is removed on exit.
 ssh_user=xnbench
 made_user=0
 start_sshd() {

@@ -32,8 +32,9 @@ pub const EXIT_XN_ERROR: i32 = 255;
 #[derive(Args, Clone)]
 #[command(group(ArgGroup::new("action").required(true).multiple(true).args(["submit", "file", "words", "list", "slaves", "fetch", "cancel", "delete", "attach"])))]
 pub struct XnArgs {
-    /// Submit LINE as a job (run as `sh -c LINE`); prints the new job's id. LINE is one
-    /// argument (quote it) and may follow the other flags (`xn -s --wait 'make test'`).
+    /// Submit LINE as a job (run as `sh -c -- LINE`); prints the new job's id. LINE is one
+    /// argument (quote it; one that begins with `-` as `-s='-x; make'`) and may follow the
+    /// other flags (`xn -s --wait 'make test'`).
     /// With --file instead of LINE: submit the jobs the file describes
     #[arg(short = 's', long, value_name = "LINE", num_args = 0..=1)]
     pub submit: Option<Option<String>>,

@@ -1,4 +1,4 @@
-//! Runs one job: `sh -c LINE` (or its exact argv) in a session of its own, in a pty or with
+//! Runs one job: `sh -c -- LINE` (or its exact argv) in a session of its own, in a pty or with
 //! pipes; feeds it input (its inline `stdin` first), resizes it, cancels it or ends it at its
 //! timeout (SIGTERM to the group, a grace period, SIGKILL), and hands its output and its end to
 //! the [`Outbox`]. When the job's main process exits, whatever it left running in its process

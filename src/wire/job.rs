@@ -14,7 +14,7 @@ pub type JobId = u64;
 /// (and written by older clients) still load.
 #[derive(Serialize, Deserialize, Clone, PartialEq)]
 pub struct JobSpec {
-    /// The shell line, run as `sh -c LINE`. Empty when `argv` is given.
+    /// The shell line, run as `sh -c -- LINE`. Empty when `argv` is given.
     #[serde(default)]
     pub command: String,
     /// The exact argument vector, run without a shell (`argv[0]` is looked up in `PATH`).

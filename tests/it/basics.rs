@@ -55,6 +55,27 @@ fn a_tty_job_leads_its_session_with_the_pty_as_its_terminal() {
     assert_eq!(lines[2], "none", "{text}");
 }
 
+/// A line that begins with `-` is a command, not options for the shell (the slave runs
+/// `sh -c -- LINE`): in a terminal and in pipes, spawned plainly and confined.
+#[test]
+fn a_line_that_starts_with_a_dash_is_a_command() {
+    let hub = Hub::start();
+    let _plain = Slave::start(&hub, "plain", 1, &["--label", "kind=plain"]);
+    let limits = ["--label", "kind=confined", "--max-open-files", "256"];
+    let _confined = Slave::start(&hub, "confined", 1, &limits);
+    for on in ["kind=plain", "kind=confined"] {
+        for tty in [None, Some("--no-tty")] {
+            let mut args = vec!["-s=-v 2>/dev/null; echo hello", "--on", on, "--wait"];
+            args.extend(tty);
+            let out = hub.xn(&args);
+            let text = String::from_utf8_lossy(&out.stdout).replace('\r', "");
+            let err = String::from_utf8_lossy(&out.stderr);
+            assert_eq!(text, "hello\n", "{on} {tty:?}: {err}");
+            assert!(out.status.success(), "{on} {tty:?}: {err}");
+        }
+    }
+}
+
 #[test]
 fn wait_streams_output_and_returns_the_exit_code() {
     let hub = Hub::start();

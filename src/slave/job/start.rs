@@ -1,4 +1,4 @@
-//! Starting a job's process: its command line (`sh -c LINE` or its argv) and environment, a
+//! Starting a job's process: its command line (`sh -c -- LINE` or its argv) and environment, a
 //! pty or pipes, spawned with `posix_spawn` (or `spawn::spawn_confined`, when confinement
 //! needs steps in the child), and what to tell the user when that fails.
 
@@ -74,8 +74,11 @@ fn command(spec: &JobSpec) -> Command {
             cmd
         }
         _ => {
+            // `--`: a line that begins with `-` (`-x; make`) is the command, not options
+            // for the shell, which would refuse it (POSIX sh, dash and bash all take `--`
+            // after `-c`).
             let mut cmd = Command::new("/bin/sh");
-            cmd.arg("-c").arg(&spec.command);
+            cmd.args(["-c", "--"]).arg(&spec.command);
             cmd
         }
     };
