@@ -20,6 +20,8 @@ use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 
+mod url;
+
 /// An upgraded client WebSocket.
 pub type ClientWs = WebSocket<TokioIo<Upgraded>>;
 
@@ -81,24 +83,11 @@ pub struct HubError {
 
 impl HubUrl {
     pub fn parse(url: &str) -> Result<HubUrl> {
-        let (rest, https) = if let Some(rest) = url.strip_prefix("http://") {
-            (rest, false)
-        } else if let Some(rest) = url.strip_prefix("https://") {
-            (rest, true)
-        } else if url.contains("://") {
-            bail!("hub URL {url}: only http:// and https:// URLs are supported");
-        } else {
-            (url, false)
-        };
-        let authority = rest.trim_end_matches('/');
-        if authority.is_empty() || authority.contains('/') {
-            bail!("hub URL {url}: expected http://HOST:PORT");
-        }
-        let implied_port = (!has_port(authority)).then_some(if https { 443 } else { 80 });
-        let authority = match implied_port {
-            Some(port) => format!("{authority}:{port}"),
-            None => authority.to_string(),
-        };
+        let url::Parts {
+            authority,
+            https,
+            implied_port,
+        } = url::split(url)?;
         Ok(HubUrl {
             url: url.trim_end_matches('/').to_string(),
             authority,
@@ -365,18 +354,6 @@ impl HubUrl {
     }
 }
 
-fn has_port(authority: &str) -> bool {
-    match authority.rsplit_once(':') {
-        // `[::1]` alone has colons but no port; `[::1]:5000` ends in `]:digits`.
-        Some((host, port)) => {
-            !port.is_empty()
-                && port.bytes().all(|b| b.is_ascii_digit())
-                && (!host.contains(':') || host.ends_with(']'))
-        }
-        None => false,
-    }
-}
-
 /// Reads a whole (small) response body.
 pub async fn read_all(resp: Response<Incoming>) -> Result<Bytes> {
     let mut body = resp.into_body();
@@ -445,28 +422,6 @@ fn tls_hint(e: &std::io::Error) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn parses_hub_urls() {
-        assert_eq!(
-            HubUrl::parse("http://127.0.0.1:5000/").unwrap().authority,
-            "127.0.0.1:5000"
-        );
-        assert_eq!(
-            HubUrl::parse("localhost:7").unwrap().authority,
-            "localhost:7"
-        );
-        assert_eq!(HubUrl::parse("http://hub").unwrap().authority, "hub:80");
-        assert_eq!(
-            HubUrl::parse("http://[::1]:5000").unwrap().authority,
-            "[::1]:5000"
-        );
-        assert_eq!(HubUrl::parse("http://[::1]").unwrap().authority, "[::1]:80");
-        assert!(HubUrl::parse("ftp://x").is_err());
-        assert_eq!(HubUrl::parse("https://hub").unwrap().authority, "hub:443");
-        assert!(HubUrl::parse("http://").is_err());
-        assert!(HubUrl::parse("http://h:1/path").is_err());
-    }
 
     /// A URL without a port is dialled on 80 (443), not on the hub's 5000: an unreachable
     /// one says so, and one with a port does not.

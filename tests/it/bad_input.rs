@@ -37,6 +37,36 @@ fn an_unreachable_hub_is_a_clear_error() {
     }
 }
 
+/// A hub URL with a query, fragment or user info is refused before anything is dialled (it
+/// used to be dialled on port 80); the scheme is matched in any case.
+#[test]
+fn hub_urls_with_more_than_a_host_and_port_are_refused_and_the_scheme_has_any_case() {
+    let hub = Hub::start();
+    let port = hub.url.rsplit_once(':').unwrap().1;
+    for url in [
+        format!("http://127.0.0.1:{port}?x=1"),
+        format!("http://127.0.0.1:{port}#frag"),
+        format!("http://u:p@127.0.0.1:{port}"),
+    ] {
+        let out = xn_as(&url, &hub.token, &["-l"]);
+        assert_eq!(out.status.code(), Some(255), "{url}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(
+            err.trim(),
+            format!(
+                "xn: hub URL {url}: a hub URL has no query, fragment or user info: \
+                 http://HOST:PORT"
+            )
+        );
+    }
+    let out = xn_as(&format!("HTTP://127.0.0.1:{port}"), &hub.token, &["-l"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 #[test]
 fn malformed_and_oversized_requests_get_json_errors() {
     let hub = Hub::start();
