@@ -1,7 +1,7 @@
 //! `xn --slaves [--json]`: the slaves connected to the hub now, whether they take jobs, their
 //! slots, the jobs they hold and their labels: what `--slave NAME` and `--on LABEL` can name.
 
-use super::visible::{cell, visible};
+use super::visible::{cell, pad, visible, width};
 use crate::http::HubUrl;
 use crate::hub::SlaveInfo;
 use anyhow::Result;
@@ -30,14 +30,10 @@ pub async fn run(hub: &HubUrl, json: bool) -> Result<i32> {
 /// to its name; TOKEN, which token, is there when the hub names them (to admins).
 fn table(slaves: &[SlaveInfo]) -> Vec<u8> {
     // Names and labels are the slaves' own: shown with control characters escaped, and a name
-    // with a space in quotes, so that it stays one column (labels have no spaces).
+    // with a space in quotes, so that it stays one column (labels have no spaces); padded by
+    // the terminal columns it takes, which for a double-width script are not its characters.
     let names: Vec<_> = slaves.iter().map(|s| cell(&s.name)).collect();
-    let name_width = names
-        .iter()
-        .map(|n| n.chars().count())
-        .max()
-        .unwrap_or(0)
-        .max(4);
+    let name_width = names.iter().map(|n| width(n)).max().unwrap_or(0).max(4);
     // Token names are the hub's (1 to 64 of a few safe characters), but only the hub says so.
     let tokens: Option<Vec<_>> = slaves.iter().any(|s| s.token.is_some()).then(|| {
         slaves
@@ -79,7 +75,8 @@ fn table(slaves: &[SlaveInfo]) -> Vec<u8> {
             None => String::new(),
         };
         t.push_str(&format!(
-            "{name:<name_width$}  {state:<8}  {:>5}  {jobs:<16}  {bound:<5}  {token}{labels}\n",
+            "{}  {state:<8}  {:>5}  {jobs:<16}  {bound:<5}  {token}{labels}\n",
+            pad(name, name_width),
             s.slots
         ));
     }
@@ -137,6 +134,20 @@ mod tests {
             "NAME         STATE     SLOTS  JOBS              BOUND  LABELS\n\
              \"build box\"  ready         2  4                 no     gpu\n\
              b            ready         1  -                 no     -\n"
+        );
+    }
+
+    #[test]
+    fn a_double_width_name_is_padded_by_its_columns() {
+        let slaves = [
+            slave("\u{6784}\u{5efa}", 1, vec![], &[]),
+            slave("b", 1, vec![], &[]),
+        ];
+        assert_eq!(
+            String::from_utf8(table(&slaves)).unwrap(),
+            "NAME  STATE     SLOTS  JOBS              BOUND  LABELS\n\
+             \u{6784}\u{5efa}  ready         1  -                 no     -\n\
+             b     ready         1  -                 no     -\n"
         );
     }
 

@@ -316,10 +316,25 @@ async fn answer<T>(
     }
 }
 
-/// What a job's header calls it: its name, or else its command (on one line, shortened).
+/// What a job's header calls it: its name, or else its command, shortened (the header writes a
+/// newline in it out as `\n`, as `xn -l` does).
 fn label(spec: &JobSpec) -> String {
     match &spec.name {
         Some(name) => name.clone(),
-        None => super::list::truncate(&spec.display_command().replace('\n', " "), 60).into_owned(),
+        None => super::list::truncate(&spec.display_command(), 60).into_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{group, label, JobSpec};
+
+    #[test]
+    fn a_header_writes_a_newline_in_a_command_out() {
+        let spec = JobSpec::shell("echo a\necho b");
+        assert_eq!(
+            group::header(&label(&spec), 7, None),
+            "==> echo a\\necho b (job 7) <=="
+        );
     }
 }

@@ -5,11 +5,13 @@
 //! waits), nor its error line (`xn: ...`). An escape sequence in them would drive the reader's
 //! terminal. JSON output (`--json`) and job output (`-f`, `--wait`, `-a`) are never changed
 //! here: they are the bytes as they are. A table's cell is also quoted when it holds a space
-//! ([`cell`]), so that a name stays one column.
+//! ([`cell`]), so that a name stays one column, and padded and cut by the columns a terminal
+//! gives it ([`width`]), so that a name in a double-width script keeps the table aligned.
 
 use crate::text::{is_bidi_control, is_hidden_control};
 use std::borrow::Cow;
 use std::fmt::Write;
+use unicode_width::UnicodeWidthChar;
 
 /// `s` with every control character (C0 including ESC, DEL, C1, and the bidirectional
 /// formatting characters of [`crate::text`]) written out visibly: `\e`, `\t`, `\r`, `\n`, or
@@ -74,9 +76,58 @@ fn needs_quotes(s: &str) -> bool {
         || s.chars().any(|c| c.is_whitespace() && !c.is_control())
 }
 
+/// The columns a terminal gives `s`: two for a double-width (East Asian wide) character, none
+/// for a combining mark, one for others. For text [`visible`] has made printable; a control
+/// character counts as none.
+pub fn width(s: &str) -> usize {
+    if s.is_ascii() {
+        return s.len();
+    }
+    s.chars().map(char_width).sum()
+}
+
+fn char_width(c: char) -> usize {
+    c.width().unwrap_or(0)
+}
+
+/// The longest start of `s` that takes no more than `max` columns, and the columns it takes.
+pub fn cut(s: &str, max: usize) -> (&str, usize) {
+    let mut used = 0;
+    for (at, c) in s.char_indices() {
+        let w = char_width(c);
+        if used + w > max {
+            return (&s[..at], used);
+        }
+        used += w;
+    }
+    (s, used)
+}
+
+/// `s` padded with spaces to `columns` columns, as `{:<columns}` would pad it if every
+/// character took one.
+pub fn pad(s: &str, columns: usize) -> String {
+    let mut out = String::with_capacity(s.len() + columns);
+    out.push_str(s);
+    out.extend(std::iter::repeat_n(' ', columns.saturating_sub(width(s))));
+    out
+}
+
 #[cfg(test)]
 mod tests {
-    use super::{cell, visible};
+    use super::{cell, cut, pad, visible, width};
+
+    #[test]
+    fn widths_are_terminal_columns() {
+        assert_eq!(width("box-1"), 5);
+        assert_eq!(width("s\u{e9}rveur"), 7);
+        assert_eq!(width("\u{6784}\u{5efa}\u{673a}"), 6);
+        assert_eq!(width("e\u{301}"), 1);
+        assert_eq!(pad("\u{6784}\u{5efa}", 6), "\u{6784}\u{5efa}  ");
+        assert_eq!(pad("toolong", 3), "toolong");
+        // A wide character that does not fit whole is left out.
+        assert_eq!(cut("a\u{6784}\u{5efa}", 4), ("a\u{6784}", 3));
+        assert_eq!(cut("abc", 9), ("abc", 3));
+    }
     use std::borrow::Cow;
 
     #[test]

@@ -18,6 +18,7 @@ use super::age::{parse_age, show_age};
 use super::audit::Actor;
 use super::auth::Auth;
 use super::store::DB_FILE;
+use crate::client::visible::cell;
 use crate::wire::Role;
 use anyhow::{anyhow, bail, Context, Result};
 use clap::error::ErrorKind;
@@ -193,7 +194,8 @@ pub fn run(action: TokenAction, data: &Path) -> Result<()> {
                     line += &format!(" {}", expiry(at, now));
                 }
                 if let Some(s) = &t.slave_name {
-                    line += &format!(" bound to slave {s}");
+                    // As xn's tables show a slave's name: quoted when it has a space.
+                    line += &format!(" bound to slave {}", cell(s));
                 }
                 println!("{}", line.trim_end());
             }

@@ -135,6 +135,7 @@ fn a_bound_name_is_refused_to_other_tokens_and_unbound_ones_serve_other_names() 
 fn listings_show_which_name_a_slave_token_is_bound_to() {
     let hub = Hub::start();
     bound_token(&hub, "box7-key", "box-7");
+    bound_token(&hub, "spaced-key", "a b");
     let list = hub.token_command(&["list"]);
     let line = |name: &str| {
         list.lines()
@@ -143,6 +144,11 @@ fn listings_show_which_name_a_slave_token_is_bound_to() {
             .to_string()
     };
     assert!(line("box7-key").contains("bound to slave box-7"), "{list}");
+    // Quoted as xn's tables quote it, so that the name reads as one.
+    assert!(
+        line("spaced-key").ends_with(r#" bound to slave "a b""#),
+        "{list}"
+    );
     assert!(!line("slave").contains("bound"), "{list}");
 
     // Over REST: created bound, listed bound.

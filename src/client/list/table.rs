@@ -1,7 +1,7 @@
 //! The table `xn -l` prints: the rows as the hub's answer gives them (borrowed, not parsed
 //! into whole records), written as bytes without `fmt`, with text from the hub made visible.
 
-use crate::client::visible::{cell, visible};
+use crate::client::visible::{cell, cut, visible, width};
 use crate::wire::{JobId, JobSpec, JobState};
 use anyhow::Result;
 use serde::de::{self, Deserializer, Visitor};
@@ -129,12 +129,9 @@ fn write_row(out: &mut Vec<u8>, j: &Row, now: u64) {
     out.extend_from_slice(b"  ");
     pad_right(out, &column(j.name.as_ref().or(j.group.as_ref()), 12), 12);
     out.extend_from_slice(b"  ");
-    let command = j.command();
-    let command = match command.contains('\n') {
-        true => Cow::Owned(command.replace('\n', " ")),
-        false => command,
-    };
-    out.extend_from_slice(truncate(&visible(&command), 60).as_bytes());
+    // A newline is written out as `\n`, as any control character is: shown as a space, it made
+    // `printf '%s\n' x` read as another command.
+    out.extend_from_slice(truncate(&visible(&j.command()), 60).as_bytes());
     // A queued job that no connected slave can take says why.
     if let (Some(r), JobState::Queued) = (&j.reason, j.state) {
         out.extend_from_slice(b"  [");
@@ -144,22 +141,18 @@ fn write_row(out: &mut Vec<u8>, j: &Row, now: u64) {
     out.push(b'\n');
 }
 
-/// `s` right-aligned in `width` characters, as `{:>width}` does.
-fn pad_left(out: &mut Vec<u8>, s: &str, width: usize) {
-    out.extend(std::iter::repeat_n(
-        b' ',
-        width.saturating_sub(s.chars().count()),
-    ));
+/// `s` right-aligned in `columns` terminal columns (see [`width`]), as `{:>columns}` does when
+/// every character takes one.
+fn pad_left(out: &mut Vec<u8>, s: &str, columns: usize) {
+    out.extend(std::iter::repeat_n(b' ', columns.saturating_sub(width(s))));
     out.extend_from_slice(s.as_bytes());
 }
 
-/// `s` left-aligned in `width` characters, as `{:<width}` does.
-fn pad_right(out: &mut Vec<u8>, s: &str, width: usize) {
+/// `s` left-aligned in `columns` terminal columns, as `{:<columns}` does when every character
+/// takes one. A name in a double-width script takes twice its characters.
+fn pad_right(out: &mut Vec<u8>, s: &str, columns: usize) {
     out.extend_from_slice(s.as_bytes());
-    out.extend(std::iter::repeat_n(
-        b' ',
-        width.saturating_sub(s.chars().count()),
-    ));
+    out.extend(std::iter::repeat_n(b' ', columns.saturating_sub(width(s))));
 }
 
 /// A number's decimal digits, without an allocation.
@@ -192,16 +185,16 @@ impl Num {
     }
 }
 
-/// A column of at most `max` characters: `-` for none, else the text as a [`cell`], cut short
-/// (inside its quotes, when it has them) with an ellipsis.
+/// A column of at most `max` terminal columns: `-` for none, else the text as a [`cell`], cut
+/// short (inside its quotes, when it has them) with an ellipsis.
 fn column<'a>(text: Option<&'a Text<'a>>, max: usize) -> Cow<'a, str> {
     let Some(text) = text else {
         return Cow::Borrowed("-");
     };
     match cell(&text.0) {
         // Only a quoted cell starts with a quote (a text that does is quoted).
-        Cow::Owned(c) if c.starts_with('"') && c.chars().count() > max => {
-            let cut: String = c.chars().take(max.saturating_sub(2)).collect();
+        Cow::Owned(c) if c.starts_with('"') && width(&c) > max => {
+            let (cut, _) = cut(&c, max.saturating_sub(2));
             Cow::Owned(format!("{cut}…\""))
         }
         Cow::Owned(c) => Cow::Owned(truncate(&c, max).into_owned()),
@@ -209,13 +202,14 @@ fn column<'a>(text: Option<&'a Text<'a>>, max: usize) -> Cow<'a, str> {
     }
 }
 
-/// `s`, or its first `max - 1` characters and an ellipsis.
+/// `s` if it takes at most `max` terminal columns, else as much of it as takes `max - 1` and an
+/// ellipsis.
 pub(in crate::client) fn truncate(s: &str, max: usize) -> Cow<'_, str> {
-    // No more bytes than `max` is no more characters either.
-    if s.len() <= max || s.chars().count() <= max {
+    // No more bytes than `max` is no more columns either.
+    if s.len() <= max || width(s) <= max {
         Cow::Borrowed(s)
     } else {
-        let cut: String = s.chars().take(max - 1).collect();
+        let (cut, _) = cut(s, max.saturating_sub(1));
         Cow::Owned(format!("{cut}…"))
     }
 }
@@ -283,7 +277,7 @@ mod tests {
             super::column(j.slave.as_ref(), 12),
             format!("{n}{}", unit as char),
             super::column(j.name.as_ref().or(j.group.as_ref()), 12),
-            super::truncate(&visible(&j.command().replace('\n', " ")), 60),
+            super::truncate(&visible(&j.command()), 60),
         )
     }
 
@@ -335,6 +329,73 @@ mod tests {
                 );
             }
         }
+    }
+
+    /// A newline is written out as a tab is: `printf '%s\n' x` is not `printf '%s ' x`.
+    #[test]
+    fn a_newline_in_a_command_or_argv_is_written_out() {
+        let mut argv = JobRecord::queued(JobSpec::default(), 0);
+        argv.spec.argv = Some(vec!["printf".into(), "%s\n".into(), "x".into()]);
+        let line = JobRecord::queued(JobSpec::shell("echo a\r\necho\tb"), 0);
+        let json = serde_json::to_vec(&[&argv, &line]).unwrap();
+        let rows: Vec<Row> = serde_json::from_slice(&json).unwrap();
+        let written: Vec<String> = rows
+            .iter()
+            .map(|row| {
+                let mut out = Vec::new();
+                super::write_row(&mut out, row, 0);
+                String::from_utf8(out).unwrap()
+            })
+            .collect();
+        assert!(
+            written[0].ends_with("  printf '%s\\n' x\n"),
+            "{:?}",
+            written[0]
+        );
+        assert!(
+            written[1].ends_with("  echo a\\r\\necho\\tb\n"),
+            "{:?}",
+            written[1]
+        );
+    }
+
+    /// Names in a double-width script take two columns a character: the columns after them
+    /// stay aligned, and one too wide is cut to the column's width, not its characters.
+    #[test]
+    fn double_width_names_keep_the_columns_aligned() {
+        use crate::client::visible::width;
+        let names = [
+            "build",
+            "\u{6784}\u{5efa}",
+            "\u{6784}\u{5efa}\u{673a}\u{5668}\u{4e00}\u{53f7}\u{673a}",
+        ];
+        let recs: Vec<JobRecord> = names
+            .iter()
+            .map(|n| {
+                let mut r = JobRecord::queued(JobSpec::shell("true"), 0);
+                r.spec.name = Some(n.to_string());
+                r.slave = Some(format!("{n}-s"));
+                r
+            })
+            .collect();
+        let json = serde_json::to_vec(&recs).unwrap();
+        let rows: Vec<Row> = serde_json::from_slice(&json).unwrap();
+        for row in &rows {
+            let mut out = Vec::new();
+            super::write_row(&mut out, row, 0);
+            let line = String::from_utf8(out).unwrap();
+            let (before, command) = line.rsplit_once("  ").unwrap();
+            assert_eq!(command, "true\n");
+            // ID, STATE, EXIT, SLAVE, AGE and NAME with the two spaces after each but the last.
+            assert_eq!(width(before), 6 + 9 + 4 + 12 + 6 + 12 + 2 * 5, "{line:?}");
+        }
+        assert_eq!(
+            super::truncate(
+                "\u{6784}\u{5efa}\u{673a}\u{5668}\u{4e00}\u{53f7}\u{673a}",
+                12
+            ),
+            "\u{6784}\u{5efa}\u{673a}\u{5668}\u{4e00}…"
+        );
     }
 
     #[test]
