@@ -101,6 +101,8 @@ async fn attach(
     // The state the stream last showed; `None` until its first message.
     let mut state: Option<JobState> = None;
     let first_state = rec.state;
+    // Why the job waits in the queue, as last said.
+    let mut said_why: Option<String> = None;
     // What was typed before the job started; sent when it does.
     let mut held: Vec<Order> = Vec::new();
     let sends_size = rec.spec.tty && raw.is_some() && !opts.read_only;
@@ -129,8 +131,17 @@ async fn attach(
                         starts = [TailStart::whole(), TailStart::whole()];
                         input_at = 0;
                     }
-                    if job.state == JobState::Queued && state.is_none() {
-                        say(&format!("[job {id} is queued; waiting for it to start]"));
+                    // Why it waits, as `--wait` says it: first, and each time that changes.
+                    if job.state == JobState::Queued
+                        && (state.is_none() || job.reason != said_why)
+                    {
+                        let why = match &job.reason {
+                            Some(why) => format!(": {}", visible(why)),
+                            None => String::new(),
+                        };
+                        before_note(&mut out, &mut err);
+                        say(&format!("[job {id} is queued{why}; waiting for it to start]"));
+                        said_why = job.reason.clone();
                     }
                     let started = job.state == JobState::Running && state != Some(JobState::Running);
                     state = Some(job.state);
@@ -227,12 +238,13 @@ async fn attach(
                     return Ok(code);
                 }
                 finish(&mut out, &mut err, raw);
+                let goes_on = goes_on(state.unwrap_or(first_state));
                 if code == 128 + libc::SIGTERM {
-                    eprintln!("[xn terminated; job {id} keeps running]");
+                    eprintln!("[xn terminated; job {id} {goes_on}]");
                 } else if opts.read_only {
                     eprintln!("[stopped watching job {id}]");
                 } else {
-                    eprintln!("[xn interrupted; job {id} keeps running: xn -a {id} to come back]");
+                    eprintln!("[xn interrupted; job {id} {goes_on}: xn -a {id} to come back]");
                 }
                 return Ok(code);
             }
@@ -262,7 +274,8 @@ async fn attach(
                         eprintln!("[what was typed before job {id} started was not sent]");
                     }
                     eprintln!(
-                        "[detached from job {id}; it keeps running: xn -a {id} to come back]"
+                        "[detached from job {id}; it {}: xn -a {id} to come back]",
+                        goes_on(state.unwrap_or(first_state))
                     );
                     return Ok(0);
                 }
@@ -304,6 +317,14 @@ fn finish(out: &mut Sink, err: &mut Sink, raw: Option<RawMode>) {
     let _ = err.close();
     drop(raw);
     end_lines(out, err);
+}
+
+/// What a job does while xn is away: it keeps running, or, not started yet, stays queued.
+fn goes_on(state: JobState) -> &'static str {
+    match state {
+        JobState::Queued => "stays queued",
+        _ => "keeps running",
+    }
 }
 
 /// What to tell the hub, in order; `Detach` comes last.

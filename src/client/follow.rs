@@ -49,13 +49,16 @@ pub async fn follow(
     let mut link = tokio::select! {
         link = Link::open(hub, id, pos, false) => link?,
         code = interrupts.recv() => {
-            say_left(code, &keep_running(id, later));
+            say_left(code, &keep_running(id, later, false));
             return Ok(Followed { code, stopped: true, open_lines: [false; 2] });
         }
     };
     let mut out = Sink::new(Fd::Stdout);
     let mut err = Sink::new(Fd::Stderr);
     let mut attempt = None;
+    // Whether the job waits in the queue, as the stream last said: a note on leaving says it
+    // stays queued rather than that it keeps running.
+    let mut queued = false;
     // The last reason said for the job waiting in the queue.
     let mut said_queued: Option<String> = None;
     loop {
@@ -79,7 +82,7 @@ pub async fn follow(
             },
             code = interrupts.recv() => {
                 before_note(&mut out, &mut err);
-                say_left(code, &keep_running(id, later));
+                say_left(code, &keep_running(id, later, queued));
                 return Ok(Followed {
                     code,
                     stopped: true,
@@ -130,6 +133,7 @@ pub async fn follow(
             }
             // A retry: the new attempt's output starts at offset 0.
             Incoming::Msg(StreamMsg::Job { job }) => {
+                queued = job.state == JobState::Queued;
                 // Why nobody runs it, each time that changes (the hub sends the record as the
                 // stream starts, at each change of state, and when a queued job's reason
                 // changes).
@@ -180,17 +184,34 @@ fn open_lines(out: &Sink, err: &Sink) -> [bool; 2] {
     [out.ends_mid_line(), err.ends_mid_line()]
 }
 
-/// What an interrupt leaves running: job `id`, and the `later` jobs not yet followed.
-pub(super) fn keep_running(id: JobId, later: &[JobId]) -> String {
-    if later.is_empty() {
-        return format!(
-            "job {id} keeps running: xn -k {id} cancels it, xn -f {id} --follow follows it"
-        );
+/// What an interrupt leaves running: job `id` (which, `queued`, has not started: it stays
+/// queued), and the `later` jobs not yet followed.
+pub(super) fn keep_running(id: JobId, later: &[JobId], queued: bool) -> String {
+    match (later, queued) {
+        ([], false) => {
+            format!("job {id} keeps running: xn -k {id} cancels it, xn -f {id} --follow follows it")
+        }
+        ([], true) => {
+            format!("job {id} stays queued: xn -k {id} cancels it, xn -f {id} --follow follows it")
+        }
+        (_, false) => format!(
+            "jobs {} keep running: xn -k ID cancels one, xn -f ID --follow follows it",
+            with_later(id, later)
+        ),
+        // The later ones may be queued or running: xn has not looked.
+        (_, true) => format!(
+            "job {id} stays queued and {} {} on: xn -k ID cancels one, xn -f ID --follow \
+             follows it",
+            match later {
+                [_] => "job",
+                _ => "jobs",
+            },
+            match later {
+                [one] => format!("{one} goes"),
+                _ => format!("{} go", id_list(later)),
+            }
+        ),
     }
-    format!(
-        "jobs {} keep running: xn -k ID cancels one, xn -f ID --follow follows it",
-        with_later(id, later)
-    )
 }
 
 /// What a token the hub stopped taking (revoked, expired) leaves: job `id` and the `later` jobs
@@ -254,12 +275,31 @@ mod tests {
     #[test]
     fn the_note_names_every_job_left_running() {
         assert_eq!(
-            keep_running(7, &[]),
+            keep_running(7, &[], false),
             "job 7 keeps running: xn -k 7 cancels it, xn -f 7 --follow follows it"
         );
         assert_eq!(
-            keep_running(7, &[8]),
+            keep_running(7, &[8], false),
             "jobs 7, 8 keep running: xn -k ID cancels one, xn -f ID --follow follows it"
+        );
+    }
+
+    /// A job that has not started is not said to keep running.
+    #[test]
+    fn a_queued_job_stays_queued() {
+        assert_eq!(
+            keep_running(7, &[], true),
+            "job 7 stays queued: xn -k 7 cancels it, xn -f 7 --follow follows it"
+        );
+        assert_eq!(
+            keep_running(7, &[8], true),
+            "job 7 stays queued and job 8 goes on: xn -k ID cancels one, xn -f ID --follow \
+             follows it"
+        );
+        assert_eq!(
+            keep_running(7, &[8, 9, 10], true),
+            "job 7 stays queued and jobs 8-10 go on: xn -k ID cancels one, xn -f ID --follow \
+             follows it"
         );
         assert_eq!(
             id_list(&[3, 4, 5, 9, 10, 12, 13, 14, 15]),

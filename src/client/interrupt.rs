@@ -39,10 +39,10 @@ impl Interrupts {
 /// Says on stderr that xn stopped (`code` from [`Interrupts::recv`]) and what keeps running.
 /// A write error is ignored: after SIGHUP the terminal may be gone.
 pub fn say_left(code: i32, what_runs: &str) {
-    let how = if code == 128 + libc::SIGINT {
-        "interrupted"
-    } else {
-        "terminated"
+    let how = match code - 128 {
+        libc::SIGINT => "interrupted",
+        libc::SIGHUP => "hung up",
+        _ => "terminated",
     };
     let _ = writeln!(std::io::stderr(), "[xn {how}; {what_runs}]");
 }

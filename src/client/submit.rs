@@ -236,7 +236,8 @@ impl Submitted {
                 )
             }
             Submitted::Jobs(ids) => match ids.split_first() {
-                Some((&first, later)) => follow::keep_running(first, later),
+                // Not yet followed: xn has not seen whether it started.
+                Some((&first, later)) => follow::keep_running(first, later, false),
                 None => "the hub made no job".into(),
             },
         }

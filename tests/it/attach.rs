@@ -384,7 +384,10 @@ fn attaching_to_a_queued_job_waits_for_it() {
     let hub = Hub::start();
     let id = hub.submit("echo started-now", &[]);
     let mut t = Term::xn(&hub, &["-a", &id.to_string()], 24, 80);
-    t.wait_for("is queued; waiting");
+    // With the reason, as --wait gives it.
+    t.wait_for(&format!(
+        "[job {id} is queued: no slave is connected; waiting for it to start]"
+    ));
     let _s = hub.slave("s1", 1);
     t.wait_for("started-now");
     assert_eq!(t.wait_exit().code(), Some(0));

@@ -95,8 +95,15 @@ fn an_interrupted_wait_says_the_job_keeps_running() {
         let (status, _, err) = xn.finish();
         assert_eq!(status.code(), Some(code), "{err}");
         let id = hub.jobs().into_iter().map(|j| j.id).max().unwrap();
+        let how = match sig {
+            libc::SIGINT => "interrupted",
+            libc::SIGTERM => "terminated",
+            _ => "hung up",
+        };
         assert!(
-            err.contains(&format!("; job {id} keeps running: xn -k {id} cancels it")),
+            err.contains(&format!(
+                "[xn {how}; job {id} keeps running: xn -k {id} cancels it"
+            )),
             "{err}"
         );
         assert_eq!(hub.job(id).state, JobState::Running);
@@ -108,7 +115,10 @@ fn an_interrupted_wait_says_the_job_keeps_running() {
         signal(xn.child.id(), sig);
         let (status, _, err) = xn.finish();
         assert_eq!(status.code(), Some(code), "{err}");
-        assert!(err.contains(&format!("job {id} keeps running")), "{err}");
+        assert!(
+            err.contains(&format!("[xn {how}; job {id} keeps running")),
+            "{err}"
+        );
         hub.xn_ok(&["-k", &id.to_string()]);
         hub.wait_ended(id);
     }
@@ -213,7 +223,7 @@ fn a_wait_for_a_job_nobody_can_take_says_why() {
     let id = hub.jobs()[0].id;
     assert!(
         err.starts_with(&format!(
-            "[job {id} is queued: no connected slave has label tpu]\n[xn interrupted; job {id} keeps running"
+            "[job {id} is queued: no connected slave has label tpu]\n[xn interrupted; job {id} stays queued: xn -k {id} cancels it"
         )),
         "{err}"
     );
@@ -240,6 +250,45 @@ fn a_wait_says_again_when_the_reason_a_job_waits_changes() {
     let (status, out, err) = xn.finish();
     assert_eq!(status.code(), Some(0), "{err}");
     assert_eq!(out, b"ran\n");
+}
+
+/// Leaving a job that has not started says it stays queued, not that it keeps running: on a
+/// detach, SIGTERM and SIGINT alike.
+#[test]
+fn leaving_a_queued_job_says_it_stays_queued() {
+    let hub = Hub::start();
+    let _s = hub.slave("s1", 1);
+    let id = hub.submit("true", &["--on", "nope"]);
+    let id_s = id.to_string();
+    let waiting = "no connected slave has label nope; waiting for it to start]";
+    let detached = format!("[detached from job {id}; it stays queued: xn -a {id} to come back]");
+    let terminated = format!("[xn terminated; job {id} stays queued]");
+    for (leave, note) in [(None, detached), (Some(libc::SIGTERM), terminated)] {
+        let mut t = Term::xn(&hub, &["-a", &id_s], 24, 80);
+        t.wait_for(waiting);
+        match leave {
+            Some(sig) => signal(t.pid(), sig),
+            None => t.send(b"\x1dd"),
+        }
+        t.wait_exit();
+        t.wait_for(&note);
+    }
+    // SIGINT is xn's only when the terminal is not raw: attached from a pipe.
+    let xn = Collected::spawn(
+        hub.xn_command(&["-a", &id_s])
+            .stdin(std::process::Stdio::piped()),
+    );
+    wait_until("the queued note", || xn.stderr_text().contains(waiting));
+    signal(xn.child.id(), libc::SIGINT);
+    let (status, _, err) = xn.finish();
+    assert_eq!(status.code(), Some(130), "{err}");
+    assert!(
+        err.contains(&format!(
+            "[xn interrupted; job {id} stays queued: xn -a {id} to come back]"
+        )),
+        "{err}"
+    );
+    assert_eq!(hub.job(id).state, JobState::Queued);
 }
 
 #[test]
