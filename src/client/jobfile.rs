@@ -1,7 +1,8 @@
 //! Job files: JSON that describes one job (an object) or many (an array of objects), read by
 //! `xn -s --file FILE` and `xn submit FILE`. Parsing is strict: an unknown field, a wrong type or
 //! a contradiction is an error that names the file, the line and the column and says what was
-//! expected. A `stdin_file` is read here and sent as the job's inline `stdin`.
+//! expected. A `stdin_file` is read here and sent as the job's inline `stdin`. The hub's own
+//! checks name a job by its place in the list it was sent; [`Places`] names its file instead.
 
 use crate::limits::MAX_JOB_SPEC_BYTES;
 use crate::wire::JobSpec;
@@ -111,19 +112,58 @@ pub fn read_stdin_file(path: &Path) -> Result<String> {
     String::from_utf8(bytes).map_err(|_| anyhow!("stdin file {} is not UTF-8 text", path.display()))
 }
 
-/// Reads and checks a job file; returns its jobs in order.
-pub fn load(path: &Path) -> Result<Vec<JobSpec>> {
+/// Reads and checks a job file; returns its jobs in order, and notes in `places` where they
+/// came from.
+pub fn load(path: &Path, places: &mut Places) -> Result<Vec<JobSpec>> {
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("reading job file {}", path.display()))?;
     let jobs = parse(&text).map_err(|e| e.at(path))?;
+    let listed = is_list(&text);
     let base = path.parent().unwrap_or(Path::new("."));
-    jobs.into_iter()
+    let specs = jobs
+        .into_iter()
         .enumerate()
         .map(|(i, j)| {
             j.into_spec(base)
-                .with_context(|| format!("{}: job {}", path.display(), i + 1))
+                .with_context(|| Places::name(path, listed.then_some(i + 1)))
         })
-        .collect()
+        .collect::<Result<Vec<_>>>()?;
+    places
+        .jobs
+        .extend((1..=specs.len()).map(|i| (path.to_path_buf(), listed.then_some(i))));
+    Ok(specs)
+}
+
+/// Where each job of a submission came from, in the order they are sent: its file, and its
+/// place in the file's list (none for a file of one object).
+#[derive(Default, Debug)]
+pub struct Places {
+    jobs: Vec<(PathBuf, Option<usize>)>,
+}
+
+impl Places {
+    /// The hub's error about one job of the list it was sent (`job N of the list: WHAT`, see
+    /// docs/PROTOCOL.md), said of where that job came from: `FILE, job M: WHAT`, or `FILE: WHAT`
+    /// for a file of one object. `None` for any other message.
+    pub fn name_job(&self, message: &str) -> Option<String> {
+        let rest = message.strip_prefix("job ")?;
+        let (n, what) = rest.split_once(" of the list: ")?;
+        let n: usize = n.parse().ok()?;
+        let (path, place) = self.jobs.get(n.checked_sub(1)?)?;
+        Some(format!("{}: {what}", Places::name(path, *place)))
+    }
+
+    fn name(path: &Path, place: Option<usize>) -> String {
+        match place {
+            Some(i) => format!("{}, job {i}", path.display()),
+            None => path.display().to_string(),
+        }
+    }
+}
+
+/// Whether a file's text is a list of jobs rather than one object.
+fn is_list(text: &str) -> bool {
+    text.trim_start().starts_with('[')
 }
 
 /// What is wrong, and where in the file (1-based line and column).
@@ -170,7 +210,7 @@ impl ParseError {
 /// the start of its job's object).
 fn parse(text: &str) -> Result<Vec<JobFile>, ParseError> {
     use serde_json::value::RawValue;
-    let pieces: Vec<&RawValue> = if text.trim_start().starts_with('[') {
+    let pieces: Vec<&RawValue> = if is_list(text) {
         serde_json::from_str(text)
     } else {
         serde_json::from_str(text).map(|one| vec![one])
@@ -210,6 +250,43 @@ mod tests {
             .unwrap_err()
             .at(Path::new("job.json"))
             .to_string()
+    }
+
+    /// The hub's `job N of the list` is the Nth job of all the files sent: named by its file
+    /// and its place there, and without a place for a file of one object.
+    #[test]
+    fn the_hubs_place_in_the_list_is_named_by_file_and_job() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = |name: &str, text: &str| {
+            let path = dir.path().join(name);
+            std::fs::write(&path, text).unwrap();
+            path
+        };
+        let good = file("good.json", r#"{"command":"ls"}"#);
+        let lab = file("lab.json", r#" [{"command":"ls"}, {"command":"ls"}]"#);
+        let mut places = Places::default();
+        load(&good, &mut places).unwrap();
+        load(&lab, &mut places).unwrap();
+        let lab_name = lab.display();
+        assert_eq!(
+            places
+                .name_job(r#"job 3 of the list: label "a b" must be"#)
+                .unwrap(),
+            format!(r#"{lab_name}, job 2: label "a b" must be"#)
+        );
+        assert_eq!(
+            places
+                .name_job("job 1 of the list: the command is empty")
+                .unwrap(),
+            format!("{}: the command is empty", good.display())
+        );
+        for other in [
+            "job 4 of the list: x",
+            "job 0 of the list: x",
+            "the list of jobs is empty",
+        ] {
+            assert_eq!(places.name_job(other), None, "{other}");
+        }
     }
 
     #[test]

@@ -7,7 +7,7 @@ use super::attach::{self, AttachOptions};
 use super::interrupt::{say_left, Interrupts};
 use super::visible::visible;
 use super::{follow, group, jobfile};
-use crate::http::HubUrl;
+use crate::http::{HubError, HubUrl};
 use crate::wire::{BroadcastReply, JobId, JobSpec, SubmitManyReply, SubmitReply};
 use anyhow::{bail, Context, Result};
 use hyper::Method;
@@ -110,6 +110,7 @@ pub async fn run(
     if all && matches!(then, Then::Attach(_)) {
         bail!("-a attaches to one job; it does not go with --all");
     }
+    let mut places = jobfile::Places::default();
     let (specs, one_line) = match source {
         Source::Line(_) | Source::Argv(_) => {
             let mut spec = match source {
@@ -134,7 +135,7 @@ pub async fn run(
         Source::Files(files) => {
             let mut specs = Vec::new();
             for f in &files {
-                specs.extend(jobfile::load(f)?);
+                specs.extend(jobfile::load(f, &mut places)?);
             }
             (specs, false)
         }
@@ -160,7 +161,7 @@ pub async fn run(
     // none is lost on the way.
     let mut interrupts = Interrupts::catch()?;
     let (submitted, signal) =
-        match answer(&mut interrupts, send(hub, &specs, all, one_line)).await? {
+        match answer(&mut interrupts, send(hub, &specs, &places, all, one_line)).await? {
             Answer::Reply(submitted, signal) => (submitted, signal),
             Answer::GaveUp(code) => return Ok(code),
         };
@@ -259,8 +260,14 @@ fn print_ids(submitted: &Submitted) {
 }
 
 /// Sends the specs: one to every matching slave (`all`), one alone (`one_line`, answered with
-/// one id), or a list of them.
-async fn send(hub: &HubUrl, specs: &[JobSpec], all: bool, one_line: bool) -> Result<Submitted> {
+/// one id), or a list of them, whose files `places` names when the hub refuses one of them.
+async fn send(
+    hub: &HubUrl,
+    specs: &[JobSpec],
+    places: &jobfile::Places,
+    all: bool,
+    one_line: bool,
+) -> Result<Submitted> {
     if all {
         let reply: BroadcastReply = hub
             .call(Method::POST, "/api/v1/broadcast", Some(&specs[0]))
@@ -276,6 +283,13 @@ async fn send(hub: &HubUrl, specs: &[JobSpec], all: bool, one_line: bool) -> Res
     let reply: SubmitManyReply = hub
         .call(Method::POST, "/api/v1/jobs", Some(&specs))
         .await
+        .map_err(|e| match e.downcast::<HubError>() {
+            Ok(HubError { status, message }) => {
+                let message = places.name_job(&message).unwrap_or(message);
+                anyhow::Error::new(HubError { status, message })
+            }
+            Err(e) => e,
+        })
         .context("submitting the jobs")?;
     Ok(Submitted::Jobs(reply.ids))
 }

@@ -141,20 +141,37 @@ fn a_malformed_job_file_reports_line_and_column() {
         );
         assert!(err.contains(what), "{err:?} should say {what:?}");
     }
-    // The hub checks what a file cannot (here, a label with a space) and names the job.
-    let file = dir.path().join("job.json");
+    // The hub checks what a file cannot (here, a label with a space) and names the job by its
+    // place in all it was sent: xn names the file and the job's place there instead, and for
+    // a file of one object, the file alone.
+    let good = dir.path().join("good.json");
+    std::fs::write(&good, r#"{"command": "ls"}"#).unwrap();
+    let lab = dir.path().join("lab.json");
     std::fs::write(
-        &file,
+        &lab,
         r#"[{"command": "ls"}, {"command": "ls", "labels": ["a b"]}]"#,
     )
     .unwrap();
-    let out = hub.xn(&["submit", file.to_str().unwrap()]);
-    assert_eq!(out.status.code(), Some(255));
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        err.contains("job 2 of the list") && err.contains("label"),
-        "{err}"
-    );
+    let one = dir.path().join("one.json");
+    std::fs::write(&one, r#"{"command": "ls", "labels": ["a b"]}"#).unwrap();
+    for (files, named) in [
+        (vec![&good, &lab], format!("{}, job 2", lab.display())),
+        (vec![&lab], format!("{}, job 2", lab.display())),
+        (vec![&good, &one], one.display().to_string()),
+    ] {
+        let mut args = vec!["submit"];
+        args.extend(files.iter().map(|f| f.to_str().unwrap()));
+        let out = hub.xn(&args);
+        assert_eq!(out.status.code(), Some(255));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.starts_with(&format!(
+                "xn: submitting the jobs: {named}: label \"a b\" must be"
+            )),
+            "{err}"
+        );
+        assert!(!err.contains("of the list"), "{err}");
+    }
     // Nothing of a refused file was submitted.
     assert!(hub.jobs().is_empty());
 }

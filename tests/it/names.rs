@@ -107,7 +107,10 @@ fn a_job_name_pinned_slave_or_label_with_a_bidi_or_control_character_is_refused(
     let out = hub.xn(&["submit", file.to_str().unwrap()]);
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(255), "{err}");
-    assert!(err.contains("job 2 of the list: label "), "{err}");
+    assert!(
+        err.contains(&format!("{}, job 2: label ", file.display())),
+        "{err}"
+    );
     assert!(hub.jobs().is_empty());
     // Right-to-left letters are fine.
     hub.submit("true", &["--name", "\u{5d1}\u{5e0}\u{5d9}\u{5d4}"]);
