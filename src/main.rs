@@ -19,6 +19,8 @@ use tokio_util::sync::CancellationToken;
 #[command(
     name = "execnode",
     version,
+    // `execnode hub --version` as `xnhub --version`: every role (and `xnhub token ...`) has it.
+    propagate_version = true,
     about = "Remote subprocess execution: a hub, slaves that dial it, and the xn client",
     long_about = "Remote subprocess execution: a hub, slaves that dial it, and the xn client.\n\n\
         One binary, three roles. Symlinked as xnhub, xnslave or xn it takes that role \
@@ -31,8 +33,12 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Role {
+    // Each says its version under the name its symlink has (`xnhub 0.1.0`), not `execnode-hub`.
+    #[command(display_name = "xnhub")]
     Hub(HubArgs),
+    #[command(display_name = "xnslave")]
     Slave(SlaveArgs),
+    #[command(display_name = "xn")]
     Xn(Box<XnArgs>),
     /// Create the xn, xnhub and xnslave symlinks to this binary in DIR
     InstallLinks {
@@ -280,7 +286,11 @@ fn no_check(_: &mut Command, _: &ArgMatches) -> Result<(), clap::Error> {
 
 /// Parses the arguments for one personality, with its own name in `--help`.
 fn parse_as<T: Args>(name: &'static str, check: Check) -> T {
-    let mut cmd = T::augment_args(Command::new(name).version(env!("CARGO_PKG_VERSION")));
+    let mut cmd = T::augment_args(
+        Command::new(name)
+            .version(env!("CARGO_PKG_VERSION"))
+            .propagate_version(true),
+    );
     let matches = cmd.get_matches_mut();
     check(&mut cmd, &matches).unwrap_or_else(|e| e.exit());
     T::from_arg_matches(&matches).unwrap_or_else(|e| e.exit())

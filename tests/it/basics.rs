@@ -246,25 +246,49 @@ fn each_role_describes_itself_under_either_name() {
         if role == "hub" {
             assert!(by_sub.contains("DATA/admin.token"), "{by_sub}");
         }
-        // The same text, but for the name in the usage line and the link's own --version.
+        // The same text, but for the name in the usage line: `-V, --version` included.
         assert_eq!(
             by_sub.replace(
                 &format!("Usage: execnode {role}"),
                 &format!("Usage: {link}")
             ),
-            without_version(&by_link),
+            by_link,
             "{role}"
         );
+        assert!(by_sub.contains("-V, --version"), "{role}: {by_sub}");
     }
 }
 
-/// A `--help` text without its `-V, --version` entry, in the short layout or the long one.
-fn without_version(help: &str) -> String {
-    let long = help.replace("\n\n  -V, --version\n          Print version", "");
-    long.lines()
-        .filter(|l| !l.trim_start().starts_with("-V, --version"))
-        .map(|l| format!("{l}\n"))
-        .collect()
+/// `execnode ROLE --version` says what the link's `--version` says (it was refused, exit 2),
+/// and so do the hub's subcommands, under either name.
+#[test]
+fn each_role_says_its_version_under_either_name() {
+    let version = |cmd: &mut std::process::Command| {
+        let out = cmd.output().unwrap();
+        assert!(
+            out.status.success(),
+            "{cmd:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let v = env!("CARGO_PKG_VERSION");
+    for (role, link) in [("hub", "xnhub"), ("slave", "xnslave"), ("xn", "xn")] {
+        let by_link = version(std::process::Command::new(bin_dir().join(link)).arg("--version"));
+        let by_sub = version(std::process::Command::new(exe()).args([role, "--version"]));
+        assert_eq!(by_link, format!("{link} {v}\n"));
+        assert_eq!(by_sub, by_link, "{role}");
+    }
+    let by_link =
+        version(std::process::Command::new(bin_dir().join("xnhub")).args(["token", "--version"]));
+    let by_sub = version(std::process::Command::new(exe()).args(["hub", "token", "--version"]));
+    assert_eq!(
+        (by_link.as_str(), by_sub.as_str()),
+        (
+            &*format!("xnhub-token {v}\n"),
+            &*format!("xnhub-token {v}\n")
+        )
+    );
 }
 
 /// The hub writes the list's JSON itself (faster than serde): it must be byte for byte what
