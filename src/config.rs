@@ -197,6 +197,19 @@ pub fn resolve(hub: Option<String>, token: Option<String>, ca: Option<&Path>) ->
     HubUrl::parse(&url)?.with_token(token).with_tls(ca)
 }
 
+/// A number that must be at least 1 (clap's own range check would print the type's maximum).
+pub fn at_least_one<T>(s: &str) -> Result<T, String>
+where
+    T: std::str::FromStr + PartialOrd + From<u8>,
+    T::Err: std::fmt::Display,
+{
+    match s.parse::<T>() {
+        Ok(n) if n < T::from(1) => Err("must be at least 1".into()),
+        Ok(n) => Ok(n),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::{check_access, check_dir};

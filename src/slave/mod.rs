@@ -2,6 +2,7 @@
 //! it is given, and streams output back. Jobs and their unacknowledged output live in the
 //! [`Outbox`] and outlive any one connection; the connection loop dials again with backoff.
 
+pub mod args;
 mod cgroup;
 mod confine;
 mod job;
