@@ -154,6 +154,8 @@ impl Confinement {
         c.make_root()?;
         if c.sandbox {
             c.probe_sandbox().await.inspect_err(|_| c.remove_root())?;
+        } else if c.switch_to.is_some() {
+            c.probe_work_dir().await.inspect_err(|_| c.remove_root())?;
         }
         Ok(c)
     }

@@ -215,34 +215,32 @@ fn run_as_runs_jobs_as_that_user_in_a_work_dir_it_owns() {
 /// is closed to it) refuses to start saying so, with the directory and the fix, not blaming
 /// Landlock; opened to that user, the same slave starts.
 #[test]
-fn a_sandboxed_slave_whose_work_dir_its_user_cannot_reach_says_so() {
+fn a_slave_whose_work_dir_its_job_user_cannot_reach_says_so_at_start() {
     require_root!("only root can switch users");
     use std::os::unix::fs::PermissionsExt;
     let hub = Hub::start();
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)).unwrap();
-    let work = dir.path().join("wd");
-    let args = [
-        "--run-as",
-        "nobody",
-        "--sandbox",
-        "--work-dir",
-        work.to_str().unwrap(),
-    ];
-    let (status, err) = Slave::run_to_exit(&hub.url, &args, None).unwrap();
-    assert_eq!(status.code(), Some(255), "{err}");
-    let closed = dir.path().display();
-    assert!(
-        !err.contains("Landlock")
-            && err.contains("as user nobody")
-            && err.contains("Permission denied")
-            && err.contains(&format!("{closed} does not let that user through"))
-            && err.contains(&format!("chmod o+x {closed}"))
-            && err.contains("--work-dir"),
-        "{err}"
-    );
-    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o711)).unwrap();
-    let _s = Slave::start(&hub, "s1", 1, &args);
+    // With the sandbox and without: a job as that user would fail either way.
+    for (i, sandbox) in [&["--sandbox"][..], &[]].into_iter().enumerate() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)).unwrap();
+        let work = dir.path().join("wd");
+        let mut args = vec!["--run-as", "nobody", "--work-dir", work.to_str().unwrap()];
+        args.extend_from_slice(sandbox);
+        let (status, err) = Slave::run_to_exit(&hub.url, &args, None).unwrap();
+        assert_eq!(status.code(), Some(255), "{err}");
+        let closed = dir.path().display();
+        assert!(
+            !err.contains("Landlock")
+                && err.contains("as user nobody")
+                && err.contains("Permission denied")
+                && err.contains(&format!("{closed} does not let that user through"))
+                && err.contains(&format!("chmod o+x {closed}"))
+                && err.contains("--work-dir"),
+            "{err}"
+        );
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o711)).unwrap();
+        let _s = Slave::start(&hub, &format!("s{i}"), 1, &args);
+    }
 }
 
 #[test]

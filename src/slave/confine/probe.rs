@@ -1,6 +1,6 @@
 //! The slave's proofs at start, in test children through a job's code path, that the
-//! confinement it was asked for holds: the Landlock sandbox, as the job's user in a job's
-//! work directory, and a network namespace of a job's own. A failure is an error for the
+//! confinement it was asked for holds: the job's user can enter a job's work directory, the
+//! Landlock sandbox holds there, and a job can have a network namespace of its own. A failure is an error for the
 //! operator that says which of the options cannot be met, and why. Never runs a job.
 
 use super::{Confinement, Limits, Place};
@@ -45,6 +45,28 @@ impl Confinement {
             let _ = std::fs::remove_dir_all(dir);
         }
         proved
+    }
+
+    /// With `--run-as` and no sandbox: proves that the job user can enter a job's work
+    /// directory (see [`Confinement::check_reachable`]), so that a directory on the way
+    /// closed to that user stops the start rather than fail every job.
+    pub(super) async fn probe_work_dir(&self) -> Result<()> {
+        let name = format!("work-probe-{}", std::process::id());
+        let probe = Confinement {
+            cgroups: None,
+            ..self.clone()
+        };
+        let place = probe
+            .place(&name, true)
+            .context("creating the probe's directories")?;
+        let reachable = self.check_reachable(&place.work).await;
+        for dir in [Some(&place.work), place.tmp.as_ref()]
+            .into_iter()
+            .flatten()
+        {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+        reachable
     }
 
     /// The sandboxed test child of [`Confinement::probe_sandbox`], in `place`, with `outside`
