@@ -68,9 +68,14 @@ impl std::fmt::Debug for HubUrl {
 }
 
 /// The hub took the connection and the request but ended the connection without an answer:
-/// it went away just then (a crash, a stop). Not the same as a hub that cannot be reached.
+/// it went away just then (a crash, a stop), or it refused the connection as one too many
+/// from this address (`xnhub --max-conns-per-addr`), which it closes unread. Not the same as
+/// a hub that cannot be reached.
 #[derive(Debug, thiserror::Error)]
-#[error("hub at {0} did not answer")]
+#[error(
+    "hub at {0} closed the connection without an answer (it may be stopping, or refusing more \
+     connections from this address: see its log and --max-conns-per-addr)"
+)]
 pub struct NoAnswer(pub String);
 
 /// A REST call the hub answered with an error status.

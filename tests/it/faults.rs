@@ -405,7 +405,7 @@ fn a_follower_whose_first_connection_the_hub_drops_dials_again() {
     ));
     wait_until("the follower to try again, or give up", || {
         follower.stderr_text().contains("reconnecting")
-            || follower.stderr_text().contains("did not answer")
+            || follower.stderr_text().contains("without an answer")
     });
     relay.refuse_new(false);
     wait_until("the follower to stream, or exit", || {
