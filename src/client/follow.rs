@@ -121,12 +121,20 @@ pub async fn follow(
                         job.stderr_len
                     );
                 }
-                if job.state != JobState::Exited {
+                // A job that exited or was killed with a reason: the hub could not store all
+                // of its output (`output incomplete: ...`). What was written is not the job's
+                // whole output, so xn does not exit as if it were.
+                let incomplete = matches!(job.state, JobState::Exited | JobState::Signaled)
+                    && job.reason.is_some();
+                if job.state != JobState::Exited || incomplete {
                     before_note(&mut out, &mut err);
                     eprintln!("xn: job {id} {}", visible(&job.describe_end()));
                 }
                 return Ok(Followed {
-                    code: job.client_exit_code().unwrap_or(1),
+                    code: match incomplete {
+                        true => super::EXIT_XN_ERROR,
+                        false => job.client_exit_code().unwrap_or(1),
+                    },
                     stopped: false,
                     open_lines: open_lines(&out, &err),
                 });

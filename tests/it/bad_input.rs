@@ -512,3 +512,80 @@ fn flags_that_do_not_go_together_are_refused_and_nothing_is_submitted() {
         "{err}"
     );
 }
+
+/// A slave (from before `resend`) whose output the hub could not all store: its end says more
+/// than the hub has. The job's record says so, and `xn -f --follow` does not exit as if the
+/// output were whole.
+#[test]
+fn a_job_whose_output_was_not_all_stored_is_not_followed_as_a_success() {
+    use execnode::conn::{self, Incoming};
+    use execnode::http::HubUrl;
+    use execnode::wire::{HubToSlave, Outcome, SlaveMsg, PROTOCOL_VERSION};
+    let hub = Hub::start();
+    let id = hub.submit("echo ten bytes", &["--no-tty"]);
+    let url = HubUrl::parse(&hub.url)
+        .unwrap()
+        .with_token(Some(hub.slave_token.clone()));
+    runtime().block_on(async {
+        let ws = url.websocket("/api/v1/slave").await.unwrap();
+        let (mut rd, tx) = conn::start(ws);
+        tx.send(&SlaveMsg::Hello {
+            protocol: PROTOCOL_VERSION,
+            name: "old".into(),
+            slots: 1,
+            running: vec![],
+            labels: vec![],
+            instance: None,
+            resend: false,
+        })
+        .await
+        .unwrap();
+        loop {
+            match rd.recv::<HubToSlave>().await.unwrap() {
+                Some(Incoming::Msg(HubToSlave::Assign { job, .. })) => {
+                    assert_eq!(job, id);
+                    break;
+                }
+                Some(_) => continue,
+                None => panic!("the hub closed the session"),
+            }
+        }
+        tx.send(&SlaveMsg::Started { job: id, pid: 1 })
+            .await
+            .unwrap();
+        // Ten bytes produced, none of them stored.
+        tx.send(&SlaveMsg::Ended {
+            job: id,
+            outcome: Outcome::Exited { code: 0 },
+            stdout_len: 10,
+            stderr_len: 0,
+            cancelled: None,
+        })
+        .await
+        .unwrap();
+        // The hub stored the end.
+        loop {
+            match rd.recv::<HubToSlave>().await.unwrap() {
+                Some(Incoming::Msg(HubToSlave::Done { job })) if job == id => break,
+                Some(_) => continue,
+                None => panic!("the hub closed the session"),
+            }
+        }
+    });
+    let rec = hub.wait_ended(id);
+    assert_eq!(rec.exit_code, Some(0));
+    let reason = rec.reason.unwrap_or_default();
+    assert!(
+        reason.contains("output incomplete: stored 0+0 of 10+0"),
+        "{reason}"
+    );
+    let out = hub.xn(&["-f", &id.to_string(), "--follow"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(255), "{err}");
+    assert!(
+        err.contains(&format!(
+            "xn: job {id} exited with code 0: output incomplete"
+        )),
+        "{err}"
+    );
+}
