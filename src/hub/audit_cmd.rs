@@ -4,7 +4,7 @@
 
 use super::audit;
 use super::store::DB_FILE;
-use crate::client::visible::{cell, visible};
+use crate::client::visible::{cell, pad, visible, width};
 use crate::wire::AuditEntry;
 use anyhow::{anyhow, Result};
 use clap::Args;
@@ -75,10 +75,10 @@ fn table(rows: &[AuditEntry]) -> String {
         })
         .collect();
     let head = ["TIME", "ACTOR", "ACTION", "TARGET", "PEER", "DETAIL"];
-    let mut width = head.map(str::len);
+    let mut widths = head.map(str::len);
     for row in &cells {
-        for (w, c) in width.iter_mut().zip(row) {
-            *w = (*w).max(c.chars().count());
+        for (w, c) in widths.iter_mut().zip(row) {
+            *w = (*w).max(width(c));
         }
     }
     let mut out = String::new();
@@ -88,7 +88,8 @@ fn table(rows: &[AuditEntry]) -> String {
             if i == 5 {
                 l += c;
             } else {
-                l += &format!("{c:<w$}  ", w = width[i]);
+                l += &pad(c, widths[i]);
+                l += "  ";
             }
         }
         out += l.trim_end();
@@ -161,5 +162,10 @@ mod tests {
         let at = |l: &str| l.find("refused").unwrap();
         assert_eq!(at(lines[1]), at(lines[2]), "{t}");
         assert!(lines[2].contains(" -  "), "no peer: {t}");
+        // A name of double-width characters takes the columns it shows in.
+        let t = table(&[row("名前", "x", None), row("ab", "y", None)]);
+        let lines: Vec<&str> = t.lines().collect();
+        let col = |l: &str| crate::client::visible::width(&l[..l.find("refused").unwrap()]);
+        assert_eq!(col(lines[1]), col(lines[2]), "{t}");
     }
 }
