@@ -3,8 +3,12 @@
 
 use super::*;
 
-/// How long to wait before trying again to commit a job's end that could not be stored.
+/// How long to wait before trying again to commit a job's end that could not be stored, the
+/// first time; each wait after is twice as long.
 const END_RETRY: Duration = Duration::from_millis(500);
+/// The longest wait between two tries, so that a disk full for an hour logs a line a few
+/// seconds, not two a second.
+const END_RETRY_MAX: Duration = Duration::from_secs(8);
 
 impl Hub {
     /// The slave started a job's process.
@@ -72,14 +76,16 @@ impl Hub {
         // keeps the job until it hears `done`, and a lost end would leave the job running in
         // the records for ever. Nothing changed in memory when it failed, so a retry is the
         // same commit.
+        let mut pause = END_RETRY;
         loop {
             match self.finish(rec.clone()).await {
                 Err(JobError::Store(e)) => {
                     tracing::error!(
                         job = id,
-                        "storing the job's end failed; trying again in {END_RETRY:?}: {e:#}"
+                        "storing the job's end failed; trying again in {pause:?}: {e:#}"
                     );
-                    tokio::time::sleep(END_RETRY).await;
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(END_RETRY_MAX);
                 }
                 other => return other,
             }
