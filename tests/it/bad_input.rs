@@ -518,37 +518,15 @@ fn flags_that_do_not_go_together_are_refused_and_nothing_is_submitted() {
 /// output were whole.
 #[test]
 fn a_job_whose_output_was_not_all_stored_is_not_followed_as_a_success() {
-    use execnode::conn::{self, Incoming};
-    use execnode::http::HubUrl;
-    use execnode::wire::{HubToSlave, Outcome, SlaveMsg, PROTOCOL_VERSION};
+    use crate::redial::{dial_holding, next, runtime};
+    use execnode::wire::{HubToSlave, Outcome, SlaveMsg};
     let hub = Hub::start();
     let id = hub.submit("echo ten bytes", &["--no-tty"]);
-    let url = HubUrl::parse(&hub.url)
-        .unwrap()
-        .with_token(Some(hub.slave_token.clone()));
     runtime().block_on(async {
-        let ws = url.websocket("/api/v1/slave").await.unwrap();
-        let (mut rd, tx) = conn::start(ws);
-        tx.send(&SlaveMsg::Hello {
-            protocol: PROTOCOL_VERSION,
-            name: "old".into(),
-            slots: 1,
-            running: vec![],
-            labels: vec![],
-            instance: None,
-            resend: false,
-        })
-        .await
-        .unwrap();
-        loop {
-            match rd.recv::<HubToSlave>().await.unwrap() {
-                Some(Incoming::Msg(HubToSlave::Assign { job, .. })) => {
-                    assert_eq!(job, id);
-                    break;
-                }
-                Some(_) => continue,
-                None => panic!("the hub closed the session"),
-            }
+        let (mut rd, tx) = dial_holding(&hub, "old", None, 1, vec![]).await;
+        match next(&mut rd).await {
+            Some(HubToSlave::Assign { job, .. }) => assert_eq!(job, id),
+            other => panic!("expected the job, got {other:?}"),
         }
         tx.send(&SlaveMsg::Started { job: id, pid: 1 })
             .await
@@ -565,8 +543,8 @@ fn a_job_whose_output_was_not_all_stored_is_not_followed_as_a_success() {
         .unwrap();
         // The hub stored the end.
         loop {
-            match rd.recv::<HubToSlave>().await.unwrap() {
-                Some(Incoming::Msg(HubToSlave::Done { job })) if job == id => break,
+            match next(&mut rd).await {
+                Some(HubToSlave::Done { job }) if job == id => break,
                 Some(_) => continue,
                 None => panic!("the hub closed the session"),
             }
