@@ -115,8 +115,9 @@ impl Cgroups {
 
     /// Kills and removes the jobs' cgroups of slaves that are gone: `xn-PID@START-*` whose
     /// process (that pid, started then) is not running (a zombie is not). Names without
-    /// START, from slaves before it, go when their pid is not running (or is ours). A job whose slave was killed
-    /// cannot be taken back by a new one, so its processes would otherwise run on unseen.
+    /// START, from slaves before it, go when their pid is not running (or is ours). A job
+    /// whose slave was killed cannot be taken back by a new one, so its processes would
+    /// otherwise run on unseen.
     fn clear_dead(&self) {
         let Ok(entries) = std::fs::read_dir(&self.dir) else {
             return;
