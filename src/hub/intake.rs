@@ -190,7 +190,9 @@ async fn run(
                         let a = acks.entry(key).or_default();
                         a.stored = a.stored.max(len);
                         a.short = short;
-                        stalls.remove(&key);
+                        if !stalls.is_empty() {
+                            stalls.remove(&key);
+                        }
                     }
                     Fate::Dropped => {}
                     Fate::Unwritten(key, offset, message) if resend => {
@@ -319,9 +321,11 @@ fn store_batch(hub: &Hub, sid: SessionId, frames: &[Bytes], mut stalls: Stalls) 
     for frame in frames {
         let fate = store_one(hub, sid, frame, &mut targets, &stalls);
         match &fate {
-            Fate::Stored(key, ..) => {
+            Fate::Stored(key, ..) if !stalls.is_empty() => {
                 stalls.remove(key);
             }
+            // Only for this batch: its later frames are dropped. The caller keeps the stall
+            // with its offset and when to ask again.
             Fate::Unwritten(key, ..) => {
                 let at = tokio::time::Instant::now();
                 stalls.insert(*key, Stall::Waiting { offset: 0, at });
