@@ -7,7 +7,7 @@ use super::{
     wait_lines,
 };
 use crate::browser::{Browser, CTRL};
-use crate::util::Hub;
+use crate::util::{Hub, TIMEOUT};
 
 #[test]
 fn a_user_signs_in_runs_a_shell_types_into_it_and_comes_back() {
@@ -252,8 +252,14 @@ fn a_watching_page_draws_the_job_at_its_attached_clients_size() {
     };
     b.wait_for("the attached client's 30 rows", &rows(30));
     t.resize(40, 120);
-    t.send(b"stty size\r");
-    t.wait_for("40 120\r\n");
+    // The resize reaches the job on its own path, not in order with the keys typed after it
+    // (as in attach::bash_sees_the_clients_size_and_resizes): ask until it shows.
+    let start = std::time::Instant::now();
+    while !t.text().contains("40 120\r\n") {
+        assert!(start.elapsed() < TIMEOUT, "{}", t.text());
+        t.send(b"stty size\r");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
     b.wait_for("40 rows", &rows(40));
     t.send(b"exit\r");
     assert_eq!(t.wait_exit().code(), Some(0));
