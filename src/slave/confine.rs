@@ -7,17 +7,21 @@
 //! before the spawn; the system calls themselves are in `sys.rs`. Never runs a job.
 
 mod probe;
+mod shared;
 
 use super::cgroup::{Cgroups, JobCgroup};
 use super::sys::{self, ChildSetup, Ids, UserInfo};
 use anyhow::{bail, Context, Result};
+use nix::fcntl::Flock;
 use std::collections::BTreeMap;
 use std::ffi::CString;
+use std::fs::File;
 use std::io;
 use std::os::fd::AsFd;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{DirBuilderExt, MetadataExt};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use tokio::process::Command;
 
 pub use sys::Rlimits as Limits;
@@ -59,6 +63,9 @@ pub struct Confinement {
     keep: bool,
     cgroups: Option<Cgroups>,
     no_network: bool,
+    /// This slave's shared lock on a `--work-dir` (see `confine/shared.rs`), held while it
+    /// runs.
+    _shared: Option<Arc<Flock<File>>>,
 }
 
 /// A job's directories: its work directory, and its private temp dir when sandboxed; and its
@@ -137,7 +144,7 @@ impl Confinement {
                 true,
             ),
         };
-        let c = Confinement {
+        let mut c = Confinement {
             switch_to,
             user,
             limits: opts.limits,
@@ -147,11 +154,15 @@ impl Confinement {
             keep: opts.keep_work_dirs,
             cgroups,
             no_network: opts.no_network,
+            _shared: None,
         };
         if c.no_network {
             probe::private_network().await?;
         }
         c.make_root()?;
+        if !c.own_root {
+            c._shared = Some(Arc::new(shared::claim(&c.root, c.keep)?));
+        }
         if c.sandbox {
             c.probe_sandbox().await.inspect_err(|_| c.remove_root())?;
         } else if c.switch_to.is_some() {

@@ -343,6 +343,34 @@ fn work_dirs_are_removed_after_the_job_unless_kept() {
     assert_eq!(out.trim(), stale.to_str().unwrap(), "{out}");
 }
 
+/// A `--work-dir` whose slave was killed keeps the directories of the jobs it ran; the next
+/// slave there removes them, but only when no other live slave uses the same directory.
+#[test]
+fn what_a_killed_slave_left_in_its_work_dir_goes_with_the_next_slave_alone_there() {
+    let hub = Hub::start();
+    let dir = tempfile::tempdir().unwrap();
+    let work = dir.path().join("work");
+    let args = ["--work-dir", work.to_str().unwrap()];
+    let mut first = Slave::start(&hub, "first", 1, &args);
+    let id = hub.submit("sleep 600", &["--slave", "first"]);
+    hub.wait_state(id, JobState::Running);
+    let left = work.join("jobs").join(id.to_string());
+    assert!(left.is_dir());
+    // A second slave on the same directory while the first runs: the job's is not its to take.
+    let mut second = Slave::start(&hub, "second", 1, &args);
+    assert!(left.is_dir());
+    assert!(!second.log_contains("left by a slave that is gone"));
+    first.kill();
+    second.kill();
+    // Alone there, the next one clears it.
+    let third = Slave::start(&hub, "third", 1, &args);
+    assert!(!left.exists());
+    assert!(third.log_contains(&format!("removing {}", left.display())));
+    // And runs jobs as ever.
+    let (rec, out) = run(&hub, "pwd");
+    assert_exited(&rec, 0, &out);
+}
+
 #[test]
 fn the_default_work_dir_goes_when_the_slave_stops() {
     let hub = Hub::start();
