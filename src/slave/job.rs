@@ -300,7 +300,7 @@ mod tests {
             let mut earlier = outbox.lane(1);
             earlier.turn().await;
             let (tx, rx) = mpsc::unbounded_channel();
-            let run = outbox.add(1, None, tx.clone()).unwrap();
+            let run = outbox.add(1, None, true, tx.clone()).unwrap();
             let spec = JobSpec {
                 tty: false,
                 ..JobSpec::shell(format!("touch {}", marker.display()))

@@ -107,7 +107,7 @@ impl Orders {
                 claim,
             } => {
                 let (ctl_tx, ctl_rx) = mpsc::unbounded_channel();
-                let Some(run) = outbox.add(job, claim, ctl_tx) else {
+                let Some(run) = outbox.add(job, claim, spec.tty, ctl_tx) else {
                     tracing::warn!(
                         job,
                         "the hub assigned a job this slave already holds: ignored"
@@ -195,7 +195,7 @@ impl Orders {
     /// the job ends `failed` with the reason, rather than wait as `assigned` for ever.
     fn unreadable_assignment(&self, job: JobId, error: &str) {
         let (ctl_tx, _) = mpsc::unbounded_channel();
-        let Some(run) = self.outbox.add(job, None, ctl_tx) else {
+        let Some(run) = self.outbox.add(job, None, true, ctl_tx) else {
             tracing::warn!(
                 job,
                 "unreadable assignment of a job this slave already holds, ignored: {error}"

@@ -47,6 +47,8 @@ struct JobSlot {
     ctl: mpsc::UnboundedSender<JobCtl>,
     /// The claim its assignment carried, listed with it in a hello.
     claim: Option<String>,
+    /// Its output is a terminal's (lines end in `\r\n`), not pipes'.
+    tty: bool,
     out: [StreamBuf; 2],
     pid: Option<u32>,
     started_sent: bool,
@@ -164,12 +166,13 @@ impl Outbox {
         self.jobs.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Registers a new run of a job; `None` if the job is known already (a repeated
-    /// assignment).
+    /// Registers a new run of a job (`tty`: its output is a terminal's, whose lines end in
+    /// `\r\n`); `None` if the job is known already (a repeated assignment).
     pub fn add(
         &self,
         id: JobId,
         claim: Option<String>,
+        tty: bool,
         ctl: mpsc::UnboundedSender<JobCtl>,
     ) -> Option<Run> {
         let mut jobs = self.lock();
@@ -183,6 +186,7 @@ impl Outbox {
                 run: n,
                 ctl,
                 claim,
+                tty,
                 out: Default::default(),
                 pid: None,
                 started_sent: false,
@@ -268,7 +272,7 @@ impl Outbox {
                 let unsent = s.unsent_len();
                 if away && unsent + data.len() > self.limit {
                     let want = (unsent + data.len() - self.limit).max(self.limit / 8);
-                    drop_oldest_unsent(id, s, want);
+                    drop_oldest_unsent(id, s, want, j.tty);
                 }
                 if away || s.buf.len() < self.limit {
                     s.buf.extend(data);

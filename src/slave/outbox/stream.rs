@@ -72,17 +72,18 @@ impl StreamBuf {
 }
 
 /// What replaces output dropped while the hub was away, so that the loss is never silent: a
-/// line of its own, begun with a line break unless the output before it ended a line.
-/// (`\r\n`: the stream may be a terminal's.)
-fn drop_marker(n: usize, at_line_start: bool) -> Vec<u8> {
-    let br = if at_line_start { "" } else { "\r\n" };
-    format!("{br}[execnode: {n} bytes of output dropped here: the hub was unreachable]\r\n")
+/// line of its own, begun with a line break unless the output before it ended a line; its
+/// line breaks a terminal's (`\r\n`) for a `tty` job, else `\n`.
+fn drop_marker(n: usize, at_line_start: bool, tty: bool) -> Vec<u8> {
+    let nl = if tty { "\r\n" } else { "\n" };
+    let br = if at_line_start { "" } else { nl };
+    format!("{br}[execnode: {n} bytes of output dropped here: the hub was unreachable]{nl}")
         .into_bytes()
 }
 
 /// Drops up to `want` bytes that were never sent, the oldest first, and puts a marker in their
 /// place. Bytes that were sent once may be stored at the hub already, so they stay.
-pub(super) fn drop_oldest_unsent(id: JobId, s: &mut StreamBuf, want: usize) {
+pub(super) fn drop_oldest_unsent(id: JobId, s: &mut StreamBuf, want: usize, tty: bool) {
     let at = s.sent_hw.max(s.acked);
     let start = (at - s.acked) as usize;
     // A marker still unsent at the start of the droppable region is merged into the new one,
@@ -102,7 +103,7 @@ pub(super) fn drop_oldest_unsent(id: JobId, s: &mut StreamBuf, want: usize) {
         Some(i) => s.buf[i] == b'\n',
         None => s.acked == 0,
     };
-    let marker = drop_marker(old_count + n, at_line_start);
+    let marker = drop_marker(old_count + n, at_line_start, tty);
     s.marker = Some((at, marker.len(), old_count + n));
     s.buf.extend(marker);
     s.buf.append(&mut tail);

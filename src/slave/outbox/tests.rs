@@ -7,7 +7,7 @@ use crate::limits::SLAVE_WINDOW_BYTES;
 fn overflow_while_disconnected_drops_oldest_unsent_with_a_marker() {
     let ob = Outbox::new(MAX_DATA_CHUNK);
     let (tx, _rx) = mpsc::unbounded_channel();
-    let run = ob.add(1, None, tx).unwrap();
+    let run = ob.add(1, None, true, tx).unwrap();
     let rt = tokio::runtime::Builder::new_current_thread()
         .build()
         .unwrap();
@@ -29,28 +29,37 @@ fn overflow_while_disconnected_drops_oldest_unsent_with_a_marker() {
 }
 
 #[test]
-fn a_drop_marker_after_a_whole_line_adds_no_blank_line() {
-    let ob = Outbox::new(MAX_DATA_CHUNK);
-    let (tx, _rx) = mpsc::unbounded_channel();
-    let run = ob.add(1, None, tx).unwrap();
-    block_on(async {
-        ob.push(run, Stream::Stdout, b"sent\n").await;
-        ob.take(0, &mut Vec::with_capacity).unwrap();
-        ob.push(run, Stream::Stdout, &vec![b'b'; MAX_DATA_CHUNK])
-            .await;
-        ob.push(run, Stream::Stdout, b"last").await;
-    });
-    let jobs = ob.lock();
-    let buf: Vec<u8> = jobs[&1].out[0].buf.iter().copied().collect();
-    let text = String::from_utf8_lossy(&buf);
-    assert!(text.starts_with("sent\n[execnode: "), "{text:?}");
+fn a_drop_marker_after_a_whole_line_adds_no_blank_line_and_ends_lines_as_the_job_does() {
+    // A pipes job's lines end in `\n`, a terminal's in `\r\n`.
+    for (tty, nl) in [(false, "\n"), (true, "\r\n")] {
+        let ob = Outbox::new(MAX_DATA_CHUNK);
+        let (tx, _rx) = mpsc::unbounded_channel();
+        let run = ob.add(1, None, tty, tx).unwrap();
+        block_on(async {
+            ob.push(run, Stream::Stdout, format!("sent{nl}").as_bytes())
+                .await;
+            ob.take(0, &mut Vec::with_capacity).unwrap();
+            ob.push(run, Stream::Stdout, &vec![b'b'; MAX_DATA_CHUNK])
+                .await;
+            ob.push(run, Stream::Stdout, b"last").await;
+        });
+        let jobs = ob.lock();
+        let buf: Vec<u8> = jobs[&1].out[0].buf.iter().copied().collect();
+        let text = String::from_utf8_lossy(&buf);
+        assert!(
+            text.starts_with(&format!("sent{nl}[execnode: ")),
+            "{text:?}"
+        );
+        assert!(text.contains(&format!("unreachable]{nl}")), "{text:?}");
+        assert_eq!(text.contains('\r'), tty, "{text:?}");
+    }
 }
 
 #[test]
 fn drops_in_a_row_are_counted_in_one_marker() {
     let ob = Outbox::new(MAX_DATA_CHUNK);
     let (tx, _rx) = mpsc::unbounded_channel();
-    let run = ob.add(1, None, tx).unwrap();
+    let run = ob.add(1, None, true, tx).unwrap();
     let rt = tokio::runtime::Builder::new_current_thread()
         .build()
         .unwrap();
@@ -99,7 +108,7 @@ fn block_on<F: std::future::Future>(f: F) -> F::Output {
 fn small_output_goes_at_once_and_is_coalesced_while_in_flight() {
     let ob = Outbox::new(8 << 20);
     let (tx, _rx) = mpsc::unbounded_channel();
-    let run = ob.add(1, None, tx).unwrap();
+    let run = ob.add(1, None, true, tx).unwrap();
     ob.set_connected(true);
     block_on(ob.push(run, Stream::Stdout, b"a"));
     assert_eq!(
@@ -126,7 +135,7 @@ fn small_output_goes_at_once_and_is_coalesced_while_in_flight() {
 fn the_window_bounds_what_is_in_flight_and_acks_reopen_it() {
     let ob = Outbox::new(8 << 20);
     let (tx, _rx) = mpsc::unbounded_channel();
-    let run = ob.add(1, None, tx).unwrap();
+    let run = ob.add(1, None, true, tx).unwrap();
     let total = 3 * SLAVE_WINDOW_BYTES as usize;
     block_on(ob.push(run, Stream::Stdout, &vec![b'x'; total]));
     let first = frame_lens(&ob.take(0, &mut Vec::with_capacity).unwrap());
@@ -147,7 +156,7 @@ fn the_window_bounds_what_is_in_flight_and_acks_reopen_it() {
 fn refused_frames_reopen_the_window_and_the_end_is_still_sent() {
     let ob = Outbox::new(8 << 20);
     let (tx, _rx) = mpsc::unbounded_channel();
-    let run = ob.add(1, None, tx).unwrap();
+    let run = ob.add(1, None, true, tx).unwrap();
     let total = 2 * SLAVE_WINDOW_BYTES as usize + 5;
     block_on(ob.push(run, Stream::Stdout, &vec![b'x'; total]));
     ob.ended(run, Outcome::Exited { code: 0 });
@@ -170,7 +179,7 @@ fn refused_frames_reopen_the_window_and_the_end_is_still_sent() {
 fn a_resend_sends_the_stream_again_from_its_offset_and_the_end_after_it() {
     let ob = Outbox::new(8 << 20);
     let (tx, _rx) = mpsc::unbounded_channel();
-    let run = ob.add(1, None, tx).unwrap();
+    let run = ob.add(1, None, true, tx).unwrap();
     let total = 3 * MAX_DATA_CHUNK;
     block_on(ob.push(run, Stream::Stdout, &vec![b'x'; total]));
     ob.ended(run, Outcome::Exited { code: 0 });
@@ -217,7 +226,7 @@ fn bytes_sent_to_a_hub_that_went_away_do_not_stop_the_job() {
     let limit = MAX_DATA_CHUNK;
     let ob = Outbox::new(limit);
     let (tx, _rx) = mpsc::unbounded_channel();
-    let run = ob.add(1, None, tx).unwrap();
+    let run = ob.add(1, None, true, tx).unwrap();
     ob.set_connected(true);
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_time()
@@ -251,7 +260,7 @@ fn a_forgotten_run_does_not_report_for_the_next_run_of_its_job_which_waits_for_i
     let ob = Outbox::new(8 << 20);
     ob.set_connected(true);
     let (tx, _rx) = mpsc::unbounded_channel();
-    let old = ob.add(1, None, tx).unwrap();
+    let old = ob.add(1, None, true, tx).unwrap();
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -261,7 +270,7 @@ fn a_forgotten_run_does_not_report_for_the_next_run_of_its_job_which_waits_for_i
     // The hub gave the job up, then assigned it again.
     ob.forget(1);
     let (tx, _rx) = mpsc::unbounded_channel();
-    let new = ob.add(1, None, tx).unwrap();
+    let new = ob.add(1, None, true, tx).unwrap();
     assert_ne!(old, new);
     // The new run's turn comes only once the old run has left the lane.
     rt.block_on(async {
@@ -299,7 +308,7 @@ fn a_run_waiting_for_room_goes_on_when_its_job_is_forgotten() {
     let ob = Outbox::new(MAX_DATA_CHUNK);
     ob.set_connected(true);
     let (tx, _rx) = mpsc::unbounded_channel();
-    let run = ob.add(1, None, tx).unwrap();
+    let run = ob.add(1, None, true, tx).unwrap();
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
